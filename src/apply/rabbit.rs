@@ -1,0 +1,295 @@
+//! The broker executor. Additions go in as partial definitions documents (one request per
+//! chunk, the way RabbitMQ's own import works); removals go one by one through the management
+//! API, except bindings, which AMQP removes exactly, arguments included.
+
+use serde_json::{Value, json};
+
+use super::Outcome;
+use crate::error::GodError;
+use crate::model::{DestinationType, Origin, record_binding};
+use crate::plan::{Action, Change, Plan, Resource};
+use crate::rabbit::amqp::{AmqpSession, field_table};
+use crate::rabbit::management::ManagementApi;
+
+/// Objects per definitions document. Large enough that request overhead vanishes, small enough
+/// that a failure part-way leaves little in doubt.
+pub const IMPORT_CHUNK: usize = 2000;
+
+/// Choices made at apply time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Replace and delete queues even when they hold messages.
+    pub allow_data_loss: bool,
+}
+
+/// Executes plans against one vhost.
+pub struct RabbitExecutor<'a> {
+    api: &'a ManagementApi,
+    amqp: &'a AmqpSession,
+    options: ApplyOptions,
+    outcomes: Vec<Option<Outcome>>,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// One object of a definitions document, and the change it belongs to.
+struct ImportItem {
+    change: usize,
+    section: &'static str,
+    body: Value,
+}
+
+impl<'a> RabbitExecutor<'a> {
+    /// Prepares an executor; `progress` is told how many changes finished at each step.
+    pub fn new(
+        api: &'a ManagementApi,
+        amqp: &'a AmqpSession,
+        options: ApplyOptions,
+        progress: &'a (dyn Fn(u64) + Sync),
+    ) -> Self {
+        Self {
+            api,
+            amqp,
+            options,
+            outcomes: Vec::new(),
+            progress,
+        }
+    }
+
+    /// Carries out the plan's changes in order, stopping at the first failure. Returns one
+    /// outcome per change.
+    pub async fn execute(mut self, plan: &Plan) -> Vec<Outcome> {
+        self.outcomes = vec![None; plan.changes.len()];
+        for (i, c) in plan.changes.iter().enumerate() {
+            if let Some(why) = &c.blocked {
+                self.finish(i, Outcome::Refused(why.clone()));
+            }
+        }
+        // Each step stops the run at its first failure; what did not run stays NotAttempted.
+        if self.remove_replaced(plan).await.is_ok() && self.import_additions(plan).await.is_ok() {
+            let _ = self.removals(plan).await;
+        }
+        self.outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::NotAttempted))
+            .collect()
+    }
+
+    fn finish(&mut self, index: usize, outcome: Outcome) {
+        if self.outcomes[index].is_none() {
+            self.outcomes[index] = Some(outcome);
+            (self.progress)(1);
+        }
+    }
+
+    fn pending(&self, index: usize) -> bool {
+        self.outcomes[index].is_none()
+    }
+
+    /// First half of each replace: delete the old object (a queue only while empty, unless
+    /// data loss is allowed).
+    async fn remove_replaced(&mut self, plan: &Plan) -> Result<(), ()> {
+        for (i, c) in plan.changes.iter().enumerate() {
+            if c.action != Action::Replace || !self.pending(i) {
+                continue;
+            }
+            let name = c.id.split_once('/').map(|(_, n)| n).unwrap_or_default();
+            let result = match c.kind.as_str() {
+                "queue" => self.api.delete_queue(name, !self.options.allow_data_loss).await,
+                _ => self.api.delete_exchange_forcibly(name).await.map(|_| true),
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => self.finish(i, Outcome::Refused("the queue received messages since the plan; it is kept".to_string())),
+                Err(e) => return self.fail(i, e),
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, index: usize, error: GodError) -> Result<(), ()> {
+        self.finish(index, Outcome::Failed(error.to_string()));
+        Err(())
+    }
+
+    /// Everything that adds: exchanges, queues, policies, bindings and god's record bindings,
+    /// imported in chunks. A chunk that fails leaves its changes unknown and stops the run.
+    async fn import_additions(&mut self, plan: &Plan) -> Result<(), ()> {
+        let items: Vec<ImportItem> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.pending(*i))
+            .flat_map(|(i, c)| import_items(i, c))
+            .collect();
+        let mut remaining = vec![0usize; plan.changes.len()];
+        for item in &items {
+            remaining[item.change] += 1;
+        }
+        for chunk in items.chunks(IMPORT_CHUNK) {
+            if let Err(e) = self.api.import(document(chunk)).await {
+                let detail = format!("the import of this part failed: {e}");
+                for item in chunk {
+                    self.finish(item.change, Outcome::Unknown(detail.clone()));
+                }
+                return Err(());
+            }
+            for item in chunk {
+                remaining[item.change] -= 1;
+                if remaining[item.change] == 0 {
+                    self.finish(item.change, Outcome::Done);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything that removes, in plan order: bindings, policies, queues, exchanges.
+    async fn removals(&mut self, plan: &Plan) -> Result<(), ()> {
+        self.unbind(plan).await?;
+        for (i, c) in plan.changes.iter().enumerate() {
+            if c.action != Action::Delete || !self.pending(i) {
+                continue;
+            }
+            let outcome = match c.before.as_ref() {
+                Some(Resource::Policy(p)) => self.api.delete_policy(&p.name).await.map(|_| Outcome::Done),
+                Some(Resource::Queue(q)) => self
+                    .api
+                    .delete_queue(&q.name, !self.options.allow_data_loss)
+                    .await
+                    .map(|deleted| refused_unless(deleted, "the queue holds messages now; it is kept")),
+                Some(Resource::Exchange(e)) => self
+                    .api
+                    .delete_exchange(&e.name)
+                    .await
+                    .map(|deleted| refused_unless(deleted, "other objects are still bound to it; it is kept")),
+                _ => continue,
+            };
+            match outcome {
+                Ok(o) => self.finish(i, o),
+                Err(e) => return self.fail(i, e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes bindings over AMQP, pipelined on one channel.
+    async fn unbind(&mut self, plan: &Plan) -> Result<(), ()> {
+        let targets: Vec<(usize, &crate::model::BindingSpec)> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.action == Action::Delete && self.pending(*i))
+            .filter_map(|(i, c)| match &c.before {
+                Some(Resource::Binding(b)) => Some((i, b)),
+                _ => None,
+            })
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let channel = match self.amqp.channel().await {
+            Ok(ch) => ch,
+            Err(e) => return self.fail(targets[0].0, e),
+        };
+        let requests = targets.iter().map(|(_, b)| {
+            let channel = channel.clone();
+            async move {
+                let args = field_table(&b.arguments);
+                match b.destination_type {
+                    DestinationType::Queue => {
+                        channel
+                            .queue_unbind(b.destination.as_str().into(), b.source.as_str().into(), b.routing_key.as_str().into(), args)
+                            .await
+                    }
+                    DestinationType::Exchange => {
+                        channel
+                            .exchange_unbind(
+                                b.destination.as_str().into(),
+                                b.source.as_str().into(),
+                                b.routing_key.as_str().into(),
+                                Default::default(),
+                                args,
+                            )
+                            .await
+                    }
+                }
+            }
+        });
+        let results = futures::future::join_all(requests).await;
+        let mut failed = false;
+        for ((i, _), result) in targets.iter().zip(results) {
+            match result {
+                Ok(()) => self.finish(*i, Outcome::Done),
+                Err(e) => {
+                    failed = true;
+                    self.finish(*i, Outcome::Failed(self.amqp.error(e, "removing a binding").to_string()));
+                }
+            }
+        }
+        if failed { Err(()) } else { Ok(()) }
+    }
+}
+
+fn refused_unless(done: bool, why: &str) -> Outcome {
+    if done { Outcome::Done } else { Outcome::Refused(why.to_string()) }
+}
+
+/// The definitions objects a change adds: the object itself, plus god's record binding for
+/// queues and exchanges it creates or adopts.
+fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
+    let adds = matches!(change.action, Action::Create | Action::Replace | Action::Update | Action::Adopt);
+    let Some(after) = change.after.as_ref().filter(|_| adds) else {
+        return Vec::new();
+    };
+    let origin = match change.action {
+        Action::Adopt => Origin::Adopted,
+        _ => Origin::Created,
+    };
+    let item = |section, body| ImportItem {
+        change: index,
+        section,
+        body,
+    };
+    let mut items = Vec::new();
+    match after {
+        Resource::Exchange(e) => {
+            if change.action != Action::Adopt {
+                items.push(item("exchanges", json!({"name": e.name, "type": e.kind, "durable": e.durable, "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments})));
+            }
+            if e.name != crate::model::MANAGED_RECORD_EXCHANGE {
+                items.push(item("bindings", binding_body(&record_binding(&e.name, DestinationType::Exchange, origin))));
+            }
+        }
+        Resource::Queue(q) => {
+            if change.action != Action::Adopt {
+                items.push(item("queues", json!({"name": q.name, "durable": q.durable, "auto_delete": q.auto_delete, "arguments": q.arguments})));
+            }
+            items.push(item("bindings", binding_body(&record_binding(&q.name, DestinationType::Queue, origin))));
+        }
+        Resource::Binding(b) => items.push(item("bindings", binding_body(b))),
+        Resource::Policy(p) => items.push(item(
+            "policies",
+            json!({"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority, "definition": p.definition}),
+        )),
+    }
+    items
+}
+
+fn binding_body(b: &crate::model::BindingSpec) -> Value {
+    let kind = match b.destination_type {
+        DestinationType::Queue => "queue",
+        DestinationType::Exchange => "exchange",
+    };
+    json!({"source": b.source, "destination": b.destination, "destination_type": kind, "routing_key": b.routing_key, "arguments": b.arguments})
+}
+
+/// A partial definitions document holding a chunk of items.
+fn document(items: &[ImportItem]) -> Value {
+    let mut doc = json!({"exchanges": [], "queues": [], "bindings": [], "policies": []});
+    for item in items {
+        if let Some(list) = doc[item.section].as_array_mut() {
+            list.push(item.body.clone());
+        }
+    }
+    doc
+}

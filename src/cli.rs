@@ -1,0 +1,156 @@
+//! The command line: clap definitions and dispatch to [`crate::commands`], nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{self, Exit, Globals};
+
+/// god: declarative reconciler for the 33GOD event bus.
+///
+/// registry.yaml says which services exist, which queues they read and which routing keys
+/// they bind. god reads the live RabbitMQ broker, shows the difference (`god plan`) and
+/// converges it (`god apply`): exchanges, queues, bindings, dead-letter queues, policies.
+///
+/// Exit codes: 0 success; 1 error (or nothing applied); 2 `plan --detailed-exitcode` found
+/// changes; 3 `apply` stopped part-way.
+#[derive(Debug, Parser)]
+#[command(name = "god", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// The service registry. Default: ./registry.yaml, else ./services/registry.yaml.
+    #[arg(long, global = true, env = "GOD_REGISTRY", value_name = "PATH")]
+    registry: Option<PathBuf>,
+    /// AMQP URL; its path is the vhost. Default: amqp://guest:guest@127.0.0.1:5672/%2f
+    #[arg(long, global = true, env = "RABBITMQ_URL", value_name = "URL", hide_env_values = true)]
+    amqp_url: Option<String>,
+    /// Management API URL; credentials come from the AMQP URL unless given here.
+    /// Default: http://127.0.0.1:15672
+    #[arg(long, global = true, env = "RABBITMQ_MANAGEMENT_URL", value_name = "URL", hide_env_values = true)]
+    management_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check registry.yaml offline; print every problem as file:line:col.
+    Validate,
+    /// Print the desired topology (offline), sorted and stable.
+    Render {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: commands::render::Format,
+    },
+    /// Show what apply would change on the live broker.
+    Plan(PlanCli),
+    /// Converge the broker to the registry (or apply a saved plan exactly).
+    Apply(ApplyCli),
+}
+
+#[derive(Debug, Args)]
+struct PlanCli {
+    /// Print the plan as JSON (schemas/plan.schema.json).
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error (for CI).
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Also plan the deletion of objects god created that the registry no longer wants.
+    #[arg(long)]
+    prune: bool,
+    /// Save the plan, with a fingerprint of the live state, for `god apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ApplyCli {
+    /// A plan saved by `god plan --out FILE`: applied exactly, refused if the broker moved.
+    #[arg(value_name = "FILE")]
+    plan_file: Option<PathBuf>,
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    auto_approve: bool,
+    /// Delete objects god created that the registry no longer wants.
+    #[arg(long)]
+    prune: bool,
+    /// Replace or delete queues even when they hold messages (the messages are lost).
+    #[arg(long)]
+    allow_data_loss: bool,
+    /// Print the plan and the result of each change as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for another apply on the same vhost to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    lock_timeout: u64,
+}
+
+/// Parses the command line, runs the command, and returns its exit code. Usage errors exit 1
+/// (not clap's 2, which `plan --detailed-exitcode` uses for "changes").
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing();
+    match run(cli) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(Exit::Failure.code())
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GOD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> crate::error::Result<Exit> {
+    let globals = Globals {
+        registry: cli.globals.registry,
+        amqp_url: cli.globals.amqp_url,
+        management_url: cli.globals.management_url,
+    };
+    match cli.command {
+        Command::Validate => commands::validate::run(&globals),
+        Command::Render { format } => commands::render::run(&globals, format),
+        Command::Plan(p) => commands::plan::run(
+            &globals,
+            &commands::plan::PlanArgs {
+                json: p.json,
+                detailed_exitcode: p.detailed_exitcode,
+                prune: p.prune,
+                out: p.out,
+            },
+        ),
+        Command::Apply(a) => commands::apply::run(
+            &globals,
+            &commands::apply::ApplyArgs {
+                plan_file: a.plan_file,
+                auto_approve: a.auto_approve,
+                prune: a.prune,
+                allow_data_loss: a.allow_data_loss,
+                json: a.json,
+                lock_timeout: Duration::from_secs(a.lock_timeout),
+            },
+        ),
+    }
+}

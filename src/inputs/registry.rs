@@ -1,0 +1,302 @@
+//! `registry.yaml`: the platform's service registry, read as the upstream writes it, plus god's
+//! optional extensions (`vhost`, and per service `dead_letter`, `arguments`, `prefetch`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{
+    Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeSpec, QueueSpec, Topology,
+    normalize_arguments,
+};
+
+/// The registry file as written.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    /// Format version (a string upstream).
+    #[serde(default)]
+    pub version: Option<Value>,
+    /// god extension: the vhost of the topology.
+    #[serde(default)]
+    pub vhost: Option<String>,
+    /// The bus exchange.
+    pub exchange: ExchangeDecl,
+    /// Services by id.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+}
+
+/// The `exchange` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExchangeDecl {
+    /// Exchange name.
+    pub name: String,
+    /// Exchange type (topic by default).
+    #[serde(rename = "type", default = "default_exchange_type")]
+    pub kind: String,
+    /// Durable (true by default).
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn default_exchange_type() -> String {
+    "topic".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not deployed yet: god creates nothing for it.
+    Planned,
+    /// Running (also when no status is written): god creates its queues.
+    #[default]
+    Active,
+    /// Going away: god creates nothing, and keeps what exists until `--prune`.
+    Deprecated,
+}
+
+impl Status {
+    /// The word used in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Planned => "planned",
+            Status::Active => "active",
+            Status::Deprecated => "deprecated",
+        }
+    }
+}
+
+/// The `dead_letter` key: on, off, or the name of the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DeadLetter {
+    /// `true` (the default): `<queue>_dlq`; `false`: no dead-lettering.
+    Enabled(bool),
+    /// An explicit dead-letter queue name.
+    Named(String),
+}
+
+impl Default for DeadLetter {
+    fn default() -> Self {
+        DeadLetter::Enabled(true)
+    }
+}
+
+/// One service of the registry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Service {
+    /// Its single queue.
+    #[serde(default)]
+    pub queue_name: Option<String>,
+    /// Its queues, paired by position with `routing_keys`.
+    #[serde(default)]
+    pub queue_names: Option<Vec<String>>,
+    /// Binding keys (topic patterns).
+    #[serde(default)]
+    pub routing_keys: Vec<String>,
+    /// Lifecycle status (active when absent).
+    #[serde(default)]
+    pub status: Status,
+    /// Event types it publishes (informational).
+    #[serde(default)]
+    pub produces: Vec<String>,
+    /// Endpoints (free-form).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, String>,
+    /// god extension: dead-lettering.
+    #[serde(default)]
+    pub dead_letter: DeadLetter,
+    /// god extension: extra queue arguments.
+    #[serde(default)]
+    pub arguments: Arguments,
+    /// god extension: the consumer's prefetch (informational).
+    #[serde(default)]
+    pub prefetch: Option<u32>,
+}
+
+impl Service {
+    /// The service's (queue, routing keys) pairs: one queue with all keys, or `queue_names`
+    /// paired by position with `routing_keys` (one key each, never a cross product).
+    pub fn queue_bindings(&self) -> Vec<(String, Vec<String>)> {
+        match (&self.queue_name, &self.queue_names) {
+            (Some(queue), _) => vec![(queue.clone(), self.routing_keys.clone())],
+            (None, Some(queues)) => queues
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (q.clone(), self.routing_keys.get(i).cloned().into_iter().collect()))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// The names of the service's queues.
+    pub fn queues(&self) -> Vec<String> {
+        self.queue_bindings().into_iter().map(|(q, _)| q).collect()
+    }
+
+    /// The dead-letter queue of one of the service's queues, when dead-lettering is on.
+    pub fn dead_letter_queue(&self, queue: &str) -> Option<String> {
+        match &self.dead_letter {
+            DeadLetter::Enabled(false) => None,
+            DeadLetter::Enabled(true) => Some(format!("{queue}_dlq")),
+            DeadLetter::Named(name) => Some(name.clone()),
+        }
+    }
+}
+
+/// What a desired queue is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum QueueRole {
+    /// A service's own queue.
+    Main {
+        /// Its dead-letter queue, if any.
+        dead_letter_queue: Option<String>,
+    },
+    /// The dead-letter queue of another queue.
+    DeadLetter {
+        /// The queue it receives rejected messages from.
+        of: String,
+    },
+}
+
+/// Who a desired queue belongs to and why it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueOwner {
+    /// The service id.
+    pub service: String,
+    /// Main or dead-letter queue.
+    #[serde(flatten)]
+    pub role: QueueRole,
+}
+
+/// A service that gets no queues, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InactiveService {
+    /// The service id.
+    pub service: String,
+    /// Planned or deprecated.
+    pub status: Status,
+    /// The queues it would have (main and dead-letter).
+    pub queues: Vec<String>,
+}
+
+/// The desired state of the broker, derived from the registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// The registry's `vhost`, if it names one.
+    pub vhost: Option<String>,
+    /// Exchanges, queues and bindings god wants.
+    pub topology: Topology,
+    /// The service and role behind each desired queue.
+    pub owners: BTreeMap<String, QueueOwner>,
+    /// Planned and deprecated services.
+    pub inactive: Vec<InactiveService>,
+}
+
+impl Registry {
+    /// The desired topology: the exchange, then for each active service its queues (with their
+    /// dead-letter arguments), their dead-letter queues, and one binding per routing key.
+    pub fn desired_state(&self) -> DesiredState {
+        let mut state = DesiredState {
+            vhost: self.vhost.clone(),
+            ..DesiredState::default()
+        };
+        let exchange = self.exchange_spec();
+        let exchange_name = exchange.name.clone();
+        state.topology.exchanges.insert(exchange_name.clone(), exchange);
+        for (id, service) in &self.services {
+            if service.status != Status::Active {
+                state.inactive.push(InactiveService {
+                    service: id.clone(),
+                    status: service.status,
+                    queues: all_queue_names(service),
+                });
+                continue;
+            }
+            for (queue, keys) in service.queue_bindings() {
+                add_service_queue(&mut state, id, service, &queue, &keys, &exchange_name);
+            }
+        }
+        state
+    }
+
+    /// The bus exchange as god declares it.
+    pub fn exchange_spec(&self) -> ExchangeSpec {
+        ExchangeSpec {
+            name: self.exchange.name.clone(),
+            kind: self.exchange.kind.clone(),
+            durable: self.exchange.durable,
+            auto_delete: false,
+            internal: false,
+            arguments: Arguments::new(),
+        }
+    }
+}
+
+fn all_queue_names(service: &Service) -> Vec<String> {
+    service
+        .queues()
+        .into_iter()
+        .flat_map(|q| {
+            let dlq = service.dead_letter_queue(&q);
+            std::iter::once(q).chain(dlq)
+        })
+        .collect()
+}
+
+fn add_service_queue(
+    state: &mut DesiredState,
+    service_id: &str,
+    service: &Service,
+    queue: &str,
+    keys: &[String],
+    exchange: &str,
+) {
+    let dead_letter_queue = service.dead_letter_queue(queue);
+    let mut arguments = service.arguments.clone();
+    if let Some(dlq) = &dead_letter_queue {
+        arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
+        arguments.insert(DLK_ARG.to_string(), Value::String(dlq.clone()));
+        state.topology.queues.insert(dlq.clone(), durable_queue(dlq, Arguments::new()));
+        state.owners.insert(
+            dlq.clone(),
+            QueueOwner {
+                service: service_id.to_string(),
+                role: QueueRole::DeadLetter { of: queue.to_string() },
+            },
+        );
+    }
+    state.topology.queues.insert(queue.to_string(), durable_queue(queue, arguments));
+    state.owners.insert(
+        queue.to_string(),
+        QueueOwner {
+            service: service_id.to_string(),
+            role: QueueRole::Main { dead_letter_queue },
+        },
+    );
+    for key in keys {
+        state.topology.bindings.insert(BindingSpec {
+            source: exchange.to_string(),
+            destination: queue.to_string(),
+            destination_type: DestinationType::Queue,
+            routing_key: key.clone(),
+            arguments: Arguments::new(),
+        });
+    }
+}
+
+fn durable_queue(name: &str, arguments: Arguments) -> QueueSpec {
+    QueueSpec {
+        name: name.to_string(),
+        durable: true,
+        auto_delete: false,
+        arguments: normalize_arguments(&arguments),
+    }
+}

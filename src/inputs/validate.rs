@@ -1,0 +1,365 @@
+//! Validation of `registry.yaml`: YAML syntax, the JSON Schema in `schemas/registry.schema.json`
+//! (with the `jsonschema` crate), and the rules a schema cannot express. Every problem is
+//! reported at its `file:line:col`, and all of them are reported at once.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::SourceFile;
+use super::diagnostic::Diagnostic;
+use super::registry::{DeadLetter, Registry, Status};
+use super::yaml::{self, PositionedDocument, escape_pointer};
+
+/// The registry schema, shipped in `schemas/` and compiled into the binary.
+pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
+
+/// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
+const MAX_NAME_BYTES: usize = 255;
+
+/// A registry that parsed and validated, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedRegistry {
+    /// The file it came from.
+    pub source: SourceFile,
+    /// The registry.
+    pub registry: Registry,
+    /// Problems that do not stop god.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses and validates a registry. On failure, every problem found (errors and warnings).
+pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnostic>> {
+    let doc = match yaml::parse(&source.text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(vec![
+                Diagnostic::error(&source, e.position.line, e.position.col, format!("YAML syntax error: {}", e.message))
+                    .with_hint("fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)"),
+            ]);
+        }
+    };
+    let mut problems = schema_problems(&source, &doc);
+    if problems.iter().any(Diagnostic::is_error) {
+        return Err(problems);
+    }
+    let registry: Registry = match serde_json::from_value(doc.value.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(Diagnostic::error(&source, 1, 1, format!("cannot read the registry: {e}")));
+            return Err(problems);
+        }
+    };
+    problems.extend(RuleCheck { source: &source, doc: &doc, registry: &registry }.run());
+    if problems.iter().any(Diagnostic::is_error) {
+        return Err(problems);
+    }
+    Ok(LoadedRegistry {
+        source,
+        registry,
+        warnings: problems,
+    })
+}
+
+fn registry_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(REGISTRY_SCHEMA).expect("the shipped registry schema is JSON");
+        jsonschema::validator_for(&schema).expect("the shipped registry schema compiles")
+    })
+}
+
+fn schema_problems(source: &SourceFile, doc: &PositionedDocument) -> Vec<Diagnostic> {
+    registry_validator()
+        .iter_errors(&doc.value)
+        .map(|error| {
+            let pointer = error.instance_path().to_string();
+            let pos = doc.position_of(&pointer);
+            let shown = if pointer.is_empty() { "/".to_string() } else { pointer.clone() };
+            Diagnostic::error(source, pos.line, pos.col, format!("{shown}: {error}"))
+                .with_hint(schema_hint(&pointer))
+        })
+        .collect()
+}
+
+fn schema_hint(pointer: &str) -> String {
+    let field = pointer.rsplit('/').next().unwrap_or_default();
+    match field {
+        "dead_letter" => "dead_letter is true, false, or the name of the dead-letter queue".to_string(),
+        "status" => "status is one of planned, active, deprecated".to_string(),
+        _ => "see schemas/registry.schema.json and the README's registry section".to_string(),
+    }
+}
+
+/// The checks a JSON Schema cannot express.
+struct RuleCheck<'a> {
+    source: &'a SourceFile,
+    doc: &'a PositionedDocument,
+    registry: &'a Registry,
+}
+
+impl RuleCheck<'_> {
+    fn run(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        self.check_exchange(&mut out);
+        let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (id, service) in &self.registry.services {
+            let base = format!("/services/{}", escape_pointer(id));
+            self.check_pairing(id, &base, &mut out);
+            self.check_routing_keys(&base, &service.routing_keys, &mut out);
+            self.check_queue_names(id, &base, &mut seen, &mut out);
+            if service.queues().is_empty() && !service.routing_keys.is_empty() {
+                out.push(self.warning_at(
+                    &format!("{base}/routing_keys"),
+                    format!("service \"{id}\" has routing_keys but no queue_name: they bind nothing"),
+                    "add a queue_name, or remove routing_keys from a producer",
+                ));
+            }
+        }
+        out
+    }
+
+    fn at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
+        let pos = self.doc.position_of(pointer);
+        Diagnostic::error(self.source, pos.line, pos.col, message).with_hint(hint)
+    }
+
+    fn warning_at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
+        let pos = self.doc.position_of(pointer);
+        Diagnostic::warning(self.source, pos.line, pos.col, message).with_hint(hint)
+    }
+
+    fn check_exchange(&self, out: &mut Vec<Diagnostic>) {
+        let name = &self.registry.exchange.name;
+        if name.starts_with("amq.") {
+            out.push(self.at(
+                "/exchange/name",
+                format!("exchange \"{name}\": names starting with \"amq.\" are reserved by RabbitMQ"),
+                "name the bus exchange yourself, e.g. bloodbank.events.v1",
+            ));
+        }
+    }
+
+    fn check_pairing(&self, id: &str, base: &str, out: &mut Vec<Diagnostic>) {
+        let service = &self.registry.services[id];
+        if let Some(queues) = &service.queue_names {
+            if queues.len() != service.routing_keys.len() {
+                out.push(self.at(
+                    &format!("{base}/queue_names"),
+                    format!(
+                        "service \"{id}\": queue_names has {} entries but routing_keys has {}; they are paired by position",
+                        queues.len(),
+                        service.routing_keys.len()
+                    ),
+                    "give exactly one routing key per queue, in the same order",
+                ));
+            }
+            if matches!(service.dead_letter, DeadLetter::Named(_)) {
+                out.push(self.at(
+                    &format!("{base}/dead_letter"),
+                    format!("service \"{id}\": a named dead_letter queue cannot serve its {} queues", queues.len()),
+                    "use dead_letter: true (each queue gets <queue>_dlq) or false",
+                ));
+            }
+        }
+    }
+
+    fn check_routing_keys(&self, base: &str, keys: &[String], out: &mut Vec<Diagnostic>) {
+        for (i, key) in keys.iter().enumerate() {
+            if let Err(why) = check_binding_key(key) {
+                out.push(self.at(
+                    &format!("{base}/routing_keys/{i}"),
+                    format!("routing key {key:?}: {why}"),
+                    "a binding key is words separated by dots; `*` matches one word and `#` zero or more, each as a whole word",
+                ));
+            }
+        }
+    }
+
+    fn check_queue_names(
+        &self,
+        id: &str,
+        base: &str,
+        seen: &mut BTreeMap<String, (String, String)>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let service = &self.registry.services[id];
+        for (i, queue) in service.queues().into_iter().enumerate() {
+            let pointer = match &service.queue_names {
+                Some(_) => format!("{base}/queue_names/{i}"),
+                None => format!("{base}/queue_name"),
+            };
+            if let Err(why) = check_queue_name(&queue) {
+                out.push(self.at(&pointer, format!("queue {queue:?}: {why}"), "rename the queue"));
+            }
+            self.check_unique(id, &queue, &pointer, seen, out);
+            if let Some(dlq) = service.dead_letter_queue(&queue) {
+                let dl_pointer = match &service.dead_letter {
+                    DeadLetter::Named(_) => format!("{base}/dead_letter"),
+                    DeadLetter::Enabled(_) => pointer.clone(),
+                };
+                if let Err(why) = check_queue_name(&dlq) {
+                    out.push(self.at(&dl_pointer, format!("dead-letter queue {dlq:?}: {why}"), "shorten the queue name or name the dead-letter queue with dead_letter: NAME"));
+                }
+                self.check_unique(id, &dlq, &dl_pointer, seen, out);
+            }
+        }
+        if service.status == Status::Active && service.queues().is_empty() && service.produces.is_empty() {
+            // A service with neither queue nor events is fine (external tools), nothing to say.
+        }
+    }
+
+    fn check_unique(
+        &self,
+        id: &str,
+        queue: &str,
+        pointer: &str,
+        seen: &mut BTreeMap<String, (String, String)>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        if let Some((other, other_pointer)) = seen.get(queue) {
+            let pos = self.doc.position_of(other_pointer);
+            out.push(self.at(
+                pointer,
+                format!(
+                    "duplicate queue name \"{queue}\": service \"{id}\" and service \"{other}\" (at {}:{}:{}) both use it",
+                    self.source.path.display(),
+                    pos.line,
+                    pos.col
+                ),
+                "every queue (dead-letter queues included) belongs to exactly one service",
+            ));
+        } else {
+            seen.insert(queue.to_string(), (id.to_string(), pointer.to_string()));
+        }
+    }
+}
+
+/// Checks a queue name against what RabbitMQ accepts from a client.
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an empty name asks the broker to invent one".to_string());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}", name.len()));
+    }
+    if name.starts_with("amq.") {
+        return Err("names starting with \"amq.\" are reserved: RabbitMQ refuses to declare them (403 ACCESS_REFUSED)".to_string());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("contains a control character".to_string());
+    }
+    Ok(())
+}
+
+/// Checks a topic binding key: dot-separated non-empty words, wildcards only as whole words.
+pub fn check_binding_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("empty (it would only match events published with an empty routing key)".to_string());
+    }
+    if key.len() > MAX_NAME_BYTES {
+        return Err(format!("{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}", key.len()));
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace".to_string());
+    }
+    for word in key.split('.') {
+        if word.is_empty() {
+            return Err("has an empty word (a leading, trailing or doubled dot)".to_string());
+        }
+        if word.len() > 1 && (word.contains('*') || word.contains('#')) {
+            return Err(format!("the word {word:?} mixes a wildcard with text; RabbitMQ would match it literally"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn load(text: &str) -> Result<LoadedRegistry, Vec<Diagnostic>> {
+        load_registry(SourceFile {
+            path: PathBuf::from("registry.yaml"),
+            text: text.to_string(),
+        })
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load(text).unwrap_err().iter().filter(|d| d.is_error()).map(Diagnostic::headline).collect()
+    }
+
+    const HEAD: &str = "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n";
+
+    #[test]
+    fn binding_keys() {
+        for ok in ["#", "a.*.c", "a.#", "tool.mutation.#", "agent.*.message.*"] {
+            assert!(check_binding_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a..b", ".a", "a.", "agent*", "a.#b", "a b"] {
+            assert!(check_binding_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mismatched_pairing_is_reported_at_queue_names() {
+        let text = format!("{HEAD}  s:\n    queue_names: [q1, q2]\n    routing_keys: [a]\n");
+        assert_eq!(
+            errors(&text),
+            vec!["registry.yaml:8:18: service \"s\": queue_names has 2 entries but routing_keys has 1; they are paired by position"]
+        );
+    }
+
+    #[test]
+    fn duplicate_queues_name_both_places() {
+        let text = format!("{HEAD}  a:\n    queue_name: q\n  b:\n    queue_name: q\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("registry.yaml:10:17: duplicate queue name \"q\""), "{errs:?}");
+        assert!(errs[0].contains("registry.yaml:8:17"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_dead_letter_queue_colliding_with_a_queue_is_a_duplicate() {
+        let text = format!("{HEAD}  a:\n    queue_name: q\n  b:\n    queue_name: q_dlq\n");
+        assert_eq!(errors(&text).len(), 1);
+    }
+
+    #[test]
+    fn schema_violations_carry_the_pointer_and_position() {
+        let text = format!("{HEAD}  a:\n    queue_name: q\n    status: live\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("registry.yaml:9:13: /services/a/status: "), "{errs:?}");
+    }
+
+    #[test]
+    fn reserved_and_invalid_names_are_errors() {
+        let text = format!("{HEAD}  a:\n    queue_name: amq.mine\n    routing_keys: [\"a..b\"]\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn named_dead_letter_on_several_queues_is_an_error() {
+        let text = format!("{HEAD}  a:\n    queue_names: [q1, q2]\n    routing_keys: [a, b]\n    dead_letter: mine\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("named dead_letter"), "{errs:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_a_line() {
+        let errs = errors("exchange:\n  name: [bus\nservices: {}\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("registry.yaml:3:"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_typo_in_a_key_is_caught() {
+        let text = format!("{HEAD}  a:\n    queue_name: q\n    dead_leter: false\n");
+        assert_eq!(errors(&text).len(), 1);
+    }
+}

@@ -1,0 +1,212 @@
+//! YAML with positions: parses a document with saphyr (serde_yaml is deprecated upstream) into a
+//! `serde_json::Value` plus a map from each node's JSON pointer to where it sits in the file, so
+//! that schema and semantic checks can report `file:line:col`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde_json::{Map, Number, Value};
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+/// A parsed document: its value, and where each of its nodes (and mapping keys) came from.
+#[derive(Debug, Clone, Default)]
+pub struct PositionedDocument {
+    /// The document as JSON data.
+    pub value: Value,
+    values: HashMap<String, Position>,
+    keys: HashMap<String, Position>,
+}
+
+impl PositionedDocument {
+    /// Where the node at a JSON pointer starts; falls back to the nearest ancestor.
+    pub fn position_of(&self, pointer: &str) -> Position {
+        let mut p = pointer.to_string();
+        loop {
+            if let Some(pos) = self.values.get(&p) {
+                return *pos;
+            }
+            match p.rfind('/') {
+                Some(i) => p.truncate(i),
+                None => return Position { line: 1, col: 1 },
+            }
+        }
+    }
+
+    /// Where the key of the mapping entry at a JSON pointer is (falls back to its value).
+    pub fn key_position_of(&self, pointer: &str) -> Position {
+        self.keys
+            .get(pointer)
+            .copied()
+            .unwrap_or_else(|| self.position_of(pointer))
+    }
+}
+
+/// A YAML syntax problem, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Where the parser stopped.
+    pub position: Position,
+    /// What the parser said.
+    pub message: String,
+}
+
+/// Parses one YAML document. An empty file is an empty mapping.
+pub fn parse(text: &str) -> Result<PositionedDocument, SyntaxError> {
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+        let m = e.marker();
+        SyntaxError {
+            position: Position {
+                line: m.line().max(1),
+                col: m.col() + 1,
+            },
+            message: e.info().to_string(),
+        }
+    })?;
+    if docs.len() > 1 {
+        return Err(SyntaxError {
+            position: position(&docs[1]),
+            message: "more than one YAML document in the file (a second `---`)".to_string(),
+        });
+    }
+    let mut doc = PositionedDocument::default();
+    doc.value = match docs.first() {
+        Some(root) => convert(root, "", &mut doc)?,
+        None => Value::Object(Map::new()),
+    };
+    Ok(doc)
+}
+
+fn position(node: &MarkedYaml<'_>) -> Position {
+    Position {
+        line: node.span.start.line().max(1),
+        col: node.span.start.col() + 1,
+    }
+}
+
+fn convert(
+    node: &MarkedYaml<'_>,
+    pointer: &str,
+    doc: &mut PositionedDocument,
+) -> Result<Value, SyntaxError> {
+    doc.values.insert(pointer.to_string(), position(node));
+    let value = match &node.data {
+        YamlData::Value(scalar) => scalar_to_json(scalar),
+        YamlData::Representation(raw, style, tag) => {
+            match Scalar::parse_from_cow_and_metadata(raw.clone(), *style, tag.as_ref()) {
+                Some(scalar) => scalar_to_json(&scalar),
+                None => return Err(unsupported(node, "a scalar whose tag does not match its value")),
+            }
+        }
+        YamlData::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                out.push(convert(item, &format!("{pointer}/{i}"), doc)?);
+            }
+            Value::Array(out)
+        }
+        YamlData::Mapping(entries) => {
+            let mut out = Map::new();
+            for (key, value) in entries {
+                let name = key_to_string(key)?;
+                let child = format!("{pointer}/{}", escape_pointer(&name));
+                doc.keys.insert(child.clone(), position(key));
+                let converted = convert(value, &child, doc)?;
+                out.insert(name, converted);
+            }
+            Value::Object(out)
+        }
+        YamlData::Tagged(_, inner) => convert(inner, pointer, doc)?,
+        YamlData::Alias(_) => return Err(unsupported(node, "YAML aliases (`*name`)")),
+        YamlData::BadValue => return Err(unsupported(node, "this value")),
+    };
+    Ok(value)
+}
+
+fn unsupported(node: &MarkedYaml<'_>, what: &str) -> SyntaxError {
+    SyntaxError {
+        position: position(node),
+        message: format!("{what} cannot be read here"),
+    }
+}
+
+fn scalar_to_json(scalar: &Scalar<'_>) -> Value {
+    match scalar {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::Number((*i).into()),
+        Scalar::FloatingPoint(f) => Number::from_f64(f.into_inner())
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
+        Scalar::String(s) => Value::String(s.to_string()),
+    }
+}
+
+fn key_to_string(key: &MarkedYaml<'_>) -> Result<String, SyntaxError> {
+    match &key.data {
+        YamlData::Value(scalar) => Ok(scalar_text(scalar)),
+        YamlData::Representation(raw, _, _) => Ok(raw.to_string()),
+        YamlData::Tagged(_, inner) => key_to_string(inner),
+        _ => Err(unsupported(key, "a mapping key that is not a plain scalar")),
+    }
+}
+
+fn scalar_text(scalar: &Scalar<'_>) -> String {
+    match scalar {
+        Scalar::Null => "null".to_string(),
+        Scalar::Boolean(b) => b.to_string(),
+        Scalar::Integer(i) => i.to_string(),
+        Scalar::FloatingPoint(f) => f.to_string(),
+        Scalar::String(s) => Cow::to_string(s),
+    }
+}
+
+/// Escapes a mapping key for use in a JSON pointer (RFC 6901).
+pub fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_positions_are_kept() {
+        let doc = parse("version: \"1.0\"\nservices:\n  a:\n    routing_keys:\n      - \"#\" # all\n      - x.y\n").unwrap();
+        assert_eq!(doc.value["version"], "1.0");
+        assert_eq!(doc.value["services"]["a"]["routing_keys"][1], "x.y");
+        assert_eq!(doc.position_of("/services/a/routing_keys/1"), Position { line: 6, col: 9 });
+        assert_eq!(doc.key_position_of("/services/a"), Position { line: 3, col: 3 });
+        assert_eq!(doc.position_of("/services/a/missing"), Position { line: 4, col: 5 });
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_line() {
+        let err = parse("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        assert!(err.position.line >= 2, "{err:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(err.position.line, 2, "{err:?}");
+    }
+
+    #[test]
+    fn scalars_keep_their_types() {
+        let doc = parse("i: 10\ns: \"10\"\nb: true\nf: 1.5\nn: ~\n").unwrap();
+        assert_eq!(doc.value["i"], 10);
+        assert_eq!(doc.value["s"], "10");
+        assert_eq!(doc.value["b"], true);
+        assert_eq!(doc.value["f"], 1.5);
+        assert!(doc.value["n"].is_null());
+    }
+}

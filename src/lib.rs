@@ -1,0 +1,16 @@
+//! `god`: a declarative reconciler for the 33GOD event bus.
+//!
+//! The flow is one-directional: [`inputs`] turn `registry.yaml` into a desired state,
+//! [`observe`] reads the live broker into an observed state of the same types, [`plan`] diffs
+//! the two without any I/O, and [`apply`] executes a plan it is given.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod endpoints;
+pub mod error;
+pub mod inputs;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod rabbit;

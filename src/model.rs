@@ -1,0 +1,379 @@
+//! The broker objects god reasons about. Desired and observed state use the same types, so
+//! comparing them is plain equality after normalisation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Optional arguments of a queue, exchange or binding, normalised (see [`normalize_arguments`]).
+pub type Arguments = BTreeMap<String, Value>;
+
+/// The internal exchange whose bindings record what god manages (see the README).
+pub const MANAGED_RECORD_EXCHANGE: &str = "god.managed";
+/// Prefix of the policies god owns.
+pub const POLICY_PREFIX: &str = "god.";
+/// Prefix of the per-queue dead-letter policies god sets on queues that exist without them.
+pub const DEAD_LETTER_POLICY_PREFIX: &str = "god.dlx.";
+/// Priority of god's dead-letter policies: above the usual catch-all policies at 0.
+pub const DEAD_LETTER_POLICY_PRIORITY: i64 = 10;
+/// The queue argument naming the dead-letter exchange.
+pub const DLX_ARG: &str = "x-dead-letter-exchange";
+/// The queue argument naming the dead-letter routing key.
+pub const DLK_ARG: &str = "x-dead-letter-routing-key";
+/// The exclusive queue that serialises `god apply` runs on a vhost.
+pub const APPLY_LOCK_QUEUE: &str = "god.apply-lock";
+
+/// An exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeSpec {
+    /// Exchange name.
+    pub name: String,
+    /// Exchange type: topic, direct, fanout, headers.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Cannot be published to by clients.
+    pub internal: bool,
+    /// Optional arguments.
+    pub arguments: Arguments,
+}
+
+/// A queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    /// Queue name.
+    pub name: String,
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Optional arguments (dead-lettering, type, limits).
+    pub arguments: Arguments,
+}
+
+impl QueueSpec {
+    /// The arguments that make up the queue's identity: all but the dead-letter pair, which a
+    /// policy can supply instead.
+    pub fn identity_arguments(&self) -> Arguments {
+        self.arguments
+            .iter()
+            .filter(|(k, _)| !is_dead_letter_argument(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The dead-letter arguments alone.
+    pub fn dead_letter_arguments(&self) -> Arguments {
+        self.arguments
+            .iter()
+            .filter(|(k, _)| is_dead_letter_argument(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn is_dead_letter_argument(key: &str) -> bool {
+    key == DLX_ARG || key == DLK_ARG
+}
+
+/// What a binding's destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    /// A queue.
+    Queue,
+    /// Another exchange.
+    Exchange,
+}
+
+/// A binding, identified by all of its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingSpec {
+    /// Source exchange.
+    pub source: String,
+    /// Destination queue or exchange.
+    pub destination: String,
+    /// Queue or exchange.
+    pub destination_type: DestinationType,
+    /// Routing key (a topic pattern for topic exchanges).
+    pub routing_key: String,
+    /// Optional arguments.
+    pub arguments: Arguments,
+}
+
+impl BindingSpec {
+    fn sort_key(&self) -> (&str, &str, DestinationType, &str, String) {
+        (
+            &self.source,
+            &self.destination,
+            self.destination_type,
+            &self.routing_key,
+            serde_json::to_string(&self.arguments).unwrap_or_default(),
+        )
+    }
+}
+
+impl Ord for BindingSpec {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl PartialOrd for BindingSpec {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySpec {
+    /// Policy name.
+    pub name: String,
+    /// Regular expression over object names.
+    pub pattern: String,
+    /// `queues`, `exchanges` or `all`.
+    pub apply_to: String,
+    /// Higher wins when several match.
+    pub priority: i64,
+    /// The keys it sets.
+    pub definition: Arguments,
+}
+
+impl PolicySpec {
+    /// The policy god sets to dead-letter a queue that exists without dead-letter arguments.
+    pub fn dead_letter_for(queue: &str, dead_letter: &Arguments) -> Self {
+        let definition = dead_letter
+            .iter()
+            .map(|(k, v)| (k.trim_start_matches("x-").to_string(), v.clone()))
+            .collect();
+        Self {
+            name: format!("{DEAD_LETTER_POLICY_PREFIX}{queue}"),
+            pattern: format!("^{}$", regex::escape(queue)),
+            apply_to: "queues".to_string(),
+            priority: DEAD_LETTER_POLICY_PRIORITY,
+            definition,
+        }
+    }
+}
+
+/// A set of broker objects in one vhost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Exchanges by name.
+    pub exchanges: BTreeMap<String, ExchangeSpec>,
+    /// Queues by name.
+    pub queues: BTreeMap<String, QueueSpec>,
+    /// Bindings.
+    pub bindings: BTreeSet<BindingSpec>,
+    /// Policies by name.
+    pub policies: BTreeMap<String, PolicySpec>,
+}
+
+/// Argument keys whose values are integers, whatever type they were written in.
+const INTEGER_ARGUMENTS: [&str; 12] = [
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-delivery-limit",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-quorum-initial-group-size",
+    "x-stream-max-segment-size-bytes",
+    "x-queue-version",
+    "x-consumer-timeout",
+];
+/// Argument keys whose values are booleans.
+const BOOLEAN_ARGUMENTS: [&str; 1] = ["x-single-active-consumer"];
+/// Server defaults: an argument with this value means the same as no argument.
+const DEFAULT_ARGUMENTS: [(&str, &str); 3] = [
+    ("x-queue-type", "classic"),
+    ("x-queue-mode", "default"),
+    ("x-overflow", "drop-head"),
+];
+
+/// Normalises optional arguments so that equal meanings compare equal: `"10"` and `10` and
+/// `10.0` are the integer 10 for numeric keys, `"true"` is `true` for boolean keys, and
+/// arguments set to the server's default (`x-queue-type: classic`, ...) are dropped.
+pub fn normalize_arguments(arguments: &Arguments) -> Arguments {
+    arguments
+        .iter()
+        .filter(|(k, v)| !is_server_default(k, v))
+        .map(|(k, v)| (k.clone(), normalize_value(k, v)))
+        .collect()
+}
+
+fn is_server_default(key: &str, value: &Value) -> bool {
+    DEFAULT_ARGUMENTS
+        .iter()
+        .any(|(k, d)| *k == key && value.as_str() == Some(d))
+}
+
+fn normalize_value(key: &str, value: &Value) -> Value {
+    if INTEGER_ARGUMENTS.contains(&key) {
+        if let Some(i) = as_integer(value) {
+            return Value::from(i);
+        }
+    }
+    if BOOLEAN_ARGUMENTS.contains(&key) {
+        match value {
+            Value::String(s) if s == "true" => return Value::Bool(true),
+            Value::String(s) if s == "false" => return Value::Bool(false),
+            _ => {}
+        }
+    }
+    match value {
+        Value::Number(n) if n.is_f64() => as_integer(value).map(Value::from).unwrap_or(Value::Number(n.clone())),
+        _ => value.clone(),
+    }
+}
+
+fn as_integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A short, stable rendering of arguments: `{a=1, b="x"}`.
+pub fn format_arguments(arguments: &Arguments) -> String {
+    let inner: Vec<String> = arguments.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Arguments {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn numeric_strings_and_floats_become_integers() {
+        let a = normalize_arguments(&args(json!({"x-max-length": "10", "x-message-ttl": 5000.0})));
+        let b = normalize_arguments(&args(json!({"x-max-length": 10, "x-message-ttl": 5000})));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn server_defaults_compare_equal_to_nothing() {
+        assert!(normalize_arguments(&args(json!({"x-queue-type": "classic"}))).is_empty());
+        assert_eq!(
+            normalize_arguments(&args(json!({"x-queue-type": "quorum"}))),
+            args(json!({"x-queue-type": "quorum"}))
+        );
+    }
+
+    #[test]
+    fn booleans_are_normalised_only_for_boolean_keys() {
+        let a = normalize_arguments(&args(json!({"x-single-active-consumer": "true", "x-custom": "true"})));
+        assert_eq!(a, args(json!({"x-single-active-consumer": true, "x-custom": "true"})));
+    }
+
+    #[test]
+    fn dead_letter_policy_escapes_the_queue_name() {
+        let p = PolicySpec::dead_letter_for(
+            "services.a.b",
+            &args(json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "services.a.b_dlq"})),
+        );
+        assert_eq!(p.pattern, r"^services\.a\.b$");
+        assert_eq!(p.definition, args(json!({"dead-letter-exchange": "", "dead-letter-routing-key": "services.a.b_dlq"})));
+    }
+}
+
+/// How god came to manage an object: it created it, or found it already matching and adopted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Declared by god: `--prune` may delete it.
+    Created,
+    /// Found in place (declared by its service): god manages it but never deletes it.
+    Adopted,
+}
+
+impl Origin {
+    /// The routing key of the record binding that marks this origin.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Created => "created",
+            Origin::Adopted => "adopted",
+        }
+    }
+
+    /// Reads a record binding's routing key.
+    pub fn parse(key: &str) -> Option<Self> {
+        match key {
+            "created" => Some(Origin::Created),
+            "adopted" => Some(Origin::Adopted),
+            _ => None,
+        }
+    }
+}
+
+/// The record exchange itself: internal, so no client can publish through it.
+pub fn record_exchange() -> ExchangeSpec {
+    ExchangeSpec {
+        name: MANAGED_RECORD_EXCHANGE.to_string(),
+        kind: "direct".to_string(),
+        durable: true,
+        auto_delete: false,
+        internal: true,
+        arguments: Arguments::new(),
+    }
+}
+
+/// The binding that records that god manages an object.
+pub fn record_binding(destination: &str, destination_type: DestinationType, origin: Origin) -> BindingSpec {
+    BindingSpec {
+        source: MANAGED_RECORD_EXCHANGE.to_string(),
+        destination: destination.to_string(),
+        destination_type,
+        routing_key: origin.as_str().to_string(),
+        arguments: Arguments::new(),
+    }
+}
+
+/// Depth and consumers of a live queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Messages in the queue (ready and unacknowledged).
+    pub messages: u64,
+    /// Consumers attached.
+    pub consumers: u64,
+}
+
+/// What god found in a vhost: the topology (without god's record bindings and without
+/// exclusive queues), queue depths, and what god's record says it manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedState {
+    /// The vhost observed.
+    pub vhost: String,
+    /// Exchanges, queues, bindings and policies found.
+    pub topology: Topology,
+    /// Depth and consumers per queue.
+    pub queue_stats: BTreeMap<String, QueueStats>,
+    /// Queues god manages, and how it came to.
+    pub managed_queues: BTreeMap<String, Origin>,
+    /// Exchanges god manages, and how it came to.
+    pub managed_exchanges: BTreeMap<String, Origin>,
+}
+
+impl ObservedState {
+    /// Messages held by a queue (0 when unknown).
+    pub fn messages(&self, queue: &str) -> u64 {
+        self.queue_stats.get(queue).map(|s| s.messages).unwrap_or(0)
+    }
+}

@@ -1,0 +1,3 @@
+//! Reading the live systems into observed state. Read-only, and in bulk.
+
+pub mod rabbit;

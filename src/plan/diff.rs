@@ -1,0 +1,459 @@
+//! The planner: a pure function from (desired, observed) to a [`Plan`]. No I/O happens here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use similar::{ChangeTag, TextDiff};
+
+use super::{Action, Change, Note, NoteKind, Plan, Resource};
+use crate::inputs::registry::{DesiredState, QueueRole, Status};
+use crate::model::{
+    BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
+    Origin, PolicySpec, QueueSpec, format_arguments, record_exchange,
+};
+
+/// Choices that change what the plan contains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Delete objects god created that the inputs no longer want.
+    pub prune: bool,
+    /// Allow changes that lose messages (replacing or deleting queues that hold some).
+    pub allow_data_loss: bool,
+}
+
+/// Computes the changes that take the observed vhost to the desired state.
+pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptions) -> Plan {
+    let mut planner = Planner {
+        desired,
+        observed,
+        options,
+        changes: Vec::new(),
+        notes: Vec::new(),
+        replaced_queues: BTreeSet::new(),
+        wanted_policies: BTreeMap::new(),
+        pruned_queues: BTreeSet::new(),
+    };
+    planner.record_exchange();
+    planner.exchanges();
+    planner.queues();
+    planner.bindings();
+    planner.orphans();
+    planner.policies();
+    planner.inactive_services();
+    let Planner { mut changes, notes, .. } = planner;
+    changes.sort_by_key(|c| execution_phase(c, desired));
+    Plan::new(&observed.vhost, changes, notes)
+}
+
+/// Order of execution: additions first (exchanges, dead-letter queues, queues, policies,
+/// bindings, adoptions), then removals (bindings, policies, queues, exchanges), so that no
+/// routing key is ever unbound while its replacement is pending.
+fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
+    let is_dead_letter_queue = |c: &Change| {
+        c.kind == "queue"
+            && desired
+                .owners
+                .get(c.id.trim_start_matches("queue/"))
+                .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
+    };
+    match (change.action, change.kind.as_str()) {
+        (Action::Create | Action::Replace, "exchange") => 0,
+        (Action::Replace, "queue") => 1,
+        (Action::Create, "queue") if is_dead_letter_queue(change) => 2,
+        (Action::Create, "queue") => 3,
+        (Action::Create | Action::Update, "policy") => 4,
+        (Action::Create, "binding") => 5,
+        (Action::Adopt, _) => 6,
+        (Action::Delete, "binding") => 7,
+        (Action::Delete, "policy") => 8,
+        (Action::Delete, "queue") => 9,
+        (Action::Delete, "exchange") => 10,
+        _ => 11,
+    }
+}
+
+struct Planner<'a> {
+    desired: &'a DesiredState,
+    observed: &'a ObservedState,
+    options: PlanOptions,
+    changes: Vec<Change>,
+    notes: Vec<Note>,
+    replaced_queues: BTreeSet<String>,
+    wanted_policies: BTreeMap<String, PolicySpec>,
+    pruned_queues: BTreeSet<String>,
+}
+
+impl Planner<'_> {
+    fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    fn note(&mut self, kind: NoteKind, id: impl Into<String>, message: impl Into<String>) {
+        self.notes.push(Note {
+            kind,
+            id: id.into(),
+            message: message.into(),
+        });
+    }
+
+    fn record_exchange(&mut self) {
+        let wanted = record_exchange();
+        match self.observed.topology.exchanges.get(&wanted.name) {
+            None => {
+                let r = Resource::Exchange(wanted);
+                let mut c = Change::new(
+                    Action::Create,
+                    &r,
+                    "god records what it manages as bindings of this internal exchange",
+                );
+                c.after = Some(r);
+                self.push(c);
+            }
+            Some(found) if *found != wanted => self.note(
+                NoteKind::Info,
+                format!("exchange/{MANAGED_RECORD_EXCHANGE}"),
+                "exists with other properties than god's record exchange; god leaves it as it is",
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn exchanges(&mut self) {
+        for (name, wanted) in &self.desired.topology.exchanges {
+            let managed = self.observed.managed_exchanges.contains_key(name);
+            match self.observed.topology.exchanges.get(name) {
+                None => self.create(Resource::Exchange(wanted.clone()), "the bus exchange of registry.yaml"),
+                Some(found) if found == wanted => {
+                    if !managed {
+                        self.adopt(Resource::Exchange(found.clone()), "exists and matches registry.yaml");
+                    }
+                }
+                Some(found) => self.replace_exchange(found, wanted),
+            }
+        }
+    }
+
+    fn replace_exchange(&mut self, found: &ExchangeSpec, wanted: &ExchangeSpec) {
+        let bound = self
+            .observed
+            .topology
+            .bindings
+            .iter()
+            .filter(|b| b.source == found.name || b.destination == found.name)
+            .count();
+        let before = Resource::Exchange(found.clone());
+        let after = Resource::Exchange(wanted.clone());
+        let mut c = Change::new(Action::Replace, &after, "its properties differ from registry.yaml; an exchange cannot be redeclared with other properties");
+        c.diff = property_diff(&exchange_lines(found), &exchange_lines(wanted));
+        c.before = Some(before);
+        c.after = Some(after);
+        if !self.options.allow_data_loss {
+            c.blocked = Some(format!(
+                "replacing an exchange drops its {bound} bindings (other applications' included) and events published meanwhile; rerun with --allow-data-loss"
+            ));
+        }
+        self.push(c);
+    }
+
+    fn queues(&mut self) {
+        for (name, wanted) in &self.desired.topology.queues {
+            match self.observed.topology.queues.get(name) {
+                None => self.create(Resource::Queue(wanted.clone()), self.queue_cause(name)),
+                Some(found) => self.compare_queue(found, wanted),
+            }
+        }
+    }
+
+    fn queue_cause(&self, queue: &str) -> String {
+        match self.desired.owners.get(queue) {
+            Some(owner) => match &owner.role {
+                QueueRole::Main { .. } => format!("queue of service {}", owner.service),
+                QueueRole::DeadLetter { of } => format!("dead-letter queue of {of} (service {})", owner.service),
+            },
+            None => "declared in registry.yaml".to_string(),
+        }
+    }
+
+    fn compare_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec) {
+        let same_identity = found.durable == wanted.durable
+            && found.auto_delete == wanted.auto_delete
+            && found.identity_arguments() == wanted.identity_arguments();
+        let found_dl = found.dead_letter_arguments();
+        let wanted_dl = wanted.dead_letter_arguments();
+        let dead_letter_fixable = found_dl == wanted_dl || found_dl.is_empty();
+        if !same_identity || !dead_letter_fixable {
+            self.replace_queue(found, wanted, same_identity);
+            return;
+        }
+        if found_dl != wanted_dl {
+            let policy = PolicySpec::dead_letter_for(&found.name, &wanted_dl);
+            self.wanted_policies.insert(policy.name.clone(), policy);
+        }
+        if !self.observed.managed_queues.contains_key(&found.name) {
+            let cause = if found_dl == wanted_dl {
+                "exists and matches registry.yaml".to_string()
+            } else {
+                "exists and matches registry.yaml; dead-lettering is added by a policy, no replacement needed".to_string()
+            };
+            self.adopt(Resource::Queue(found.clone()), cause);
+        }
+    }
+
+    fn replace_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec, same_identity: bool) {
+        let messages = self.observed.messages(&found.name);
+        let why = if same_identity {
+            "its dead-letter arguments differ, and queue arguments override any policy"
+        } else {
+            "its arguments differ from registry.yaml, and RabbitMQ refuses to redeclare a queue with other arguments (406)"
+        };
+        let before = Resource::Queue(found.clone());
+        let after = Resource::Queue(wanted.clone());
+        let mut c = Change::new(Action::Replace, &after, why);
+        c.diff = property_diff(&queue_lines(found), &queue_lines(wanted));
+        c.messages = Some(messages);
+        c.before = Some(before);
+        c.after = Some(after);
+        if messages > 0 && !self.options.allow_data_loss {
+            c.blocked = Some(format!(
+                "the queue holds {messages} message{}; replacing it would lose them. Drain it, or rerun with --allow-data-loss",
+                plural(messages)
+            ));
+        }
+        if c.blocked.is_none() {
+            self.replaced_queues.insert(found.name.clone());
+        }
+        self.push(c);
+    }
+
+    fn bindings(&mut self) {
+        let desired = &self.desired.topology.bindings;
+        let observed = &self.observed.topology.bindings;
+        for b in desired {
+            if !observed.contains(b) || self.replaced_queues.contains(&b.destination) {
+                let cause = match self.desired.owners.get(&b.destination) {
+                    Some(o) => format!("routing key {:?} of service {}", b.routing_key, o.service),
+                    None => format!("routing key {:?}", b.routing_key),
+                };
+                self.create(Resource::Binding(b.clone()), cause);
+            }
+        }
+        for b in observed {
+            if self.is_stale_binding(b) {
+                let cause = match self.desired.owners.get(&b.destination) {
+                    Some(o) => format!("routing key {:?} is no longer in registry.yaml for service {}", b.routing_key, o.service),
+                    None => "no longer in registry.yaml".to_string(),
+                };
+                self.delete(Resource::Binding(b.clone()), cause, None);
+            }
+        }
+    }
+
+    /// A binding god removes: from the bus exchange to a queue the registry wants, with a key
+    /// the registry does not list. Bindings of other exchanges and of other queues are not god's.
+    fn is_stale_binding(&self, b: &BindingSpec) -> bool {
+        self.desired.topology.exchanges.contains_key(&b.source)
+            && b.destination_type == crate::model::DestinationType::Queue
+            && self.desired.topology.queues.contains_key(&b.destination)
+            && !self.replaced_queues.contains(&b.destination)
+            && !self.desired.topology.bindings.contains(b)
+    }
+
+    fn orphans(&mut self) {
+        let deprecated = self.deprecated_queues();
+        for (name, origin) in &self.observed.managed_queues {
+            if self.desired.topology.queues.contains_key(name) || !self.observed.topology.queues.contains_key(name) {
+                continue;
+            }
+            let why = match deprecated.get(name) {
+                Some(service) => format!("service {service} is deprecated"),
+                None => "no active service in registry.yaml declares it".to_string(),
+            };
+            self.orphan_queue(name, *origin, &why);
+        }
+        for (name, origin) in &self.observed.managed_exchanges {
+            if self.desired.topology.exchanges.contains_key(name) || !self.observed.topology.exchanges.contains_key(name) {
+                continue;
+            }
+            if self.options.prune && *origin == Origin::Created {
+                let found = self.observed.topology.exchanges[name].clone();
+                self.delete(Resource::Exchange(found), "no longer in registry.yaml (--prune)", None);
+            } else {
+                self.orphan_note(&format!("exchange/{name}"), *origin, "no longer in registry.yaml");
+            }
+        }
+    }
+
+    fn orphan_queue(&mut self, name: &str, origin: Origin, why: &str) {
+        if !(self.options.prune && origin == Origin::Created) {
+            self.orphan_note(&format!("queue/{name}"), origin, why);
+            return;
+        }
+        let messages = self.observed.messages(name);
+        let found = self.observed.topology.queues[name].clone();
+        let blocked = (messages > 0 && !self.options.allow_data_loss).then(|| {
+            format!(
+                "the queue holds {messages} message{}; it is kept. Drain it, or rerun with --allow-data-loss",
+                plural(messages)
+            )
+        });
+        if blocked.is_none() {
+            self.pruned_queues.insert(name.to_string());
+        }
+        let mut c = Change::new(Action::Delete, &Resource::Queue(found.clone()), format!("{why} (--prune)"));
+        c.before = Some(Resource::Queue(found));
+        c.messages = Some(messages);
+        c.blocked = blocked;
+        self.push(c);
+    }
+
+    fn orphan_note(&mut self, id: &str, origin: Origin, why: &str) {
+        let message = match (origin, self.options.prune) {
+            (Origin::Created, _) => format!("{why}; kept (god created it: --prune deletes it)"),
+            (Origin::Adopted, false) => format!("{why}; kept (adopted by god, which never deletes what it did not create)"),
+            (Origin::Adopted, true) => format!("{why}; kept even with --prune: god adopted it and never deletes what it did not create"),
+        };
+        self.note(NoteKind::Orphan, id, message);
+    }
+
+    fn deprecated_queues(&self) -> BTreeMap<String, String> {
+        self.desired
+            .inactive
+            .iter()
+            .filter(|s| s.status == Status::Deprecated)
+            .flat_map(|s| s.queues.iter().map(|q| (q.clone(), s.service.clone())))
+            .collect()
+    }
+
+    fn policies(&mut self) {
+        let wanted = std::mem::take(&mut self.wanted_policies);
+        for (name, policy) in &wanted {
+            match self.observed.topology.policies.get(name) {
+                None => self.create(
+                    Resource::Policy(policy.clone()),
+                    format!("dead-letters {} without replacing the existing queue", policy.pattern),
+                ),
+                Some(found) if found == policy => {}
+                Some(found) => {
+                    let mut c = Change::new(Action::Update, &Resource::Policy(policy.clone()), "its definition differs from what registry.yaml asks");
+                    c.diff = property_diff(&policy_lines(found), &policy_lines(policy));
+                    c.before = Some(Resource::Policy(found.clone()));
+                    c.after = Some(Resource::Policy(policy.clone()));
+                    self.push(c);
+                }
+            }
+        }
+        let stale: Vec<PolicySpec> = self
+            .observed
+            .topology
+            .policies
+            .values()
+            .filter(|p| p.name.starts_with(DEAD_LETTER_POLICY_PREFIX) && !wanted.contains_key(&p.name))
+            .filter(|p| self.policy_is_stale(p))
+            .cloned()
+            .collect();
+        for p in stale {
+            self.delete(Resource::Policy(p), "the queue it dead-letters no longer needs it", None);
+        }
+    }
+
+    /// A god dead-letter policy whose queue is gone, pruned, replaced (the new queue carries its
+    /// own arguments), or desired with its arguments in place. Policies of kept orphans stay.
+    fn policy_is_stale(&self, policy: &PolicySpec) -> bool {
+        let queue = &policy.name[DEAD_LETTER_POLICY_PREFIX.len()..];
+        let exists = self.observed.topology.queues.contains_key(queue);
+        let desired = self.desired.topology.queues.contains_key(queue);
+        !exists || desired || self.pruned_queues.contains(queue)
+    }
+
+    fn inactive_services(&mut self) {
+        for service in &self.desired.inactive {
+            let existing: Vec<&str> = service
+                .queues
+                .iter()
+                .filter(|q| self.observed.topology.queues.contains_key(*q))
+                .map(String::as_str)
+                .collect();
+            let (kind, message) = match service.status {
+                Status::Planned => (NoteKind::Skipped, "planned: nothing is created for it".to_string()),
+                _ if existing.is_empty() => (NoteKind::Deprecated, "deprecated: its queues are not created".to_string()),
+                _ => (
+                    NoteKind::Deprecated,
+                    format!("deprecated: not created where missing; existing queues kept until --prune ({})", existing.join(", ")),
+                ),
+            };
+            self.note(kind, format!("service/{}", service.service), message);
+        }
+    }
+
+    fn create(&mut self, resource: Resource, cause: impl Into<String>) {
+        let mut c = Change::new(Action::Create, &resource, cause);
+        c.after = Some(resource);
+        self.push(c);
+    }
+
+    fn adopt(&mut self, resource: Resource, cause: impl Into<String>) {
+        let mut c = Change::new(Action::Adopt, &resource, cause);
+        c.before = Some(resource.clone());
+        c.after = Some(resource);
+        self.push(c);
+    }
+
+    fn delete(&mut self, resource: Resource, cause: impl Into<String>, messages: Option<u64>) {
+        let mut c = Change::new(Action::Delete, &resource, cause);
+        c.before = Some(resource);
+        c.messages = messages;
+        self.push(c);
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn exchange_lines(e: &ExchangeSpec) -> String {
+    format!(
+        "type: {}\ndurable: {}\nauto_delete: {}\ninternal: {}\n{}",
+        e.kind,
+        e.durable,
+        e.auto_delete,
+        e.internal,
+        argument_lines(&e.arguments)
+    )
+}
+
+fn queue_lines(q: &QueueSpec) -> String {
+    format!(
+        "durable: {}\nauto_delete: {}\n{}",
+        q.durable,
+        q.auto_delete,
+        argument_lines(&q.arguments)
+    )
+}
+
+fn policy_lines(p: &PolicySpec) -> String {
+    format!(
+        "pattern: {}\napply-to: {}\npriority: {}\ndefinition: {}\n",
+        p.pattern,
+        p.apply_to,
+        p.priority,
+        format_arguments(&p.definition)
+    )
+}
+
+fn argument_lines(arguments: &crate::model::Arguments) -> String {
+    arguments.iter().map(|(k, v)| format!("arguments.{k}: {v}\n")).collect()
+}
+
+/// The changed lines between two property listings, `- old` and `+ new`.
+fn property_diff(before: &str, after: &str) -> Vec<String> {
+    TextDiff::from_lines(before, after)
+        .iter_all_changes()
+        .filter_map(|change| {
+            let sign = match change.tag() {
+                ChangeTag::Delete => "-",
+                ChangeTag::Insert => "+",
+                ChangeTag::Equal => return None,
+            };
+            Some(format!("{sign} {}", change.value().trim_end()))
+        })
+        .collect()
+}

@@ -1,0 +1,135 @@
+//! Printing plans: the human form (terraform-like) and the JSON form (`schemas/plan.schema.json`).
+
+use std::fmt::Write;
+
+use super::{Action, Change, NoteKind, Plan, Resource};
+use crate::model::{DestinationType, format_arguments};
+
+/// The plan for a person: one line per change with its cause, details under destructive
+/// changes, the notes, and the closing `Plan: N to add, N to change, N to destroy.` line.
+pub fn human(plan: &Plan, target: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "god plan for vhost \"{}\" on {target}", plan.vhost);
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "\nNo changes. The broker matches the registry.");
+    } else {
+        let _ = writeln!(out);
+        for change in &plan.changes {
+            out.push_str(&change_lines(change));
+        }
+    }
+    out.push_str(&notes(plan));
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to add, {} to change, {} to destroy.",
+        plan.summary.add, plan.summary.change, plan.summary.destroy
+    );
+    let blocked = plan.changes.iter().filter(|c| c.blocked.is_some()).count();
+    if blocked > 0 {
+        let _ = writeln!(
+            out,
+            "{blocked} change{} will be refused by apply (marked REFUSED above).",
+            if blocked == 1 { "" } else { "s" }
+        );
+    }
+    out
+}
+
+fn change_lines(change: &Change) -> String {
+    let mut out = String::new();
+    let verb = match change.action {
+        Action::Adopt => "adopt ",
+        Action::Replace => "replace ",
+        _ => "",
+    };
+    let resource = change.after.as_ref().or(change.before.as_ref());
+    let description = resource.map(describe).unwrap_or_else(|| change.id.clone());
+    let _ = writeln!(
+        out,
+        "{:>4} {verb}{description}\n       # {}",
+        change.action.symbol(),
+        change.cause
+    );
+    if let Some(messages) = change.messages.filter(|m| *m > 0 || change.action == Action::Replace) {
+        let _ = writeln!(out, "       # holds {messages} message{}", if messages == 1 { "" } else { "s" });
+    }
+    for line in &change.diff {
+        let _ = writeln!(out, "         {line}");
+    }
+    if let Some(why) = &change.blocked {
+        let _ = writeln!(out, "       REFUSED: {why}");
+    }
+    out
+}
+
+/// A one-line description of an object: `queue NAME (durable, args)`.
+pub fn describe(resource: &Resource) -> String {
+    match resource {
+        Resource::Exchange(e) => {
+            let mut flags = vec![e.kind.clone()];
+            if e.durable {
+                flags.push("durable".into());
+            }
+            if e.internal {
+                flags.push("internal".into());
+            }
+            format!("exchange {} ({})", e.name, flags.join(", "))
+        }
+        Resource::Queue(q) => {
+            let mut flags = vec![if q.durable { "durable" } else { "transient" }.to_string()];
+            if q.auto_delete {
+                flags.push("auto-delete".into());
+            }
+            if !q.arguments.is_empty() {
+                flags.push(format_arguments(&q.arguments));
+            }
+            format!("queue {} ({})", q.name, flags.join(", "))
+        }
+        Resource::Binding(b) => {
+            let dest = match b.destination_type {
+                DestinationType::Queue => "queue",
+                DestinationType::Exchange => "exchange",
+            };
+            let args = if b.arguments.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", format_arguments(&b.arguments))
+            };
+            format!("binding {} -> {dest} {} [{}]{args}", b.source, b.destination, b.routing_key)
+        }
+        Resource::Policy(p) => format!(
+            "policy {} (pattern {}, priority {}, {})",
+            p.name,
+            p.pattern,
+            p.priority,
+            format_arguments(&p.definition)
+        ),
+    }
+}
+
+fn notes(plan: &Plan) -> String {
+    let mut out = String::new();
+    let sections = [
+        (NoteKind::Orphan, "Orphaned (no longer in the registry; not counted as changes):"),
+        (NoteKind::Deprecated, "Deprecated services:"),
+        (NoteKind::Skipped, "Skipped services:"),
+        (NoteKind::Info, "Notes:"),
+    ];
+    for (kind, title) in sections {
+        let lines: Vec<String> = plan
+            .notes
+            .iter()
+            .filter(|n| n.kind == kind)
+            .map(|n| format!("  {}: {}", n.id, n.message))
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(out, "\n{title}\n{}", lines.join("\n"));
+        }
+    }
+    out
+}
+
+/// The plan as JSON, pretty-printed and stable.
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("a plan serialises") + "\n"
+}

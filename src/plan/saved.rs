@@ -1,0 +1,129 @@
+//! Saved plans (`god plan --out FILE`, `god apply FILE`): the plan together with a digest of
+//! every observed object it was made from, so that apply can refuse, naming what moved, when
+//! the broker changed in between.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Plan, binding_id};
+use crate::error::{GodError, Result};
+use crate::model::ObservedState;
+
+/// What `god plan --out` writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    /// Always "god-plan".
+    pub kind: String,
+    /// The management API the plan was made against (no credentials).
+    pub management_url: String,
+    /// Digest of the whole observed state.
+    pub fingerprint: String,
+    /// Digest of each observed object, by identifier.
+    pub observed: BTreeMap<String, String>,
+    /// The plan itself.
+    pub plan: Plan,
+}
+
+impl SavedPlan {
+    /// Wraps a plan with the digests of the state it was made from.
+    pub fn new(plan: Plan, observed: &ObservedState, management_url: &str) -> Self {
+        let digests = object_digests(observed);
+        Self {
+            kind: "god-plan".to_string(),
+            management_url: management_url.to_string(),
+            fingerprint: fingerprint(&digests),
+            observed: digests,
+            plan,
+        }
+    }
+
+    /// Writes the saved plan as JSON.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a saved plan serialises");
+        std::fs::write(path, text + "\n")
+            .map_err(|e| GodError::Other(format!("cannot write the plan to {}: {e}", path.display())))
+    }
+
+    /// Reads a saved plan, refusing files that are not one.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| GodError::InputUnreadable {
+            path: path.to_path_buf(),
+            source,
+            hint: "give the file written by `god plan --out FILE`".to_string(),
+        })?;
+        let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+            GodError::Usage(format!(
+                "{} is not a plan saved by `god plan --out`: {e}",
+                path.display()
+            ))
+        })?;
+        if saved.kind != "god-plan" {
+            return Err(GodError::Usage(format!("{} is not a god plan", path.display())));
+        }
+        Ok(saved)
+    }
+
+    /// The objects that differ between the state the plan was made from and `now`, one line
+    /// each (`queue/x changed`), or nothing when the broker has not moved.
+    pub fn moved_since(&self, now: &ObservedState) -> Vec<String> {
+        let current = object_digests(now);
+        let mut moved = Vec::new();
+        for (id, digest) in &self.observed {
+            match current.get(id) {
+                None => moved.push(format!("  {id} was deleted")),
+                Some(d) if d != digest => moved.push(format!("  {id} changed")),
+                Some(_) => {}
+            }
+        }
+        for id in current.keys().filter(|id| !self.observed.contains_key(*id)) {
+            moved.push(format!("  {id} appeared"));
+        }
+        moved
+    }
+}
+
+/// A digest per observed object, depths and consumer counts excluded (they move all the time
+/// and do not change what the plan does: deletions re-check emptiness when they run).
+pub fn object_digests(observed: &ObservedState) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let t = &observed.topology;
+    for e in t.exchanges.values() {
+        out.insert(format!("exchange/{}", e.name), digest(e));
+    }
+    for q in t.queues.values() {
+        out.insert(format!("queue/{}", q.name), digest(q));
+    }
+    for b in &t.bindings {
+        out.insert(binding_id(b), digest(b));
+    }
+    for p in t.policies.values() {
+        out.insert(format!("policy/{}", p.name), digest(p));
+    }
+    for (name, origin) in &observed.managed_queues {
+        out.insert(format!("managed/queue/{name}"), origin.as_str().to_string());
+    }
+    for (name, origin) in &observed.managed_exchanges {
+        out.insert(format!("managed/exchange/{name}"), origin.as_str().to_string());
+    }
+    out
+}
+
+fn digest<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).expect("objects serialise");
+    hex::encode(&Sha256::digest(&bytes)[..8])
+}
+
+/// One digest over all object digests.
+pub fn fingerprint(digests: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (id, d) in digests {
+        hasher.update(id.as_bytes());
+        hasher.update([0]);
+        hasher.update(d.as_bytes());
+        hasher.update([0]);
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,135 @@
+//! AMQP connections (lapin): the apply lock and binding removal, which the definitions import
+//! cannot express.
+
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::Value;
+
+use crate::endpoints::BrokerEndpoints;
+use crate::error::{GodError, Result};
+use crate::model::Arguments;
+
+/// An open AMQP connection to the vhost of the endpoints.
+pub struct AmqpSession {
+    connection: Connection,
+    endpoints: BrokerEndpoints,
+}
+
+impl AmqpSession {
+    /// Connects, naming the connection so that operators see who holds it.
+    pub async fn connect(endpoints: &BrokerEndpoints, purpose: &str) -> Result<Self> {
+        let name = format!(
+            "god {purpose} (pid {} on {})",
+            std::process::id(),
+            hostname()
+        );
+        let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let connect = Connection::connect(endpoints.amqp_url_secret(), properties);
+        let connection = tokio::time::timeout(std::time::Duration::from_secs(15), connect)
+            .await
+            .map_err(|_| GodError::Unreachable {
+                endpoint: endpoints.amqp_display(),
+                reason: "no answer within 15s".to_string(),
+                variable: "RABBITMQ_URL",
+            })?
+            .map_err(|e| connect_error(e, endpoints))?;
+        Ok(Self {
+            connection,
+            endpoints: endpoints.clone(),
+        })
+    }
+
+    /// Opens a channel.
+    pub async fn channel(&self) -> Result<lapin::Channel> {
+        self.connection
+            .create_channel()
+            .await
+            .map_err(|e| self.error(e, "opening a channel"))
+    }
+
+    /// Turns a lapin error into a god error naming the operation.
+    pub fn error(&self, error: lapin::Error, operation: &str) -> GodError {
+        if error.is_io_error() {
+            return GodError::Unreachable {
+                endpoint: self.endpoints.amqp_display(),
+                reason: format!("the connection broke while {operation}"),
+                variable: "RABBITMQ_URL",
+            };
+        }
+        GodError::Broker {
+            endpoint: self.endpoints.amqp_display(),
+            operation: operation.to_string(),
+            detail: error.to_string(),
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, ShortString::from("bye")).await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".to_string())
+}
+
+/// The AMQP reply code inside a lapin error, if the broker sent one.
+pub fn reply_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}
+
+fn connect_error(error: lapin::Error, endpoints: &BrokerEndpoints) -> GodError {
+    match reply_code(&error) {
+        Some(403) => GodError::BadCredentials {
+            endpoint: endpoints.amqp_display(),
+            user: endpoints.amqp_user(),
+            detail: "AMQP ACCESS_REFUSED".to_string(),
+        },
+        Some(530) => GodError::VhostMissing {
+            vhost: endpoints.vhost.clone(),
+            endpoint: endpoints.amqp_display(),
+            user: endpoints.amqp_user(),
+        },
+        _ if error.is_io_error() => GodError::Unreachable {
+            endpoint: endpoints.amqp_display(),
+            reason: "connection refused or closed".to_string(),
+            variable: "RABBITMQ_URL",
+        },
+        _ => GodError::Broker {
+            endpoint: endpoints.amqp_display(),
+            operation: "connecting".to_string(),
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// Converts JSON arguments into an AMQP field table.
+pub fn field_table(arguments: &Arguments) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in arguments {
+        table.insert(ShortString::from(k.as_str()), amqp_value(v));
+    }
+    table
+}
+
+fn amqp_value(value: &Value) -> AMQPValue {
+    match value {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(items.iter().map(amqp_value).collect::<Vec<_>>())),
+        Value::Object(map) => {
+            let args: Arguments = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            AMQPValue::FieldTable(field_table(&args))
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Talking to RabbitMQ: the management HTTP API ([`management`]) and AMQP ([`amqp`]).
+
+pub mod amqp;
+pub mod management;
