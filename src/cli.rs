@@ -31,11 +31,23 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "GOD_REGISTRY", value_name = "PATH")]
     registry: Option<PathBuf>,
     /// AMQP URL; its path is the vhost. Default: amqp://guest:guest@127.0.0.1:5672/%2f
-    #[arg(long, global = true, env = "RABBITMQ_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     amqp_url: Option<String>,
     /// Management API URL; credentials come from the AMQP URL unless given here.
     /// Default: http://127.0.0.1:15672
-    #[arg(long, global = true, env = "RABBITMQ_MANAGEMENT_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_MANAGEMENT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     management_url: Option<String>,
 }
 
@@ -116,7 +128,7 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GOD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -42,7 +42,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// The resolved connection settings of one god run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BrokerEndpoints {
     /// The full AMQP URL, with credentials and vhost (never print it: use [`Self::amqp_display`]).
     amqp_url: Url,
@@ -56,6 +56,17 @@ pub struct BrokerEndpoints {
     pub vhost_explicit: bool,
 }
 
+impl fmt::Debug for BrokerEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerEndpoints")
+            .field("amqp_url", &self.amqp_display())
+            .field("management_url", &self.management_display())
+            .field("management_credentials", &self.management_credentials)
+            .field("vhost", &self.vhost)
+            .finish()
+    }
+}
+
 impl BrokerEndpoints {
     /// Resolves the endpoints from the (optional) user-given URLs.
     pub fn resolve(amqp_url: Option<&str>, management_url: Option<&str>) -> Result<Self> {
@@ -63,8 +74,8 @@ impl BrokerEndpoints {
         let amqp = parse_amqp(amqp_url.unwrap_or(DEFAULT_AMQP_URL))?;
         let vhost = vhost_of(&amqp);
         let amqp_credentials = credentials_of(&amqp);
-        let mut management = Url::parse(management_url.unwrap_or(DEFAULT_MANAGEMENT_URL))
-            .map_err(|e| {
+        let mut management =
+            Url::parse(management_url.unwrap_or(DEFAULT_MANAGEMENT_URL)).map_err(|e| {
                 GodError::Usage(format!(
                     "invalid management URL {}: {e}\nhint: it looks like http://127.0.0.1:15672",
                     mask_url_str(management_url.unwrap_or_default())
@@ -117,7 +128,10 @@ impl BrokerEndpoints {
 
     /// The management URL as it may be shown (it never holds credentials).
     pub fn management_display(&self) -> String {
-        self.management_url.as_str().trim_end_matches('/').to_string()
+        self.management_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
     }
 }
 
@@ -144,9 +158,7 @@ fn parse_amqp(raw: &str) -> Result<Url> {
 }
 
 fn has_vhost_path(raw: &str) -> bool {
-    Url::parse(raw)
-        .map(|u| u.path().len() > 1)
-        .unwrap_or(false)
+    Url::parse(raw).map(|u| u.path().len() > 1).unwrap_or(false)
 }
 
 /// The vhost named by an AMQP URL's path; no path means the default vhost "/".
@@ -252,7 +264,9 @@ mod tests {
 
     #[test]
     fn with_vhost_rewrites_the_amqp_path() {
-        let e = BrokerEndpoints::resolve(None, None).unwrap().with_vhost("a b/c");
+        let e = BrokerEndpoints::resolve(None, None)
+            .unwrap()
+            .with_vhost("a b/c");
         assert_eq!(e.vhost, "a b/c");
         assert!(e.amqp_url_secret().ends_with("/a%20b%2Fc"));
     }

@@ -229,7 +229,9 @@ fn normalize_value(key: &str, value: &Value) -> Value {
         }
     }
     match value {
-        Value::Number(n) if n.is_f64() => as_integer(value).map(Value::from).unwrap_or(Value::Number(n.clone())),
+        Value::Number(n) if n.is_f64() => as_integer(value)
+            .map(Value::from)
+            .unwrap_or(Value::Number(n.clone())),
         _ => value.clone(),
     }
 }
@@ -263,7 +265,9 @@ mod tests {
 
     #[test]
     fn numeric_strings_and_floats_become_integers() {
-        let a = normalize_arguments(&args(json!({"x-max-length": "10", "x-message-ttl": 5000.0})));
+        let a = normalize_arguments(&args(
+            json!({"x-max-length": "10", "x-message-ttl": 5000.0}),
+        ));
         let b = normalize_arguments(&args(json!({"x-max-length": 10, "x-message-ttl": 5000})));
         assert_eq!(a, b);
     }
@@ -279,18 +283,30 @@ mod tests {
 
     #[test]
     fn booleans_are_normalised_only_for_boolean_keys() {
-        let a = normalize_arguments(&args(json!({"x-single-active-consumer": "true", "x-custom": "true"})));
-        assert_eq!(a, args(json!({"x-single-active-consumer": true, "x-custom": "true"})));
+        let a = normalize_arguments(&args(
+            json!({"x-single-active-consumer": "true", "x-custom": "true"}),
+        ));
+        assert_eq!(
+            a,
+            args(json!({"x-single-active-consumer": true, "x-custom": "true"}))
+        );
     }
 
     #[test]
     fn dead_letter_policy_escapes_the_queue_name() {
         let p = PolicySpec::dead_letter_for(
             "services.a.b",
-            &args(json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "services.a.b_dlq"})),
+            &args(
+                json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "services.a.b_dlq"}),
+            ),
         );
         assert_eq!(p.pattern, r"^services\.a\.b$");
-        assert_eq!(p.definition, args(json!({"dead-letter-exchange": "", "dead-letter-routing-key": "services.a.b_dlq"})));
+        assert_eq!(
+            p.definition,
+            args(
+                json!({"dead-letter-exchange": "", "dead-letter-routing-key": "services.a.b_dlq"})
+            )
+        );
     }
 }
 
@@ -336,7 +352,11 @@ pub fn record_exchange() -> ExchangeSpec {
 }
 
 /// The binding that records that god manages an object.
-pub fn record_binding(destination: &str, destination_type: DestinationType, origin: Origin) -> BindingSpec {
+pub fn record_binding(
+    destination: &str,
+    destination_type: DestinationType,
+    origin: Origin,
+) -> BindingSpec {
     BindingSpec {
         source: MANAGED_RECORD_EXCHANGE.to_string(),
         destination: destination.to_string(),

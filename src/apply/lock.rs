@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 use crate::error::{GodError, Result};
 use crate::model::APPLY_LOCK_QUEUE;
 use crate::rabbit::amqp::{AmqpSession, reply_code};
-use crate::rabbit::management::ManagementApi;
+use crate::rabbit::management::{ManagementApi, OwnerField};
 
 /// How often a waiting apply tries the lock again.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -27,7 +27,10 @@ pub async fn acquire(session: &AmqpSession, api: &ManagementApi, timeout: Durati
             auto_delete: true,
             ..QueueDeclareOptions::default()
         };
-        match channel.queue_declare(APPLY_LOCK_QUEUE.into(), options, FieldTable::default()).await {
+        match channel
+            .queue_declare(APPLY_LOCK_QUEUE.into(), options, FieldTable::default())
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if reply_code(&e) == Some(405) => {
                 let holder = holder(api).await;
@@ -53,16 +56,25 @@ pub async fn acquire(session: &AmqpSession, api: &ManagementApi, timeout: Durati
     }
 }
 
-/// Who holds the lock, as the broker tells it.
+/// Who holds the lock, as the broker tells it: the owning connection's name (god names its
+/// connections `god apply (pid N on HOST)`) and address. The management API learns the owner
+/// with its next statistics round (5 s by default); until then it is "another connection".
 async fn holder(api: &ManagementApi) -> String {
-    let owner = api.queue(APPLY_LOCK_QUEUE).await.ok().flatten().and_then(|q| q.owner_pid_details);
-    match owner {
-        Some(o) => format!(
-            "connection \"{}\" from {}:{}",
-            o.name.unwrap_or_else(|| "unnamed".to_string()),
-            o.peer_host.unwrap_or_default(),
-            o.peer_port.unwrap_or_default()
-        ),
+    let owner = api
+        .queue(APPLY_LOCK_QUEUE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|q| q.owner_pid_details);
+    let address = match owner {
+        Some(OwnerField::Known(details)) => details.name,
+        _ => None,
+    };
+    match address {
+        Some(address) => match api.connection_name(&address).await {
+            Some(name) => format!("connection \"{name}\" from {address}"),
+            None => format!("connection {address}"),
+        },
         None => "another connection".to_string(),
     }
 }

@@ -94,12 +94,21 @@ impl<'a> RabbitExecutor<'a> {
             }
             let name = c.id.split_once('/').map(|(_, n)| n).unwrap_or_default();
             let result = match c.kind.as_str() {
-                "queue" => self.api.delete_queue(name, !self.options.allow_data_loss).await,
+                "queue" => {
+                    self.api
+                        .delete_queue(name, !self.options.allow_data_loss)
+                        .await
+                }
                 _ => self.api.delete_exchange_forcibly(name).await.map(|_| true),
             };
             match result {
                 Ok(true) => {}
-                Ok(false) => self.finish(i, Outcome::Refused("the queue received messages since the plan; it is kept".to_string())),
+                Ok(false) => self.finish(
+                    i,
+                    Outcome::Refused(
+                        "the queue received messages since the plan; it is kept".to_string(),
+                    ),
+                ),
                 Err(e) => return self.fail(i, e),
             }
         }
@@ -151,17 +160,21 @@ impl<'a> RabbitExecutor<'a> {
                 continue;
             }
             let outcome = match c.before.as_ref() {
-                Some(Resource::Policy(p)) => self.api.delete_policy(&p.name).await.map(|_| Outcome::Done),
+                Some(Resource::Policy(p)) => {
+                    self.api.delete_policy(&p.name).await.map(|_| Outcome::Done)
+                }
                 Some(Resource::Queue(q)) => self
                     .api
                     .delete_queue(&q.name, !self.options.allow_data_loss)
                     .await
-                    .map(|deleted| refused_unless(deleted, "the queue holds messages now; it is kept")),
-                Some(Resource::Exchange(e)) => self
-                    .api
-                    .delete_exchange(&e.name)
-                    .await
-                    .map(|deleted| refused_unless(deleted, "other objects are still bound to it; it is kept")),
+                    .map(|deleted| {
+                        refused_unless(deleted, "the queue holds messages now; it is kept")
+                    }),
+                Some(Resource::Exchange(e)) => {
+                    self.api.delete_exchange(&e.name).await.map(|deleted| {
+                        refused_unless(deleted, "other objects are still bound to it; it is kept")
+                    })
+                }
                 _ => continue,
             };
             match outcome {
@@ -198,7 +211,12 @@ impl<'a> RabbitExecutor<'a> {
                 match b.destination_type {
                     DestinationType::Queue => {
                         channel
-                            .queue_unbind(b.destination.as_str().into(), b.source.as_str().into(), b.routing_key.as_str().into(), args)
+                            .queue_unbind(
+                                b.destination.as_str().into(),
+                                b.source.as_str().into(),
+                                b.routing_key.as_str().into(),
+                                args,
+                            )
                             .await
                     }
                     DestinationType::Exchange => {
@@ -222,7 +240,10 @@ impl<'a> RabbitExecutor<'a> {
                 Ok(()) => self.finish(*i, Outcome::Done),
                 Err(e) => {
                     failed = true;
-                    self.finish(*i, Outcome::Failed(self.amqp.error(e, "removing a binding").to_string()));
+                    self.finish(
+                        *i,
+                        Outcome::Failed(self.amqp.error(e, "removing a binding").to_string()),
+                    );
                 }
             }
         }
@@ -231,13 +252,20 @@ impl<'a> RabbitExecutor<'a> {
 }
 
 fn refused_unless(done: bool, why: &str) -> Outcome {
-    if done { Outcome::Done } else { Outcome::Refused(why.to_string()) }
+    if done {
+        Outcome::Done
+    } else {
+        Outcome::Refused(why.to_string())
+    }
 }
 
 /// The definitions objects a change adds: the object itself, plus god's record binding for
 /// queues and exchanges it creates or adopts.
 fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
-    let adds = matches!(change.action, Action::Create | Action::Replace | Action::Update | Action::Adopt);
+    let adds = matches!(
+        change.action,
+        Action::Create | Action::Replace | Action::Update | Action::Adopt
+    );
     let Some(after) = change.after.as_ref().filter(|_| adds) else {
         return Vec::new();
     };

@@ -60,14 +60,20 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
         None => {
             let loaded = globals.load_registry()?;
             let endpoints = globals.endpoints(&loaded)?;
-            (Source::Registry(Box::new(loaded.registry.desired_state())), endpoints)
+            (
+                Source::Registry(Box::new(loaded.registry.desired_state())),
+                endpoints,
+            )
         }
     };
     runtime()?.block_on(apply(&source, &endpoints, args))
 }
 
 fn saved_plan_endpoints(globals: &Globals, saved: &SavedPlan) -> Result<BrokerEndpoints> {
-    let endpoints = BrokerEndpoints::resolve(globals.amqp_url.as_deref(), globals.management_url.as_deref())?;
+    let endpoints = BrokerEndpoints::resolve(
+        globals.amqp_url.as_deref(),
+        globals.management_url.as_deref(),
+    )?;
     if endpoints.vhost_explicit && endpoints.vhost != saved.plan.vhost {
         return Err(GodError::Usage(format!(
             "the saved plan is for vhost \"{}\" but the AMQP URL names vhost \"{}\"",
@@ -154,22 +160,31 @@ fn confirm(plan: &Plan) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-async fn execute(plan: &Plan, api: &ManagementApi, amqp: &AmqpSession, args: &ApplyArgs) -> Vec<Outcome> {
+async fn execute(
+    plan: &Plan,
+    api: &ManagementApi,
+    amqp: &AmqpSession,
+    args: &ApplyArgs,
+) -> Vec<Outcome> {
     let bar = if plan.changes.len() >= PROGRESS_THRESHOLD {
         ProgressBar::new(plan.changes.len() as u64)
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})")
-            .expect("the progress template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})",
+        )
+        .expect("the progress template is valid")
+        .progress_chars("=> "),
     );
     let progress = |n: u64| bar.inc(n);
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
     };
-    let outcomes = RabbitExecutor::new(api, amqp, options, &progress).execute(plan).await;
+    let outcomes = RabbitExecutor::new(api, amqp, options, &progress)
+        .execute(plan)
+        .await;
     bar.finish_and_clear();
     outcomes
 }
@@ -178,9 +193,12 @@ async fn execute(plan: &Plan, api: &ManagementApi, amqp: &AmqpSession, args: &Ap
 /// done, or changes refused to protect messages).
 pub fn exit_for(outcomes: &[Outcome]) -> Exit {
     let done = outcomes.iter().filter(|o| **o == Outcome::Done).count();
-    let broken = outcomes
-        .iter()
-        .any(|o| matches!(o, Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted));
+    let broken = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
+        )
+    });
     match (done == outcomes.len(), broken, done > 0) {
         (true, _, _) => Exit::Success,
         (false, true, true) => Exit::Partial,
@@ -189,7 +207,9 @@ pub fn exit_for(outcomes: &[Outcome]) -> Exit {
 }
 
 fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
-    let done: Vec<usize> = (0..outcomes.len()).filter(|i| outcomes[*i] == Outcome::Done).collect();
+    let done: Vec<usize> = (0..outcomes.len())
+        .filter(|i| outcomes[*i] == Outcome::Done)
+        .collect();
     let mut counts = (0, 0, 0);
     for i in &done {
         match plan.changes[*i].action {
@@ -204,9 +224,12 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
     }
     let mut out = String::new();
     let all_done = done.len() == outcomes.len();
-    let broken = outcomes
-        .iter()
-        .any(|o| matches!(o, Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted));
+    let broken = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
+        )
+    });
     if broken {
         out.push_str(&format!(
             "\nApply stopped part-way: {} of {} changes done.\n",
@@ -215,7 +238,11 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
         ));
         out.push_str("Done:\n");
         for i in &done {
-            out.push_str(&format!("  {} {}\n", plan.changes[*i].action.symbol(), plan.changes[*i].id));
+            out.push_str(&format!(
+                "  {} {}\n",
+                plan.changes[*i].action.symbol(),
+                plan.changes[*i].id
+            ));
         }
         out.push_str("Not done:\n");
     } else if !all_done {
@@ -227,7 +254,12 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
             Outcome::Refused(d) | Outcome::Failed(d) | Outcome::Unknown(d) => format!(": {d}"),
             Outcome::NotAttempted => String::new(),
         };
-        out.push_str(&format!("  {} {} ({}{detail})\n", change.action.symbol(), change.id, outcome.label()));
+        out.push_str(&format!(
+            "  {} {} ({}{detail})\n",
+            change.action.symbol(),
+            change.id,
+            outcome.label()
+        ));
     }
     out.push_str(&format!(
         "\nApply {}: {} added, {} changed, {} destroyed.\n",

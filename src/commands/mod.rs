@@ -63,14 +63,17 @@ impl Globals {
 
     /// The broker endpoints, with the vhost from the registry when the URL names none.
     pub fn endpoints(&self, registry: &LoadedRegistry) -> Result<BrokerEndpoints> {
-        let endpoints = BrokerEndpoints::resolve(self.amqp_url.as_deref(), self.management_url.as_deref())?;
+        let endpoints =
+            BrokerEndpoints::resolve(self.amqp_url.as_deref(), self.management_url.as_deref())?;
         match &registry.registry.vhost {
-            Some(wanted) if endpoints.vhost_explicit && *wanted != endpoints.vhost => Err(GodError::Usage(format!(
-                "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
-                registry.source.path.display(),
-                endpoints.amqp_display(),
-                endpoints.vhost
-            ))),
+            Some(wanted) if endpoints.vhost_explicit && *wanted != endpoints.vhost => {
+                Err(GodError::Usage(format!(
+                    "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
+                    registry.source.path.display(),
+                    endpoints.amqp_display(),
+                    endpoints.vhost
+                )))
+            }
             Some(wanted) => Ok(endpoints.with_vhost(wanted)),
             None => Ok(endpoints),
         }

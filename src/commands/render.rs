@@ -79,7 +79,10 @@ fn yaml_of(value: &Value) -> Yaml<'static> {
         Value::Object(map) => {
             let mut mapping = saphyr::Mapping::new();
             for (k, v) in map {
-                mapping.insert(Yaml::Value(Scalar::String(Cow::Owned(k.clone()))), yaml_of(v));
+                mapping.insert(
+                    Yaml::Value(Scalar::String(Cow::Owned(k.clone()))),
+                    yaml_of(v),
+                );
             }
             Yaml::Mapping(mapping)
         }

@@ -33,7 +33,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at a position of a file whose text is known.
-    pub fn error(file: &crate::inputs::SourceFile, line: usize, col: usize, message: impl Into<String>) -> Self {
+    pub fn error(
+        file: &crate::inputs::SourceFile,
+        line: usize,
+        col: usize,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             severity: Severity::Error,
             file: file.path.clone(),
@@ -41,12 +46,21 @@ impl Diagnostic {
             col,
             message: message.into(),
             hint: None,
-            source_line: file.text.lines().nth(line.saturating_sub(1)).map(str::to_string),
+            source_line: file
+                .text
+                .lines()
+                .nth(line.saturating_sub(1))
+                .map(str::to_string),
         }
     }
 
     /// The same problem as a warning.
-    pub fn warning(file: &crate::inputs::SourceFile, line: usize, col: usize, message: impl Into<String>) -> Self {
+    pub fn warning(
+        file: &crate::inputs::SourceFile,
+        line: usize,
+        col: usize,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             severity: Severity::Warning,
             ..Self::error(file, line, col, message)

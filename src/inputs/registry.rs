@@ -129,7 +129,12 @@ impl Service {
             (None, Some(queues)) => queues
                 .iter()
                 .enumerate()
-                .map(|(i, q)| (q.clone(), self.routing_keys.get(i).cloned().into_iter().collect()))
+                .map(|(i, q)| {
+                    (
+                        q.clone(),
+                        self.routing_keys.get(i).cloned().into_iter().collect(),
+                    )
+                })
                 .collect(),
             (None, None) => Vec::new(),
         }
@@ -210,7 +215,10 @@ impl Registry {
         };
         let exchange = self.exchange_spec();
         let exchange_name = exchange.name.clone();
-        state.topology.exchanges.insert(exchange_name.clone(), exchange);
+        state
+            .topology
+            .exchanges
+            .insert(exchange_name.clone(), exchange);
         for (id, service) in &self.services {
             if service.status != Status::Active {
                 state.inactive.push(InactiveService {
@@ -264,16 +272,24 @@ fn add_service_queue(
     if let Some(dlq) = &dead_letter_queue {
         arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
         arguments.insert(DLK_ARG.to_string(), Value::String(dlq.clone()));
-        state.topology.queues.insert(dlq.clone(), durable_queue(dlq, Arguments::new()));
+        state
+            .topology
+            .queues
+            .insert(dlq.clone(), durable_queue(dlq, Arguments::new()));
         state.owners.insert(
             dlq.clone(),
             QueueOwner {
                 service: service_id.to_string(),
-                role: QueueRole::DeadLetter { of: queue.to_string() },
+                role: QueueRole::DeadLetter {
+                    of: queue.to_string(),
+                },
             },
         );
     }
-    state.topology.queues.insert(queue.to_string(), durable_queue(queue, arguments));
+    state
+        .topology
+        .queues
+        .insert(queue.to_string(), durable_queue(queue, arguments));
     state.owners.insert(
         queue.to_string(),
         QueueOwner {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
-use super::registry::{DeadLetter, Registry, Status};
+use super::registry::{DeadLetter, Registry};
 use super::yaml::{self, PositionedDocument, escape_pointer};
 
 /// The registry schema, shipped in `schemas/` and compiled into the binary.
@@ -35,8 +35,15 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
         Ok(doc) => doc,
         Err(e) => {
             return Err(vec![
-                Diagnostic::error(&source, e.position.line, e.position.col, format!("YAML syntax error: {}", e.message))
-                    .with_hint("fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)"),
+                Diagnostic::error(
+                    &source,
+                    e.position.line,
+                    e.position.col,
+                    format!("YAML syntax error: {}", e.message),
+                )
+                .with_hint(
+                    "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
+                ),
             ]);
         }
     };
@@ -47,11 +54,23 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
     let registry: Registry = match serde_json::from_value(doc.value.clone()) {
         Ok(r) => r,
         Err(e) => {
-            problems.push(Diagnostic::error(&source, 1, 1, format!("cannot read the registry: {e}")));
+            problems.push(Diagnostic::error(
+                &source,
+                1,
+                1,
+                format!("cannot read the registry: {e}"),
+            ));
             return Err(problems);
         }
     };
-    problems.extend(RuleCheck { source: &source, doc: &doc, registry: &registry }.run());
+    problems.extend(
+        RuleCheck {
+            source: &source,
+            doc: &doc,
+            registry: &registry,
+        }
+        .run(),
+    );
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }
@@ -65,7 +84,8 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
 fn registry_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        let schema: Value = serde_json::from_str(REGISTRY_SCHEMA).expect("the shipped registry schema is JSON");
+        let schema: Value =
+            serde_json::from_str(REGISTRY_SCHEMA).expect("the shipped registry schema is JSON");
         jsonschema::validator_for(&schema).expect("the shipped registry schema compiles")
     })
 }
@@ -76,7 +96,11 @@ fn schema_problems(source: &SourceFile, doc: &PositionedDocument) -> Vec<Diagnos
         .map(|error| {
             let pointer = error.instance_path().to_string();
             let pos = doc.position_of(&pointer);
-            let shown = if pointer.is_empty() { "/".to_string() } else { pointer.clone() };
+            let shown = if pointer.is_empty() {
+                "/".to_string()
+            } else {
+                pointer.clone()
+            };
             Diagnostic::error(source, pos.line, pos.col, format!("{shown}: {error}"))
                 .with_hint(schema_hint(&pointer))
         })
@@ -86,7 +110,9 @@ fn schema_problems(source: &SourceFile, doc: &PositionedDocument) -> Vec<Diagnos
 fn schema_hint(pointer: &str) -> String {
     let field = pointer.rsplit('/').next().unwrap_or_default();
     match field {
-        "dead_letter" => "dead_letter is true, false, or the name of the dead-letter queue".to_string(),
+        "dead_letter" => {
+            "dead_letter is true, false, or the name of the dead-letter queue".to_string()
+        }
         "status" => "status is one of planned, active, deprecated".to_string(),
         _ => "see schemas/registry.schema.json and the README's registry section".to_string(),
     }
@@ -112,7 +138,9 @@ impl RuleCheck<'_> {
             if service.queues().is_empty() && !service.routing_keys.is_empty() {
                 out.push(self.warning_at(
                     &format!("{base}/routing_keys"),
-                    format!("service \"{id}\" has routing_keys but no queue_name: they bind nothing"),
+                    format!(
+                        "service \"{id}\" has routing_keys but no queue_name: they bind nothing"
+                    ),
                     "add a queue_name, or remove routing_keys from a producer",
                 ));
             }
@@ -135,7 +163,9 @@ impl RuleCheck<'_> {
         if name.starts_with("amq.") {
             out.push(self.at(
                 "/exchange/name",
-                format!("exchange \"{name}\": names starting with \"amq.\" are reserved by RabbitMQ"),
+                format!(
+                    "exchange \"{name}\": names starting with \"amq.\" are reserved by RabbitMQ"
+                ),
                 "name the bus exchange yourself, e.g. bloodbank.events.v1",
             ));
         }
@@ -158,7 +188,10 @@ impl RuleCheck<'_> {
             if matches!(service.dead_letter, DeadLetter::Named(_)) {
                 out.push(self.at(
                     &format!("{base}/dead_letter"),
-                    format!("service \"{id}\": a named dead_letter queue cannot serve its {} queues", queues.len()),
+                    format!(
+                        "service \"{id}\": a named dead_letter queue cannot serve its {} queues",
+                        queues.len()
+                    ),
                     "use dead_letter: true (each queue gets <queue>_dlq) or false",
                 ));
             }
@@ -185,28 +218,39 @@ impl RuleCheck<'_> {
         out: &mut Vec<Diagnostic>,
     ) {
         let service = &self.registry.services[id];
+        let several = service.queues().len() > 1;
         for (i, queue) in service.queues().into_iter().enumerate() {
             let pointer = match &service.queue_names {
                 Some(_) => format!("{base}/queue_names/{i}"),
                 None => format!("{base}/queue_name"),
             };
+            let mut sound = true;
             if let Err(why) = check_queue_name(&queue) {
-                out.push(self.at(&pointer, format!("queue {queue:?}: {why}"), "rename the queue"));
+                out.push(self.at(
+                    &pointer,
+                    format!("queue {queue:?}: {why}"),
+                    "rename the queue",
+                ));
+                sound = false;
             }
-            self.check_unique(id, &queue, &pointer, seen, out);
+            sound &= self.check_unique(id, &queue, &pointer, seen, out);
+            let named = matches!(service.dead_letter, DeadLetter::Named(_));
+            // A dead-letter queue derived from a broken name, or a named one on several queues
+            // (reported by check_pairing), would only repeat a problem already reported.
+            if !sound || (named && several) {
+                continue;
+            }
             if let Some(dlq) = service.dead_letter_queue(&queue) {
-                let dl_pointer = match &service.dead_letter {
-                    DeadLetter::Named(_) => format!("{base}/dead_letter"),
-                    DeadLetter::Enabled(_) => pointer.clone(),
+                let dl_pointer = if named {
+                    format!("{base}/dead_letter")
+                } else {
+                    pointer.clone()
                 };
                 if let Err(why) = check_queue_name(&dlq) {
                     out.push(self.at(&dl_pointer, format!("dead-letter queue {dlq:?}: {why}"), "shorten the queue name or name the dead-letter queue with dead_letter: NAME"));
                 }
                 self.check_unique(id, &dlq, &dl_pointer, seen, out);
             }
-        }
-        if service.status == Status::Active && service.queues().is_empty() && service.produces.is_empty() {
-            // A service with neither queue nor events is fine (external tools), nothing to say.
         }
     }
 
@@ -217,7 +261,7 @@ impl RuleCheck<'_> {
         pointer: &str,
         seen: &mut BTreeMap<String, (String, String)>,
         out: &mut Vec<Diagnostic>,
-    ) {
+    ) -> bool {
         if let Some((other, other_pointer)) = seen.get(queue) {
             let pos = self.doc.position_of(other_pointer);
             out.push(self.at(
@@ -230,8 +274,10 @@ impl RuleCheck<'_> {
                 ),
                 "every queue (dead-letter queues included) belongs to exactly one service",
             ));
+            false
         } else {
             seen.insert(queue.to_string(), (id.to_string(), pointer.to_string()));
+            true
         }
     }
 }
@@ -242,7 +288,10 @@ pub fn check_queue_name(name: &str) -> Result<(), String> {
         return Err("an empty name asks the broker to invent one".to_string());
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!("{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}", name.len()));
+        return Err(format!(
+            "{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}",
+            name.len()
+        ));
     }
     if name.starts_with("amq.") {
         return Err("names starting with \"amq.\" are reserved: RabbitMQ refuses to declare them (403 ACCESS_REFUSED)".to_string());
@@ -256,10 +305,15 @@ pub fn check_queue_name(name: &str) -> Result<(), String> {
 /// Checks a topic binding key: dot-separated non-empty words, wildcards only as whole words.
 pub fn check_binding_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
-        return Err("empty (it would only match events published with an empty routing key)".to_string());
+        return Err(
+            "empty (it would only match events published with an empty routing key)".to_string(),
+        );
     }
     if key.len() > MAX_NAME_BYTES {
-        return Err(format!("{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}", key.len()));
+        return Err(format!(
+            "{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}",
+            key.len()
+        ));
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains whitespace".to_string());
@@ -269,7 +323,9 @@ pub fn check_binding_key(key: &str) -> Result<(), String> {
             return Err("has an empty word (a leading, trailing or doubled dot)".to_string());
         }
         if word.len() > 1 && (word.contains('*') || word.contains('#')) {
-            return Err(format!("the word {word:?} mixes a wildcard with text; RabbitMQ would match it literally"));
+            return Err(format!(
+                "the word {word:?} mixes a wildcard with text; RabbitMQ would match it literally"
+            ));
         }
     }
     Ok(())
@@ -288,10 +344,16 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        load(text).unwrap_err().iter().filter(|d| d.is_error()).map(Diagnostic::headline).collect()
+        load(text)
+            .unwrap_err()
+            .iter()
+            .filter(|d| d.is_error())
+            .map(Diagnostic::headline)
+            .collect()
     }
 
-    const HEAD: &str = "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n";
+    const HEAD: &str =
+        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n";
 
     #[test]
     fn binding_keys() {
@@ -308,7 +370,9 @@ mod tests {
         let text = format!("{HEAD}  s:\n    queue_names: [q1, q2]\n    routing_keys: [a]\n");
         assert_eq!(
             errors(&text),
-            vec!["registry.yaml:8:18: service \"s\": queue_names has 2 entries but routing_keys has 1; they are paired by position"]
+            vec![
+                "registry.yaml:8:18: service \"s\": queue_names has 2 entries but routing_keys has 1; they are paired by position"
+            ]
         );
     }
 
@@ -317,7 +381,10 @@ mod tests {
         let text = format!("{HEAD}  a:\n    queue_name: q\n  b:\n    queue_name: q\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("registry.yaml:10:17: duplicate queue name \"q\""), "{errs:?}");
+        assert!(
+            errs[0].starts_with("registry.yaml:10:17: duplicate queue name \"q\""),
+            "{errs:?}"
+        );
         assert!(errs[0].contains("registry.yaml:8:17"), "{errs:?}");
     }
 
@@ -332,7 +399,10 @@ mod tests {
         let text = format!("{HEAD}  a:\n    queue_name: q\n    status: live\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("registry.yaml:9:13: /services/a/status: "), "{errs:?}");
+        assert!(
+            errs[0].starts_with("registry.yaml:9:13: /services/a/status: "),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -344,7 +414,9 @@ mod tests {
 
     #[test]
     fn named_dead_letter_on_several_queues_is_an_error() {
-        let text = format!("{HEAD}  a:\n    queue_names: [q1, q2]\n    routing_keys: [a, b]\n    dead_letter: mine\n");
+        let text = format!(
+            "{HEAD}  a:\n    queue_names: [q1, q2]\n    routing_keys: [a, b]\n    dead_letter: mine\n"
+        );
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("named dead_letter"), "{errs:?}");

@@ -103,7 +103,12 @@ fn convert(
         YamlData::Representation(raw, style, tag) => {
             match Scalar::parse_from_cow_and_metadata(raw.clone(), *style, tag.as_ref()) {
                 Some(scalar) => scalar_to_json(&scalar),
-                None => return Err(unsupported(node, "a scalar whose tag does not match its value")),
+                None => {
+                    return Err(unsupported(
+                        node,
+                        "a scalar whose tag does not match its value",
+                    ));
+                }
             }
         }
         YamlData::Sequence(items) => {
@@ -183,9 +188,18 @@ mod tests {
         let doc = parse("version: \"1.0\"\nservices:\n  a:\n    routing_keys:\n      - \"#\" # all\n      - x.y\n").unwrap();
         assert_eq!(doc.value["version"], "1.0");
         assert_eq!(doc.value["services"]["a"]["routing_keys"][1], "x.y");
-        assert_eq!(doc.position_of("/services/a/routing_keys/1"), Position { line: 6, col: 9 });
-        assert_eq!(doc.key_position_of("/services/a"), Position { line: 3, col: 3 });
-        assert_eq!(doc.position_of("/services/a/missing"), Position { line: 4, col: 5 });
+        assert_eq!(
+            doc.position_of("/services/a/routing_keys/1"),
+            Position { line: 6, col: 9 }
+        );
+        assert_eq!(
+            doc.key_position_of("/services/a"),
+            Position { line: 3, col: 3 }
+        );
+        assert_eq!(
+            doc.position_of("/services/a/missing"),
+            Position { line: 4, col: 5 }
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
 
 /// Builds observed state from the two answers: god's record bindings become the managed sets,
 /// exclusive queues (connection-owned, like god's own lock) are left out.
-pub fn observed_state(vhost: &str, definitions: DefinitionsExport, queues: &[QueueListEntry]) -> ObservedState {
+pub fn observed_state(
+    vhost: &str,
+    definitions: DefinitionsExport,
+    queues: &[QueueListEntry],
+) -> ObservedState {
     let mut state = ObservedState {
         vhost: vhost.to_string(),
         ..ObservedState::default()
@@ -36,7 +40,10 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport, queues: &[Que
         };
         state.topology.exchanges.insert(spec.name.clone(), spec);
     }
-    let exclusive: BTreeMap<&str, bool> = queues.iter().map(|q| (q.name.as_str(), q.exclusive)).collect();
+    let exclusive: BTreeMap<&str, bool> = queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.exclusive))
+        .collect();
     for q in definitions.queues {
         if q.name == APPLY_LOCK_QUEUE || exclusive.get(q.name.as_str()).copied().unwrap_or(false) {
             continue;
@@ -49,7 +56,10 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport, queues: &[Que
         };
         state.topology.queues.insert(spec.name.clone(), spec);
     }
-    for q in queues.iter().filter(|q| state.topology.queues.contains_key(&q.name)) {
+    for q in queues
+        .iter()
+        .filter(|q| state.topology.queues.contains_key(&q.name))
+    {
         state.queue_stats.insert(
             q.name.clone(),
             QueueStats {
@@ -92,7 +102,9 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport, queues: &[Que
 }
 
 fn record(state: &mut ObservedState, destination: &str, kind: DestinationType, key: &str) {
-    let Some(origin) = Origin::parse(key) else { return };
+    let Some(origin) = Origin::parse(key) else {
+        return;
+    };
     let managed = match kind {
         DestinationType::Queue => &mut state.managed_queues,
         DestinationType::Exchange => &mut state.managed_exchanges,

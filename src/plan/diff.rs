@@ -39,7 +39,9 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.orphans();
     planner.policies();
     planner.inactive_services();
-    let Planner { mut changes, notes, .. } = planner;
+    let Planner {
+        mut changes, notes, ..
+    } = planner;
     changes.sort_by_key(|c| execution_phase(c, desired));
     Plan::new(&observed.vhost, changes, notes)
 }
@@ -121,10 +123,16 @@ impl Planner<'_> {
         for (name, wanted) in &self.desired.topology.exchanges {
             let managed = self.observed.managed_exchanges.contains_key(name);
             match self.observed.topology.exchanges.get(name) {
-                None => self.create(Resource::Exchange(wanted.clone()), "the bus exchange of registry.yaml"),
+                None => self.create(
+                    Resource::Exchange(wanted.clone()),
+                    "the bus exchange of registry.yaml",
+                ),
                 Some(found) if found == wanted => {
                     if !managed {
-                        self.adopt(Resource::Exchange(found.clone()), "exists and matches registry.yaml");
+                        self.adopt(
+                            Resource::Exchange(found.clone()),
+                            "exists and matches registry.yaml",
+                        );
                     }
                 }
                 Some(found) => self.replace_exchange(found, wanted),
@@ -142,7 +150,11 @@ impl Planner<'_> {
             .count();
         let before = Resource::Exchange(found.clone());
         let after = Resource::Exchange(wanted.clone());
-        let mut c = Change::new(Action::Replace, &after, "its properties differ from registry.yaml; an exchange cannot be redeclared with other properties");
+        let mut c = Change::new(
+            Action::Replace,
+            &after,
+            "its properties differ from registry.yaml; an exchange cannot be redeclared with other properties",
+        );
         c.diff = property_diff(&exchange_lines(found), &exchange_lines(wanted));
         c.before = Some(before);
         c.after = Some(after);
@@ -167,7 +179,9 @@ impl Planner<'_> {
         match self.desired.owners.get(queue) {
             Some(owner) => match &owner.role {
                 QueueRole::Main { .. } => format!("queue of service {}", owner.service),
-                QueueRole::DeadLetter { of } => format!("dead-letter queue of {of} (service {})", owner.service),
+                QueueRole::DeadLetter { of } => {
+                    format!("dead-letter queue of {of} (service {})", owner.service)
+                }
             },
             None => "declared in registry.yaml".to_string(),
         }
@@ -239,7 +253,10 @@ impl Planner<'_> {
         for b in observed {
             if self.is_stale_binding(b) {
                 let cause = match self.desired.owners.get(&b.destination) {
-                    Some(o) => format!("routing key {:?} is no longer in registry.yaml for service {}", b.routing_key, o.service),
+                    Some(o) => format!(
+                        "routing key {:?} is no longer in registry.yaml for service {}",
+                        b.routing_key, o.service
+                    ),
                     None => "no longer in registry.yaml".to_string(),
                 };
                 self.delete(Resource::Binding(b.clone()), cause, None);
@@ -260,7 +277,9 @@ impl Planner<'_> {
     fn orphans(&mut self) {
         let deprecated = self.deprecated_queues();
         for (name, origin) in &self.observed.managed_queues {
-            if self.desired.topology.queues.contains_key(name) || !self.observed.topology.queues.contains_key(name) {
+            if self.desired.topology.queues.contains_key(name)
+                || !self.observed.topology.queues.contains_key(name)
+            {
                 continue;
             }
             let why = match deprecated.get(name) {
@@ -270,14 +289,24 @@ impl Planner<'_> {
             self.orphan_queue(name, *origin, &why);
         }
         for (name, origin) in &self.observed.managed_exchanges {
-            if self.desired.topology.exchanges.contains_key(name) || !self.observed.topology.exchanges.contains_key(name) {
+            if self.desired.topology.exchanges.contains_key(name)
+                || !self.observed.topology.exchanges.contains_key(name)
+            {
                 continue;
             }
             if self.options.prune && *origin == Origin::Created {
                 let found = self.observed.topology.exchanges[name].clone();
-                self.delete(Resource::Exchange(found), "no longer in registry.yaml (--prune)", None);
+                self.delete(
+                    Resource::Exchange(found),
+                    "no longer in registry.yaml (--prune)",
+                    None,
+                );
             } else {
-                self.orphan_note(&format!("exchange/{name}"), *origin, "no longer in registry.yaml");
+                self.orphan_note(
+                    &format!("exchange/{name}"),
+                    *origin,
+                    "no longer in registry.yaml",
+                );
             }
         }
     }
@@ -298,7 +327,11 @@ impl Planner<'_> {
         if blocked.is_none() {
             self.pruned_queues.insert(name.to_string());
         }
-        let mut c = Change::new(Action::Delete, &Resource::Queue(found.clone()), format!("{why} (--prune)"));
+        let mut c = Change::new(
+            Action::Delete,
+            &Resource::Queue(found.clone()),
+            format!("{why} (--prune)"),
+        );
         c.before = Some(Resource::Queue(found));
         c.messages = Some(messages);
         c.blocked = blocked;
@@ -308,8 +341,12 @@ impl Planner<'_> {
     fn orphan_note(&mut self, id: &str, origin: Origin, why: &str) {
         let message = match (origin, self.options.prune) {
             (Origin::Created, _) => format!("{why}; kept (god created it: --prune deletes it)"),
-            (Origin::Adopted, false) => format!("{why}; kept (adopted by god, which never deletes what it did not create)"),
-            (Origin::Adopted, true) => format!("{why}; kept even with --prune: god adopted it and never deletes what it did not create"),
+            (Origin::Adopted, false) => {
+                format!("{why}; kept (adopted by god, which never deletes what it did not create)")
+            }
+            (Origin::Adopted, true) => format!(
+                "{why}; kept even with --prune: god adopted it and never deletes what it did not create"
+            ),
         };
         self.note(NoteKind::Orphan, id, message);
     }
@@ -329,11 +366,18 @@ impl Planner<'_> {
             match self.observed.topology.policies.get(name) {
                 None => self.create(
                     Resource::Policy(policy.clone()),
-                    format!("dead-letters {} without replacing the existing queue", policy.pattern),
+                    format!(
+                        "dead-letters {} without replacing the existing queue",
+                        policy.pattern
+                    ),
                 ),
                 Some(found) if found == policy => {}
                 Some(found) => {
-                    let mut c = Change::new(Action::Update, &Resource::Policy(policy.clone()), "its definition differs from what registry.yaml asks");
+                    let mut c = Change::new(
+                        Action::Update,
+                        &Resource::Policy(policy.clone()),
+                        "its definition differs from what registry.yaml asks",
+                    );
                     c.diff = property_diff(&policy_lines(found), &policy_lines(policy));
                     c.before = Some(Resource::Policy(found.clone()));
                     c.after = Some(Resource::Policy(policy.clone()));
@@ -346,12 +390,18 @@ impl Planner<'_> {
             .topology
             .policies
             .values()
-            .filter(|p| p.name.starts_with(DEAD_LETTER_POLICY_PREFIX) && !wanted.contains_key(&p.name))
+            .filter(|p| {
+                p.name.starts_with(DEAD_LETTER_POLICY_PREFIX) && !wanted.contains_key(&p.name)
+            })
             .filter(|p| self.policy_is_stale(p))
             .cloned()
             .collect();
         for p in stale {
-            self.delete(Resource::Policy(p), "the queue it dead-letters no longer needs it", None);
+            self.delete(
+                Resource::Policy(p),
+                "the queue it dead-letters no longer needs it",
+                None,
+            );
         }
     }
 
@@ -373,11 +423,20 @@ impl Planner<'_> {
                 .map(String::as_str)
                 .collect();
             let (kind, message) = match service.status {
-                Status::Planned => (NoteKind::Skipped, "planned: nothing is created for it".to_string()),
-                _ if existing.is_empty() => (NoteKind::Deprecated, "deprecated: its queues are not created".to_string()),
+                Status::Planned => (
+                    NoteKind::Skipped,
+                    "planned: nothing is created for it".to_string(),
+                ),
+                _ if existing.is_empty() => (
+                    NoteKind::Deprecated,
+                    "deprecated: its queues are not created".to_string(),
+                ),
                 _ => (
                     NoteKind::Deprecated,
-                    format!("deprecated: not created where missing; existing queues kept until --prune ({})", existing.join(", ")),
+                    format!(
+                        "deprecated: not created where missing; existing queues kept until --prune ({})",
+                        existing.join(", ")
+                    ),
                 ),
             };
             self.note(kind, format!("service/{}", service.service), message);
@@ -440,7 +499,10 @@ fn policy_lines(p: &PolicySpec) -> String {
 }
 
 fn argument_lines(arguments: &crate::model::Arguments) -> String {
-    arguments.iter().map(|(k, v)| format!("arguments.{k}: {v}\n")).collect()
+    arguments
+        .iter()
+        .map(|(k, v)| format!("arguments.{k}: {v}\n"))
+        .collect()
 }
 
 /// The changed lines between two property listings, `- old` and `+ new`.
@@ -457,3 +519,7 @@ fn property_diff(before: &str, after: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "diff_tests.rs"]
+mod tests;

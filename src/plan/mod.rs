@@ -82,7 +82,10 @@ pub fn binding_id(b: &BindingSpec) -> String {
         crate::model::DestinationType::Queue => "queue",
         crate::model::DestinationType::Exchange => "exchange",
     };
-    let mut id = format!("binding/{}/{kind}/{}/{}", b.source, b.destination, b.routing_key);
+    let mut id = format!(
+        "binding/{}/{kind}/{}/{}",
+        b.source, b.destination, b.routing_key
+    );
     if !b.arguments.is_empty() {
         id.push_str(&crate::model::format_arguments(&b.arguments));
     }

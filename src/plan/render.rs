@@ -50,8 +50,15 @@ fn change_lines(change: &Change) -> String {
         change.action.symbol(),
         change.cause
     );
-    if let Some(messages) = change.messages.filter(|m| *m > 0 || change.action == Action::Replace) {
-        let _ = writeln!(out, "       # holds {messages} message{}", if messages == 1 { "" } else { "s" });
+    if let Some(messages) = change
+        .messages
+        .filter(|m| *m > 0 || change.action == Action::Replace)
+    {
+        let _ = writeln!(
+            out,
+            "       # holds {messages} message{}",
+            if messages == 1 { "" } else { "s" }
+        );
     }
     for line in &change.diff {
         let _ = writeln!(out, "         {line}");
@@ -95,7 +102,10 @@ pub fn describe(resource: &Resource) -> String {
             } else {
                 format!(" {}", format_arguments(&b.arguments))
             };
-            format!("binding {} -> {dest} {} [{}]{args}", b.source, b.destination, b.routing_key)
+            format!(
+                "binding {} -> {dest} {} [{}]{args}",
+                b.source, b.destination, b.routing_key
+            )
         }
         Resource::Policy(p) => format!(
             "policy {} (pattern {}, priority {}, {})",
@@ -110,7 +120,10 @@ pub fn describe(resource: &Resource) -> String {
 fn notes(plan: &Plan) -> String {
     let mut out = String::new();
     let sections = [
-        (NoteKind::Orphan, "Orphaned (no longer in the registry; not counted as changes):"),
+        (
+            NoteKind::Orphan,
+            "Orphaned (no longer in the registry; not counted as changes):",
+        ),
         (NoteKind::Deprecated, "Deprecated services:"),
         (NoteKind::Skipped, "Skipped services:"),
         (NoteKind::Info, "Notes:"),

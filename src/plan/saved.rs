@@ -43,8 +43,9 @@ impl SavedPlan {
     /// Writes the saved plan as JSON.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("a saved plan serialises");
-        std::fs::write(path, text + "\n")
-            .map_err(|e| GodError::Other(format!("cannot write the plan to {}: {e}", path.display())))
+        std::fs::write(path, text + "\n").map_err(|e| {
+            GodError::Other(format!("cannot write the plan to {}: {e}", path.display()))
+        })
     }
 
     /// Reads a saved plan, refusing files that are not one.
@@ -61,7 +62,10 @@ impl SavedPlan {
             ))
         })?;
         if saved.kind != "god-plan" {
-            return Err(GodError::Usage(format!("{} is not a god plan", path.display())));
+            return Err(GodError::Usage(format!(
+                "{} is not a god plan",
+                path.display()
+            )));
         }
         Ok(saved)
     }
@@ -106,7 +110,10 @@ pub fn object_digests(observed: &ObservedState) -> BTreeMap<String, String> {
         out.insert(format!("managed/queue/{name}"), origin.as_str().to_string());
     }
     for (name, origin) in &observed.managed_exchanges {
-        out.insert(format!("managed/exchange/{name}"), origin.as_str().to_string());
+        out.insert(
+            format!("managed/exchange/{name}"),
+            origin.as_str().to_string(),
+        );
     }
     out
 }

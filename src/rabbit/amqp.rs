@@ -23,7 +23,8 @@ impl AmqpSession {
             std::process::id(),
             hostname()
         );
-        let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from(name));
         let connect = Connection::connect(endpoints.amqp_url_secret(), properties);
         let connection = tokio::time::timeout(std::time::Duration::from_secs(15), connect)
             .await
@@ -126,7 +127,9 @@ fn amqp_value(value: &Value) -> AMQPValue {
             None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
         },
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
-        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(items.iter().map(amqp_value).collect::<Vec<_>>())),
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().map(amqp_value).collect::<Vec<_>>(),
+        )),
         Value::Object(map) => {
             let args: Arguments = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             AMQPValue::FieldTable(field_table(&args))

@@ -122,21 +122,25 @@ pub struct QueueListEntry {
     pub exclusive: bool,
     /// The connection owning an exclusive queue.
     #[serde(default)]
-    pub owner_pid_details: Option<OwnerDetails>,
+    pub owner_pid_details: Option<OwnerField>,
 }
 
-/// Who owns an exclusive queue.
+/// Who owns an exclusive queue (an empty list until the broker's next statistics round).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OwnerField {
+    /// Known owner.
+    Known(OwnerDetails),
+    /// Not known yet.
+    Unknown(Vec<Value>),
+}
+
+/// The connection owning an exclusive queue.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OwnerDetails {
-    /// The connection's name.
+    /// The connection's broker-side name (its addresses).
     #[serde(default)]
     pub name: Option<String>,
-    /// The client's address.
-    #[serde(default)]
-    pub peer_host: Option<String>,
-    /// The client's port.
-    #[serde(default)]
-    pub peer_port: Option<u64>,
 }
 
 impl ManagementApi {
@@ -172,7 +176,9 @@ impl ManagementApi {
     /// sends `tags` as a string where the crate expects a list).
     pub async fn check_vhost(&self) -> Result<()> {
         let path = format!("vhosts/{}", encode(&self.endpoints.vhost));
-        self.send(self.http.get(self.url(&path)), "the vhost lookup").await.map(|_| ())
+        self.send(self.http.get(self.url(&path)), "the vhost lookup")
+            .await
+            .map(|_| ())
     }
 
     /// The vhost's definitions (one request). The crate's typed export drops exchanges'
@@ -194,7 +200,9 @@ impl ManagementApi {
             "queues/{}?columns=name,messages,consumers,exclusive,owner_pid_details",
             encode(&self.endpoints.vhost)
         );
-        let response = self.send(self.http.get(self.url(&path)), "the queue list").await?;
+        let response = self
+            .send(self.http.get(self.url(&path)), "the queue list")
+            .await?;
         response
             .json()
             .await
@@ -205,12 +213,33 @@ impl ManagementApi {
     pub async fn queue(&self, name: &str) -> Result<Option<QueueListEntry>> {
         let path = format!("queues/{}/{}", encode(&self.endpoints.vhost), encode(name));
         let request = self.http.get(self.url(&path));
-        let response = self.authed(request).send().await.map_err(|e| self.transport_error(e))?;
+        let response = self
+            .authed(request)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let response = self.check_status(response, "a queue lookup").await?;
-        response.json().await.map(Some).map_err(|e| self.unexpected("a queue lookup", e))
+        response
+            .json()
+            .await
+            .map(Some)
+            .map_err(|e| self.unexpected("a queue lookup", e))
+    }
+
+    /// The client-given name of a connection, from its broker-side name.
+    pub async fn connection_name(&self, connection: &str) -> Option<String> {
+        let path = format!("connections/{}", encode(connection));
+        let response = self
+            .send(self.http.get(self.url(&path)), "a connection lookup")
+            .await
+            .ok()?;
+        let details: Value = response.json().await.ok()?;
+        details["client_properties"]["connection_name"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Imports a partial definitions document into the vhost (one request).
@@ -242,7 +271,11 @@ impl ManagementApi {
     /// Deletes an exchange unless other objects are still bound to it (returns `Ok(false)`).
     /// Called with reqwest: the crate's `delete_exchange` has no `if-unused`.
     pub async fn delete_exchange(&self, name: &str) -> Result<bool> {
-        let path = format!("exchanges/{}/{}?if-unused=true", encode(&self.endpoints.vhost), encode(name));
+        let path = format!(
+            "exchanges/{}/{}?if-unused=true",
+            encode(&self.endpoints.vhost),
+            encode(name)
+        );
         self.guarded_delete(&path, "an exchange deletion").await
     }
 
@@ -276,12 +309,24 @@ impl ManagementApi {
         request.basic_auth(&creds.user, Some(creds.password()))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, operation: &str) -> Result<reqwest::Response> {
-        let response = self.authed(request).send().await.map_err(|e| self.transport_error(e))?;
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        operation: &str,
+    ) -> Result<reqwest::Response> {
+        let response = self
+            .authed(request)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         self.check_status(response, operation).await
     }
 
-    async fn check_status(&self, response: reqwest::Response, operation: &str) -> Result<reqwest::Response> {
+    async fn check_status(
+        &self,
+        response: reqwest::Response,
+        operation: &str,
+    ) -> Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -319,10 +364,16 @@ impl ManagementApi {
 
     fn client_error(&self, error: HttpClientError, operation: &str) -> GodError {
         match error {
-            ClientError::ClientErrorResponse { status_code, body, .. }
-            | ClientError::ServerErrorResponse { status_code, body, .. } => {
-                self.status_error(status_code.as_u16(), body.as_deref().unwrap_or_default(), operation)
+            ClientError::ClientErrorResponse {
+                status_code, body, ..
             }
+            | ClientError::ServerErrorResponse {
+                status_code, body, ..
+            } => self.status_error(
+                status_code.as_u16(),
+                body.as_deref().unwrap_or_default(),
+                operation,
+            ),
             ClientError::NotFound => self.status_error(404, "not found", operation),
             ClientError::RequestError { error, .. } => self.transport_error(error),
             other => GodError::Broker {

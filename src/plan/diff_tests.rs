@@ -1,0 +1,412 @@
+//! Table-like tests of the planner: no server, desired state from registry text, observed
+//! state written by hand.
+
+use serde_json::json;
+
+use super::*;
+use crate::inputs::SourceFile;
+use crate::inputs::validate::load_registry;
+use crate::model::{DestinationType, Origin, QueueStats, Topology};
+use crate::plan::Action;
+
+fn desired(services: &str) -> DesiredState {
+    let text = format!(
+        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{services}"
+    );
+    load_registry(SourceFile {
+        path: "registry.yaml".into(),
+        text,
+    })
+    .expect("valid registry")
+    .registry
+    .desired_state()
+}
+
+const ONE: &str = "  svc:\n    queue_name: q\n    routing_keys: [a.b, \"c.#\"]\n";
+
+/// The state a broker is in after god applied `desired`: everything present and recorded.
+fn converged(desired: &DesiredState) -> ObservedState {
+    let mut topology: Topology = desired.topology.clone();
+    topology
+        .exchanges
+        .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
+    ObservedState {
+        vhost: "/".into(),
+        managed_queues: desired
+            .topology
+            .queues
+            .keys()
+            .map(|q| (q.clone(), Origin::Created))
+            .collect(),
+        managed_exchanges: desired
+            .topology
+            .exchanges
+            .keys()
+            .map(|e| (e.clone(), Origin::Created))
+            .collect(),
+        topology,
+        ..ObservedState::default()
+    }
+}
+
+fn ids(plan: &Plan, action: Action) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == action)
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+fn queue(name: &str, args: serde_json::Value) -> QueueSpec {
+    QueueSpec {
+        name: name.into(),
+        durable: true,
+        auto_delete: false,
+        arguments: serde_json::from_value(args).unwrap(),
+    }
+}
+
+fn binding(queue: &str, key: &str) -> BindingSpec {
+    BindingSpec {
+        source: "bus".into(),
+        destination: queue.into(),
+        destination_type: DestinationType::Queue,
+        routing_key: key.into(),
+        arguments: Default::default(),
+    }
+}
+
+#[test]
+fn empty_vhost_gets_everything_in_dependency_order() {
+    let d = desired(ONE);
+    let p = plan(&d, &ObservedState::default(), PlanOptions::default());
+    let order: Vec<&str> = p.changes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        order,
+        vec![
+            "exchange/god.managed",
+            "exchange/bus",
+            "queue/q_dlq",
+            "queue/q",
+            "binding/bus/queue/q/a.b",
+            "binding/bus/queue/q/c.#",
+        ]
+    );
+    assert_eq!(
+        (p.summary.add, p.summary.change, p.summary.destroy),
+        (6, 0, 0)
+    );
+    let q = p.changes.iter().find(|c| c.id == "queue/q").unwrap();
+    let Some(Resource::Queue(spec)) = &q.after else {
+        panic!()
+    };
+    assert_eq!(spec.arguments["x-dead-letter-exchange"], "");
+    assert_eq!(spec.arguments["x-dead-letter-routing-key"], "q_dlq");
+}
+
+#[test]
+fn converged_broker_plans_nothing() {
+    let d = desired(ONE);
+    let p = plan(
+        &d,
+        &converged(&d),
+        PlanOptions {
+            prune: true,
+            allow_data_loss: false,
+        },
+    );
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+}
+
+#[test]
+fn equal_meanings_in_other_spellings_are_not_changes() {
+    let d = desired(
+        "  svc:\n    queue_name: q\n    arguments: {x-max-length: \"10\", x-queue-type: classic}\n",
+    );
+    let mut o = converged(&d);
+    let mut found = queue(
+        "q",
+        json!({"x-max-length": 10.0, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q_dlq"}),
+    );
+    found.arguments = crate::model::normalize_arguments(&found.arguments);
+    o.topology.queues.insert("q".into(), found);
+    assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
+}
+
+#[test]
+fn existing_matching_queues_are_adopted_and_get_dead_lettering_by_policy() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.managed_queues.clear();
+    o.topology.queues.insert("q".into(), queue("q", json!({})));
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Adopt), vec!["queue/q", "queue/q_dlq"]);
+    assert_eq!(ids(&p, Action::Create), vec!["policy/god.dlx.q"]);
+    assert!(ids(&p, Action::Replace).is_empty());
+}
+
+#[test]
+fn argument_drift_with_messages_is_a_refused_replace() {
+    let d = desired(
+        "  svc:\n    queue_name: q\n    routing_keys: [a]\n    arguments: {x-max-length: 200}\n",
+    );
+    let mut o = converged(&d);
+    let mut found = d.topology.queues["q"].clone();
+    found.arguments.insert("x-max-length".into(), json!(100));
+    o.topology.queues.insert("q".into(), found);
+    o.queue_stats.insert(
+        "q".into(),
+        QueueStats {
+            messages: 12,
+            consumers: 0,
+        },
+    );
+    let p = plan(&d, &o, PlanOptions::default());
+    let replace = p
+        .changes
+        .iter()
+        .find(|c| c.action == Action::Replace)
+        .expect("a replace");
+    assert_eq!(replace.id, "queue/q");
+    assert_eq!(replace.messages, Some(12));
+    assert_eq!(
+        replace.diff,
+        vec![
+            "- arguments.x-max-length: 100",
+            "+ arguments.x-max-length: 200"
+        ]
+    );
+    assert!(replace.blocked.as_deref().unwrap().contains("12 messages"));
+    assert!(
+        ids(&p, Action::Create).is_empty(),
+        "bindings stay on the kept queue"
+    );
+
+    let allowed = plan(
+        &d,
+        &o,
+        PlanOptions {
+            prune: false,
+            allow_data_loss: true,
+        },
+    );
+    assert!(allowed.changes.iter().all(|c| c.blocked.is_none()));
+    assert_eq!(
+        ids(&allowed, Action::Create),
+        vec!["binding/bus/queue/q/a"],
+        "the new queue is bound again"
+    );
+}
+
+#[test]
+fn changed_routing_keys_add_before_they_remove() {
+    let d = desired("  svc:\n    queue_name: q\n    routing_keys: [new.key]\n");
+    let mut o = converged(&d);
+    o.topology.bindings.remove(&binding("q", "new.key"));
+    o.topology.bindings.insert(binding("q", "old.key"));
+    let p = plan(&d, &o, PlanOptions::default());
+    let order: Vec<(Action, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.action, c.id.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (Action::Create, "binding/bus/queue/q/new.key"),
+            (Action::Delete, "binding/bus/queue/q/old.key")
+        ]
+    );
+}
+
+#[test]
+fn bindings_of_other_queues_and_exchanges_are_left_alone() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.topology
+        .queues
+        .insert("relay".into(), queue("relay", json!({})));
+    o.topology.bindings.insert(binding("relay", "#"));
+    let mut other_exchange = binding("q", "x");
+    other_exchange.source = "amq.topic".into();
+    o.topology.bindings.insert(other_exchange);
+    assert!(
+        plan(
+            &d,
+            &o,
+            PlanOptions {
+                prune: true,
+                allow_data_loss: false
+            }
+        )
+        .changes
+        .is_empty()
+    );
+}
+
+#[test]
+fn orphans_are_kept_unless_pruned_and_created_by_god_and_empty() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    for (name, origin) in [
+        ("gone_created", Origin::Created),
+        ("gone_adopted", Origin::Adopted),
+        ("gone_full", Origin::Created),
+    ] {
+        o.topology
+            .queues
+            .insert(name.into(), queue(name, json!({})));
+        o.managed_queues.insert(name.into(), origin);
+    }
+    o.topology
+        .queues
+        .insert("foreign".into(), queue("foreign", json!({})));
+    o.queue_stats.insert(
+        "gone_full".into(),
+        QueueStats {
+            messages: 3,
+            consumers: 0,
+        },
+    );
+
+    let kept = plan(&d, &o, PlanOptions::default());
+    assert!(kept.changes.is_empty());
+    let orphans: Vec<&str> = kept
+        .notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::Orphan)
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(
+        orphans,
+        vec![
+            "queue/gone_adopted",
+            "queue/gone_created",
+            "queue/gone_full"
+        ]
+    );
+
+    let pruned = plan(
+        &d,
+        &o,
+        PlanOptions {
+            prune: true,
+            allow_data_loss: false,
+        },
+    );
+    assert_eq!(
+        ids(&pruned, Action::Delete),
+        vec!["queue/gone_created", "queue/gone_full"]
+    );
+    let full = pruned
+        .changes
+        .iter()
+        .find(|c| c.id == "queue/gone_full")
+        .unwrap();
+    assert!(full.blocked.as_deref().unwrap().contains("3 messages"));
+    assert!(
+        pruned
+            .changes
+            .iter()
+            .find(|c| c.id == "queue/gone_created")
+            .unwrap()
+            .blocked
+            .is_none()
+    );
+}
+
+#[test]
+fn paired_queue_names_bind_one_key_each() {
+    let d = desired(
+        "  trig:\n    queue_names: [q1, q2]\n    routing_keys: [k1, k2]\n    dead_letter: false\n",
+    );
+    let keys: Vec<(String, String)> = d
+        .topology
+        .bindings
+        .iter()
+        .map(|b| (b.destination.clone(), b.routing_key.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("q1".to_string(), "k1".to_string()),
+            ("q2".to_string(), "k2".to_string())
+        ]
+    );
+    assert_eq!(
+        d.topology.queues.len(),
+        2,
+        "no dead-letter queues when dead_letter is false"
+    );
+}
+
+#[test]
+fn producers_planned_and_deprecated_services_get_no_queues() {
+    let d = desired(
+        "  prod:\n    produces: [a.b]\n  later:\n    queue_name: ql\n    status: planned\n  old:\n    queue_name: qo\n    routing_keys: [x]\n    status: deprecated\n",
+    );
+    assert!(d.topology.queues.is_empty());
+    let mut o = converged(&d);
+    o.topology
+        .queues
+        .insert("qo".into(), queue("qo", json!({})));
+    o.managed_queues.insert("qo".into(), Origin::Created);
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.changes.is_empty());
+    let notes: Vec<(NoteKind, &str)> = p.notes.iter().map(|n| (n.kind, n.id.as_str())).collect();
+    assert!(notes.contains(&(NoteKind::Orphan, "queue/qo")), "{notes:?}");
+    assert!(
+        notes.contains(&(NoteKind::Skipped, "service/later")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.contains(&(NoteKind::Deprecated, "service/old")),
+        "{notes:?}"
+    );
+    let pruned = plan(
+        &d,
+        &o,
+        PlanOptions {
+            prune: true,
+            allow_data_loss: false,
+        },
+    );
+    assert_eq!(ids(&pruned, Action::Delete), vec!["queue/qo"]);
+}
+
+#[test]
+fn a_dead_letter_policy_goes_when_the_queue_carries_its_own_arguments() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    let stale = PolicySpec::dead_letter_for("q", &d.topology.queues["q"].dead_letter_arguments());
+    o.topology.policies.insert(stale.name.clone(), stale);
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Delete), vec!["policy/god.dlx.q"]);
+}
+
+#[test]
+fn other_dead_letter_arguments_cannot_be_fixed_by_a_policy() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.topology.queues.insert(
+        "q".into(),
+        queue("q", json!({"x-dead-letter-exchange": "elsewhere"})),
+    );
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Replace), vec!["queue/q"]);
+    assert!(
+        p.changes[0].blocked.is_none(),
+        "an empty queue is replaced freely"
+    );
+}
+
+#[test]
+fn exchange_drift_is_a_refused_replace() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.topology.exchanges.get_mut("bus").unwrap().kind = "direct".into();
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Replace), vec!["exchange/bus"]);
+    assert!(p.changes[0].blocked.is_some());
+    assert_eq!(p.changes[0].diff, vec!["- type: direct", "+ type: topic"]);
+}
