@@ -25,7 +25,13 @@ fn plan_json(v: &TestVhost, registry: &std::path::Path, extra: &[&str]) -> Value
     args.extend_from_slice(extra);
     let out = v.run(registry, &args);
     assert_exit(&out, 0);
-    serde_json::from_slice(&out.stdout).expect("plan --json prints JSON")
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan --json prints JSON");
+    let schema: Value =
+        serde_json::from_str(include_str!("../schemas/plan.schema.json")).expect("the plan schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the plan schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "plan --json does not match schemas/plan.schema.json: {errors:?}");
+    plan
 }
 
 fn change_ids(plan: &Value, action: &str) -> Vec<String> {
