@@ -216,10 +216,10 @@ fn is_server_default(key: &str, value: &Value) -> bool {
 }
 
 fn normalize_value(key: &str, value: &Value) -> Value {
-    if INTEGER_ARGUMENTS.contains(&key) {
-        if let Some(i) = as_integer(value) {
-            return Value::from(i);
-        }
+    if INTEGER_ARGUMENTS.contains(&key)
+        && let Some(i) = as_integer(value)
+    {
+        return Value::from(i);
     }
     if BOOLEAN_ARGUMENTS.contains(&key) {
         match value {

@@ -15,7 +15,6 @@ use crate::error::{GodError, Result};
 type HttpClient = Client<String, String, String>;
 
 /// A management API session for one vhost.
-
 pub struct ManagementApi {
     client: HttpClient,
     http: reqwest::Client,

@@ -208,10 +208,8 @@ impl TestVhost {
     pub fn await_stats(&self, queue: &str, n: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if let Some(q) = self.queue(queue) {
-                if q["messages"].as_u64().unwrap_or(0) >= n {
-                    return;
-                }
+            if self.queue(queue).is_some_and(|q| q["messages"].as_u64().unwrap_or(0) >= n) {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
