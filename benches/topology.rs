@@ -35,8 +35,12 @@ fn main() {
     for run in 0..repeats {
         let vhost = http.fresh_vhost(&format!("god-bench-apply-{run}"));
         plan_empty.push(time(|| god(&registry, &vhost, &["plan"], 0)));
-        apply.push(time(|| god(&registry, &vhost, &["apply", "--auto-approve"], 0)));
-        plan_converged.push(time(|| god(&registry, &vhost, &["plan", "--detailed-exitcode"], 0)));
+        apply.push(time(|| {
+            god(&registry, &vhost, &["apply", "--auto-approve"], 0)
+        }));
+        plan_converged.push(time(|| {
+            god(&registry, &vhost, &["plan", "--detailed-exitcode"], 0)
+        }));
         let mut document = String::new();
         export.push(time(|| document = http.export(&vhost)));
         let target = http.fresh_vhost(&format!("god-bench-import-{run}"));
@@ -45,26 +49,52 @@ fn main() {
         http.delete_vhost(&vhost);
         http.delete_vhost(&target);
     }
-    let (pe, ap, pc, ex, im) = (median(plan_empty), median(apply), median(plan_converged), median(export), median(import));
+    let (pe, ap, pc, ex, im) = (
+        median(plan_empty),
+        median(apply),
+        median(plan_converged),
+        median(export),
+        median(import),
+    );
     let mut table = String::new();
-    let _ = writeln!(table, "| measurement | median | reference | ratio | target |");
+    let _ = writeln!(
+        table,
+        "| measurement | median | reference | ratio | target |"
+    );
     let _ = writeln!(table, "|---|---|---|---|---|");
     let _ = writeln!(table, "| god plan, empty vhost | {} | | | |", secs(pe));
-    let _ = writeln!(table, "| god plan, converged vhost | {} | export {} | {:.2}x | ≤ 1.5x |", secs(pc), secs(ex), ratio(pc, ex));
-    let _ = writeln!(table, "| god apply, from empty | {} | import {} | {:.2}x | ≤ 1.0x |", secs(ap), secs(im), ratio(ap, im));
+    let _ = writeln!(
+        table,
+        "| god plan, converged vhost | {} | export {} | {:.2}x | ≤ 1.5x |",
+        secs(pc),
+        secs(ex),
+        ratio(pc, ex)
+    );
+    let _ = writeln!(
+        table,
+        "| god apply, from empty | {} | import {} | {:.2}x | ≤ 1.0x |",
+        secs(ap),
+        secs(im),
+        ratio(ap, im)
+    );
     let _ = writeln!(table, "| definitions export (GET) | {} | | | |", secs(ex));
     let _ = writeln!(table, "| definitions import (POST) | {} | | | |", secs(im));
     println!("{table}");
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A registry like the platform's, scaled: every service consumes one queue with two keys
 /// (one exact, one wildcard), dead-lettering on (the default).
 fn generated_registry(services: usize) -> String {
-    let mut out = String::from("version: \"1.0\"\nexchange:\n  name: bloodbank.events.v1\n  type: topic\n  durable: true\nservices:\n");
+    let mut out = String::from(
+        "version: \"1.0\"\nexchange:\n  name: bloodbank.events.v1\n  type: topic\n  durable: true\nservices:\n",
+    );
     for i in 0..services {
         let _ = write!(
             out,
@@ -80,11 +110,19 @@ fn god(registry: &Path, vhost: &str, args: &[&str], expected: i32) {
         .arg("--registry")
         .arg(registry)
         .args(args)
-        .env("RABBITMQ_URL", format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"))
+        .env(
+            "RABBITMQ_URL",
+            format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        )
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(expected), "god {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "god {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn time(f: impl FnOnce()) -> Duration {
@@ -115,28 +153,44 @@ struct Http {
 impl Http {
     fn new() -> Self {
         Self {
-            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(3600)).build().unwrap(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3600))
+                .build()
+                .unwrap(),
         }
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<String>) -> String {
         self.rt.block_on(async {
-            let mut req = self.client.request(method, format!("{MANAGEMENT}/{path}")).basic_auth("guest", Some("guest"));
+            let mut req = self
+                .client
+                .request(method, format!("{MANAGEMENT}/{path}"))
+                .basic_auth("guest", Some("guest"));
             if let Some(b) = body {
                 req = req.header("content-type", "application/json").body(b);
             }
             let resp = req.send().await.unwrap();
             let status = resp.status();
             let text = resp.text().await.unwrap();
-            assert!(status.is_success() || status == 404, "{path}: {status} {text}");
+            assert!(
+                status.is_success() || status == 404,
+                "{path}: {status} {text}"
+            );
             text
         })
     }
 
     fn fresh_vhost(&self, name: &str) -> String {
         self.delete_vhost(name);
-        self.call(reqwest::Method::PUT, &format!("vhosts/{name}"), Some("{}".into()));
+        self.call(
+            reqwest::Method::PUT,
+            &format!("vhosts/{name}"),
+            Some("{}".into()),
+        );
         self.call(
             reqwest::Method::PUT,
             &format!("permissions/{name}/guest"),
@@ -154,6 +208,10 @@ impl Http {
     }
 
     fn import(&self, vhost: &str, document: &str) {
-        self.call(reqwest::Method::POST, &format!("definitions/{vhost}"), Some(document.to_string()));
+        self.call(
+            reqwest::Method::POST,
+            &format!("definitions/{vhost}"),
+            Some(document.to_string()),
+        );
     }
 }

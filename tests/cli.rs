@@ -15,12 +15,25 @@ fn every_upstream_registry_validates_and_renders() {
             continue;
         }
         seen += 1;
-        let out = god().arg("--registry").arg(&path).arg("validate").output().unwrap();
+        let out = god()
+            .arg("--registry")
+            .arg(&path)
+            .arg("validate")
+            .output()
+            .unwrap();
         assert_exit(&out, 0);
         for format in ["yaml", "json"] {
-            let out = god().args(["render", "--format", format, "--registry"]).arg(&path).output().unwrap();
+            let out = god()
+                .args(["render", "--format", format, "--registry"])
+                .arg(&path)
+                .output()
+                .unwrap();
             assert_exit(&out, 0);
-            let again = god().args(["render", "--format", format, "--registry"]).arg(&path).output().unwrap();
+            let again = god()
+                .args(["render", "--format", format, "--registry"])
+                .arg(&path)
+                .output()
+                .unwrap();
             assert_eq!(out.stdout, again.stdout, "render must be stable");
         }
     }
@@ -40,24 +53,59 @@ fn rendered_json_pairs_queue_names_by_position() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|b| b["destination"].as_str().unwrap().starts_with("services.theboard."))
-        .map(|b| (b["destination"].as_str().unwrap().to_string(), b["routing_key"].as_str().unwrap().to_string()))
+        .filter(|b| {
+            b["destination"]
+                .as_str()
+                .unwrap()
+                .starts_with("services.theboard.")
+        })
+        .map(|b| {
+            (
+                b["destination"].as_str().unwrap().to_string(),
+                b["routing_key"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(pairs.len(), 5, "one binding per paired queue, not a cross product: {pairs:?}");
-    assert!(pairs.contains(&("services.theboard.decision_analysis".into(), "decision.analysis.required".into())));
-    let planned: Vec<&str> = doc["inactive_services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
+    assert_eq!(
+        pairs.len(),
+        5,
+        "one binding per paired queue, not a cross product: {pairs:?}"
+    );
+    assert!(pairs.contains(&(
+        "services.theboard.decision_analysis".into(),
+        "decision.analysis.required".into()
+    )));
+    let planned: Vec<&str> = doc["inactive_services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
     assert!(planned.contains(&"event-store-manager"));
 }
 
 #[test]
 fn malformed_yaml_is_reported_with_its_line_and_column() {
-    let (_d, registry) = registry("version: \"1.0\"\nexchange:\n  name: bus\nservices:\n  svc:\n    queue_name: [unclosed\n    routing_keys: [a]\n");
-    let out = god().arg("--registry").arg(&registry).arg("validate").output().unwrap();
+    let (_d, registry) = registry(
+        "version: \"1.0\"\nexchange:\n  name: bus\nservices:\n  svc:\n    queue_name: [unclosed\n    routing_keys: [a]\n",
+    );
+    let out = god()
+        .arg("--registry")
+        .arg(&registry)
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_exit(&out, 1);
     let shown = text(&out);
     let expected = format!("{}:7:", registry.display());
-    assert!(shown.contains(&expected) && shown.contains("YAML syntax error"), "{shown}");
-    assert!(shown.contains(" 7 | "), "the offending line is quoted: {shown}");
+    assert!(
+        shown.contains(&expected) && shown.contains("YAML syntax error"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(" 7 | "),
+        "the offending line is quoted: {shown}"
+    );
 }
 
 #[test]
@@ -65,11 +113,19 @@ fn schema_violations_name_the_json_pointer_and_the_place() {
     let (_d, registry) = registry_with(
         "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n  d:\n    queue_name: qd\n    status: live\n",
     );
-    let out = god().arg("--registry").arg(&registry).arg("validate").output().unwrap();
+    let out = god()
+        .arg("--registry")
+        .arg(&registry)
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_exit(&out, 1);
     let shown = text(&out);
     let file = registry.display().to_string();
-    assert!(shown.contains(&format!("{file}:17:13: /services/d/status:")), "{shown}");
+    assert!(
+        shown.contains(&format!("{file}:17:13: /services/d/status:")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -77,7 +133,12 @@ fn semantic_problems_are_all_reported() {
     let (_d, registry) = registry_with(
         "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n",
     );
-    let out = god().arg("--registry").arg(&registry).arg("validate").output().unwrap();
+    let out = god()
+        .arg("--registry")
+        .arg(&registry)
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_exit(&out, 1);
     let shown = text(&out);
     let file = registry.display().to_string();
@@ -87,7 +148,10 @@ fn semantic_problems_are_all_reported() {
         format!("{file}:12:20: routing key \"bad..key\""),
         format!("{file}:14:17: queue \"amq.reserved\""),
     ] {
-        assert!(shown.contains(&expected), "missing {expected:?} in:\n{shown}");
+        assert!(
+            shown.contains(&expected),
+            "missing {expected:?} in:\n{shown}"
+        );
     }
     assert!(shown.contains("4 errors found"), "{shown}");
 }
@@ -103,16 +167,34 @@ fn usage_errors_exit_1_not_2() {
 #[test]
 fn a_missing_registry_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let out = god().current_dir(dir.path()).arg("validate").output().unwrap();
+    let out = god()
+        .current_dir(dir.path())
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_exit(&out, 1);
-    assert!(text(&out).contains("./services/registry.yaml"), "{}", text(&out));
+    assert!(
+        text(&out).contains("./services/registry.yaml"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn global_options_are_accepted_before_and_after_the_subcommand() {
     let path = upstream("registry-2026-01-initial.yaml");
-    let before = god().arg("--registry").arg(&path).arg("validate").output().unwrap();
-    let after = god().arg("validate").arg("--registry").arg(&path).output().unwrap();
+    let before = god()
+        .arg("--registry")
+        .arg(&path)
+        .arg("validate")
+        .output()
+        .unwrap();
+    let after = god()
+        .arg("validate")
+        .arg("--registry")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_exit(&before, 0);
     assert_eq!(before.stdout, after.stdout);
 }
@@ -121,8 +203,16 @@ fn global_options_are_accepted_before_and_after_the_subcommand() {
 fn the_registry_is_found_in_services_when_not_at_the_root() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("services")).unwrap();
-    std::fs::copy(upstream("registry-2026-05-main.yaml"), dir.path().join("services/registry.yaml")).unwrap();
-    let out = god().current_dir(dir.path()).arg("validate").output().unwrap();
+    std::fs::copy(
+        upstream("registry-2026-05-main.yaml"),
+        dir.path().join("services/registry.yaml"),
+    )
+    .unwrap();
+    let out = god()
+        .current_dir(dir.path())
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_exit(&out, 0);
     assert!(text(&out).contains("services/registry.yaml is valid"));
 }

@@ -26,11 +26,17 @@ fn plan_json(v: &TestVhost, registry: &std::path::Path, extra: &[&str]) -> Value
     let out = v.run(registry, &args);
     assert_exit(&out, 0);
     let plan: Value = serde_json::from_slice(&out.stdout).expect("plan --json prints JSON");
-    let schema: Value =
-        serde_json::from_str(include_str!("../schemas/plan.schema.json")).expect("the plan schema is JSON");
+    let schema: Value = serde_json::from_str(include_str!("../schemas/plan.schema.json"))
+        .expect("the plan schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("the plan schema compiles");
-    let errors: Vec<String> = validator.iter_errors(&plan).map(|e| format!("{}: {e}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "plan --json does not match schemas/plan.schema.json: {errors:?}");
+    let errors: Vec<String> = validator
+        .iter_errors(&plan)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan --json does not match schemas/plan.schema.json: {errors:?}"
+    );
     plan
 }
 
@@ -506,4 +512,91 @@ fn apply_without_a_terminal_needs_auto_approve() {
     assert_exit(&out, 1);
     assert!(text(&out).contains("--auto-approve"), "{}", text(&out));
     assert!(v.queue("q").is_none());
+}
+
+#[test]
+fn losing_the_broker_mid_apply_exits_3_and_says_what_was_done() {
+    let v = TestVhost::new("midway");
+    // Enough services for several import chunks, so the cut lands between two of them.
+    let services: String = (0..3000)
+        .map(|i| {
+            format!("  s{i}:\n    queue_name: q{i:04}\n    routing_keys: [k.{i}, \"w.{i}.#\"]\n")
+        })
+        .collect();
+    let (_d, registry) = registry_with(&services);
+    let mut management = Proxy::start(15672);
+    let mut amqp = Proxy::start(5672);
+    let child = v
+        .god()
+        .arg("--registry")
+        .arg(&registry)
+        .args([
+            "apply",
+            "--auto-approve",
+            "--management-url",
+            &format!("http://127.0.0.1:{}", management.port),
+        ])
+        .env(
+            "RABBITMQ_URL",
+            v.amqp_url().replace(":5672/", &format!(":{}/", amqp.port)),
+        )
+        // Into files, not pipes: the plan is long, and nobody reads a pipe until god exits.
+        .stdout(std::fs::File::create(_d.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(_d.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let queues = v.api(
+            "GET",
+            &format!("queues/{}?columns=name", encode(&v.name)),
+            None,
+        );
+        // Past the first import chunk (2,000 objects), so that some changes are surely done.
+        if queues.as_array().unwrap().len() > 2100 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never started creating queues"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    management.cut();
+    amqp.cut();
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let shown = std::fs::read_to_string(_d.path().join("stdout")).unwrap()
+        + &std::fs::read_to_string(_d.path().join("stderr")).unwrap();
+    assert_eq!(status.code(), Some(3), "{shown}");
+    assert!(shown.contains("Apply stopped part-way"), "{shown}");
+    assert!(
+        shown.contains("Done:\n") && shown.contains("Not done:\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("(not attempted)"), "{shown}");
+
+    // Every change reported done is really there.
+    let done: Vec<&str> = shown
+        .split("Done:\n")
+        .nth(1)
+        .unwrap()
+        .split("Not done:\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("+ queue/"))
+        .collect();
+    assert!(!done.is_empty(), "{shown}");
+    for q in done {
+        assert!(v.queue(q).is_some(), "{q} reported done but missing");
+    }
+    // And a plain apply afterwards finishes the job.
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    assert!(
+        plan_json(&v, &registry, &[])["changes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -208,7 +208,10 @@ impl TestVhost {
     pub fn await_stats(&self, queue: &str, n: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if self.queue(queue).is_some_and(|q| q["messages"].as_u64().unwrap_or(0) >= n) {
+            if self
+                .queue(queue)
+                .is_some_and(|q| q["messages"].as_u64().unwrap_or(0) >= n)
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -295,4 +298,72 @@ pub fn assert_exit(out: &Output, code: i32) {
         "unexpected exit; output:\n{}",
         text(out)
     );
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a local port, that a test can cut: every open
+/// connection is shut and new ones are refused, as when the broker goes away mid-operation.
+pub struct Proxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts forwarding a free port to `target`.
+    pub fn start(target: u16) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut2, streams2) = (cut.clone(), streams.clone());
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if cut2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut all = streams2.lock().unwrap();
+                all.push(client.try_clone().unwrap());
+                all.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            cut,
+            streams,
+            accept: Some(accept),
+        }
+    }
+
+    /// Shuts every connection and stops accepting new ones.
+    pub fn cut(&mut self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.streams.lock().unwrap().iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }
