@@ -7,16 +7,15 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Globals, plan_live, runtime};
 use crate::apply::Outcome;
 use crate::apply::lock;
 use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::inputs::registry::DesiredState;
-use crate::model::ObservedState;
 use crate::observe::rabbit::observe;
-use crate::plan::diff::{self, PlanOptions};
+use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{Action, Plan};
@@ -88,8 +87,7 @@ async fn apply(source: &Source, endpoints: &BrokerEndpoints, args: &ApplyArgs) -
     api.check_vhost().await?;
     let amqp = AmqpSession::connect(endpoints, "apply").await?;
     lock::acquire(&amqp, &api, args.lock_timeout).await?;
-    let observed = observe(&api).await?;
-    let plan = plan_to_apply(source, &observed, args)?;
+    let plan = plan_to_apply(source, &api, args).await?;
     if !args.json {
         print!("{}", render::human(&plan, &endpoints.management_display()));
     }
@@ -118,18 +116,18 @@ async fn apply(source: &Source, endpoints: &BrokerEndpoints, args: &ApplyArgs) -
     Ok(exit)
 }
 
-fn plan_to_apply(source: &Source, observed: &ObservedState, args: &ApplyArgs) -> Result<Plan> {
+async fn plan_to_apply(source: &Source, api: &ManagementApi, args: &ApplyArgs) -> Result<Plan> {
     match source {
-        Source::Registry(desired) => Ok(diff::plan(
-            desired,
-            observed,
-            PlanOptions {
+        Source::Registry(desired) => {
+            let options = PlanOptions {
                 prune: args.prune,
                 allow_data_loss: args.allow_data_loss,
-            },
-        )),
+            };
+            Ok(plan_live(api, desired, options).await?.1)
+        }
         Source::Saved(saved, path) => {
-            let moved = saved.moved_since(observed);
+            let observed = observe(api).await?;
+            let moved = saved.moved_since(&observed);
             if moved.is_empty() {
                 Ok(saved.plan.clone())
             } else {

@@ -10,8 +10,14 @@ use std::path::PathBuf;
 
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
+use crate::inputs::registry::DesiredState;
 use crate::inputs::validate::{LoadedRegistry, load_registry};
 use crate::inputs::{SourceFile, locate_registry};
+use crate::model::ObservedState;
+use crate::observe::rabbit::{observe, observe_queue_stats};
+use crate::plan::Plan;
+use crate::plan::diff::{self, PlanOptions};
+use crate::rabbit::management::ManagementApi;
 
 /// How a command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +84,24 @@ impl Globals {
             None => Ok(endpoints),
         }
     }
+}
+
+/// Observes the vhost and plans. Queue depths are fetched only when the plan replaces or
+/// deletes queues (then it is planned again with them), so a converged vhost costs one
+/// definitions export.
+pub async fn plan_live(
+    api: &ManagementApi,
+    desired: &DesiredState,
+    options: PlanOptions,
+) -> Result<(ObservedState, Plan)> {
+    let mut observed = observe(api).await?;
+    let plan = diff::plan(desired, &observed, options);
+    if !plan.touches_queue_data() {
+        return Ok((observed, plan));
+    }
+    observe_queue_stats(api, &mut observed).await?;
+    let plan = diff::plan(desired, &observed, options);
+    Ok((observed, plan))
 }
 
 /// Builds the runtime the broker-facing commands run on.

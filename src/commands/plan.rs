@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Globals, plan_live, runtime};
 use crate::error::Result;
-use crate::observe::rabbit::observe;
-use crate::plan::diff::{self, PlanOptions};
+use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::rabbit::management::ManagementApi;
@@ -29,12 +28,11 @@ pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
     let endpoints = globals.endpoints(&loaded)?;
     let desired = loaded.registry.desired_state();
     let api = ManagementApi::new(&endpoints)?;
-    let observed = runtime()?.block_on(observe(&api))?;
     let options = PlanOptions {
         prune: args.prune,
         allow_data_loss: false,
     };
-    let plan = diff::plan(&desired, &observed, options);
+    let (observed, plan) = runtime()?.block_on(plan_live(&api, &desired, options))?;
     if args.json {
         print!("{}", render::json(&plan));
     } else {

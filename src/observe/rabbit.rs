@@ -1,30 +1,34 @@
-//! Observing a vhost: its definitions and its queue list, fetched concurrently (two requests
-//! after the vhost check, whatever the number of objects).
-
-use std::collections::BTreeMap;
+//! Observing a vhost: its definitions (one request after the vhost check, whatever the number
+//! of objects), and, only when a plan would replace or delete queues, the queue list for their
+//! depths (one more request).
 
 use crate::error::Result;
 use crate::model::{
-    APPLY_LOCK_QUEUE, BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE,
-    ObservedState, Origin, PolicySpec, QueueSpec, QueueStats, normalize_arguments,
+    BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin,
+    PolicySpec, QueueSpec, QueueStats, normalize_arguments,
 };
 use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry};
 
-/// Reads the vhost: fails with a clear error when the broker is unreachable, refuses the
-/// credentials, or the vhost does not exist.
+/// Reads the vhost's objects (without queue depths): fails with a clear error when the broker
+/// is unreachable, refuses the credentials, or the vhost does not exist.
 pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     api.check_vhost().await?;
-    let (definitions, queues) = tokio::try_join!(api.definitions(), api.queue_list())?;
-    Ok(observed_state(api.vhost(), definitions, &queues))
+    let definitions = api.definitions().await?;
+    Ok(observed_state(api.vhost(), definitions))
 }
 
-/// Builds observed state from the two answers: god's record bindings become the managed sets,
-/// exclusive queues (connection-owned, like god's own lock) are left out.
-pub fn observed_state(
-    vhost: &str,
-    definitions: DefinitionsExport,
-    queues: &[QueueListEntry],
-) -> ObservedState {
+/// Adds depth and consumer counts of every queue to an observed state (one request). The
+/// management API refreshes them every few seconds; apply never relies on them alone: it
+/// deletes queues with `if-empty`.
+pub async fn observe_queue_stats(api: &ManagementApi, state: &mut ObservedState) -> Result<()> {
+    let queues = api.queue_list().await?;
+    add_queue_stats(state, &queues);
+    Ok(())
+}
+
+/// Builds observed state from the definitions export (which leaves exclusive queues out): god's
+/// record bindings become the managed sets.
+pub fn observed_state(vhost: &str, definitions: DefinitionsExport) -> ObservedState {
     let mut state = ObservedState {
         vhost: vhost.to_string(),
         ..ObservedState::default()
@@ -40,14 +44,7 @@ pub fn observed_state(
         };
         state.topology.exchanges.insert(spec.name.clone(), spec);
     }
-    let exclusive: BTreeMap<&str, bool> = queues
-        .iter()
-        .map(|q| (q.name.as_str(), q.exclusive))
-        .collect();
     for q in definitions.queues {
-        if q.name == APPLY_LOCK_QUEUE || exclusive.get(q.name.as_str()).copied().unwrap_or(false) {
-            continue;
-        }
         let spec = QueueSpec {
             arguments: normalize_arguments(&q.arguments),
             name: q.name,
@@ -55,18 +52,6 @@ pub fn observed_state(
             auto_delete: q.auto_delete,
         };
         state.topology.queues.insert(spec.name.clone(), spec);
-    }
-    for q in queues
-        .iter()
-        .filter(|q| state.topology.queues.contains_key(&q.name))
-    {
-        state.queue_stats.insert(
-            q.name.clone(),
-            QueueStats {
-                messages: q.messages.unwrap_or(0),
-                consumers: q.consumers.unwrap_or(0),
-            },
-        );
     }
     for b in definitions.bindings {
         let destination_type = if b.destination_type == "exchange" {
@@ -99,6 +84,21 @@ pub fn observed_state(
         );
     }
     state
+}
+
+fn add_queue_stats(state: &mut ObservedState, queues: &[QueueListEntry]) {
+    for q in queues
+        .iter()
+        .filter(|q| state.topology.queues.contains_key(&q.name))
+    {
+        state.queue_stats.insert(
+            q.name.clone(),
+            QueueStats {
+                messages: q.messages.unwrap_or(0),
+                consumers: q.consumers.unwrap_or(0),
+            },
+        );
+    }
 }
 
 fn record(state: &mut ObservedState, destination: &str, kind: DestinationType, key: &str) {

@@ -210,6 +210,13 @@ impl Plan {
         }
     }
 
+    /// Whether a change replaces or deletes a queue (the plan then needs queue depths).
+    pub fn touches_queue_data(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.kind == "queue" && matches!(c.action, Action::Replace | Action::Delete))
+    }
+
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()

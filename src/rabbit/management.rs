@@ -116,9 +116,6 @@ pub struct QueueListEntry {
     /// Consumers.
     #[serde(default)]
     pub consumers: Option<u64>,
-    /// Exclusive to a connection.
-    #[serde(default)]
-    pub exclusive: bool,
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
@@ -196,7 +193,7 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "queues/{}?columns=name,messages,consumers,exclusive,owner_pid_details",
+            "queues/{}?columns=name,messages,consumers",
             encode(&self.endpoints.vhost)
         );
         let response = self
