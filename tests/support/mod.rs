@@ -300,70 +300,127 @@ pub fn assert_exit(out: &Output, code: i32) {
     );
 }
 
-/// A TCP proxy on 127.0.0.1 in front of a local port, that a test can cut: every open
-/// connection is shut and new ones are refused, as when the broker goes away mid-operation.
-pub struct Proxy {
-    pub port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-    accept: Option<std::thread::JoinHandle<()>>,
+/// A RabbitMQ node of its own (Debian's rabbitmq-server, management plugin on), on free
+/// loopback ports, for tests that stop the broker: the shared one keeps serving the others.
+pub struct DedicatedBroker {
+    pub node: String,
+    pub amqp_port: u16,
+    pub management_port: u16,
+    dir: PathBuf,
+    process: std::process::Child,
+    running: bool,
 }
 
-impl Proxy {
-    /// Starts forwarding a free port to `target`.
-    pub fn start(target: u16) -> Self {
-        use std::net::{TcpListener, TcpStream};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cut2, streams2) = (cut.clone(), streams.clone());
-        let accept = std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if cut2.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let mut all = streams2.lock().unwrap();
-                all.push(client.try_clone().unwrap());
-                all.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
+impl DedicatedBroker {
+    /// Starts a node and waits until its management API answers.
+    pub fn start() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let host =
+            String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout).unwrap();
+        let node = format!("god-test-{}-{n}@{}", std::process::id(), host.trim());
+        let [amqp_port, management_port, dist_port] = free_ports();
+        let dir = std::env::temp_dir().join(format!("god-test-node-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management_port}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_management].").unwrap();
+        assert!(
+            Command::new("chown")
+                .args(["-R", "rabbitmq:rabbitmq"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let d = dir.display();
+        // Debian's wrapper drops RABBITMQ_* variables when it switches to the rabbitmq user,
+        // so the server script is started as that user directly.
+        let script = format!(
+            "cd /var/lib/rabbitmq && exec env RABBITMQ_NODENAME={node} RABBITMQ_DIST_PORT={dist_port} \
+             RABBITMQ_MNESIA_BASE={d}/mnesia RABBITMQ_LOG_BASE={d}/log RABBITMQ_PID_FILE={d}/pid \
+             RABBITMQ_CONFIG_FILE={d}/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE={d}/enabled_plugins \
+             /usr/lib/rabbitmq/bin/rabbitmq-server"
+        );
+        let process = Command::new("setsid")
+            .args(["su", "rabbitmq", "-s", "/bin/sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.join("out.txt")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let broker = Self {
+            node,
+            amqp_port,
+            management_port,
+            dir,
+            process,
+            running: true,
+        };
+        broker.await_ready();
+        broker
+    }
+
+    fn await_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/api/overview", self.management_port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", "-u", "guest:guest", &url])
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
             }
-        });
-        Self {
-            port,
-            cut,
-            streams,
-            accept: Some(accept),
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
+        panic!(
+            "the dedicated node {} did not start: {}",
+            self.node,
+            std::fs::read_to_string(self.dir.join("out.txt")).unwrap_or_default()
+        );
     }
 
-    /// Shuts every connection and stops accepting new ones.
-    pub fn cut(&mut self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for s in self.streams.lock().unwrap().iter() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
+    /// The management URL.
+    pub fn management_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.management_port)
+    }
+
+    /// The AMQP URL of its default vhost.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// Stops the node at once, as a crash or an out-of-memory kill would: its Erlang VM is
+    /// killed, every connection drops, and new ones are refused.
+    pub fn stop(&mut self) {
+        if self.running {
+            let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap_or_default();
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            self.running = false;
         }
     }
 }
 
-impl Drop for Proxy {
+impl Drop for DedicatedBroker {
     fn drop(&mut self) {
-        self.cut();
+        self.stop();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Three distinct free TCP ports on the loopback.
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
 }
