@@ -15,12 +15,7 @@ fn every_upstream_registry_validates_and_renders() {
             continue;
         }
         seen += 1;
-        let out = god()
-            .arg("--registry")
-            .arg(&path)
-            .arg("validate")
-            .output()
-            .unwrap();
+        let out = validate(&path);
         assert_exit(&out, 0);
         for format in ["yaml", "json"] {
             let out = god()
@@ -89,12 +84,7 @@ fn malformed_yaml_is_reported_with_its_line_and_column() {
     let (_d, registry) = registry(
         "version: \"1.0\"\nexchange:\n  name: bus\nservices:\n  svc:\n    queue_name: [unclosed\n    routing_keys: [a]\n",
     );
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .arg("validate")
-        .output()
-        .unwrap();
+    let out = validate(&registry);
     assert_exit(&out, 1);
     let shown = text(&out);
     let expected = format!("{}:7:", registry.display());
@@ -108,17 +98,15 @@ fn malformed_yaml_is_reported_with_its_line_and_column() {
     );
 }
 
+/// Services with four problems a schema cannot see.
+const BROKEN: &str = "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n";
+
 #[test]
 fn schema_violations_name_the_json_pointer_and_the_place() {
-    let (_d, registry) = registry_with(
-        "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n  d:\n    queue_name: qd\n    status: live\n",
-    );
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .arg("validate")
-        .output()
-        .unwrap();
+    let (_d, registry) = registry_with(&format!(
+        "{BROKEN}  d:\n    queue_name: qd\n    status: live\n"
+    ));
+    let out = validate(&registry);
     assert_exit(&out, 1);
     let shown = text(&out);
     let file = registry.display().to_string();
@@ -130,15 +118,8 @@ fn schema_violations_name_the_json_pointer_and_the_place() {
 
 #[test]
 fn semantic_problems_are_all_reported() {
-    let (_d, registry) = registry_with(
-        "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n",
-    );
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .arg("validate")
-        .output()
-        .unwrap();
+    let (_d, registry) = registry_with(BROKEN);
+    let out = validate(&registry);
     assert_exit(&out, 1);
     let shown = text(&out);
     let file = registry.display().to_string();

@@ -40,6 +40,16 @@ fn plan_json(v: &TestVhost, registry: &std::path::Path, extra: &[&str]) -> Value
     plan
 }
 
+/// Asserts that a plan against the vhost has nothing left to do.
+#[track_caller]
+fn assert_converged(v: &TestVhost, registry: &std::path::Path) {
+    let plan = plan_json(v, registry, &[]);
+    assert!(
+        plan["changes"].as_array().unwrap().is_empty(),
+        "not converged: {plan:#}"
+    );
+}
+
 fn change_ids(plan: &Value, action: &str) -> Vec<String> {
     plan["changes"]
         .as_array()
@@ -182,12 +192,7 @@ fn existing_queues_are_adopted_with_their_messages() {
         v.bindings()
             .contains(&("god.managed".into(), "q".into(), "adopted".into()))
     );
-    assert!(
-        plan_json(&v, &registry, &[])["changes"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert_converged(&v, &registry);
 }
 
 #[test]
@@ -286,12 +291,7 @@ fn argument_drift_is_a_replace_refused_while_the_queue_holds_messages() {
     let out = v.run(&registry, &["apply", "--auto-approve", "--allow-data-loss"]);
     assert_exit(&out, 0);
     assert_eq!(v.queue("q").unwrap()["arguments"]["x-max-length"], 200);
-    assert!(
-        plan_json(&v, &registry, &[])["changes"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert_converged(&v, &registry);
 }
 
 #[test]
@@ -430,12 +430,7 @@ fn concurrent_applies_never_interleave() {
     for mut r in runs {
         assert!(r.wait().unwrap().success());
     }
-    assert!(
-        plan_json(&v, &registry, &[])["changes"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert_converged(&v, &registry);
 }
 
 #[test]

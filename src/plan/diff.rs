@@ -434,7 +434,7 @@ impl Planner<'_> {
                 _ => (
                     NoteKind::Deprecated,
                     format!(
-                        "deprecated: not created where missing; existing queues kept until --prune ({})",
+                        "deprecated: not created where missing; existing queues are kept ({})",
                         existing.join(", ")
                     ),
                 ),

@@ -253,6 +253,16 @@ pub fn god() -> Command {
     cmd
 }
 
+/// Runs `god validate` on a registry file.
+pub fn validate(registry: &Path) -> Output {
+    god()
+        .arg("--registry")
+        .arg(registry)
+        .arg("validate")
+        .output()
+        .unwrap()
+}
+
 /// Percent-encodes a path segment.
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
