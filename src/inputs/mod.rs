@@ -1,8 +1,11 @@
 //! Input files: finding them, parsing them with source positions, validating them, and turning
 //! the registry into the desired topology.
 
+pub mod components;
 pub mod diagnostic;
+pub mod document;
 pub mod registry;
+pub mod toml_doc;
 pub mod validate;
 pub mod yaml;
 

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
+use super::document::{PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
-use super::yaml::{self, PositionedDocument, escape_pointer};
+use super::yaml;
 
 /// The registry schema, shipped in `schemas/` and compiled into the binary.
 pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
@@ -47,7 +48,7 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
             ]);
         }
     };
-    let mut problems = schema_problems(&source, &doc);
+    let mut problems = schema_problems(registry_validator(), &source, &doc);
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }
@@ -90,8 +91,13 @@ fn registry_validator() -> &'static jsonschema::Validator {
     })
 }
 
-fn schema_problems(source: &SourceFile, doc: &PositionedDocument) -> Vec<Diagnostic> {
-    registry_validator()
+/// Every violation of a JSON Schema, each at the place of the offending node.
+pub fn schema_problems(
+    validator: &jsonschema::Validator,
+    source: &SourceFile,
+    doc: &PositionedDocument,
+) -> Vec<Diagnostic> {
+    validator
         .iter_errors(&doc.value)
         .map(|error| {
             let pointer = error.instance_path().to_string();
@@ -114,7 +120,7 @@ fn schema_hint(pointer: &str) -> String {
             "dead_letter is true, false, or the name of the dead-letter queue".to_string()
         }
         "status" => "status is one of planned, active, deprecated".to_string(),
-        _ => "see schemas/registry.schema.json and the README's registry section".to_string(),
+        _ => "see the JSON Schemas in schemas/ and the README".to_string(),
     }
 }
 

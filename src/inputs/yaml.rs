@@ -3,52 +3,11 @@
 //! that schema and semantic checks can report `file:line:col`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map, Number, Value};
 
-/// A 1-based line and column in a source file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Position {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub col: usize,
-}
-
-/// A parsed document: its value, and where each of its nodes (and mapping keys) came from.
-#[derive(Debug, Clone, Default)]
-pub struct PositionedDocument {
-    /// The document as JSON data.
-    pub value: Value,
-    values: HashMap<String, Position>,
-    keys: HashMap<String, Position>,
-}
-
-impl PositionedDocument {
-    /// Where the node at a JSON pointer starts; falls back to the nearest ancestor.
-    pub fn position_of(&self, pointer: &str) -> Position {
-        let mut p = pointer.to_string();
-        loop {
-            if let Some(pos) = self.values.get(&p) {
-                return *pos;
-            }
-            match p.rfind('/') {
-                Some(i) => p.truncate(i),
-                None => return Position { line: 1, col: 1 },
-            }
-        }
-    }
-
-    /// Where the key of the mapping entry at a JSON pointer is (falls back to its value).
-    pub fn key_position_of(&self, pointer: &str) -> Position {
-        self.keys
-            .get(pointer)
-            .copied()
-            .unwrap_or_else(|| self.position_of(pointer))
-    }
-}
+use super::document::{Position, PositionedDocument, escape_pointer};
 
 /// A YAML syntax problem, with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +56,7 @@ fn convert(
     pointer: &str,
     doc: &mut PositionedDocument,
 ) -> Result<Value, SyntaxError> {
-    doc.values.insert(pointer.to_string(), position(node));
+    doc.record_value(pointer, position(node));
     let value = match &node.data {
         YamlData::Value(scalar) => scalar_to_json(scalar),
         YamlData::Representation(raw, style, tag) => {
@@ -123,7 +82,7 @@ fn convert(
             for (key, value) in entries {
                 let name = key_to_string(key)?;
                 let child = format!("{pointer}/{}", escape_pointer(&name));
-                doc.keys.insert(child.clone(), position(key));
+                doc.record_key(&child, position(key));
                 let converted = convert(value, &child, doc)?;
                 out.insert(name, converted);
             }
@@ -172,11 +131,6 @@ fn scalar_text(scalar: &Scalar<'_>) -> String {
         Scalar::FloatingPoint(f) => f.to_string(),
         Scalar::String(s) => Cow::to_string(s),
     }
-}
-
-/// Escapes a mapping key for use in a JSON pointer (RFC 6901).
-pub fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]

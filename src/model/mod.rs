@@ -397,3 +397,5 @@ impl ObservedState {
         self.queue_stats.get(queue).map(|s| s.messages).unwrap_or(0)
     }
 }
+
+pub mod containers;
