@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{self, Exit, Globals};
+use crate::commands::{self, Exit, Globals, Only};
 
 /// god: declarative reconciler for the 33GOD event bus.
 ///
@@ -49,6 +49,12 @@ struct GlobalArgs {
         hide_env_values = true
     )]
     management_url: Option<String>,
+    /// The containers manifest. Default: ./components.toml when present.
+    #[arg(long, global = true, env = "GOD_COMPONENTS", value_name = "PATH")]
+    components: Option<PathBuf>,
+    /// Container project: names are <project>-<component>. Default: the directory of components.toml.
+    #[arg(long, global = true, env = "GOD_PROJECT", value_name = "NAME")]
+    project: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +87,9 @@ struct PlanCli {
     /// Save the plan, with a fingerprint of the live state, for `god apply FILE`.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Plan only the broker (rabbitmq) or only the containers (docker).
+    #[arg(long, value_enum, value_name = "SYSTEM")]
+    only: Option<Only>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +112,9 @@ struct ApplyCli {
     /// Seconds to wait for another apply on the same vhost to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     lock_timeout: u64,
+    /// Apply only the broker (rabbitmq) or only the containers (docker).
+    #[arg(long, value_enum, value_name = "SYSTEM")]
+    only: Option<Only>,
 }
 
 /// Parses the command line, runs the command, and returns its exit code. Usage errors exit 1
@@ -140,6 +152,8 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
         registry: cli.globals.registry,
         amqp_url: cli.globals.amqp_url,
         management_url: cli.globals.management_url,
+        components: cli.globals.components,
+        project: cli.globals.project,
     };
     match cli.command {
         Command::Validate => commands::validate::run(&globals),
@@ -151,6 +165,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 detailed_exitcode: p.detailed_exitcode,
                 prune: p.prune,
                 out: p.out,
+                only: p.only,
             },
         ),
         Command::Apply(a) => commands::apply::run(
@@ -162,6 +177,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 allow_data_loss: a.allow_data_loss,
                 json: a.json,
                 lock_timeout: Duration::from_secs(a.lock_timeout),
+                only: a.only,
             },
         ),
     }

@@ -30,6 +30,16 @@ pub enum GodError {
         reason: String,
         variable: &'static str,
     },
+    /// The Docker engine could not be reached.
+    #[error(
+        "cannot reach the Docker engine at {endpoint}: {reason}\nhint: start it (`scripts/bootstrap` starts \
+         dockerd on this machine), or set DOCKER_HOST to the engine's address. `--only rabbitmq` plans \
+         the broker alone."
+    )]
+    EngineUnreachable {
+        endpoint: String,
+        reason: String,
+    },
     /// The broker refused the credentials.
     #[error(
         "RabbitMQ at {endpoint} refused the credentials of user \"{user}\" ({detail}).\n\

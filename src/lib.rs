@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod endpoints;
+pub mod engine;
 pub mod error;
 pub mod inputs;
 pub mod model;

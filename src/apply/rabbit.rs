@@ -55,11 +55,14 @@ impl<'a> RabbitExecutor<'a> {
         }
     }
 
-    /// Carries out the plan's changes in order, stopping at the first failure. Returns one
-    /// outcome per change.
-    pub async fn execute(mut self, plan: &Plan) -> Vec<Outcome> {
+    /// Carries out the plan's broker changes in order, stopping at the first failure. Returns
+    /// one outcome per broker change (NotAttempted after a failure), None for containers.
+    pub async fn execute(mut self, plan: &Plan) -> Vec<Option<Outcome>> {
         self.outcomes = vec![None; plan.changes.len()];
         for (i, c) in plan.changes.iter().enumerate() {
+            if c.kind == "container" {
+                continue;
+            }
             if let Some(why) = &c.blocked {
                 self.finish(i, Outcome::Refused(why.clone()));
             }
@@ -68,9 +71,10 @@ impl<'a> RabbitExecutor<'a> {
         if self.remove_replaced(plan).await.is_ok() && self.import_additions(plan).await.is_ok() {
             let _ = self.removals(plan).await;
         }
-        self.outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::NotAttempted))
+        plan.changes
+            .iter()
+            .zip(self.outcomes)
+            .map(|(c, o)| if c.kind == "container" { None } else { Some(o.unwrap_or(Outcome::NotAttempted)) })
             .collect()
     }
 
@@ -295,6 +299,7 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
             items.push(item("bindings", binding_body(&record_binding(&q.name, DestinationType::Queue, origin))));
         }
         Resource::Binding(b) => items.push(item("bindings", binding_body(b))),
+        Resource::Container(_) => {}
         Resource::Policy(p) => items.push(item(
             "policies",
             json!({"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority, "definition": p.definition}),

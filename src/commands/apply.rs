@@ -1,5 +1,6 @@
 //! `god apply`: plan again (or take a saved plan), confirm, execute, report.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,13 +8,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Exit, Globals, plan_live, runtime};
-use crate::apply::Outcome;
-use crate::apply::lock;
+use super::plan::plan_targets;
+use super::{Exit, Globals, Only, Targets, runtime};
+use crate::apply::{Outcome, docker, lock};
+use crate::engine;
+use crate::observe::docker::observe as observe_containers;
 use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
-use crate::inputs::registry::DesiredState;
 use crate::observe::rabbit::observe;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
@@ -40,11 +42,13 @@ pub struct ApplyArgs {
     pub json: bool,
     /// How long to wait for another apply on the same vhost.
     pub lock_timeout: Duration,
+    /// Narrow the run to one system.
+    pub only: Option<Only>,
 }
 
-/// What apply works from: a fresh plan from the registry, or a saved one.
+/// What apply works from: fresh plans from the inputs, or a saved plan.
 enum Source {
-    Registry(Box<DesiredState>),
+    Inputs(Box<Targets>),
     Saved(Box<SavedPlan>, PathBuf),
 }
 
@@ -53,26 +57,20 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
-            let endpoints = saved_plan_endpoints(globals, &saved)?;
+            let endpoints = if saved.plan.vhost.is_empty() { None } else { Some(saved_plan_endpoints(globals, &saved)?) };
             (Source::Saved(Box::new(saved), path.clone()), endpoints)
         }
         None => {
-            let loaded = globals.load_registry()?;
-            let endpoints = globals.endpoints(&loaded)?;
-            (
-                Source::Registry(Box::new(loaded.registry.desired_state())),
-                endpoints,
-            )
+            let targets = globals.targets(args.only)?;
+            let endpoints = targets.broker.as_ref().map(|(_, e)| e.clone());
+            (Source::Inputs(Box::new(targets)), endpoints)
         }
     };
-    runtime()?.block_on(apply(&source, &endpoints, args))
+    runtime()?.block_on(apply(&source, endpoints.as_ref(), args))
 }
 
 fn saved_plan_endpoints(globals: &Globals, saved: &SavedPlan) -> Result<BrokerEndpoints> {
-    let endpoints = BrokerEndpoints::resolve(
-        globals.amqp_url.as_deref(),
-        globals.management_url.as_deref(),
-    )?;
+    let endpoints = BrokerEndpoints::resolve(globals.amqp_url.as_deref(), globals.management_url.as_deref())?;
     if endpoints.vhost_explicit && endpoints.vhost != saved.plan.vhost {
         return Err(GodError::Usage(format!(
             "the saved plan is for vhost \"{}\" but the AMQP URL names vhost \"{}\"",
@@ -82,54 +80,84 @@ fn saved_plan_endpoints(globals: &Globals, saved: &SavedPlan) -> Result<BrokerEn
     Ok(endpoints.with_vhost(&saved.plan.vhost))
 }
 
-async fn apply(source: &Source, endpoints: &BrokerEndpoints, args: &ApplyArgs) -> Result<Exit> {
-    let api = ManagementApi::new(endpoints)?;
-    api.check_vhost().await?;
-    let amqp = AmqpSession::connect(endpoints, "apply").await?;
-    lock::acquire(&amqp, &api, args.lock_timeout).await?;
-    let plan = plan_to_apply(source, &api, args).await?;
+/// The broker side of an apply: its API and the AMQP connection that holds the lock.
+struct BrokerSession {
+    api: ManagementApi,
+    amqp: AmqpSession,
+}
+
+async fn apply(source: &Source, endpoints: Option<&BrokerEndpoints>, args: &ApplyArgs) -> Result<Exit> {
+    let session = match endpoints {
+        Some(endpoints) => {
+            let api = ManagementApi::new(endpoints)?;
+            api.check_vhost().await?;
+            let amqp = AmqpSession::connect(endpoints, "apply").await?;
+            lock::acquire(&amqp, &api, args.lock_timeout).await?;
+            Some(BrokerSession { api, amqp })
+        }
+        None => None,
+    };
+    let (plan, target) = plan_to_apply(source, session.as_ref(), args).await?;
     if !args.json {
-        print!("{}", render::human(&plan, &endpoints.management_display()));
+        print!("{}", render::human(&plan, &target));
     }
-    if !plan.has_changes() {
+    let exit = if !plan.has_changes() {
         if args.json {
             println!("{}", report_json(&plan, &[], Exit::Success));
         } else {
             println!("\nNothing to do.");
         }
-        amqp.close().await;
-        return Ok(Exit::Success);
-    }
-    if matches!(source, Source::Registry(_)) && !args.auto_approve && !confirm(&plan)? {
+        Exit::Success
+    } else if matches!(source, Source::Inputs(_)) && !args.auto_approve && !confirm(&plan)? {
         println!("Apply cancelled: nothing was changed.");
-        amqp.close().await;
-        return Ok(Exit::Failure);
-    }
-    let outcomes = execute(&plan, &api, &amqp, args).await;
-    amqp.close().await;
-    let exit = exit_for(&outcomes);
-    if args.json {
-        println!("{}", report_json(&plan, &outcomes, exit));
+        Exit::Failure
     } else {
-        print!("{}", report_human(&plan, &outcomes));
+        let outcomes = execute(&plan, session.as_ref(), args).await?;
+        let exit = exit_for(&outcomes);
+        if args.json {
+            println!("{}", report_json(&plan, &outcomes, exit));
+        } else {
+            print!("{}", report_human(&plan, &outcomes));
+        }
+        exit
+    };
+    if let Some(s) = session {
+        s.amqp.close().await;
     }
     Ok(exit)
 }
 
-async fn plan_to_apply(source: &Source, api: &ManagementApi, args: &ApplyArgs) -> Result<Plan> {
+async fn plan_to_apply(source: &Source, session: Option<&BrokerSession>, args: &ApplyArgs) -> Result<(Plan, String)> {
     match source {
-        Source::Registry(desired) => {
+        Source::Inputs(targets) => {
             let options = PlanOptions {
                 prune: args.prune,
                 allow_data_loss: args.allow_data_loss,
             };
-            Ok(plan_live(api, desired, options).await?.1)
+            let live = plan_targets(targets, options).await?;
+            Ok((live.plan, live.target))
         }
         Source::Saved(saved, path) => {
-            let observed = observe(api).await?;
-            let moved = saved.moved_since(&observed);
+            let broker = match session {
+                Some(s) => Some(observe(&s.api).await?),
+                None => None,
+            };
+            let containers = match &saved.plan.project {
+                Some(project) => {
+                    let docker = engine::connect().await?;
+                    let names: BTreeSet<String> = saved
+                        .plan
+                        .changes
+                        .iter()
+                        .filter_map(|c| c.id.strip_prefix("container/").map(str::to_string))
+                        .collect();
+                    Some(observe_containers(&docker, project, &names).await?)
+                }
+                None => None,
+            };
+            let moved = saved.moved_since(broker.as_ref(), containers.as_ref());
             if moved.is_empty() {
-                Ok(saved.plan.clone())
+                Ok((saved.plan.clone(), saved.management_url.clone()))
             } else {
                 Err(GodError::StalePlan {
                     path: path.clone(),
@@ -158,33 +186,40 @@ fn confirm(plan: &Plan) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-async fn execute(
-    plan: &Plan,
-    api: &ManagementApi,
-    amqp: &AmqpSession,
-    args: &ApplyArgs,
-) -> Vec<Outcome> {
+async fn execute(plan: &Plan, session: Option<&BrokerSession>, args: &ApplyArgs) -> Result<Vec<Outcome>> {
     let bar = if plan.changes.len() >= PROGRESS_THRESHOLD {
         ProgressBar::new(plan.changes.len() as u64)
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})",
-        )
-        .expect("the progress template is valid")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
     );
     let progress = |n: u64| bar.inc(n);
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
     };
-    let outcomes = RabbitExecutor::new(api, amqp, options, &progress)
-        .execute(plan)
-        .await;
+    let mut outcomes: Vec<Option<Outcome>> = match session {
+        Some(s) => RabbitExecutor::new(&s.api, &s.amqp, options, &progress).execute(plan).await,
+        None => vec![None; plan.changes.len()],
+    };
+    let broker_failed = outcomes
+        .iter()
+        .flatten()
+        .any(|o| matches!(o, Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted));
+    if plan.changes.iter().any(|c| c.kind == "container") && !broker_failed {
+        let docker = engine::connect().await?;
+        let container_outcomes = docker::execute(&docker, plan, &progress).await;
+        for (slot, outcome) in outcomes.iter_mut().zip(container_outcomes) {
+            if outcome.is_some() {
+                *slot = outcome;
+            }
+        }
+    }
     bar.finish_and_clear();
-    outcomes
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::NotAttempted)).collect())
 }
 
 /// 0 when everything was done, 3 when some was done before a failure, 1 otherwise (nothing

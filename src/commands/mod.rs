@@ -6,15 +6,20 @@ pub mod plan;
 pub mod render;
 pub mod validate;
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::inputs::registry::DesiredState;
+use crate::inputs::components::{DesiredContainers, LoadedComponents, default_project, load_components};
 use crate::inputs::validate::{LoadedRegistry, load_registry};
 use crate::inputs::{SourceFile, locate_registry};
 use crate::model::ObservedState;
+use crate::model::containers::ObservedContainers;
+use crate::observe::docker::observe as observe_containers;
 use crate::observe::rabbit::{observe, observe_queue_stats};
+use crate::plan::containers::plan as plan_containers;
 use crate::plan::Plan;
 use crate::plan::diff::{self, PlanOptions};
 use crate::rabbit::management::ManagementApi;
@@ -44,6 +49,24 @@ impl Exit {
     }
 }
 
+/// Which systems a run covers (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// The broker topology from registry.yaml.
+    Rabbitmq,
+    /// The containers from components.toml.
+    Docker,
+}
+
+/// What a plan or apply covers: the broker (desired state and where it is) and/or the
+/// containers of a project.
+pub struct Targets {
+    /// The broker part.
+    pub broker: Option<(DesiredState, BrokerEndpoints)>,
+    /// The container part.
+    pub containers: Option<DesiredContainers>,
+}
+
 /// Options every command accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Globals {
@@ -53,6 +76,10 @@ pub struct Globals {
     pub amqp_url: Option<String>,
     /// `--management-url` / `RABBITMQ_MANAGEMENT_URL`.
     pub management_url: Option<String>,
+    /// `--components` / `GOD_COMPONENTS`.
+    pub components: Option<PathBuf>,
+    /// `--project` / `GOD_PROJECT`.
+    pub project: Option<String>,
 }
 
 impl Globals {
@@ -65,6 +92,53 @@ impl Globals {
             eprintln!("{}", warning.render());
         }
         Ok(loaded)
+    }
+
+    /// Finds, reads and validates components.toml (explicit path, else ./components.toml when
+    /// present); prints its warnings to stderr.
+    pub fn load_components(&self) -> Result<Option<LoadedComponents>> {
+        let path = match &self.components {
+            Some(p) => p.clone(),
+            None if Path::new(COMPONENTS_FILE).is_file() => PathBuf::from(COMPONENTS_FILE),
+            None => return Ok(None),
+        };
+        let source = SourceFile::read(&path)?;
+        let loaded = load_components(source).map_err(GodError::Invalid)?;
+        for warning in &loaded.warnings {
+            eprintln!("{}", warning.render());
+        }
+        Ok(Some(loaded))
+    }
+
+    /// The desired containers of the project (`--project`, else the directory of the file).
+    pub fn desired_containers(&self, loaded: &LoadedComponents) -> Result<DesiredContainers> {
+        let project = self.project.clone().unwrap_or_else(|| default_project(&loaded.source.path));
+        let lookup = |var: &str| std::env::var(var).ok();
+        loaded.desired(&project, &lookup).map_err(GodError::Invalid)
+    }
+
+    /// What a plan or apply covers. Without `--only`: the broker, plus the containers when
+    /// components.toml describes any.
+    pub fn targets(&self, only: Option<Only>) -> Result<Targets> {
+        let broker = if only == Some(Only::Docker) {
+            None
+        } else {
+            let loaded = self.load_registry()?;
+            let endpoints = self.endpoints(&loaded)?;
+            Some((loaded.registry.desired_state(), endpoints))
+        };
+        let containers = match (only, self.load_components()?) {
+            (Some(Only::Rabbitmq), _) => None,
+            (Some(Only::Docker), None) => {
+                return Err(GodError::Usage(
+                    "--only docker needs components.toml: none found in this directory\nhint: pass --components PATH (or set GOD_COMPONENTS)".to_string(),
+                ));
+            }
+            (Some(Only::Docker), Some(loaded)) => Some(self.desired_containers(&loaded)?),
+            (None, Some(loaded)) if loaded.containers().next().is_some() => Some(self.desired_containers(&loaded)?),
+            (None, _) => None,
+        };
+        Ok(Targets { broker, containers })
     }
 
     /// The broker endpoints, with the vhost from the registry when the URL names none.
@@ -103,6 +177,21 @@ pub async fn plan_live(
     let plan = diff::plan(desired, &observed, options);
     Ok((observed, plan))
 }
+
+/// Observes the project's containers and plans them.
+pub async fn plan_containers_live(
+    docker: &bollard::Docker,
+    desired: &DesiredContainers,
+    options: PlanOptions,
+) -> Result<(ObservedContainers, Plan)> {
+    let names: BTreeSet<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
+    let observed = observe_containers(docker, &desired.project, &names).await?;
+    let plan = plan_containers(desired, &observed, options);
+    Ok((observed, plan))
+}
+
+/// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.
+pub const COMPONENTS_FILE: &str = "components.toml";
 
 /// Builds the runtime the broker-facing commands run on.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -1,12 +1,14 @@
 //! A plan: the value that says what `apply` will do. It is computed by a pure function
 //! ([`diff::plan`]), printed by [`render`], saved and checked by [`saved`].
 
+pub mod containers;
 pub mod diff;
 pub mod render;
 pub mod saved;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::containers::ContainerSpec;
 use crate::model::{BindingSpec, ExchangeSpec, PolicySpec, QueueSpec};
 
 /// Version of the plan's JSON format (`schemas/plan.schema.json`).
@@ -52,6 +54,8 @@ pub enum Resource {
     Binding(BindingSpec),
     /// A policy.
     Policy(PolicySpec),
+    /// A container.
+    Container(Box<ContainerSpec>),
 }
 
 impl Resource {
@@ -62,6 +66,7 @@ impl Resource {
             Resource::Queue(_) => "queue",
             Resource::Binding(_) => "binding",
             Resource::Policy(_) => "policy",
+            Resource::Container(_) => "container",
         }
     }
 
@@ -72,6 +77,7 @@ impl Resource {
             Resource::Queue(q) => format!("queue/{}", q.name),
             Resource::Policy(p) => format!("policy/{}", p.name),
             Resource::Binding(b) => binding_id(b),
+            Resource::Container(c) => format!("container/{}", c.name),
         }
     }
 }
@@ -171,13 +177,17 @@ pub struct Summary {
     pub destroy: usize,
 }
 
-/// A plan for one vhost: the changes in the order they will be applied, and the notes.
+/// A plan for one vhost and one container project: the changes in the order they will be
+/// applied, and the notes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Format version of this document.
     pub format_version: u32,
     /// The vhost the plan is for.
     pub vhost: String,
+    /// The container project the plan is for, when it covers containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// Changes, in execution order.
     pub changes: Vec<Change>,
     /// Orphans, skipped and deprecated services, other remarks.
@@ -204,10 +214,23 @@ impl Plan {
         Self {
             format_version: PLAN_FORMAT_VERSION,
             vhost: vhost.to_string(),
+            project: None,
             changes,
             notes,
             summary,
         }
+    }
+
+    /// This plan followed by another's changes and notes (containers after the broker, so that
+    /// services find their queues), with the summary counted again.
+    pub fn then(self, other: Plan) -> Plan {
+        let mut changes = self.changes;
+        changes.extend(other.changes);
+        let mut notes = self.notes;
+        notes.extend(other.notes);
+        let mut plan = Plan::new(&self.vhost, changes, notes);
+        plan.project = self.project.or(other.project);
+        plan
     }
 
     /// Whether a change replaces or deletes a queue (the plan then needs queue depths).

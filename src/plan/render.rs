@@ -9,9 +9,19 @@ use crate::model::{DestinationType, format_arguments};
 /// changes, the notes, and the closing `Plan: N to add, N to change, N to destroy.` line.
 pub fn human(plan: &Plan, target: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "god plan for vhost \"{}\" on {target}", plan.vhost);
+    match &plan.project {
+        Some(project) if plan.vhost.is_empty() => {
+            let _ = writeln!(out, "god plan for container project \"{project}\"");
+        }
+        Some(project) => {
+            let _ = writeln!(out, "god plan for vhost \"{}\" on {target} and container project \"{project}\"", plan.vhost);
+        }
+        None => {
+            let _ = writeln!(out, "god plan for vhost \"{}\" on {target}", plan.vhost);
+        }
+    }
     if plan.changes.is_empty() {
-        let _ = writeln!(out, "\nNo changes. The broker matches the registry.");
+        let _ = writeln!(out, "\nNo changes. Everything matches the inputs.");
     } else {
         let _ = writeln!(out);
         for change in &plan.changes {
@@ -37,9 +47,11 @@ pub fn human(plan: &Plan, target: &str) -> String {
 
 fn change_lines(change: &Change) -> String {
     let mut out = String::new();
-    let verb = match change.action {
-        Action::Adopt => "adopt ",
-        Action::Replace => "replace ",
+    let verb = match (change.action, change.kind.as_str()) {
+        (Action::Adopt, _) => "adopt ",
+        (Action::Replace, "container") => "recreate ",
+        (Action::Replace, _) => "replace ",
+        (Action::Update, "container") => "start ",
         _ => "",
     };
     let resource = change.after.as_ref().or(change.before.as_ref());
@@ -106,6 +118,15 @@ pub fn describe(resource: &Resource) -> String {
                 "binding {} -> {dest} {} [{}]{args}",
                 b.source, b.destination, b.routing_key
             )
+        }
+        Resource::Container(c) if c.image.is_empty() => format!("container {}", c.name),
+        Resource::Container(c) => {
+            let mut flags = vec![c.image.clone()];
+            if let Some(mode) = &c.network_mode {
+                flags.push(format!("network {mode}"));
+            }
+            flags.extend(c.ports.iter().map(|p| format!("port {p}")));
+            format!("container {} ({})", c.name, flags.join(", "))
         }
         Resource::Policy(p) => format!(
             "policy {} (pattern {}, priority {}, {})",

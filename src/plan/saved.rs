@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{Plan, binding_id};
 use crate::error::{GodError, Result};
 use crate::model::ObservedState;
+use crate::model::containers::ObservedContainers;
 
 /// What `god plan --out` writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +30,13 @@ pub struct SavedPlan {
 
 impl SavedPlan {
     /// Wraps a plan with the digests of the state it was made from.
-    pub fn new(plan: Plan, observed: &ObservedState, management_url: &str) -> Self {
-        let digests = object_digests(observed);
+    pub fn new(
+        plan: Plan,
+        broker: Option<&ObservedState>,
+        containers: Option<&ObservedContainers>,
+        management_url: &str,
+    ) -> Self {
+        let digests = all_digests(broker, containers);
         Self {
             kind: "god-plan".to_string(),
             management_url: management_url.to_string(),
@@ -70,10 +76,10 @@ impl SavedPlan {
         Ok(saved)
     }
 
-    /// The objects that differ between the state the plan was made from and `now`, one line
-    /// each (`queue/x changed`), or nothing when the broker has not moved.
-    pub fn moved_since(&self, now: &ObservedState) -> Vec<String> {
-        let current = object_digests(now);
+    /// The objects that differ between the state the plan was made from and now, one line
+    /// each (`queue/x changed`), or nothing when nothing moved.
+    pub fn moved_since(&self, broker: Option<&ObservedState>, containers: Option<&ObservedContainers>) -> Vec<String> {
+        let current = all_digests(broker, containers);
         let mut moved = Vec::new();
         for (id, digest) in &self.observed {
             match current.get(id) {
@@ -87,6 +93,28 @@ impl SavedPlan {
         }
         moved
     }
+}
+
+fn all_digests(broker: Option<&ObservedState>, containers: Option<&ObservedContainers>) -> BTreeMap<String, String> {
+    let mut out = broker.map(object_digests).unwrap_or_default();
+    if let Some(c) = containers {
+        out.extend(container_digests(c));
+    }
+    out
+}
+
+/// A digest per container: its configuration hash and whether it runs; foreign containers
+/// that block a name count too.
+pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for c in observed.managed.values() {
+        let state = format!("{}/{}", c.config_hash.as_deref().unwrap_or("none"), if c.running { "running" } else { "stopped" });
+        out.insert(format!("container/{}", c.name), state);
+    }
+    for (name, id) in &observed.foreign_names {
+        out.insert(format!("foreign-container/{name}"), id.clone());
+    }
+    out
 }
 
 /// A digest per observed object, depths and consumer counts excluded (they move all the time

@@ -246,9 +246,11 @@ impl Drop for TestVhost {
 /// The god binary with a clean environment.
 pub fn god() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_god"));
-    for var in ["RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL", "GOD_REGISTRY"] {
+    for var in ["RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL", "GOD_REGISTRY", "GOD_COMPONENTS", "GOD_PROJECT", "DOCKER_HOST"] {
         cmd.env_remove(var);
     }
+    // Away from the repository, whose components.toml would add its containers to every run.
+    cmd.current_dir(std::env::temp_dir());
     cmd.stdin(std::process::Stdio::null());
     cmd
 }

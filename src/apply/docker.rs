@@ -1,0 +1,255 @@
+//! The container executor: creates, recreates, starts and removes god's containers in plan
+//! order (dependencies first), waits for each to be healthy before the next, and stops at the
+//! first failure, naming the container and quoting the end of its log.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures::StreamExt;
+
+use super::Outcome;
+use crate::engine;
+use crate::error::{GodError, Result};
+use crate::model::containers::{
+    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource, HealthProbe, PROJECT_LABEL,
+};
+use crate::plan::{Action, Change, Plan, Resource};
+
+/// Log lines quoted when a container fails.
+const LOG_TAIL: &str = "15";
+
+/// Runs the container changes of a plan; returns an outcome for each of them (None for the
+/// changes that are not containers').
+pub async fn execute(docker: &Docker, plan: &Plan, progress: &(dyn Fn(u64) + Sync)) -> Vec<Option<Outcome>> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    let mut failed = false;
+    for (i, change) in plan.changes.iter().enumerate() {
+        if change.kind != "container" {
+            continue;
+        }
+        let outcome = if failed {
+            Outcome::NotAttempted
+        } else if let Some(why) = &change.blocked {
+            Outcome::Refused(why.clone())
+        } else {
+            match run(docker, change).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => {
+                    failed = true;
+                    Outcome::Failed(e.to_string())
+                }
+            }
+        };
+        outcomes[i] = Some(outcome);
+        progress(1);
+    }
+    outcomes
+}
+
+async fn run(docker: &Docker, change: &Change) -> Result<()> {
+    let Some(Resource::Container(spec)) = change.after.as_ref().or(change.before.as_ref()) else {
+        return Ok(());
+    };
+    match change.action {
+        Action::Create => create_and_start(docker, spec).await,
+        Action::Replace => {
+            remove(docker, &spec.name).await?;
+            create_and_start(docker, spec).await
+        }
+        Action::Update => {
+            start(docker, &spec.name).await?;
+            await_healthy(docker, spec).await
+        }
+        Action::Delete => remove(docker, &spec.name).await,
+        Action::Adopt => Ok(()),
+    }
+}
+
+async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+    ensure_image(docker, &spec.image).await?;
+    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+    docker
+        .create_container(Some(options), create_body(spec)?)
+        .await
+        .map_err(|e| engine::failed(&format!("creating container {}", spec.name), e))?;
+    start(docker, &spec.name).await?;
+    await_healthy(docker, spec).await
+}
+
+async fn start(docker: &Docker, name: &str) -> Result<()> {
+    docker
+        .start_container(name, None)
+        .await
+        .map_err(|e| engine::failed(&format!("starting container {name}"), e))
+}
+
+async fn remove(docker: &Docker, name: &str) -> Result<()> {
+    let options = RemoveContainerOptionsBuilder::new().force(true).build();
+    match docker.remove_container(name, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(e) => Err(engine::failed(&format!("removing container {name}"), e)),
+    }
+}
+
+/// Uses the local image, or pulls it when a registry is reachable.
+async fn ensure_image(docker: &Docker, image: &str) -> Result<()> {
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    let options = CreateImageOptionsBuilder::new().from_image(image).build();
+    let mut pull = docker.create_image(Some(options), None, None);
+    while let Some(step) = pull.next().await {
+        step.map_err(|e| {
+            GodError::Other(format!(
+                "image {image} is not on this engine and cannot be pulled: {e}\nhint: build it locally (docker build -t {image} .) or load it (docker load / docker import)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
+    let mut env = Vec::new();
+    for (key, source) in &spec.env {
+        let value = match source {
+            EnvSource::Value(v) => v.clone(),
+            EnvSource::Secret { from_env } => std::env::var(from_env).map_err(|_| {
+                GodError::Other(format!("env {key} of container {}: ${from_env} is not set", spec.name))
+            })?,
+        };
+        env.push(format!("{key}={value}"));
+    }
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.insert(PROJECT_LABEL.into(), spec.project.clone());
+    labels.insert(COMPONENT_LABEL.into(), spec.component.clone());
+    labels.insert(CONFIG_HASH_LABEL.into(), spec.config_hash.clone());
+    labels.insert(CONFIG_LABEL.into(), spec.config_lines());
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        bindings
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+            });
+    }
+    let restart = match spec.restart.as_str() {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        "no" => RestartPolicyNameEnum::NO,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    let healthcheck = spec.healthcheck.as_ref().and_then(|h| match &h.probe {
+        HealthProbe::Command(test) => Some(HealthConfig {
+            test: Some(test.clone()),
+            interval: Some(ms_to_ns(h.interval_ms)),
+            timeout: Some(ms_to_ns(h.timeout_ms)),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(ms_to_ns(h.start_period_ms)),
+            start_interval: None,
+        }),
+        HealthProbe::Http(_) => None,
+    });
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(env),
+        labels: Some(labels),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        exposed_ports: (!bindings.is_empty()).then(|| bindings.keys().cloned().collect()),
+        healthcheck,
+        host_config: Some(HostConfig {
+            network_mode: spec.network_mode.clone(),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    })
+}
+
+fn ms_to_ns(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+}
+
+/// How long a container may take to become healthy: its start period plus its retries, with
+/// room for a slow engine.
+fn health_deadline(spec: &ContainerSpec) -> Duration {
+    let budget = match &spec.healthcheck {
+        Some(h) => h.start_period_ms + (h.interval_ms + h.timeout_ms) * u64::from(h.retries + 1),
+        None => 0,
+    };
+    Duration::from_millis(budget + 15_000)
+}
+
+/// Waits until the container is healthy (engine health check, or god's HTTP probe), or merely
+/// running when it has no check. Fails naming it, with the end of its log.
+async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+    let deadline = Instant::now() + health_deadline(spec);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok();
+    loop {
+        let state = docker
+            .inspect_container(&spec.name, None)
+            .await
+            .map_err(|e| engine::failed(&format!("inspecting container {}", spec.name), e))?
+            .state
+            .unwrap_or_default();
+        if state.running != Some(true) {
+            let code = state.exit_code.unwrap_or_default();
+            return Err(unhealthy(docker, spec, &format!("it stopped (exit code {code})")).await);
+        }
+        let health = state.health.and_then(|h| h.status);
+        let ready = match spec.healthcheck.as_ref().map(|h| &h.probe) {
+            None => true,
+            Some(HealthProbe::Command(_)) => match health {
+                Some(HealthStatusEnum::HEALTHY) => true,
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    return Err(unhealthy(docker, spec, "its health check failed").await);
+                }
+                _ => false,
+            },
+            Some(HealthProbe::Http(url)) => match &http {
+                Some(client) => client.get(url).send().await.is_ok_and(|r| r.status().is_success()),
+                None => false,
+            },
+        };
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(unhealthy(docker, spec, "it did not become healthy in time").await);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn unhealthy(docker: &Docker, spec: &ContainerSpec, why: &str) -> GodError {
+    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(LOG_TAIL).build();
+    let mut lines = String::new();
+    let mut logs = docker.logs(&spec.name, Some(options));
+    while let Some(Ok(chunk)) = logs.next().await {
+        lines.push_str(&chunk.to_string());
+    }
+    let quoted: String = lines.lines().map(|l| format!("\n    | {l}")).collect();
+    GodError::Other(format!(
+        "container {} is unhealthy: {why}. Nothing after it was started.\nlast log lines:{}\nhint: `docker logs {}` shows the whole log",
+        spec.name,
+        if quoted.is_empty() { "\n    (empty)".to_string() } else { quoted },
+        spec.name
+    ))
+}
