@@ -29,5 +29,8 @@ pub fn unreachable(error: bollard::errors::Error) -> GodError {
 
 /// Any other engine error, naming the operation.
 pub fn failed(operation: &str, error: bollard::errors::Error) -> GodError {
-    GodError::Other(format!("the Docker engine at {} refused {operation}: {error}", engine_address()))
+    GodError::Other(format!(
+        "the Docker engine at {} refused {operation}: {error}",
+        engine_address()
+    ))
 }

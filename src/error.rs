@@ -36,10 +36,7 @@ pub enum GodError {
          dockerd on this machine), or set DOCKER_HOST to the engine's address. `--only rabbitmq` plans \
          the broker alone."
     )]
-    EngineUnreachable {
-        endpoint: String,
-        reason: String,
-    },
+    EngineUnreachable { endpoint: String, reason: String },
     /// The broker refused the credentials.
     #[error(
         "RabbitMQ at {endpoint} refused the credentials of user \"{user}\" ({detail}).\n\

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -18,7 +20,8 @@ use super::Outcome;
 use crate::engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
-    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource, HealthProbe, PROJECT_LABEL,
+    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource, HealthProbe,
+    PROJECT_LABEL,
 };
 use crate::plan::{Action, Change, Plan, Resource};
 
@@ -27,7 +30,11 @@ const LOG_TAIL: &str = "15";
 
 /// Runs the container changes of a plan; returns an outcome for each of them (None for the
 /// changes that are not containers').
-pub async fn execute(docker: &Docker, plan: &Plan, progress: &(dyn Fn(u64) + Sync)) -> Vec<Option<Outcome>> {
+pub async fn execute(
+    docker: &Docker,
+    plan: &Plan,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Option<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     let mut failed = false;
     for (i, change) in plan.changes.iter().enumerate() {
@@ -74,7 +81,9 @@ async fn run(docker: &Docker, change: &Change) -> Result<()> {
 
 async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
     ensure_image(docker, &spec.image).await?;
-    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+    let options = CreateContainerOptionsBuilder::new()
+        .name(&spec.name)
+        .build();
     docker
         .create_container(Some(options), create_body(spec)?)
         .await
@@ -94,7 +103,9 @@ async fn remove(docker: &Docker, name: &str) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
     match docker.remove_container(name, Some(options)).await {
         Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
         Err(e) => Err(engine::failed(&format!("removing container {name}"), e)),
     }
 }
@@ -122,7 +133,10 @@ fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
         let value = match source {
             EnvSource::Value(v) => v.clone(),
             EnvSource::Secret { from_env } => std::env::var(from_env).map_err(|_| {
-                GodError::Other(format!("env {key} of container {}: ${from_env} is not set", spec.name))
+                GodError::Other(format!(
+                    "env {key} of container {}: ${from_env} is not set",
+                    spec.name
+                ))
             })?,
         };
         env.push(format!("{key}={value}"));
@@ -201,7 +215,10 @@ fn health_deadline(spec: &ContainerSpec) -> Duration {
 /// running when it has no check. Fails naming it, with the end of its log.
 async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
     let deadline = Instant::now() + health_deadline(spec);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok();
     loop {
         let state = docker
             .inspect_container(&spec.name, None)
@@ -224,7 +241,11 @@ async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
                 _ => false,
             },
             Some(HealthProbe::Http(url)) => match &http {
-                Some(client) => client.get(url).send().await.is_ok_and(|r| r.status().is_success()),
+                Some(client) => client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
                 None => false,
             },
         };
@@ -239,7 +260,11 @@ async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
 }
 
 async fn unhealthy(docker: &Docker, spec: &ContainerSpec, why: &str) -> GodError {
-    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(LOG_TAIL).build();
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(LOG_TAIL)
+        .build();
     let mut lines = String::new();
     let mut logs = docker.logs(&spec.name, Some(options));
     while let Some(Ok(chunk)) = logs.next().await {
@@ -249,7 +274,11 @@ async fn unhealthy(docker: &Docker, spec: &ContainerSpec, why: &str) -> GodError
     GodError::Other(format!(
         "container {} is unhealthy: {why}. Nothing after it was started.\nlast log lines:{}\nhint: `docker logs {}` shows the whole log",
         spec.name,
-        if quoted.is_empty() { "\n    (empty)".to_string() } else { quoted },
+        if quoted.is_empty() {
+            "\n    (empty)".to_string()
+        } else {
+            quoted
+        },
         spec.name
     ))
 }

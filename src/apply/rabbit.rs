@@ -74,7 +74,13 @@ impl<'a> RabbitExecutor<'a> {
         plan.changes
             .iter()
             .zip(self.outcomes)
-            .map(|(c, o)| if c.kind == "container" { None } else { Some(o.unwrap_or(Outcome::NotAttempted)) })
+            .map(|(c, o)| {
+                if c.kind == "container" {
+                    None
+                } else {
+                    Some(o.unwrap_or(Outcome::NotAttempted))
+                }
+            })
             .collect()
     }
 

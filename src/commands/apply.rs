@@ -10,12 +10,12 @@ use serde_json::json;
 
 use super::plan::plan_targets;
 use super::{Exit, Globals, Only, Targets, runtime};
-use crate::apply::{Outcome, docker, lock};
-use crate::engine;
-use crate::observe::docker::observe as observe_containers;
 use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
+use crate::apply::{Outcome, docker, lock};
 use crate::endpoints::BrokerEndpoints;
+use crate::engine;
 use crate::error::{GodError, Result};
+use crate::observe::docker::observe as observe_containers;
 use crate::observe::rabbit::observe;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
@@ -57,7 +57,11 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
-            let endpoints = if saved.plan.vhost.is_empty() { None } else { Some(saved_plan_endpoints(globals, &saved)?) };
+            let endpoints = if saved.plan.vhost.is_empty() {
+                None
+            } else {
+                Some(saved_plan_endpoints(globals, &saved)?)
+            };
             (Source::Saved(Box::new(saved), path.clone()), endpoints)
         }
         None => {
@@ -70,7 +74,10 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
 }
 
 fn saved_plan_endpoints(globals: &Globals, saved: &SavedPlan) -> Result<BrokerEndpoints> {
-    let endpoints = BrokerEndpoints::resolve(globals.amqp_url.as_deref(), globals.management_url.as_deref())?;
+    let endpoints = BrokerEndpoints::resolve(
+        globals.amqp_url.as_deref(),
+        globals.management_url.as_deref(),
+    )?;
     if endpoints.vhost_explicit && endpoints.vhost != saved.plan.vhost {
         return Err(GodError::Usage(format!(
             "the saved plan is for vhost \"{}\" but the AMQP URL names vhost \"{}\"",
@@ -86,7 +93,11 @@ struct BrokerSession {
     amqp: AmqpSession,
 }
 
-async fn apply(source: &Source, endpoints: Option<&BrokerEndpoints>, args: &ApplyArgs) -> Result<Exit> {
+async fn apply(
+    source: &Source,
+    endpoints: Option<&BrokerEndpoints>,
+    args: &ApplyArgs,
+) -> Result<Exit> {
     let session = match endpoints {
         Some(endpoints) => {
             let api = ManagementApi::new(endpoints)?;
@@ -127,7 +138,11 @@ async fn apply(source: &Source, endpoints: Option<&BrokerEndpoints>, args: &Appl
     Ok(exit)
 }
 
-async fn plan_to_apply(source: &Source, session: Option<&BrokerSession>, args: &ApplyArgs) -> Result<(Plan, String)> {
+async fn plan_to_apply(
+    source: &Source,
+    session: Option<&BrokerSession>,
+    args: &ApplyArgs,
+) -> Result<(Plan, String)> {
     match source {
         Source::Inputs(targets) => {
             let options = PlanOptions {
@@ -186,29 +201,41 @@ fn confirm(plan: &Plan) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-async fn execute(plan: &Plan, session: Option<&BrokerSession>, args: &ApplyArgs) -> Result<Vec<Outcome>> {
+async fn execute(
+    plan: &Plan,
+    session: Option<&BrokerSession>,
+    args: &ApplyArgs,
+) -> Result<Vec<Outcome>> {
     let bar = if plan.changes.len() >= PROGRESS_THRESHOLD {
         ProgressBar::new(plan.changes.len() as u64)
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})")
-            .expect("the progress template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} applying [{bar:40}] {pos}/{len} changes ({elapsed})",
+        )
+        .expect("the progress template is valid")
+        .progress_chars("=> "),
     );
     let progress = |n: u64| bar.inc(n);
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
     };
     let mut outcomes: Vec<Option<Outcome>> = match session {
-        Some(s) => RabbitExecutor::new(&s.api, &s.amqp, options, &progress).execute(plan).await,
+        Some(s) => {
+            RabbitExecutor::new(&s.api, &s.amqp, options, &progress)
+                .execute(plan)
+                .await
+        }
         None => vec![None; plan.changes.len()],
     };
-    let broker_failed = outcomes
-        .iter()
-        .flatten()
-        .any(|o| matches!(o, Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted));
+    let broker_failed = outcomes.iter().flatten().any(|o| {
+        matches!(
+            o,
+            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
+        )
+    });
     if plan.changes.iter().any(|c| c.kind == "container") && !broker_failed {
         let docker = engine::connect().await?;
         let container_outcomes = docker::execute(&docker, plan, &progress).await;
@@ -219,7 +246,10 @@ async fn execute(plan: &Plan, session: Option<&BrokerSession>, args: &ApplyArgs)
         }
     }
     bar.finish_and_clear();
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::NotAttempted)).collect())
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::NotAttempted))
+        .collect())
 }
 
 /// 0 when everything was done, 3 when some was done before a failure, 1 otherwise (nothing

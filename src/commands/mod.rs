@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
+use crate::inputs::components::{
+    DesiredContainers, LoadedComponents, default_project, load_components,
+};
 use crate::inputs::registry::DesiredState;
-use crate::inputs::components::{DesiredContainers, LoadedComponents, default_project, load_components};
 use crate::inputs::validate::{LoadedRegistry, load_registry};
 use crate::inputs::{SourceFile, locate_registry};
 use crate::model::ObservedState;
 use crate::model::containers::ObservedContainers;
 use crate::observe::docker::observe as observe_containers;
 use crate::observe::rabbit::{observe, observe_queue_stats};
-use crate::plan::containers::plan as plan_containers;
 use crate::plan::Plan;
+use crate::plan::containers::plan as plan_containers;
 use crate::plan::diff::{self, PlanOptions};
 use crate::rabbit::management::ManagementApi;
 
@@ -112,7 +114,10 @@ impl Globals {
 
     /// The desired containers of the project (`--project`, else the directory of the file).
     pub fn desired_containers(&self, loaded: &LoadedComponents) -> Result<DesiredContainers> {
-        let project = self.project.clone().unwrap_or_else(|| default_project(&loaded.source.path));
+        let project = self
+            .project
+            .clone()
+            .unwrap_or_else(|| default_project(&loaded.source.path));
         let lookup = |var: &str| std::env::var(var).ok();
         loaded.desired(&project, &lookup).map_err(GodError::Invalid)
     }
@@ -135,7 +140,9 @@ impl Globals {
                 ));
             }
             (Some(Only::Docker), Some(loaded)) => Some(self.desired_containers(&loaded)?),
-            (None, Some(loaded)) if loaded.containers().next().is_some() => Some(self.desired_containers(&loaded)?),
+            (None, Some(loaded)) if loaded.containers().next().is_some() => {
+                Some(self.desired_containers(&loaded)?)
+            }
             (None, _) => None,
         };
         Ok(Targets { broker, containers })

@@ -84,8 +84,17 @@ pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
     }
     let has_changes = live.plan.has_changes();
     if let Some(path) = &args.out {
-        SavedPlan::new(live.plan, live.broker.as_ref(), live.containers.as_ref(), &live.target).write(path)?;
-        eprintln!("Saved this plan to {0}. Apply exactly this plan with: god apply {0}", path.display());
+        SavedPlan::new(
+            live.plan,
+            live.broker.as_ref(),
+            live.containers.as_ref(),
+            &live.target,
+        )
+        .write(path)?;
+        eprintln!(
+            "Saved this plan to {0}. Apply exactly this plan with: god apply {0}",
+            path.display()
+        );
     }
     Ok(if args.detailed_exitcode && has_changes {
         Exit::Changes

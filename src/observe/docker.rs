@@ -10,11 +10,16 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use crate::engine;
 use crate::error::Result;
 use crate::model::containers::{
-    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ObservedContainer, ObservedContainers, PROJECT_LABEL,
+    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ObservedContainer, ObservedContainers,
+    PROJECT_LABEL,
 };
 
 /// Reads the containers of `project`, and the foreign containers named like `wanted`.
-pub async fn observe(docker: &Docker, project: &str, wanted: &BTreeSet<String>) -> Result<ObservedContainers> {
+pub async fn observe(
+    docker: &Docker,
+    project: &str,
+    wanted: &BTreeSet<String>,
+) -> Result<ObservedContainers> {
     let options = ListContainersOptionsBuilder::new().all(true).build();
     let list = docker
         .list_containers(Some(options))
@@ -34,7 +39,8 @@ pub async fn observe(docker: &Docker, project: &str, wanted: &BTreeSet<String>) 
             .unwrap_or_default();
         let id = summary.id.unwrap_or_default();
         let component = labels.get(COMPONENT_LABEL).cloned();
-        let ours = labels.get(PROJECT_LABEL).map(String::as_str) == Some(project) && component.is_some();
+        let ours =
+            labels.get(PROJECT_LABEL).map(String::as_str) == Some(project) && component.is_some();
         if ours {
             let container = ObservedContainer {
                 name,
@@ -44,9 +50,13 @@ pub async fn observe(docker: &Docker, project: &str, wanted: &BTreeSet<String>) 
                 config: labels.get(CONFIG_LABEL).cloned(),
                 running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
             };
-            observed.managed.insert(component.unwrap_or_default(), container);
+            observed
+                .managed
+                .insert(component.unwrap_or_default(), container);
         } else if wanted.contains(&name) {
-            observed.foreign_names.insert(name, id.chars().take(12).collect());
+            observed
+                .foreign_names
+                .insert(name, id.chars().take(12).collect());
         }
     }
     Ok(observed)

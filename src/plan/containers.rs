@@ -9,7 +9,11 @@ use crate::inputs::components::DesiredContainers;
 use crate::model::containers::{ContainerSpec, ObservedContainers};
 
 /// Computes the container changes of one project, in dependency order, then the prunes.
-pub fn plan(desired: &DesiredContainers, observed: &ObservedContainers, options: PlanOptions) -> Plan {
+pub fn plan(
+    desired: &DesiredContainers,
+    observed: &ObservedContainers,
+    options: PlanOptions,
+) -> Plan {
     let mut changes = Vec::new();
     let mut notes = Vec::new();
     for spec in &desired.containers {
@@ -23,8 +27,13 @@ pub fn plan(desired: &DesiredContainers, observed: &ObservedContainers, options:
         }
         let id = format!("container/{}", found.name);
         if options.prune {
-            let mut c = Change::new(Action::Delete, &placeholder(&found.name, component, &observed.project), "its component is gone or disabled in components.toml (--prune)");
-            c.id = id;
+            let resource = placeholder(&found.name, component, &observed.project);
+            let mut c = Change::new(
+                Action::Delete,
+                &resource,
+                "its component is gone or disabled in components.toml (--prune)",
+            );
+            c.before = Some(resource);
             changes.push(c);
         } else {
             notes.push(Note {
@@ -42,7 +51,11 @@ pub fn plan(desired: &DesiredContainers, observed: &ObservedContainers, options:
 fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Option<Change> {
     let resource = Resource::Container(Box::new(spec.clone()));
     let Some(found) = observed.managed.get(&spec.component) else {
-        let mut c = Change::new(Action::Create, &resource, format!("component {} of components.toml", spec.component));
+        let mut c = Change::new(
+            Action::Create,
+            &resource,
+            format!("component {} of components.toml", spec.component),
+        );
         if let Some(owner) = observed.foreign_names.get(&spec.name) {
             c.blocked = Some(format!(
                 "a container named {} already exists ({owner}) and is not god's; god never touches it. Rename or remove it",
@@ -53,8 +66,15 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         return Some(c);
     };
     if found.config_hash.as_deref() != Some(spec.config_hash.as_str()) {
-        let mut c = Change::new(Action::Replace, &resource, "its configuration differs from components.toml");
-        c.diff = config_diff(found.config.as_deref().unwrap_or_default(), &spec.config_lines());
+        let mut c = Change::new(
+            Action::Replace,
+            &resource,
+            "its configuration differs from components.toml",
+        );
+        c.diff = config_diff(
+            found.config.as_deref().unwrap_or_default(),
+            &spec.config_lines(),
+        );
         if c.diff.is_empty() {
             c.diff.push("~ a secret value changed".to_string());
         }
@@ -62,7 +82,11 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         return Some(c);
     }
     if !found.running {
-        let mut c = Change::new(Action::Update, &resource, "it exists with the right configuration but is not running: start it");
+        let mut c = Change::new(
+            Action::Update,
+            &resource,
+            "it exists with the right configuration but is not running: start it",
+        );
         c.before = Some(resource.clone());
         c.after = Some(resource);
         return Some(c);
@@ -112,7 +136,10 @@ mod tests {
     use crate::model::containers::{EnvSource, ObservedContainer};
 
     fn spec(component: &str, mode: &str) -> ContainerSpec {
-        let Resource::Container(mut c) = placeholder(&format!("p-{component}"), component, "p") else { unreachable!() };
+        let Resource::Container(mut c) = placeholder(&format!("p-{component}"), component, "p")
+        else {
+            unreachable!()
+        };
         c.image = "busybox:local".into();
         c.env.insert("MODE".into(), EnvSource::Value(mode.into()));
         c.config_hash = c.compute_hash(|_| None);
@@ -131,7 +158,10 @@ mod tests {
     }
 
     fn desired(specs: Vec<ContainerSpec>) -> DesiredContainers {
-        DesiredContainers { project: "p".into(), containers: specs }
+        DesiredContainers {
+            project: "p".into(),
+            containers: specs,
+        }
     }
 
     #[test]
@@ -140,7 +170,10 @@ mod tests {
         let p = plan(&d, &ObservedContainers::default(), PlanOptions::default());
         let ids: Vec<&str> = p.changes.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, vec!["container/p-db", "container/p-web"]);
-        let mut o = ObservedContainers { project: "p".into(), ..Default::default() };
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
         for s in &d.containers {
             o.managed.insert(s.component.clone(), running(s));
         }
@@ -150,24 +183,54 @@ mod tests {
     #[test]
     fn a_changed_env_value_is_one_recreate_with_its_diff() {
         let old = spec("web", "demo");
-        let mut o = ObservedContainers { project: "p".into(), ..Default::default() };
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
         o.managed.insert("web".into(), running(&old));
-        let p = plan(&desired(vec![spec("web", "live")]), &o, PlanOptions::default());
+        let p = plan(
+            &desired(vec![spec("web", "live")]),
+            &o,
+            PlanOptions::default(),
+        );
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].action, Action::Replace);
-        assert_eq!(p.changes[0].diff, vec!["- env.MODE: \"demo\"", "+ env.MODE: \"live\""]);
+        assert_eq!(
+            p.changes[0].diff,
+            vec!["- env.MODE: \"demo\"", "+ env.MODE: \"live\""]
+        );
     }
 
     #[test]
     fn foreign_containers_block_creation_and_orphans_need_prune() {
-        let mut o = ObservedContainers { project: "p".into(), ..Default::default() };
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
         o.foreign_names.insert("p-web".into(), "abc123".into());
         o.managed.insert("old".into(), running(&spec("old", "x")));
         let p = plan(&desired(vec![spec("web", "x")]), &o, PlanOptions::default());
-        assert!(p.changes[0].blocked.as_deref().unwrap().contains("not god's"));
+        assert!(
+            p.changes[0]
+                .blocked
+                .as_deref()
+                .unwrap()
+                .contains("not god's")
+        );
         assert_eq!(p.notes[0].id, "container/p-old");
-        let pruned = plan(&desired(vec![spec("web", "x")]), &o, PlanOptions { prune: true, allow_data_loss: false });
+        let pruned = plan(
+            &desired(vec![spec("web", "x")]),
+            &o,
+            PlanOptions {
+                prune: true,
+                allow_data_loss: false,
+            },
+        );
         assert_eq!(pruned.changes[1].action, Action::Delete);
         assert_eq!(pruned.changes[1].id, "container/p-old");
+        assert!(
+            pruned.changes[1].before.is_some(),
+            "the executor needs to know what to remove"
+        );
     }
 }

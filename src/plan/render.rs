@@ -14,7 +14,11 @@ pub fn human(plan: &Plan, target: &str) -> String {
             let _ = writeln!(out, "god plan for container project \"{project}\"");
         }
         Some(project) => {
-            let _ = writeln!(out, "god plan for vhost \"{}\" on {target} and container project \"{project}\"", plan.vhost);
+            let _ = writeln!(
+                out,
+                "god plan for vhost \"{}\" on {target} and container project \"{project}\"",
+                plan.vhost
+            );
         }
         None => {
             let _ = writeln!(out, "god plan for vhost \"{}\" on {target}", plan.vhost);

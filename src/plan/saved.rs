@@ -78,7 +78,11 @@ impl SavedPlan {
 
     /// The objects that differ between the state the plan was made from and now, one line
     /// each (`queue/x changed`), or nothing when nothing moved.
-    pub fn moved_since(&self, broker: Option<&ObservedState>, containers: Option<&ObservedContainers>) -> Vec<String> {
+    pub fn moved_since(
+        &self,
+        broker: Option<&ObservedState>,
+        containers: Option<&ObservedContainers>,
+    ) -> Vec<String> {
         let current = all_digests(broker, containers);
         let mut moved = Vec::new();
         for (id, digest) in &self.observed {
@@ -95,7 +99,10 @@ impl SavedPlan {
     }
 }
 
-fn all_digests(broker: Option<&ObservedState>, containers: Option<&ObservedContainers>) -> BTreeMap<String, String> {
+fn all_digests(
+    broker: Option<&ObservedState>,
+    containers: Option<&ObservedContainers>,
+) -> BTreeMap<String, String> {
     let mut out = broker.map(object_digests).unwrap_or_default();
     if let Some(c) = containers {
         out.extend(container_digests(c));
@@ -108,7 +115,11 @@ fn all_digests(broker: Option<&ObservedState>, containers: Option<&ObservedConta
 pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for c in observed.managed.values() {
-        let state = format!("{}/{}", c.config_hash.as_deref().unwrap_or("none"), if c.running { "running" } else { "stopped" });
+        let state = format!(
+            "{}/{}",
+            c.config_hash.as_deref().unwrap_or("none"),
+            if c.running { "running" } else { "stopped" }
+        );
         out.insert(format!("container/{}", c.name), state);
     }
     for (name, id) in &observed.foreign_names {

@@ -246,7 +246,14 @@ impl Drop for TestVhost {
 /// The god binary with a clean environment.
 pub fn god() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_god"));
-    for var in ["RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL", "GOD_REGISTRY", "GOD_COMPONENTS", "GOD_PROJECT", "DOCKER_HOST"] {
+    for var in [
+        "RABBITMQ_URL",
+        "RABBITMQ_MANAGEMENT_URL",
+        "GOD_REGISTRY",
+        "GOD_COMPONENTS",
+        "GOD_PROJECT",
+        "DOCKER_HOST",
+    ] {
         cmd.env_remove(var);
     }
     // Away from the repository, whose components.toml would add its containers to every run.
@@ -292,6 +299,22 @@ pub fn upstream(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Asserts that a `plan --json` document follows schemas/plan.schema.json.
+#[track_caller]
+pub fn assert_plan_schema(plan: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../../schemas/plan.schema.json"))
+        .expect("the plan schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the plan schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(plan)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan --json does not match schemas/plan.schema.json: {errors:?}"
+    );
+}
+
 /// stdout and stderr together, for assertions.
 pub fn text(out: &Output) -> String {
     format!(
@@ -310,6 +333,95 @@ pub fn assert_exit(out: &Output, code: i32) {
         "unexpected exit; output:\n{}",
         text(out)
     );
+}
+
+/// A container project of its own for one test: a components.toml in a temporary directory, a
+/// unique project label, and every container of that project removed on drop.
+pub struct TestProject {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// A project named `godtest-<tag>-<pid>-<n>`; the test image is built if missing.
+    pub fn new(tag: &str) -> Self {
+        static IMAGE: std::sync::Once = std::sync::Once::new();
+        IMAGE.call_once(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-image");
+            assert!(
+                Command::new(script).status().unwrap().success(),
+                "scripts/test-image failed"
+            );
+        });
+        Self {
+            name: format!(
+                "godtest-{tag}-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes components.toml.
+    pub fn write(&self, components: &str) -> PathBuf {
+        let path = self.dir.path().join("components.toml");
+        std::fs::write(&path, components).unwrap();
+        path
+    }
+
+    /// Runs god on the containers only, for this project.
+    pub fn run(&self, args: &[&str]) -> Output {
+        god()
+            .arg("--components")
+            .arg(self.dir.path().join("components.toml"))
+            .args(["--project", &self.name])
+            .args(args)
+            .args(["--only", "docker"])
+            .output()
+            .unwrap()
+    }
+
+    /// `docker inspect` of one of this project's containers, when it exists.
+    pub fn inspect(&self, component: &str) -> Option<Value> {
+        let out = Command::new("docker")
+            .args(["inspect", &format!("{}-{component}", self.name)])
+            .output()
+            .unwrap();
+        let all: Value = serde_json::from_slice(&out.stdout).ok()?;
+        all.as_array()?.first().cloned()
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=god.project={}", self.name),
+            ])
+            .output()
+            .unwrap();
+        let ids = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+/// A free TCP port on the loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A RabbitMQ node of its own (Debian's rabbitmq-server, management plugin on), on free

@@ -1,0 +1,196 @@
+//! god plan / god apply for containers, against the real Docker engine. Every test has its own
+//! project label; the containers serve HTTP with busybox on host networking, on loopback ports.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// A web server component on `port`, healthy when it answers.
+fn httpd(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[components.{name}]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{port}\", \"-h\", \"/www\"]\nnetwork_mode = \"host\"\n{extra}\n[components.{name}.healthcheck]\ntest = [\"CMD\", \"/bin/busybox\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1:{port}/\"]\ninterval = \"1s\"\ntimeout = \"2s\"\nretries = 10\n\n"
+    )
+}
+
+fn plan_json(p: &TestProject) -> Value {
+    let out = p.run(&["plan", "--json"]);
+    assert_exit(&out, 0);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_plan_schema(&plan);
+    plan
+}
+
+fn started_at(p: &TestProject, component: &str) -> String {
+    p.inspect(component).unwrap()["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn containers_are_created_in_dependency_order_then_converged_then_recreated_on_change() {
+    let p = TestProject::new("order");
+    let (db, web) = (free_port(), free_port());
+    let components = |mode: &str| {
+        format!(
+            "[components]\nbloodbank = {{ path = \"bloodbank\", kind = \"submodule\", enabled = true }}\n\n{}{}",
+            httpd(
+                "web",
+                web,
+                &format!("depends_on = [\"db\"]\nenv = {{ MODE = \"{mode}\" }}")
+            ),
+            httpd("db", db, "")
+        )
+    };
+    p.write(&components("demo"));
+    let plan = plan_json(&p);
+    let ids: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            format!("container/{}-db", p.name),
+            format!("container/{}-web", p.name)
+        ]
+    );
+
+    let out = p.run(&["apply", "--auto-approve"]);
+    assert_exit(&out, 0);
+    assert!(
+        started_at(&p, "db") < started_at(&p, "web"),
+        "db starts before web, which depends on it"
+    );
+    let labels = &p.inspect("web").unwrap()["Config"]["Labels"];
+    assert_eq!(labels["god.project"], p.name.as_str());
+    assert_eq!(labels["god.component"], "web");
+    assert_exit(&p.run(&["plan", "--detailed-exitcode"]), 0);
+
+    p.write(&components("live"));
+    let plan = plan_json(&p);
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan:#}");
+    assert_eq!(changes[0]["action"], "replace");
+    assert_eq!(changes[0]["id"], format!("container/{}-web", p.name));
+    assert_eq!(
+        changes[0]["diff"],
+        serde_json::json!(["- env.MODE: \"demo\"", "+ env.MODE: \"live\""])
+    );
+    let shown = text(&p.run(&["plan"]));
+    assert!(shown.contains("-/+ recreate container"), "{shown}");
+    let db_before = started_at(&p, "db");
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert_eq!(started_at(&p, "db"), db_before, "db was not touched");
+    assert_exit(&p.run(&["plan", "--detailed-exitcode"]), 0);
+}
+
+#[test]
+fn a_failing_health_check_stops_apply_naming_the_container() {
+    let p = TestProject::new("unhealthy");
+    let after = free_port();
+    p.write(&format!(
+        "[components.bad]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", \"echo booting; echo cannot open config; sleep 600\"]\nnetwork_mode = \"host\"\n[components.bad.healthcheck]\ntest = [\"CMD\", \"/bin/busybox\", \"false\"]\ninterval = \"1s\"\ntimeout = \"1s\"\nretries = 1\n\n{}",
+        httpd("after", after, "depends_on = [\"bad\"]")
+    ));
+    let out = p.run(&["apply", "--auto-approve"]);
+    assert_exit(&out, 1);
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("container {}-bad is unhealthy", p.name)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("cannot open config"),
+        "the log is quoted: {shown}"
+    );
+    assert!(
+        p.inspect("after").is_none(),
+        "nothing after the failure is started"
+    );
+}
+
+#[test]
+fn foreign_containers_are_never_touched_and_prune_removes_only_gods_orphans() {
+    let p = TestProject::new("prune");
+    let (a, b) = (free_port(), free_port());
+    p.write(&format!("{}{}", httpd("a", a, ""), httpd("b", b, "")));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+
+    // A container that is not god's but has the name god would give component c.
+    let foreign = format!("{}-c", p.name);
+    let started = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &foreign,
+            "--network",
+            "host",
+            "--label",
+            &format!("god.project={}", p.name),
+            "busybox:local",
+            "/bin/busybox",
+            "sleep",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let foreign_id = String::from_utf8_lossy(&started.stdout).trim().to_string();
+
+    p.write(&format!(
+        "{}{}",
+        httpd("a", a, ""),
+        httpd("c", free_port(), "")
+    ));
+    let out = p.run(&["plan"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("REFUSED") && shown.contains("is not god's"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("container/{}-b", p.name)) && shown.contains("--prune removes it"),
+        "{shown}"
+    );
+    let out = p.run(&["apply", "--auto-approve", "--prune"]);
+    assert_exit(&out, 1);
+    assert!(p.inspect("b").is_none(), "god's orphan b is pruned");
+    assert!(p.inspect("a").is_some(), "a is kept");
+    let c = p
+        .inspect("c")
+        .expect("the foreign container is still there");
+    assert_eq!(
+        c["Id"].as_str().unwrap(),
+        foreign_id,
+        "and it is the same container"
+    );
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_error() {
+    let p = TestProject::new("down");
+    p.write(&httpd("a", free_port(), ""));
+    let out = god()
+        .arg("--components")
+        .arg(p.dir.path().join("components.toml"))
+        .args(["plan", "--only", "docker"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let shown = text(&out);
+    assert!(
+        shown.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+}
