@@ -197,3 +197,44 @@ fn the_registry_is_found_in_services_when_not_at_the_root() {
     assert_exit(&out, 0);
     assert!(text(&out).contains("services/registry.yaml is valid"));
 }
+
+#[test]
+fn the_repository_inputs_validate_and_agree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = god().current_dir(root).arg("validate").output().unwrap();
+    assert_exit(&out, 0);
+    let shown = text(&out);
+    assert!(shown.contains("registry.yaml is valid"), "{shown}");
+    assert!(shown.contains("components.toml is valid"), "{shown}");
+    assert!(
+        shown.contains("docker-compose.yml agrees with components.toml"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn compose_disagreements_are_warnings_with_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("components.toml"),
+        "[components.web]\nimage = \"busybox:local\"\nports = [\"8080:80\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  web:\n    image: busybox:1.36\n    ports: [\"8080:80\"]\n",
+    )
+    .unwrap();
+    let out = god()
+        .current_dir(dir.path())
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let shown = text(&out);
+    assert!(
+        shown.contains("components.toml:1:13: warning: component \"web\" and service \"web\" of ")
+            && shown.contains("docker-compose.yml:3:12 disagree on the image"),
+        "{shown}"
+    );
+}

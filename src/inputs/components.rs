@@ -184,6 +184,12 @@ impl LoadedComponents {
         Diagnostic::error(&self.source, pos.line, pos.col, message).with_hint(hint)
     }
 
+    /// A warning at the key of the node at a JSON pointer of this file.
+    pub fn warning_at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
+        let pos = self.doc.key_position_of(pointer);
+        Diagnostic::warning(&self.source, pos.line, pos.col, message).with_hint(hint)
+    }
+
     /// The components that are containers and enabled.
     pub fn containers(&self) -> impl Iterator<Item = (&String, &Component)> {
         self.file
@@ -224,9 +230,11 @@ impl LoadedComponents {
             .iter()
             .filter(|(_, c)| c.enabled && c.image.is_none() && (c.build.is_some() || c.builtin.is_some()))
             .map(|(name, _)| {
-                let pos = self.doc.key_position_of(&format!("/components/{}", escape_pointer(name)));
-                Diagnostic::warning(&self.source, pos.line, pos.col, format!("component \"{name}\": build and builtin components are not run by this version of god; skipped"))
-                    .with_hint("give it an image built beforehand (docker build -t NAME .) and set image = \"NAME\"")
+                self.warning_at(
+                    &format!("/components/{}", escape_pointer(name)),
+                    format!("component \"{name}\": build and builtin components are not run by this version of god; skipped"),
+                    "give it an image built beforehand (docker build -t NAME .) and set image = \"NAME\"",
+                )
             })
             .collect()
     }

@@ -2,6 +2,7 @@
 //! the registry into the desired topology.
 
 pub mod components;
+pub mod compose;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
