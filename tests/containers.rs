@@ -194,3 +194,29 @@ fn an_unreachable_engine_is_a_clear_error() {
     );
     assert!(!shown.contains("panicked"), "{shown}");
 }
+
+#[test]
+fn a_saved_container_plan_is_refused_once_a_container_moved() {
+    let p = TestProject::new("saved");
+    p.write(&httpd("a", free_port(), ""));
+    let saved = p.dir.path().join("plan.json");
+    assert_exit(&p.run(&["plan", "--out", saved.to_str().unwrap()]), 0);
+    assert_exit(&p.run(&["apply", saved.to_str().unwrap()]), 0);
+    assert!(p.inspect("a").is_some());
+
+    // A plan made now, then the container is stopped behind god's back: the plan is stale.
+    p.write(&httpd("a", free_port(), ""));
+    assert_exit(&p.run(&["plan", "--out", saved.to_str().unwrap()]), 0);
+    let stopped = std::process::Command::new("docker")
+        .args(["stop", "-t", "1", &format!("{}-a", p.name)])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success());
+    let out = p.run(&["apply", saved.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains(&format!("container/{}-a changed", p.name)),
+        "{}",
+        text(&out)
+    );
+}
