@@ -148,11 +148,7 @@ fn usage_errors_exit_1_not_2() {
 #[test]
 fn a_missing_registry_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let out = god()
-        .current_dir(dir.path())
-        .arg("validate")
-        .output()
-        .unwrap();
+    let out = validate_in(dir.path());
     assert_exit(&out, 1);
     assert!(
         text(&out).contains("./services/registry.yaml"),
@@ -189,11 +185,7 @@ fn the_registry_is_found_in_services_when_not_at_the_root() {
         dir.path().join("services/registry.yaml"),
     )
     .unwrap();
-    let out = god()
-        .current_dir(dir.path())
-        .arg("validate")
-        .output()
-        .unwrap();
+    let out = validate_in(dir.path());
     assert_exit(&out, 0);
     assert!(text(&out).contains("services/registry.yaml is valid"));
 }
@@ -201,7 +193,7 @@ fn the_registry_is_found_in_services_when_not_at_the_root() {
 #[test]
 fn the_repository_inputs_validate_and_agree() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = god().current_dir(root).arg("validate").output().unwrap();
+    let out = validate_in(root);
     assert_exit(&out, 0);
     let shown = text(&out);
     assert!(shown.contains("registry.yaml is valid"), "{shown}");
@@ -225,11 +217,7 @@ fn compose_disagreements_are_warnings_with_both_places() {
         "services:\n  web:\n    image: busybox:1.36\n    ports: [\"8080:80\"]\n",
     )
     .unwrap();
-    let out = god()
-        .current_dir(dir.path())
-        .arg("validate")
-        .output()
-        .unwrap();
+    let out = validate_in(dir.path());
     assert_exit(&out, 0);
     let shown = text(&out);
     assert!(
@@ -237,4 +225,9 @@ fn compose_disagreements_are_warnings_with_both_places() {
             && shown.contains("docker-compose.yml:3:12 disagree on the image"),
         "{shown}"
     );
+}
+
+/// Runs `god validate` in a directory, finding its inputs there.
+fn validate_in(dir: &std::path::Path) -> std::process::Output {
+    god().current_dir(dir).arg("validate").output().unwrap()
 }

@@ -1,10 +1,8 @@
 //! The container planner: pure, like the broker's. Containers are compared by the hash of their
 //! desired configuration, stored in a label when god created them.
 
-use similar::{ChangeTag, TextDiff};
-
 use super::diff::PlanOptions;
-use super::{Action, Change, Note, NoteKind, Plan, Resource};
+use super::{Action, Change, Note, NoteKind, Plan, Resource, line_diff};
 use crate::inputs::components::DesiredContainers;
 use crate::model::containers::{ContainerSpec, ObservedContainers};
 
@@ -71,7 +69,7 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
             &resource,
             "its configuration differs from components.toml",
         );
-        c.diff = config_diff(
+        c.diff = line_diff(
             found.config.as_deref().unwrap_or_default(),
             &spec.config_lines(),
         );
@@ -114,20 +112,6 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
         working_dir: None,
         config_hash: String::new(),
     }))
-}
-
-fn config_diff(before: &str, after: &str) -> Vec<String> {
-    TextDiff::from_lines(before, after)
-        .iter_all_changes()
-        .filter_map(|change| {
-            let sign = match change.tag() {
-                ChangeTag::Delete => "-",
-                ChangeTag::Insert => "+",
-                ChangeTag::Equal => return None,
-            };
-            Some(format!("{sign} {}", change.value().trim_end()))
-        })
-        .collect()
 }
 
 #[cfg(test)]

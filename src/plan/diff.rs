@@ -2,9 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use similar::{ChangeTag, TextDiff};
-
-use super::{Action, Change, Note, NoteKind, Plan, Resource};
+use super::{Action, Change, Note, NoteKind, Plan, Resource, line_diff};
 use crate::inputs::registry::{DesiredState, QueueRole, Status};
 use crate::model::{
     BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
@@ -155,7 +153,7 @@ impl Planner<'_> {
             &after,
             "its properties differ from registry.yaml; an exchange cannot be redeclared with other properties",
         );
-        c.diff = property_diff(&exchange_lines(found), &exchange_lines(wanted));
+        c.diff = line_diff(&exchange_lines(found), &exchange_lines(wanted));
         c.before = Some(before);
         c.after = Some(after);
         if !self.options.allow_data_loss {
@@ -222,7 +220,7 @@ impl Planner<'_> {
         let before = Resource::Queue(found.clone());
         let after = Resource::Queue(wanted.clone());
         let mut c = Change::new(Action::Replace, &after, why);
-        c.diff = property_diff(&queue_lines(found), &queue_lines(wanted));
+        c.diff = line_diff(&queue_lines(found), &queue_lines(wanted));
         c.messages = Some(messages);
         c.before = Some(before);
         c.after = Some(after);
@@ -378,7 +376,7 @@ impl Planner<'_> {
                         &Resource::Policy(policy.clone()),
                         "its definition differs from what registry.yaml asks",
                     );
-                    c.diff = property_diff(&policy_lines(found), &policy_lines(policy));
+                    c.diff = line_diff(&policy_lines(found), &policy_lines(policy));
                     c.before = Some(Resource::Policy(found.clone()));
                     c.after = Some(Resource::Policy(policy.clone()));
                     self.push(c);
@@ -502,21 +500,6 @@ fn argument_lines(arguments: &crate::model::Arguments) -> String {
     arguments
         .iter()
         .map(|(k, v)| format!("arguments.{k}: {v}\n"))
-        .collect()
-}
-
-/// The changed lines between two property listings, `- old` and `+ new`.
-fn property_diff(before: &str, after: &str) -> Vec<String> {
-    TextDiff::from_lines(before, after)
-        .iter_all_changes()
-        .filter_map(|change| {
-            let sign = match change.tag() {
-                ChangeTag::Delete => "-",
-                ChangeTag::Insert => "+",
-                ChangeTag::Equal => return None,
-            };
-            Some(format!("{sign} {}", change.value().trim_end()))
-        })
         .collect()
 }
 

@@ -22,6 +22,12 @@ fn desired(services: &str) -> DesiredState {
     .desired_state()
 }
 
+/// Prune on, data loss not allowed.
+const PRUNE: PlanOptions = PlanOptions {
+    prune: true,
+    allow_data_loss: false,
+};
+
 const ONE: &str = "  svc:\n    queue_name: q\n    routing_keys: [a.b, \"c.#\"]\n";
 
 /// The state a broker is in after god applied `desired`: everything present and recorded.
@@ -107,14 +113,7 @@ fn empty_vhost_gets_everything_in_dependency_order() {
 #[test]
 fn converged_broker_plans_nothing() {
     let d = desired(ONE);
-    let p = plan(
-        &d,
-        &converged(&d),
-        PlanOptions {
-            prune: true,
-            allow_data_loss: false,
-        },
-    );
+    let p = plan(&d, &converged(&d), PRUNE);
     assert!(p.changes.is_empty(), "{:#?}", p.changes);
 }
 
@@ -286,14 +285,7 @@ fn orphans_are_kept_unless_pruned_and_created_by_god_and_empty() {
         ]
     );
 
-    let pruned = plan(
-        &d,
-        &o,
-        PlanOptions {
-            prune: true,
-            allow_data_loss: false,
-        },
-    );
+    let pruned = plan(&d, &o, PRUNE);
     assert_eq!(
         ids(&pruned, Action::Delete),
         vec!["queue/gone_created", "queue/gone_full"]
@@ -363,14 +355,7 @@ fn producers_planned_and_deprecated_services_get_no_queues() {
         notes.contains(&(NoteKind::Deprecated, "service/old")),
         "{notes:?}"
     );
-    let pruned = plan(
-        &d,
-        &o,
-        PlanOptions {
-            prune: true,
-            allow_data_loss: false,
-        },
-    );
+    let pruned = plan(&d, &o, PRUNE);
     assert_eq!(ids(&pruned, Action::Delete), vec!["queue/qo"]);
 }
 

@@ -7,6 +7,7 @@ pub mod render;
 pub mod saved;
 
 use serde::{Deserialize, Serialize};
+use similar::{ChangeTag, TextDiff};
 
 use crate::model::containers::ContainerSpec;
 use crate::model::{BindingSpec, ExchangeSpec, PolicySpec, QueueSpec};
@@ -244,4 +245,19 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
+}
+
+/// The changed lines between two property listings, `- old` and `+ new`.
+pub fn line_diff(before: &str, after: &str) -> Vec<String> {
+    TextDiff::from_lines(before, after)
+        .iter_all_changes()
+        .filter_map(|change| {
+            let sign = match change.tag() {
+                ChangeTag::Delete => "-",
+                ChangeTag::Insert => "+",
+                ChangeTag::Equal => return None,
+            };
+            Some(format!("{sign} {}", change.value().trim_end()))
+        })
+        .collect()
 }
