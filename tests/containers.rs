@@ -220,3 +220,38 @@ fn a_saved_container_plan_is_refused_once_a_container_moved() {
         text(&out)
     );
 }
+
+#[test]
+fn a_build_context_is_built_locally_and_a_change_to_it_recreates() {
+    let p = TestProject::new("build");
+    let port = free_port();
+    let app = p.dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        format!("FROM busybox:local\nCOPY index.html /www/index.html\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{port}\", \"-h\", \"/www\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(app.join("index.html"), "first\n").unwrap();
+    p.write(&format!(
+        "[components.site]\nbuild = \"app\"\nnetwork_mode = \"host\"\n[components.site.healthcheck]\nhttp = \"http://127.0.0.1:{port}/\"\ninterval = \"500ms\"\nretries = 20\n"
+    ));
+    let out = p.run(&["apply", "--auto-approve"]);
+    assert_exit(&out, 0);
+    let body = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "first\n");
+    assert_exit(&p.run(&["plan", "--detailed-exitcode"]), 0);
+
+    std::fs::write(app.join("index.html"), "second\n").unwrap();
+    let plan = plan_json(&p);
+    assert_eq!(plan["changes"][0]["action"], "replace", "{plan:#}");
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    let body = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "second\n");
+}

@@ -167,7 +167,7 @@ fn rejected_messages_from_every_managed_queue_land_in_their_dead_letter_queue() 
         v.publish("", q, &body);
         assert!(v.reject_one(q), "{q} had no message to reject");
         assert_eq!(
-            v.get(&format!("{q}_dlq")).as_deref(),
+            v.await_message(&format!("{q}_dlq")).as_deref(),
             Some(body.as_str()),
             "{q}: the rejected message is not in its DLQ"
         );

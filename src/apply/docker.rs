@@ -11,8 +11,8 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -20,8 +20,8 @@ use super::Outcome;
 use crate::engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
-    COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource, HealthProbe,
-    PROJECT_LABEL,
+    BuildSpec, COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource,
+    HealthProbe, PROJECT_LABEL,
 };
 use crate::plan::{Action, Change, Plan, Resource};
 
@@ -80,7 +80,10 @@ async fn run(docker: &Docker, change: &Change) -> Result<()> {
 }
 
 async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
-    ensure_image(docker, &spec.image).await?;
+    match &spec.build {
+        Some(build) => ensure_built(docker, &spec.image, build).await?,
+        None => ensure_image(docker, &spec.image).await?,
+    }
     let options = CreateContainerOptionsBuilder::new()
         .name(&spec.name)
         .build();
@@ -125,6 +128,50 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Builds the image from its context unless an image of that tag (same context) exists.
+async fn ensure_built(docker: &Docker, image: &str, build: &BuildSpec) -> Result<()> {
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    let context = build_context_tar(&build.context).map_err(|e| {
+        GodError::Other(format!(
+            "cannot read the build context {}: {e}",
+            build.context
+        ))
+    })?;
+    let options = BuildImageOptionsBuilder::new()
+        .dockerfile(&build.dockerfile)
+        .t(image)
+        .rm(true)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut output = String::new();
+    while let Some(step) = stream.next().await {
+        let info = step.map_err(|e| {
+            GodError::Other(format!(
+                "building {image} from {} failed: {e}\n{output}",
+                build.context
+            ))
+        })?;
+        if let Some(text) = info.stream {
+            output.push_str(&text);
+        }
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            return Err(GodError::Other(format!(
+                "building {image} from {} failed: {error}\n{output}",
+                build.context
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn build_context_tar(context: &str) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.append_dir_all(".", context)?;
+    archive.into_inner()
 }
 
 fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {

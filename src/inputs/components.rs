@@ -14,7 +14,9 @@ use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::toml_doc;
 use super::validate::schema_problems;
-use crate::model::containers::{ContainerSpec, EnvSource, HealthProbe, HealthSpec, PortSpec};
+use crate::model::containers::{
+    BuildSpec, ContainerSpec, EnvSource, HealthProbe, HealthSpec, PortSpec,
+};
 
 /// The components schema, shipped in `schemas/` and compiled into the binary.
 pub const COMPONENTS_SCHEMA: &str = include_str!("../../schemas/components.schema.json");
@@ -36,9 +38,9 @@ pub struct Component {
     /// Image reference: makes the component a container.
     #[serde(default)]
     pub image: Option<String>,
-    /// A build context (not managed yet: reported and skipped).
+    /// A local build context: a directory, or `{ context, dockerfile }`.
     #[serde(default)]
-    pub build: Option<Value>,
+    pub build: Option<BuildDecl>,
     /// One of god's bundled services (not managed yet: reported and skipped).
     #[serde(default)]
     pub builtin: Option<String>,
@@ -81,6 +83,22 @@ pub struct Component {
     /// Working directory.
     #[serde(default)]
     pub working_dir: Option<String>,
+}
+
+/// The `build` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BuildDecl {
+    /// Just the context directory.
+    Context(String),
+    /// Context and Dockerfile.
+    Full {
+        /// The context directory, relative to components.toml.
+        context: String,
+        /// The Dockerfile, relative to the context.
+        #[serde(default)]
+        dockerfile: Option<String>,
+    },
 }
 
 /// The `healthcheck` table.
@@ -195,7 +213,7 @@ impl LoadedComponents {
         self.file
             .components
             .iter()
-            .filter(|(_, c)| c.enabled && c.image.is_some())
+            .filter(|(_, c)| c.enabled && (c.image.is_some() || c.build.is_some()))
     }
 
     fn dependency_problems(&self) -> Vec<Diagnostic> {
@@ -228,12 +246,12 @@ impl LoadedComponents {
         self.file
             .components
             .iter()
-            .filter(|(_, c)| c.enabled && c.image.is_none() && (c.build.is_some() || c.builtin.is_some()))
+            .filter(|(_, c)| c.enabled && c.builtin.is_some())
             .map(|(name, _)| {
                 self.warning_at(
                     &format!("/components/{}", escape_pointer(name)),
-                    format!("component \"{name}\": build and builtin components are not run by this version of god; skipped"),
-                    "give it an image built beforehand (docker build -t NAME .) and set image = \"NAME\"",
+                    format!("component \"{name}\": builtin components are not run by this version of god; skipped"),
+                    "the bundled gateway and relay come with a later version; meanwhile give the component an image",
                 )
             })
             .collect()
@@ -365,14 +383,33 @@ impl LoadedComponents {
             },
             None => None,
         };
+        let build = match &c.build {
+            Some(decl) => match build_spec(decl, base) {
+                Ok(b) => Some(b),
+                Err(message) => {
+                    problems.push(self.at(&format!("{pointer}/build"), format!("component \"{name}\": {message}"), "the context is a directory relative to components.toml, holding the Dockerfile"));
+                    None
+                }
+            },
+            None => None,
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
+        let image = match (&c.image, &build) {
+            (Some(image), _) => image.clone(),
+            (None, Some(b)) => format!(
+                "god-build/{project}-{name}:{}",
+                context_digest(Path::new(&b.context)).unwrap_or_default()
+            ),
+            (None, None) => String::new(),
+        };
         let mut spec = ContainerSpec {
             name: format!("{project}-{name}"),
             component: name.to_string(),
             project: project.to_string(),
-            image: c.image.clone().unwrap_or_default(),
+            image,
+            build,
             command: c.command.clone(),
             env,
             network_mode: c
@@ -395,6 +432,56 @@ impl LoadedComponents {
         spec.config_hash = spec.compute_hash(lookup);
         Ok(spec)
     }
+}
+
+fn build_spec(decl: &BuildDecl, base: &Path) -> Result<BuildSpec, String> {
+    let (context, dockerfile) = match decl {
+        BuildDecl::Context(c) => (c.clone(), None),
+        BuildDecl::Full {
+            context,
+            dockerfile,
+        } => (context.clone(), dockerfile.clone()),
+    };
+    let dockerfile = dockerfile.unwrap_or_else(|| "Dockerfile".to_string());
+    let dir = base.join(&context);
+    if !dir.join(&dockerfile).is_file() {
+        return Err(format!(
+            "build context {} has no {dockerfile}",
+            dir.display()
+        ));
+    }
+    let absolute =
+        std::fs::canonicalize(&dir).map_err(|e| format!("build context {}: {e}", dir.display()))?;
+    Ok(BuildSpec {
+        context: absolute.display().to_string(),
+        dockerfile,
+    })
+}
+
+/// A digest of every file of a build context (paths and contents), so that a change to the
+/// context changes the image tag, and so the container.
+pub fn context_digest(dir: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    for file in files {
+        hasher.update(
+            file.strip_prefix(dir)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update([0]);
+        hasher.update(std::fs::read(&file)?);
+        hasher.update([0]);
+    }
+    Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
 fn env_source(value: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSource, String> {

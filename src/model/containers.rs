@@ -78,6 +78,15 @@ pub struct HealthSpec {
     pub start_period_ms: u64,
 }
 
+/// A local build context: the image is built from it when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// The context directory (absolute).
+    pub context: String,
+    /// The Dockerfile, relative to the context.
+    pub dockerfile: String,
+}
+
 /// One container of the platform, as components.toml describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
@@ -87,8 +96,11 @@ pub struct ContainerSpec {
     pub component: String,
     /// The project label.
     pub project: String,
-    /// Image reference.
+    /// Image reference (for a build: a tag derived from the context's content).
     pub image: String,
+    /// Where the image is built from, when it is built locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
     /// Command (empty: the image's).
     pub command: Vec<String>,
     /// Environment.

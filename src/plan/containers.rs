@@ -99,6 +99,7 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
         component: component.to_string(),
         project: project.to_string(),
         image: String::new(),
+        build: None,
         command: Vec::new(),
         env: Default::default(),
         network_mode: None,

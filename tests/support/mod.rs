@@ -166,6 +166,20 @@ impl TestVhost {
         })
     }
 
+    /// Gets one message from a queue, waiting up to 10 s for it (dead-lettering is asynchronous).
+    pub fn await_message(&self, queue: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(m) = self.get(queue) {
+                return Some(m);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Gets one message from a queue and rejects it without requeueing (a consumer giving up).
     pub fn reject_one(&self, queue: &str) -> bool {
         self.amqp(|ch| async move {
