@@ -198,14 +198,15 @@ fn an_unreachable_engine_is_a_clear_error() {
 #[test]
 fn a_saved_container_plan_is_refused_once_a_container_moved() {
     let p = TestProject::new("saved");
-    p.write(&httpd("a", free_port(), ""));
+    let port = free_port();
+    p.write(&httpd("a", port, ""));
     let saved = p.dir.path().join("plan.json");
     assert_exit(&p.run(&["plan", "--out", saved.to_str().unwrap()]), 0);
     assert_exit(&p.run(&["apply", saved.to_str().unwrap()]), 0);
     assert!(p.inspect("a").is_some());
 
-    // A plan made now, then the container is stopped behind god's back: the plan is stale.
-    p.write(&httpd("a", free_port(), ""));
+    // A plan made now (nothing to do), then the container is stopped behind god's back: the
+    // plan no longer describes the engine, and is refused.
     assert_exit(&p.run(&["plan", "--out", saved.to_str().unwrap()]), 0);
     let stopped = std::process::Command::new("docker")
         .args(["stop", "-t", "1", &format!("{}-a", p.name)])
