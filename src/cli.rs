@@ -71,6 +71,24 @@ enum Command {
     Plan(PlanCli),
     /// Converge the broker to the registry (or apply a saved plan exactly).
     Apply(ApplyCli),
+    /// Run the HTTP event gateway: POST events, 202 once the broker confirmed them.
+    Gateway(GatewayCli),
+}
+
+#[derive(Debug, Args)]
+struct GatewayCli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8682")]
+    listen: std::net::SocketAddr,
+    /// Exchange to publish to. Default: the registry's exchange, else bloodbank.events.v1.
+    #[arg(long)]
+    exchange: Option<String>,
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, default_value_t = crate::gateway::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Directory of payload schemas named <event_type>.json.
+    #[arg(long, default_value = "schemas/events")]
+    schemas: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +184,15 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 prune: p.prune,
                 out: p.out,
                 only: p.only,
+            },
+        ),
+        Command::Gateway(g) => commands::gateway::run(
+            &globals,
+            &commands::gateway::GatewayArgs {
+                listen: g.listen,
+                exchange: g.exchange,
+                body_limit: g.body_limit,
+                schemas: g.schemas,
             },
         ),
         Command::Apply(a) => commands::apply::run(

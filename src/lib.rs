@@ -10,6 +10,7 @@ pub mod commands;
 pub mod endpoints;
 pub mod engine;
 pub mod error;
+pub mod gateway;
 pub mod inputs;
 pub mod model;
 pub mod observe;

@@ -438,12 +438,95 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `god gateway` running in the background on a free loopback port, killed on drop.
+pub struct GatewayProcess {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl GatewayProcess {
+    /// Starts a gateway publishing to `exchange` through `amqp_url`, with extra environment.
+    pub fn start(amqp_url: &str, exchange: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = god()
+            .args([
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--exchange",
+                exchange,
+            ])
+            .env("RABBITMQ_URL", amqp_url)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// Waits until `GET path` answers `status`.
+    pub fn await_status(&self, path: &str, status: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.request("GET", path, None, &[]).0 == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{path} never answered {status}");
+    }
+
+    /// Sends a request with curl; returns the status, the headers and the body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[&str],
+    ) -> (u16, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", method, "-D", "-", "-o"])
+            .arg(dir.path().join("body"))
+            .args(["-w", "%{http_code}"]);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            let file = dir.path().join("request");
+            std::fs::write(&file, b).unwrap();
+            cmd.args(["-H", "content-type: application/json", "--data-binary"])
+                .arg(format!("@{}", file.display()));
+        }
+        let out = cmd.arg(format!("{}{path}", self.url)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let status = text
+            .get(text.len().saturating_sub(3)..)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = std::fs::read_to_string(dir.path().join("body")).unwrap_or_default();
+        (status, text, body)
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A RabbitMQ node of its own (Debian's rabbitmq-server, management plugin on), on free
 /// loopback ports, for tests that stop the broker: the shared one keeps serving the others.
 pub struct DedicatedBroker {
     pub node: String,
     pub amqp_port: u16,
     pub management_port: u16,
+    dist_port: u16,
     dir: PathBuf,
     process: std::process::Child,
     running: bool,
@@ -473,6 +556,22 @@ impl DedicatedBroker {
                 .unwrap()
                 .success()
         );
+        let process = Self::launch(&node, dist_port, &dir);
+        let broker = Self {
+            node,
+            amqp_port,
+            management_port,
+            dist_port,
+            dir,
+            process,
+            running: true,
+        };
+        broker.await_ready();
+        broker
+    }
+
+    /// Starts the node's server process (its data directory survives a stop).
+    fn launch(node: &str, dist_port: u16, dir: &Path) -> std::process::Child {
         let d = dir.display();
         // Debian's wrapper drops RABBITMQ_* variables when it switches to the rabbitmq user,
         // so the server script is started as that user directly.
@@ -482,23 +581,21 @@ impl DedicatedBroker {
              RABBITMQ_CONFIG_FILE={d}/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE={d}/enabled_plugins \
              /usr/lib/rabbitmq/bin/rabbitmq-server"
         );
-        let process = Command::new("setsid")
+        Command::new("setsid")
             .args(["su", "rabbitmq", "-s", "/bin/sh", "-c", &script])
             .stdin(std::process::Stdio::null())
             .stdout(std::fs::File::create(dir.join("out.txt")).unwrap())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
-        let broker = Self {
-            node,
-            amqp_port,
-            management_port,
-            dir,
-            process,
-            running: true,
-        };
-        broker.await_ready();
-        broker
+            .unwrap()
+    }
+
+    /// Starts the node again after [`Self::stop`], with its data, and waits until it answers.
+    pub fn restart(&mut self) {
+        let _ = self.process.wait();
+        self.process = Self::launch(&self.node, self.dist_port, &self.dir);
+        self.running = true;
+        self.await_ready();
     }
 
     fn await_ready(&self) {

@@ -1,0 +1,61 @@
+//! `god gateway`: run the HTTP event gateway in the foreground.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Exit, Globals, runtime};
+use crate::endpoints::BrokerEndpoints;
+use crate::error::{GodError, Result};
+use crate::gateway::envelope::Schemas;
+use crate::gateway::metrics::Metrics;
+use crate::gateway::publisher::Publisher;
+use crate::gateway::{Gateway, serve};
+
+/// The exchange used when neither `--exchange` nor a registry names one.
+pub const DEFAULT_EXCHANGE: &str = "bloodbank.events.v1";
+
+/// Options of `god gateway`.
+#[derive(Debug, Clone)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Exchange to publish to (default: the registry's).
+    pub exchange: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Directory of payload schemas, `<event_type>.json`.
+    pub schemas: PathBuf,
+}
+
+/// Resolves the exchange, connects, and serves until killed.
+pub fn run(globals: &Globals, args: &GatewayArgs) -> Result<Exit> {
+    let exchange = match &args.exchange {
+        Some(e) => e.clone(),
+        None => match globals.load_registry() {
+            Ok(loaded) => loaded.registry.exchange.name.clone(),
+            Err(GodError::Usage(_)) if globals.registry.is_none() => DEFAULT_EXCHANGE.to_string(),
+            Err(e) => return Err(e),
+        },
+    };
+    let endpoints = BrokerEndpoints::resolve(
+        globals.amqp_url.as_deref(),
+        globals.management_url.as_deref(),
+    )?;
+    let schemas = Schemas::load(Some(&args.schemas))
+        .map_err(|e| GodError::Usage(format!("cannot load the payload schemas: {e}")))?;
+    let gateway = Arc::new(Gateway {
+        publisher: Publisher::new(endpoints.amqp_url_secret(), &exchange),
+        schemas,
+        metrics: Metrics::default(),
+        token: std::env::var("GOD_GATEWAY_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    });
+    runtime()?
+        .block_on(serve(gateway, args.listen, args.body_limit))
+        .map_err(|e| {
+            GodError::Other(format!("the gateway cannot listen on {}: {e}", args.listen))
+        })?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,266 @@
+//! `god gateway`: HTTP → RabbitMQ. Clients POST events; the gateway validates them, publishes
+//! them persistent and mandatory with publisher confirms, and answers 202 only once the broker
+//! confirmed. Upstream-compatible routes and wire format (see the README).
+
+pub mod envelope;
+pub mod metrics;
+pub mod publisher;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use self::envelope::Schemas;
+use self::metrics::Metrics;
+use self::publisher::{Outgoing, PublishError, Publisher};
+
+/// Requests larger than this are refused with 413 unless configured otherwise.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What the handlers share.
+pub struct Gateway {
+    /// The confirming publisher.
+    pub publisher: Arc<Publisher>,
+    /// Envelope and payload schemas.
+    pub schemas: Schemas,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Bearer token required on /events/* when set.
+    pub token: Option<String>,
+}
+
+/// The HTTP routes.
+pub fn router(gateway: Arc<Gateway>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/events/custom", post(post_envelope))
+        .route("/events/{event_type}", post(post_payload))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({"ok": true, "service": "bloodbank"})) }),
+        )
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(gateway)
+}
+
+/// Serves until the process ends.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listen: SocketAddr,
+    body_limit: usize,
+) -> std::io::Result<()> {
+    gateway.publisher.keep_connected();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!(
+        "god gateway listening on http://{listen} (exchange {})",
+        gateway.publisher.exchange()
+    );
+    axum::serve(listener, router(gateway, body_limit)).await
+}
+
+async fn ready(State(g): State<Arc<Gateway>>) -> Response {
+    if g.publisher.ready().await {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "exchange": g.publisher.exchange()})),
+        )
+            .into_response()
+    } else {
+        let reason = if g.publisher.connected().await {
+            "the exchange does not exist"
+        } else {
+            "not connected to the broker"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": reason})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        g.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn post_envelope(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let envelope = match authorize(&g, &headers).and_then(|()| parse_object(&body)) {
+        Ok(mut envelope) => {
+            envelope::complete(&mut envelope);
+            envelope
+        }
+        Err(refusal) => return refusal.respond(&g),
+    };
+    publish(&g, &headers, envelope).await
+}
+
+async fn post_payload(
+    State(g): State<Arc<Gateway>>,
+    Path(event_type): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = authorize(&g, &headers) {
+        return refusal.respond(&g);
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return invalid_json(e).respond(&g),
+    };
+    publish(&g, &headers, envelope::wrap(&event_type, payload)).await
+}
+
+fn authorize(g: &Gateway, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = &g.token else { return Ok(()) };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            json!({"error": "a bearer token is required (Authorization: Bearer TOKEN)"}),
+        ))
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema",
+            json!({"error": "the envelope must be a JSON object", "errors": [{"pointer": "", "message": "not an object"}]}),
+        )),
+        Err(e) => Err(invalid_json(e)),
+    }
+}
+
+fn invalid_json(e: serde_json::Error) -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        json!({"error": "invalid JSON", "detail": e.to_string()}),
+    )
+}
+
+async fn publish(g: &Gateway, headers: &HeaderMap, mut envelope: Map<String, Value>) -> Response {
+    let correlation_id = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok());
+    if let (Some(id), Some(Value::Array(ids))) =
+        (correlation_id, envelope.get_mut("correlation_ids"))
+        && !ids.iter().any(|v| v == id)
+    {
+        ids.push(json!(id));
+    }
+    let envelope = Value::Object(envelope);
+    let violations = g.schemas.violations(&envelope);
+    if !violations.is_empty() {
+        return refuse(
+            g,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema",
+            json!({"error": "the event does not match its schema", "errors": violations}),
+        );
+    }
+    let event_id = envelope["event_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let event_type = envelope["event_type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let correlation = envelope["correlation_ids"]
+        .get(0)
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let body = serde_json::to_vec(&envelope).expect("envelopes serialise");
+    g.metrics.in_flight(1);
+    let result = g
+        .publisher
+        .publish(Outgoing {
+            routing_key: &event_type,
+            body,
+            message_id: &event_id,
+            correlation_id: correlation.as_deref(),
+        })
+        .await;
+    g.metrics.in_flight(-1);
+    match result {
+        Ok(latency) => {
+            g.metrics.published(latency);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"event_id": event_id, "event_type": event_type})),
+            )
+                .into_response()
+        }
+        Err(PublishError::Unroutable) => refuse(
+            g,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unroutable",
+            json!({"error": "unroutable: no queue is bound for this event type", "event_type": event_type, "event_id": event_id}),
+        ),
+        Err(e) => {
+            let reason = match e {
+                PublishError::Timeout => "confirm_timeout",
+                PublishError::Nacked => "nacked",
+                _ => "unavailable",
+            };
+            let mut response = refuse(
+                g,
+                StatusCode::SERVICE_UNAVAILABLE,
+                reason,
+                json!({"error": "the broker did not confirm the event; it was not published", "detail": format!("{e:?}")}),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// A request refused: its status, the reason counted in the metrics, and the body.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    body: Value,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, body: Value) -> Self {
+        Self {
+            status,
+            reason,
+            body,
+        }
+    }
+
+    fn respond(self, g: &Gateway) -> Response {
+        g.metrics.rejected(self.reason);
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+fn refuse(g: &Gateway, status: StatusCode, reason: &'static str, body: Value) -> Response {
+    Refusal::new(status, reason, body).respond(g)
+}
