@@ -73,6 +73,27 @@ enum Command {
     Apply(ApplyCli),
     /// Run the HTTP event gateway: POST events, 202 once the broker confirmed them.
     Gateway(GatewayCli),
+    /// Run the WebSocket relay: every event on the exchange to every matching client.
+    Relay(RelayCli),
+}
+
+#[derive(Debug, Args)]
+struct RelayCli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8683")]
+    listen: std::net::SocketAddr,
+    /// Exchange to read from. Default: the registry's exchange, else bloodbank.events.v1.
+    #[arg(long)]
+    exchange: Option<String>,
+    /// Binding key of the relay's own queue.
+    #[arg(long, default_value = "#")]
+    binding_key: String,
+    /// Unacknowledged deliveries at most.
+    #[arg(long, default_value_t = 200)]
+    prefetch: u16,
+    /// Frames a client may have waiting before it is dropped as too slow.
+    #[arg(long, default_value_t = 1024)]
+    client_buffer: usize,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +214,16 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 exchange: g.exchange,
                 body_limit: g.body_limit,
                 schemas: g.schemas,
+            },
+        ),
+        Command::Relay(r) => commands::relay::run(
+            &globals,
+            &commands::relay::RelayArgs {
+                listen: r.listen,
+                exchange: r.exchange,
+                binding_key: r.binding_key,
+                prefetch: r.prefetch,
+                client_buffer: r.client_buffer,
             },
         ),
         Command::Apply(a) => commands::apply::run(

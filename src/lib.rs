@@ -16,3 +16,4 @@ pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod rabbit;
+pub mod relay;

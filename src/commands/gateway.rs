@@ -28,16 +28,23 @@ pub struct GatewayArgs {
     pub schemas: PathBuf,
 }
 
+/// The exchange of the bundled services: `--exchange`, else the registry's, else the default.
+pub fn exchange(globals: &Globals, explicit: Option<&str>) -> Result<String> {
+    match explicit {
+        Some(e) => Ok(e.to_string()),
+        None => match globals.load_registry() {
+            Ok(loaded) => Ok(loaded.registry.exchange.name.clone()),
+            Err(GodError::Usage(_)) if globals.registry.is_none() => {
+                Ok(DEFAULT_EXCHANGE.to_string())
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// Resolves the exchange, connects, and serves until killed.
 pub fn run(globals: &Globals, args: &GatewayArgs) -> Result<Exit> {
-    let exchange = match &args.exchange {
-        Some(e) => e.clone(),
-        None => match globals.load_registry() {
-            Ok(loaded) => loaded.registry.exchange.name.clone(),
-            Err(GodError::Usage(_)) if globals.registry.is_none() => DEFAULT_EXCHANGE.to_string(),
-            Err(e) => return Err(e),
-        },
-    };
+    let exchange = exchange(globals, args.exchange.as_deref())?;
     let endpoints = BrokerEndpoints::resolve(
         globals.amqp_url.as_deref(),
         globals.management_url.as_deref(),

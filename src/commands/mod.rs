@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod gateway;
 pub mod plan;
+pub mod relay;
 pub mod render;
 pub mod validate;
 

@@ -166,6 +166,30 @@ impl TestVhost {
         })
     }
 
+    /// Publishes `n` persistent messages on one channel, then waits for all the confirms.
+    pub fn publish_many(&self, exchange: &str, routing_key: &str, body: &[u8], n: usize) {
+        self.amqp(|ch| async move {
+            ch.confirm_select(Default::default()).await.unwrap();
+            let mut confirms = Vec::with_capacity(n);
+            for _ in 0..n {
+                confirms.push(
+                    ch.basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .unwrap(),
+                );
+            }
+            for c in confirms {
+                c.await.unwrap();
+            }
+        })
+    }
+
     /// Gets one message from a queue, waiting up to 10 s for it (dead-lettering is asynchronous).
     pub fn await_message(&self, queue: &str) -> Option<String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -438,24 +462,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `god gateway` running in the background on a free loopback port, killed on drop.
-pub struct GatewayProcess {
+/// A bundled service (`god gateway`, `god relay`) running in the background on a free
+/// loopback port, killed on drop.
+pub struct ServiceProcess {
     pub url: String,
+    pub port: u16,
     child: std::process::Child,
 }
 
-impl GatewayProcess {
+/// The gateway, as the gateway tests call it.
+pub type GatewayProcess = ServiceProcess;
+
+impl ServiceProcess {
     /// Starts a gateway publishing to `exchange` through `amqp_url`, with extra environment.
     pub fn start(amqp_url: &str, exchange: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn("gateway", amqp_url, exchange, &[], env)
+    }
+
+    /// Starts a relay reading `exchange` through `amqp_url`, with extra arguments.
+    pub fn relay(amqp_url: &str, exchange: &str, args: &[&str]) -> Self {
+        Self::spawn("relay", amqp_url, exchange, args, &[])
+    }
+
+    fn spawn(
+        service: &str,
+        amqp_url: &str,
+        exchange: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
         let child = god()
-            .args([
-                "gateway",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--exchange",
-                exchange,
-            ])
+            .args([service, "--listen", &listen, "--exchange", exchange])
+            .args(args)
             .env("RABBITMQ_URL", amqp_url)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
@@ -463,7 +503,8 @@ impl GatewayProcess {
             .spawn()
             .unwrap();
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{listen}"),
+            port,
             child,
         }
     }
@@ -513,7 +554,7 @@ impl GatewayProcess {
     }
 }
 
-impl Drop for GatewayProcess {
+impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

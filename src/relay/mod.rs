@@ -1,0 +1,313 @@
+//! `god relay`: RabbitMQ → WebSocket. One exclusive, auto-delete queue bound to the exchange;
+//! every event goes to every client whose topic patterns match, as a TEXT frame
+//! `{"type":"event","routing_key":...,"envelope":{...}}`. A client that cannot keep up is
+//! dropped (its buffer is bounded) so that it never slows the others or the broker.
+
+pub mod topic;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, LongString};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc};
+
+/// Settings of a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// AMQP URL (with credentials).
+    pub amqp_url: String,
+    /// Exchange to read from.
+    pub exchange: String,
+    /// Binding key of the relay's queue.
+    pub binding_key: String,
+    /// Unacknowledged deliveries at most.
+    pub prefetch: u16,
+    /// Frames a client may have waiting before it is dropped.
+    pub client_buffer: usize,
+}
+
+struct Client {
+    patterns: Vec<String>,
+    frames: mpsc::Sender<Utf8Bytes>,
+}
+
+/// The relay's shared state.
+pub struct Relay {
+    config: RelayConfig,
+    clients: Mutex<HashMap<u64, Client>>,
+    next_id: AtomicU64,
+    connected: AtomicBool,
+    delivered: AtomicU64,
+    dropped_slow: AtomicU64,
+}
+
+impl Relay {
+    /// A relay not yet consuming.
+    pub fn new(config: RelayConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            connected: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+            dropped_slow: AtomicU64::new(0),
+        })
+    }
+
+    /// Consumes from the broker until the process ends, reconnecting (and declaring its queue
+    /// and binding again) whenever the connection is lost.
+    pub fn keep_consuming(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.consume().await {
+                    tracing::warn!("relay: broker connection lost: {e}");
+                }
+                me.connected.store(false, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    async fn consume(&self) -> Result<(), lapin::Error> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from("god relay"));
+        let connection = Connection::connect(&self.config.amqp_url, properties).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), options, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                self.config.exchange.as_str().into(),
+                self.config.binding_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut deliveries = channel
+            .basic_consume(
+                queue.name().clone(),
+                "god-relay".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.connected.store(true, Ordering::SeqCst);
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery?;
+            self.fan_out(delivery.routing_key.as_str(), &delivery.data)
+                .await;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one event to every matching client; drops the clients whose buffer is full.
+    async fn fan_out(&self, routing_key: &str, body: &[u8]) {
+        let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
+            tracing::warn!("relay: dropped a non-JSON message with routing key {routing_key}");
+            return;
+        };
+        let frame = Utf8Bytes::from(
+            json!({"type": "event", "routing_key": routing_key, "envelope": envelope}).to_string(),
+        );
+        let mut clients = self.clients.lock().await;
+        let mut slow = Vec::new();
+        for (id, client) in clients.iter() {
+            if !client
+                .patterns
+                .iter()
+                .any(|p| topic::matches(p, routing_key))
+            {
+                continue;
+            }
+            match client.frames.try_send(frame.clone()) {
+                Ok(()) => {
+                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => slow.push(*id),
+            }
+        }
+        for id in slow {
+            clients.remove(&id);
+            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The HTTP routes: `/health`, `/metrics`, and a WebSocket on every other path.
+pub fn router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(get(upgrade))
+        .with_state(relay)
+}
+
+/// Serves until the process ends.
+pub async fn serve(relay: Arc<Relay>, listen: SocketAddr) -> std::io::Result<()> {
+    relay.keep_consuming();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!(
+        "god relay listening on ws://{listen} (exchange {}, key {})",
+        relay.config.exchange, relay.config.binding_key
+    );
+    axum::serve(listener, router(relay)).await
+}
+
+async fn health(State(relay): State<Arc<Relay>>) -> Response {
+    let clients = relay.clients.lock().await.len();
+    if relay.connected.load(Ordering::SeqCst) {
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ok", "clients": clients})),
+        )
+            .into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "degraded", "reason": "not connected to the broker", "clients": clients}))).into_response()
+    }
+}
+
+async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
+    let clients = relay.clients.lock().await.len();
+    let text = format!(
+        "# TYPE god_relay_clients gauge\ngod_relay_clients {clients}\n# TYPE god_relay_delivered_total counter\ngod_relay_delivered_total {}\n# TYPE god_relay_dropped_slow_clients_total counter\ngod_relay_dropped_slow_clients_total {}\n# TYPE god_relay_connected gauge\ngod_relay_connected {}\n",
+        relay.delivered.load(Ordering::Relaxed),
+        relay.dropped_slow.load(Ordering::Relaxed),
+        u8::from(relay.connected.load(Ordering::SeqCst))
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn upgrade(
+    State(relay): State<Arc<Relay>>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let patterns = query
+        .get("filter")
+        .map(|f| {
+            f.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .filter(|p: &Vec<String>| !p.is_empty())
+        .unwrap_or_else(|| vec!["#".to_string()]);
+    ws.on_upgrade(move |socket| session(relay, socket, patterns))
+}
+
+/// One client: a writer fed by its bounded buffer, a reader answering ping and subscribe.
+async fn session(relay: Arc<Relay>, socket: WebSocket, patterns: Vec<String>) {
+    let id = relay.next_id.fetch_add(1, Ordering::SeqCst);
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Utf8Bytes>(relay.config.client_buffer);
+    let (mut sink, mut stream) = socket.split();
+    let welcome = json!({
+        "type": "welcome",
+        "message": "Connected to Bloodbank WebSocket Relay",
+        "exchange": relay.config.exchange,
+        "routing_key": relay.config.binding_key,
+        "filters": patterns,
+    });
+    if sink
+        .send(Message::Text(welcome.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // The map holds the only sender: when the relay drops a slow client, the writer below sees
+    // its buffer closed and says goodbye.
+    relay.clients.lock().await.insert(
+        id,
+        Client {
+            patterns,
+            frames: frames_tx,
+        },
+    );
+    let writer = async {
+        while let Some(frame) = frames_rx.recv().await {
+            if sink.send(Message::Text(frame)).await.is_err() {
+                return;
+            }
+        }
+        // The sender was dropped: the relay let this client go because it fell behind.
+        let close = CloseFrame {
+            code: 1008,
+            reason: "too slow: the relay's buffer for this client overflowed".into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
+    };
+    let reader = async {
+        while let Some(Ok(message)) = stream.next().await {
+            match message {
+                Message::Text(text) => reply(&relay, id, text.as_str()).await,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
+    }
+    relay.clients.lock().await.remove(&id);
+}
+
+/// Answers a client's text message: `ping` → pong; `{"type":"subscribe","patterns":[...]}`
+/// replaces its topic patterns. Anything else is ignored, as upstream.
+async fn reply(relay: &Relay, id: u64, text: &str) {
+    let answer = if text.trim() == "ping" {
+        json!({"type": "pong"})
+    } else {
+        let Ok(request) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        if request["type"] != "subscribe" {
+            return;
+        }
+        let patterns: Vec<String> = request["patterns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .or_else(|| request["filter"].as_str().map(|f| vec![f.to_string()]))
+            .unwrap_or_default();
+        if let Some(client) = relay.clients.lock().await.get_mut(&id) {
+            client.patterns = patterns.clone();
+        }
+        json!({"type": "subscribed", "patterns": patterns})
+    };
+    if let Some(client) = relay.clients.lock().await.get(&id) {
+        let _ = client.frames.try_send(Utf8Bytes::from(answer.to_string()));
+    }
+}
