@@ -161,3 +161,59 @@ fn a_stalled_client_is_dropped_while_another_keeps_receiving() {
         "{metrics}"
     );
 }
+
+#[test]
+fn the_relay_is_degraded_while_the_broker_is_down_and_reconnects_by_itself() {
+    let mut broker = DedicatedBroker::start();
+    let (_d, registry) = registry_with(
+        "  s:\n    queue_name: q\n    routing_keys: [\"#\"]\n    dead_letter: false\n",
+    );
+    let out = god()
+        .arg("--registry")
+        .arg(&registry)
+        .args([
+            "apply",
+            "--auto-approve",
+            "--amqp-url",
+            &broker.amqp_url(),
+            "--management-url",
+            &broker.management_url(),
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let relay = ServiceProcess::relay(&broker.amqp_url(), "bus", &[]);
+    relay.await_status("/health", 200);
+
+    broker.stop();
+    relay.await_status("/health", 503);
+    let (_, _, health) = relay.request("GET", "/health", None, &[]);
+    assert!(health.contains("degraded"), "{health}");
+
+    broker.restart();
+    relay.await_status("/health", 200);
+    // Its queue and binding were declared again: events flow to a new client.
+    let rt = runtime();
+    let mut socket = rt.block_on(connect(&relay, ""));
+    let body = r#"{"event_type": "after.restart"}"#;
+    let url = broker.amqp_url();
+    rt.block_on(async {
+        let conn = lapin::Connection::connect(&url, Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_publish(
+            "bus".into(),
+            "after.restart".into(),
+            Default::default(),
+            body.as_bytes(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let frame = next_json(&mut socket)
+            .await
+            .expect("an event after the restart");
+        assert_eq!(frame["routing_key"], "after.restart");
+    });
+}
