@@ -83,7 +83,7 @@ struct RelayCli {
     #[arg(long, default_value = "127.0.0.1:8683")]
     listen: std::net::SocketAddr,
     /// Exchange to read from. Default: the registry's exchange, else bloodbank.events.v1.
-    #[arg(long)]
+    #[arg(long, env = "GOD_EXCHANGE")]
     exchange: Option<String>,
     /// Binding key of the relay's own queue.
     #[arg(long, default_value = "#")]
@@ -102,7 +102,7 @@ struct GatewayCli {
     #[arg(long, default_value = "127.0.0.1:8682")]
     listen: std::net::SocketAddr,
     /// Exchange to publish to. Default: the registry's exchange, else bloodbank.events.v1.
-    #[arg(long)]
+    #[arg(long, env = "GOD_EXCHANGE")]
     exchange: Option<String>,
     /// Largest accepted request body, in bytes (larger: 413).
     #[arg(long, default_value_t = crate::gateway::DEFAULT_BODY_LIMIT)]

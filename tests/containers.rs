@@ -256,3 +256,97 @@ fn a_build_context_is_built_locally_and_a_change_to_it_recreates() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&body.stdout), "second\n");
 }
+
+#[test]
+fn god_runs_its_own_gateway_and_relay_as_containers_and_waits_for_them() {
+    let v = TestVhost::new("builtin");
+    let p = TestProject::new("builtin");
+    let (gateway, relay) = (free_port(), free_port());
+    let (_d, registry) =
+        registry_with("  s:\n    queue_name: q\n    routing_keys: [\"agent.#\"]\n");
+    p.write(&format!(
+        r#"
+[components.gateway]
+builtin = "gateway"
+command = ["/god", "gateway", "--listen", "127.0.0.1:{gateway}"]
+network_mode = "host"
+env = {{ RABBITMQ_URL = {{ secret = true, from_env = "RABBITMQ_URL" }} }}
+[components.gateway.healthcheck]
+http = "http://127.0.0.1:{gateway}/health/ready"
+interval = "500ms"
+retries = 60
+
+[components.relay]
+builtin = "relay"
+command = ["/god", "relay", "--listen", "127.0.0.1:{relay}"]
+network_mode = "host"
+depends_on = ["gateway"]
+env = {{ RABBITMQ_URL = {{ secret = true, from_env = "RABBITMQ_URL" }} }}
+[components.relay.healthcheck]
+http = "http://127.0.0.1:{relay}/health"
+interval = "500ms"
+retries = 60
+"#
+    ));
+    let apply = |extra: &[&str]| {
+        v.god()
+            .arg("--registry")
+            .arg(&registry)
+            .arg("--components")
+            .arg(p.dir.path().join("components.toml"))
+            .args(["--project", &p.name, "apply", "--auto-approve"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = apply(&[]);
+    assert_exit(&out, 0);
+    let shown = text(&out);
+    assert!(
+        !shown.contains(&v.amqp_url().replace("guest:guest", "")),
+        "{shown}"
+    );
+    let env = p.inspect("gateway").unwrap()["Config"]["Env"].to_string();
+    assert!(
+        env.contains("GOD_EXCHANGE=bus"),
+        "the registry's exchange is passed on: {env}"
+    );
+    assert!(
+        !p.inspect("gateway").unwrap()["Config"]["Labels"]["god.config"]
+            .to_string()
+            .contains("guest:guest"),
+        "secrets stay out of labels"
+    );
+
+    let posted = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            &format!("http://127.0.0.1:{gateway}/events/agent.x"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&posted.stdout), "202");
+    assert!(
+        v.await_message("q").is_some(),
+        "the containerised gateway published into the vhost"
+    );
+    assert_exit(&apply(&["--only", "docker"]), 0);
+    let again = v
+        .god()
+        .arg("--registry")
+        .arg(&registry)
+        .arg("--components")
+        .arg(p.dir.path().join("components.toml"))
+        .args(["--project", &p.name, "plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_exit(&again, 0);
+}

@@ -80,9 +80,10 @@ async fn run(docker: &Docker, change: &Change) -> Result<()> {
 }
 
 async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
-    match &spec.build {
-        Some(build) => ensure_built(docker, &spec.image, build).await?,
-        None => ensure_image(docker, &spec.image).await?,
+    match (&spec.build, &spec.builtin) {
+        (Some(build), _) => ensure_built(docker, &spec.image, build).await?,
+        (None, Some(_)) => ensure_builtin_image(docker, &spec.image).await?,
+        (None, None) => ensure_image(docker, &spec.image).await?,
     }
     let options = CreateContainerOptionsBuilder::new()
         .name(&spec.name)
@@ -166,6 +167,53 @@ async fn ensure_built(docker: &Docker, image: &str, build: &BuildSpec) -> Result
         }
     }
     Ok(())
+}
+
+/// Builds god's own image when missing: a root filesystem holding only this binary and the
+/// shared libraries it links (as `ldd` lists them), `FROM scratch`. No registry is involved.
+async fn ensure_builtin_image(docker: &Docker, image: &str) -> Result<()> {
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    let context = tempfile::tempdir()
+        .map_err(|e| GodError::Other(format!("cannot make a build directory: {e}")))?;
+    builtin_context(context.path())
+        .map_err(|e| GodError::Other(format!("cannot assemble god's image: {e}")))?;
+    let build = BuildSpec {
+        context: context.path().display().to_string(),
+        dockerfile: "Dockerfile".to_string(),
+    };
+    ensure_built(docker, image, &build).await
+}
+
+fn builtin_context(dir: &std::path::Path) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, dir.join("god"))?;
+    // Debug symbols are most of a development build; the image does not need them. Without
+    // `strip` (binutils) the binary goes in as it is.
+    let _ = std::process::Command::new("strip")
+        .arg(dir.join("god"))
+        .status();
+    let ldd = std::process::Command::new("ldd").arg(&exe).output()?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap_or(line)
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap_or_default();
+        if path.starts_with('/') {
+            let target = dir.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+            std::fs::copy(path, &target)?;
+        }
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY . /\nENTRYPOINT []\n",
+    )
 }
 
 fn build_context_tar(context: &str) -> std::io::Result<Vec<u8>> {

@@ -20,7 +20,7 @@ use crate::inputs::registry::DesiredState;
 use crate::inputs::validate::{LoadedRegistry, load_registry};
 use crate::inputs::{SourceFile, locate_registry};
 use crate::model::ObservedState;
-use crate::model::containers::ObservedContainers;
+use crate::model::containers::{EnvSource, ObservedContainers};
 use crate::observe::docker::observe as observe_containers;
 use crate::observe::rabbit::{observe, observe_queue_stats};
 use crate::plan::Plan;
@@ -147,6 +147,21 @@ impl Globals {
             }
             (None, _) => None,
         };
+        // The bundled services use the registry's exchange, also when only docker is planned.
+        let exchange = match &broker {
+            Some((state, _)) => state.topology.exchanges.keys().next().cloned(),
+            None if containers.is_some() => self
+                .load_registry()
+                .ok()
+                .map(|r| r.registry.exchange.name.clone()),
+            None => None,
+        };
+        let containers = containers.map(|mut desired| {
+            if let Some(exchange) = &exchange {
+                give_builtins_the_exchange(&mut desired, exchange);
+            }
+            desired
+        });
         Ok(Targets { broker, containers })
     }
 
@@ -197,6 +212,24 @@ pub async fn plan_containers_live(
     let observed = observe_containers(docker, &desired.project, &names).await?;
     let plan = plan_containers(desired, &observed, options);
     Ok((observed, plan))
+}
+
+/// The bundled services publish to and read from the registry's exchange unless their
+/// component says otherwise (`GOD_EXCHANGE` in its env).
+fn give_builtins_the_exchange(desired: &mut DesiredContainers, exchange: &str) {
+    for spec in desired
+        .containers
+        .iter_mut()
+        .filter(|c| c.builtin.is_some())
+    {
+        if !spec.env.contains_key("GOD_EXCHANGE") {
+            spec.env.insert(
+                "GOD_EXCHANGE".into(),
+                EnvSource::Value(exchange.to_string()),
+            );
+            spec.config_hash = spec.compute_hash(|var| std::env::var(var).ok());
+        }
+    }
 }
 
 /// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.

@@ -186,8 +186,7 @@ pub fn load_components(source: SourceFile) -> Result<LoadedComponents, Vec<Diagn
         doc,
         warnings: problems,
     };
-    let mut errors = loaded.dependency_problems();
-    errors.extend(loaded.unsupported_warnings());
+    let errors = loaded.dependency_problems();
     let (errs, warns): (Vec<_>, Vec<_>) = errors.into_iter().partition(Diagnostic::is_error);
     loaded.warnings.extend(warns);
     if !errs.is_empty() {
@@ -210,10 +209,9 @@ impl LoadedComponents {
 
     /// The components that are containers and enabled.
     pub fn containers(&self) -> impl Iterator<Item = (&String, &Component)> {
-        self.file
-            .components
-            .iter()
-            .filter(|(_, c)| c.enabled && (c.image.is_some() || c.build.is_some()))
+        self.file.components.iter().filter(|(_, c)| {
+            c.enabled && (c.image.is_some() || c.build.is_some() || c.builtin.is_some())
+        })
     }
 
     fn dependency_problems(&self) -> Vec<Diagnostic> {
@@ -240,21 +238,6 @@ impl LoadedComponents {
             ));
         }
         out
-    }
-
-    fn unsupported_warnings(&self) -> Vec<Diagnostic> {
-        self.file
-            .components
-            .iter()
-            .filter(|(_, c)| c.enabled && c.builtin.is_some())
-            .map(|(name, _)| {
-                self.warning_at(
-                    &format!("/components/{}", escape_pointer(name)),
-                    format!("component \"{name}\": builtin components are not run by this version of god; skipped"),
-                    "the bundled gateway and relay come with a later version; meanwhile give the component an image",
-                )
-            })
-            .collect()
     }
 
     /// Container component names, each after the ones it depends on (ties by name).
@@ -396,13 +379,18 @@ impl LoadedComponents {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let image = match (&c.image, &build) {
-            (Some(image), _) => image.clone(),
-            (None, Some(b)) => format!(
+        let image = match (&c.image, &build, &c.builtin) {
+            (Some(image), _, _) => image.clone(),
+            (None, Some(b), _) => format!(
                 "god-build/{project}-{name}:{}",
                 context_digest(Path::new(&b.context)).unwrap_or_default()
             ),
-            (None, None) => String::new(),
+            (None, None, Some(_)) => builtin_image(),
+            (None, None, None) => String::new(),
+        };
+        let command = match (&c.builtin, c.command.is_empty()) {
+            (Some(service), true) => builtin_command(service),
+            _ => c.command.clone(),
         };
         let mut spec = ContainerSpec {
             name: format!("{project}-{name}"),
@@ -410,7 +398,8 @@ impl LoadedComponents {
             project: project.to_string(),
             image,
             build,
-            command: c.command.clone(),
+            builtin: c.builtin.clone(),
+            command,
             env,
             network_mode: c
                 .network_mode
@@ -432,6 +421,30 @@ impl LoadedComponents {
         spec.config_hash = spec.compute_hash(lookup);
         Ok(spec)
     }
+}
+
+/// The image of god's own services: this binary, tagged with a digest of its content, so a
+/// new god recreates them.
+pub fn builtin_image() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = std::env::current_exe()
+        .and_then(std::fs::read)
+        .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("god-builtin:{digest}")
+}
+
+/// How a builtin service runs in its image, on its upstream port.
+fn builtin_command(service: &str) -> Vec<String> {
+    let listen = if service == "relay" {
+        "127.0.0.1:8683"
+    } else {
+        "127.0.0.1:8682"
+    };
+    ["/god", service, "--listen", listen]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn build_spec(decl: &BuildDecl, base: &Path) -> Result<BuildSpec, String> {

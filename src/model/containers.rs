@@ -101,6 +101,9 @@ pub struct ContainerSpec {
     /// Where the image is built from, when it is built locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSpec>,
+    /// One of god's own services (`gateway`, `relay`): the image is god's binary alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
     /// Command (empty: the image's).
     pub command: Vec<String>,
     /// Environment.

@@ -100,6 +100,7 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
         project: project.to_string(),
         image: String::new(),
         build: None,
+        builtin: None,
         command: Vec::new(),
         env: Default::default(),
         network_mode: None,
