@@ -75,6 +75,21 @@ enum Command {
     Gateway(GatewayCli),
     /// Run the WebSocket relay: every event on the exchange to every matching client.
     Relay(RelayCli),
+    /// Print the events a relay sends (for a quick look, or a check in scripts).
+    Tail {
+        /// The relay's WebSocket URL.
+        #[arg(long, default_value = "ws://127.0.0.1:8683/")]
+        relay: String,
+        /// Topic patterns, comma-separated (agent.#,task.*).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Stop after this many events.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +240,17 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 prefetch: r.prefetch,
                 client_buffer: r.client_buffer,
             },
+        ),
+        Command::Tail {
+            relay,
+            filter,
+            count,
+            timeout,
+        } => commands::tail::run(
+            &relay,
+            filter.as_deref(),
+            count,
+            Duration::from_secs(timeout),
         ),
         Command::Apply(a) => commands::apply::run(
             &globals,

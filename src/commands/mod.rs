@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod plan;
 pub mod relay;
 pub mod render;
+pub mod tail;
 pub mod validate;
 
 use std::collections::BTreeSet;
