@@ -25,13 +25,13 @@ pub fn run(
         let mut seen = 0;
         let read = async {
             while let Some(Ok(message)) = socket.next().await {
-                if let Message::Text(text) = message {
-                    if text.contains("\"type\":\"event\"") {
-                        println!("{text}");
-                        seen += 1;
-                        if seen == count {
-                            return;
-                        }
+                if let Message::Text(text) = message
+                    && text.contains("\"type\":\"event\"")
+                {
+                    println!("{text}");
+                    seen += 1;
+                    if seen == count {
+                        return;
                     }
                 }
             }
