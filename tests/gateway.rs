@@ -115,20 +115,7 @@ fn a_token_is_required_when_configured() {
 fn with_the_broker_down_the_gateway_answers_503_and_recovers_when_it_returns() {
     let mut broker = DedicatedBroker::start();
     let (_d, registry) = registry_with(BOUND);
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .args([
-            "apply",
-            "--auto-approve",
-            "--amqp-url",
-            &broker.amqp_url(),
-            "--management-url",
-            &broker.management_url(),
-        ])
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
+    broker.apply(&registry);
     let g = GatewayProcess::start(&broker.amqp_url(), "bus", &[]);
     g.await_status("/health/ready", 200);
     assert_eq!(

@@ -168,20 +168,7 @@ fn the_relay_is_degraded_while_the_broker_is_down_and_reconnects_by_itself() {
     let (_d, registry) = registry_with(
         "  s:\n    queue_name: q\n    routing_keys: [\"#\"]\n    dead_letter: false\n",
     );
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .args([
-            "apply",
-            "--auto-approve",
-            "--amqp-url",
-            &broker.amqp_url(),
-            "--management-url",
-            &broker.management_url(),
-        ])
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
+    broker.apply(&registry);
     let relay = ServiceProcess::relay(&broker.amqp_url(), "bus", &[]);
     relay.await_status("/health", 200);
 

@@ -670,6 +670,24 @@ impl DedicatedBroker {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
     }
 
+    /// Applies a registry to the node's default vhost; asserts that it succeeded.
+    pub fn apply(&self, registry: &Path) {
+        let out = god()
+            .arg("--registry")
+            .arg(registry)
+            .args([
+                "apply",
+                "--auto-approve",
+                "--amqp-url",
+                &self.amqp_url(),
+                "--management-url",
+                &self.management_url(),
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+
     /// Stops the node at once, as a crash or an out-of-memory kill would: its Erlang VM is
     /// killed, every connection drops, and new ones are refused.
     pub fn stop(&mut self) {
