@@ -98,24 +98,23 @@ fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Load {
     }
 }
 
-async fn gateway_load(http: &reqwest::Client, port: u16, clients: usize, seconds: u64) -> Load {
-    let url = format!("http://127.0.0.1:{port}/events/bench.load");
+/// `clients` tasks, each sending one request after the other for `seconds`; the latency of
+/// every request is kept.
+async fn closed_loop<F, Fut>(clients: usize, seconds: u64, request: F) -> Load
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (http, url) = (http.clone(), url.clone());
+            let request = request.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let response = http
-                        .post(&url)
-                        .body(r#"{"n": 1, "text": "benchmark"}"#)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status().as_u16(), 202);
+                    request().await;
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -129,6 +128,24 @@ async fn gateway_load(http: &reqwest::Client, port: u16, clients: usize, seconds
     summarise(all, started.elapsed())
 }
 
+async fn gateway_load(http: &reqwest::Client, port: u16, clients: usize, seconds: u64) -> Load {
+    let url = Arc::new(format!("http://127.0.0.1:{port}/events/bench.load"));
+    let http = http.clone();
+    closed_loop(clients, seconds, move || {
+        let (http, url) = (http.clone(), Arc::clone(&url));
+        async move {
+            let response = http
+                .post(url.as_str())
+                .body(r#"{"n": 1, "text": "benchmark"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+        }
+    })
+    .await
+}
+
 async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
     let connection = Connection::connect(amqp, ConnectionProperties::default())
         .await
@@ -139,40 +156,16 @@ async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
         .await
         .unwrap();
     let channel = Arc::new(channel);
-    let body = br#"{"event_id":"00000000-0000-4000-8000-000000000000","event_type":"bench.load","payload":{"n":1,"text":"benchmark"}}"#;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let channel = Arc::clone(&channel);
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let options = BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                };
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let properties = BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into());
-                    channel
-                        .basic_publish("bus".into(), "bench.load".into(), options, body, properties)
-                        .await
-                        .unwrap()
-                        .await
-                        .unwrap();
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let load = summarise(all, started.elapsed());
+    let load = closed_loop(clients, seconds, move || {
+        let channel = Arc::clone(&channel);
+        async move {
+            let body = br#"{"event_id":"00000000-0000-4000-8000-000000000000","event_type":"bench.load","payload":{"n":1,"text":"benchmark"}}"#;
+            let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+            let properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+            channel.basic_publish("bus".into(), "bench.load".into(), options, body, properties).await.unwrap().await.unwrap();
+        }
+    })
+    .await;
     let _ = connection.close(200, "done".into()).await;
     load
 }

@@ -257,7 +257,7 @@ impl Planner<'_> {
                     ),
                     None => "no longer in registry.yaml".to_string(),
                 };
-                self.delete(Resource::Binding(b.clone()), cause, None);
+                self.delete(Resource::Binding(b.clone()), cause);
             }
         }
     }
@@ -297,7 +297,6 @@ impl Planner<'_> {
                 self.delete(
                     Resource::Exchange(found),
                     "no longer in registry.yaml (--prune)",
-                    None,
                 );
             } else {
                 self.orphan_note(
@@ -398,7 +397,6 @@ impl Planner<'_> {
             self.delete(
                 Resource::Policy(p),
                 "the queue it dead-letters no longer needs it",
-                None,
             );
         }
     }
@@ -454,10 +452,9 @@ impl Planner<'_> {
         self.push(c);
     }
 
-    fn delete(&mut self, resource: Resource, cause: impl Into<String>, messages: Option<u64>) {
+    fn delete(&mut self, resource: Resource, cause: impl Into<String>) {
         let mut c = Change::new(Action::Delete, &resource, cause);
         c.before = Some(resource);
-        c.messages = messages;
         self.push(c);
     }
 }
