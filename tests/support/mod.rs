@@ -217,6 +217,10 @@ impl TestVhost {
                         .reject(BasicRejectOptions { requeue: false })
                         .await
                         .unwrap();
+                    // A reject has no reply: a synchronous call on the same channel proves the
+                    // broker has processed it before the connection closes (an unprocessed
+                    // reject would be undone by the close, requeueing the message).
+                    ch.basic_qos(1, Default::default()).await.unwrap();
                     true
                 }
                 None => false,
