@@ -6,13 +6,15 @@
 //!   concurrency on the same broker: the ceiling;
 //! - the relay's deliveries/s to 100 WebSocket clients.
 //!
-//! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement.
+//! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement;
+//! GOD_BENCH_CLIENTS (default `1,16,64`) the concurrencies measured.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
@@ -41,44 +43,59 @@ fn main() {
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
         let gateway_port = free_port();
-        let mut gateway = god()
+        let gateway = god()
             .args(["gateway", "--listen", &format!("127.0.0.1:{gateway_port}"), "--exchange", "bus"])
             .env("RABBITMQ_URL", &amqp)
             .spawn()
+            .map(Stopped)
             .unwrap();
         await_ok(&http, &format!("http://127.0.0.1:{gateway_port}/health/ready")).await;
 
         println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
-        println!("| clients | gateway events/s | p50 | p99 | raw lapin events/s | p50 | p99 | gateway / raw |");
-        println!("|---|---|---|---|---|---|---|---|");
-        for clients in [1usize, 16, 64] {
+        println!("| clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | raw lapin events/s | p50 | p99 | gateway / raw |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for clients in concurrencies() {
             purge(&http).await;
-            let g = gateway_load(&http, gateway_port, clients, seconds).await;
+            let before = confirm_totals(&http, gateway_port).await;
+            let g = gateway_load(gateway_port, clients, seconds).await;
+            let after = confirm_totals(&http, gateway_port).await;
+            let confirm_wait = 1000.0 * (after.0 - before.0) / (after.1 - before.1);
             purge(&http).await;
             let r = raw_load(&amqp, clients, seconds).await;
             println!(
-                "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+                "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
                 g.rate, g.p50, g.p99, r.rate, r.p50, r.p99, 100.0 * g.rate / r.rate
             );
         }
         purge(&http).await;
-        let _ = gateway.kill();
-        let _ = gateway.wait();
+        drop(gateway);
 
         let relay_port = free_port();
-        let mut relay = god()
+        let relay = god()
             .args(["relay", "--listen", &format!("127.0.0.1:{relay_port}"), "--exchange", "bus"])
             .env("RABBITMQ_URL", &amqp)
             .spawn()
+            .map(Stopped)
             .unwrap();
         await_ok(&http, &format!("http://127.0.0.1:{relay_port}/health")).await;
         let rate = relay_load(&amqp, relay_port).await;
         println!("\nrelay: {RELAY_EVENTS} events to {RELAY_CLIENTS} clients: {rate:.0} deliveries/s");
-        let _ = relay.kill();
-        let _ = relay.wait();
+        drop(relay);
         purge(&http).await;
         let _ = http.delete(format!("{MANAGEMENT}/vhosts/{VHOST}")).basic_auth("guest", Some("guest")).send().await;
     });
+}
+
+fn concurrencies() -> Vec<usize> {
+    std::env::var("GOD_BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1,16,64".to_string())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("GOD_BENCH_CLIENTS: comma-separated numbers")
+        })
+        .collect()
 }
 
 struct Load {
@@ -98,28 +115,17 @@ fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Load {
     }
 }
 
-/// `clients` tasks, each sending one request after the other for `seconds`; the latency of
-/// every request is kept.
-async fn closed_loop<F, Fut>(clients: usize, seconds: u64, request: F) -> Load
+/// `clients` tasks run side by side until `seconds` have passed; each returns the latency of
+/// every request it made, one after the other.
+async fn closed_loop<F, Fut>(clients: usize, seconds: u64, client: F) -> Load
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    F: Fn(Instant) -> Fut,
+    Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
 {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let request = request.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    request().await;
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
+        .map(|_| tokio::spawn(client(deadline)))
         .collect();
     let mut all = Vec::new();
     for t in tasks {
@@ -128,22 +134,126 @@ where
     summarise(all, started.elapsed())
 }
 
-async fn gateway_load(http: &reqwest::Client, port: u16, clients: usize, seconds: u64) -> Load {
-    let url = Arc::new(format!("http://127.0.0.1:{port}/events/bench.load"));
-    let http = http.clone();
-    closed_loop(clients, seconds, move || {
-        let (http, url) = (http.clone(), Arc::clone(&url));
-        async move {
-            let response = http
-                .post(url.as_str())
-                .body(r#"{"n": 1, "text": "benchmark"}"#)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 202);
+/// A minimal HTTP/1.1 keep-alive client posting one fixed request, like wrk: the load generator
+/// shares the two cores with the gateway and the broker, so it must cost as little as possible.
+struct KeepAlive {
+    stream: tokio::net::TcpStream,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl KeepAlive {
+    async fn connect(port: u16, path: &str, body: &str) -> Self {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Self {
+            stream,
+            request: request.into_bytes(),
+            response: Vec::with_capacity(1024),
         }
+    }
+
+    /// Sends the request and reads the whole response; returns its status.
+    async fn post(&mut self) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(&self.request).await.unwrap();
+        self.response.clear();
+        loop {
+            assert!(
+                self.stream.read_buf(&mut self.response).await.unwrap() > 0,
+                "the gateway closed the connection"
+            );
+            let Some(head_end) = self.response.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = std::str::from_utf8(&self.response[..head_end])
+                .unwrap()
+                .to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while self.response.len() < head_end + 4 + length {
+                assert!(self.stream.read_buf(&mut self.response).await.unwrap() > 0);
+            }
+            return head[9..12].parse().unwrap();
+        }
+    }
+}
+
+async fn gateway_load(port: u16, clients: usize, seconds: u64) -> Load {
+    closed_loop(clients, seconds, |deadline| async move {
+        let mut client = KeepAlive::connect(
+            port,
+            "/events/bench.load",
+            r#"{"n": 1, "text": "benchmark"}"#,
+        )
+        .await;
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            assert_eq!(client.post().await, 202);
+            latencies.push(t.elapsed());
+        }
+        latencies
     })
     .await
+}
+
+/// The gateway's confirm-latency sum (seconds) and count, from its /metrics.
+async fn confirm_totals(http: &reqwest::Client, port: u16) -> (f64, f64) {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .unwrap()
+    };
+    (
+        value("god_gateway_confirm_seconds_sum "),
+        value("god_gateway_confirm_seconds_count "),
+    )
+}
+
+/// The message the gateway publishes for the benchmark's request: the same envelope (fresh id
+/// and timestamp) and the same properties, so the raw reference asks the broker for the same work.
+fn same_event_as_the_gateway_publishes() -> (Vec<u8>, BasicProperties) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let envelope = serde_json::json!({
+        "event_type": "bench.load",
+        "source": {"host": "bench", "type": "webhook", "app": "god-gateway"},
+        "agent_context": null,
+        "payload": {"n": 1, "text": "benchmark"},
+        "event_id": id,
+        "timestamp": "2026-11-23T13:00:00.000000000Z",
+        "version": "1.0.0",
+        "correlation_ids": [],
+    });
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "event_type".into(),
+        AMQPValue::LongString("bench.load".into()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_message_id(id.as_str().into())
+        .with_headers(headers);
+    (serde_json::to_vec(&envelope).unwrap(), properties)
 }
 
 async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
@@ -156,13 +266,32 @@ async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
         .await
         .unwrap();
     let channel = Arc::new(channel);
-    let load = closed_loop(clients, seconds, move || {
+    let load = closed_loop(clients, seconds, |deadline| {
         let channel = Arc::clone(&channel);
         async move {
-            let body = br#"{"event_id":"00000000-0000-4000-8000-000000000000","event_type":"bench.load","payload":{"n":1,"text":"benchmark"}}"#;
-            let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-            let properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
-            channel.basic_publish("bus".into(), "bench.load".into(), options, body, properties).await.unwrap().await.unwrap();
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (body, properties) = same_event_as_the_gateway_publishes();
+                channel
+                    .basic_publish(
+                        "bus".into(),
+                        "bench.load".into(),
+                        options,
+                        &body,
+                        properties,
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                latencies.push(t.elapsed());
+            }
+            latencies
         }
     })
     .await;
@@ -228,6 +357,16 @@ async fn relay_load(amqp: &str, port: u16) -> f64 {
     let elapsed = started.elapsed();
     let _ = connection.close(200, "done".into()).await;
     delivered as f64 / elapsed.as_secs_f64()
+}
+
+/// A child process killed when dropped, so a failing benchmark leaves no service behind.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn god() -> std::process::Command {

@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
@@ -59,7 +60,10 @@ pub async fn serve(
     body_limit: usize,
 ) -> std::io::Result<()> {
     gateway.publisher.keep_connected();
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?.tap_io(|tcp| {
+        // Small responses go out at once instead of waiting for the client's ACK.
+        let _ = tcp.set_nodelay(true);
+    });
     eprintln!(
         "god gateway listening on http://{listen} (exchange {})",
         gateway.publisher.exchange()
