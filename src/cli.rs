@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{self, Exit, Globals, Only};
+use crate::doctor::Thresholds;
 
 /// god: declarative reconciler for the 33GOD event bus.
 ///
@@ -75,6 +76,11 @@ enum Command {
     Gateway(GatewayCli),
     /// Run the WebSocket relay: every event on the exchange to every matching client.
     Relay(RelayCli),
+    /// Audit the event bus: broker, topology, flow, services and configuration, with fixes.
+    ///
+    /// Exit codes: 0 when no check fails (warnings alone pass), 1 when one fails (or warns,
+    /// with --strict).
+    Doctor(DoctorCli),
     /// Print the events a relay sends (for a quick look, or a check in scripts).
     Tail {
         /// The relay's WebSocket URL.
@@ -90,6 +96,34 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+}
+
+#[derive(Debug, Args)]
+struct DoctorCli {
+    /// Print the report as JSON (schemas/doctor.schema.json).
+    #[arg(long)]
+    json: bool,
+    /// Warnings fail the run too (exit 1).
+    #[arg(long)]
+    strict: bool,
+    /// Seconds each network operation may take before its check fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    timeout: f64,
+    /// Messages a service queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().max_depth)]
+    max_depth: u64,
+    /// Messages a dead-letter queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().max_dlq_depth)]
+    max_dlq_depth: u64,
+    /// Growth of a queue, in messages per second, before it is reported.
+    #[arg(long, value_name = "RATE", default_value_t = Thresholds::default().max_growth)]
+    max_growth: f64,
+    /// The gateway's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
+    gateway_url: Option<String>,
+    /// The relay's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
+    relay_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +273,21 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 binding_key: r.binding_key,
                 prefetch: r.prefetch,
                 client_buffer: r.client_buffer,
+            },
+        ),
+        Command::Doctor(d) => commands::doctor::run(
+            &globals,
+            &commands::doctor::DoctorArgs {
+                json: d.json,
+                strict: d.strict,
+                timeout: Duration::from_secs_f64(d.timeout.max(0.1)),
+                thresholds: Thresholds {
+                    max_depth: d.max_depth,
+                    max_dlq_depth: d.max_dlq_depth,
+                    max_growth: d.max_growth,
+                },
+                gateway_url: d.gateway_url,
+                relay_url: d.relay_url,
             },
         ),
         Command::Tail {

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod endpoints;
 pub mod engine;
 pub mod error;

@@ -2,6 +2,7 @@
 //! the process should exit.
 
 pub mod apply;
+pub mod doctor;
 pub mod gateway;
 pub mod plan;
 pub mod relay;

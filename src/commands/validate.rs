@@ -49,7 +49,8 @@ pub fn run(globals: &Globals) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn registry_summary(loaded: &LoadedRegistry) -> String {
+/// One line saying what a valid registry holds.
+pub(crate) fn registry_summary(loaded: &LoadedRegistry) -> String {
     let registry = &loaded.registry;
     let count = |s: Status| registry.services.values().filter(|x| x.status == s).count();
     let desired = registry.desired_state();
@@ -65,7 +66,8 @@ fn registry_summary(loaded: &LoadedRegistry) -> String {
     )
 }
 
-fn compose_beside(components: &Path) -> Option<PathBuf> {
+/// The compose file beside components.toml, if there is one.
+pub(crate) fn compose_beside(components: &Path) -> Option<PathBuf> {
     let dir = components
         .parent()
         .map(Path::to_path_buf)

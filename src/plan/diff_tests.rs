@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::inputs::SourceFile;
 use crate::inputs::validate::load_registry;
-use crate::model::{DestinationType, Origin, QueueStats, Topology};
+use crate::model::{DestinationType, Origin, QueueStats};
 use crate::plan::Action;
 
 fn desired(services: &str) -> DesiredState {
@@ -29,31 +29,6 @@ const PRUNE: PlanOptions = PlanOptions {
 };
 
 const ONE: &str = "  svc:\n    queue_name: q\n    routing_keys: [a.b, \"c.#\"]\n";
-
-/// The state a broker is in after god applied `desired`: everything present and recorded.
-fn converged(desired: &DesiredState) -> ObservedState {
-    let mut topology: Topology = desired.topology.clone();
-    topology
-        .exchanges
-        .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
-    ObservedState {
-        vhost: "/".into(),
-        managed_queues: desired
-            .topology
-            .queues
-            .keys()
-            .map(|q| (q.clone(), Origin::Created))
-            .collect(),
-        managed_exchanges: desired
-            .topology
-            .exchanges
-            .keys()
-            .map(|e| (e.clone(), Origin::Created))
-            .collect(),
-        topology,
-        ..ObservedState::default()
-    }
-}
 
 fn ids(plan: &Plan, action: Action) -> Vec<String> {
     plan.changes

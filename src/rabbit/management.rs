@@ -238,6 +238,16 @@ impl ManagementApi {
             .map(str::to_string)
     }
 
+    /// Any management API resource as JSON, for reads the typed calls do not cover (`overview`,
+    /// `nodes`, `consumers/<vhost>`, ...). `path` is relative to `/api/`.
+    pub async fn get_json(&self, path: &str, operation: &str) -> Result<Value> {
+        let response = self.send(self.http.get(self.url(path)), operation).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| self.unexpected(operation, e))
+    }
+
     /// Imports a partial definitions document into the vhost (one request).
     pub async fn import(&self, document: Value) -> Result<()> {
         self.client

@@ -26,6 +26,9 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
+/// The consumer tag of a relay's queue: how `god doctor` finds relays on the broker.
+pub const CONSUMER_TAG: &str = "god-relay";
+
 /// Settings of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -112,7 +115,7 @@ impl Relay {
         let mut deliveries = channel
             .basic_consume(
                 queue.name().clone(),
-                "god-relay".into(),
+                CONSUMER_TAG.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )

@@ -1,0 +1,421 @@
+//! Flow checks: are events moving? Consumers on the service queues, backlog and dead letters
+//! against thresholds, produced event types that no queue binds, and the relay's binding.
+
+use std::collections::BTreeMap;
+
+use super::{Area, Check, Status, Thresholds, first_few};
+use crate::inputs::registry::{DesiredState, QueueRole, Registry, Status as ServiceStatus};
+use crate::model::BindingSpec;
+use crate::relay::topic;
+
+/// Depth, consumers and growth of one queue, from the management API.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueFacts {
+    /// Messages held (ready and unacknowledged).
+    pub messages: u64,
+    /// Consumers attached.
+    pub consumers: u64,
+    /// Change of the depth, in messages per second (negative when draining).
+    pub growth: f64,
+}
+
+/// A relay's queue and the keys it is bound with on the bus exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayQueue {
+    /// The queue (server-named, exclusive).
+    pub queue: String,
+    /// The connection that consumes from it, as the broker names it.
+    pub connection: String,
+    /// Its binding keys on the bus exchange.
+    pub keys: Vec<String>,
+}
+
+/// What the flow checks look at.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFacts {
+    /// Every queue of the vhost, by name.
+    pub queues: BTreeMap<String, QueueFacts>,
+    /// The bindings of the vhost's durable queues (from the definitions export): transient
+    /// listeners such as relays do not make an event type reach a service.
+    pub bindings: Vec<BindingSpec>,
+    /// The relays connected to the broker.
+    pub relays: Vec<RelayQueue>,
+}
+
+/// The key a relay must be bound with to see every event.
+pub const RELAY_KEY: &str = "#";
+
+/// The flow checks. `relay_expected`: components.toml runs a relay, so its absence is a failure.
+pub fn checks(
+    registry: &Registry,
+    desired: &DesiredState,
+    facts: &FlowFacts,
+    thresholds: &Thresholds,
+    relay_expected: bool,
+) -> Vec<Check> {
+    vec![
+        consumers_check(desired, facts),
+        depth_check(desired, facts, thresholds, Role::Main),
+        depth_check(desired, facts, thresholds, Role::DeadLetter),
+        unroutable_check(registry, facts),
+        relay_check(&registry.exchange.name, facts, relay_expected),
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Main,
+    DeadLetter,
+}
+
+/// The desired queues of one role that exist, with their service and facts.
+fn queues_of<'a>(
+    desired: &'a DesiredState,
+    facts: &'a FlowFacts,
+    role: Role,
+) -> impl Iterator<Item = (&'a str, &'a str, QueueFacts)> {
+    desired.owners.iter().filter_map(move |(queue, owner)| {
+        let is_main = matches!(owner.role, QueueRole::Main { .. });
+        if is_main != (role == Role::Main) {
+            return None;
+        }
+        let f = facts.queues.get(queue)?;
+        Some((queue.as_str(), owner.service.as_str(), *f))
+    })
+}
+
+fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
+    let id = "flow.consumers";
+    let idle: Vec<(&str, &str, QueueFacts)> = queues_of(desired, facts, Role::Main)
+        .filter(|(_, _, f)| f.consumers == 0)
+        .collect();
+    if idle.is_empty() {
+        let n = queues_of(desired, facts, Role::Main).count();
+        return Check::ok(
+            id,
+            Area::Flow,
+            format!("all {n} service queues have a consumer"),
+        );
+    }
+    let mut services: Vec<&str> = idle.iter().map(|(_, s, _)| *s).collect();
+    services.dedup();
+    let lines: Vec<String> = idle
+        .iter()
+        .map(|(q, s, f)| {
+            format!(
+                "{q} (service {s}): no consumer, {} message(s) waiting",
+                f.messages
+            )
+        })
+        .collect();
+    Check::new(
+        id,
+        Area::Flow,
+        Status::Warn,
+        format!("{} active queue(s) have no consumer: their events pile up", idle.len()),
+    )
+    .with_details(first_few(&lines, 10))
+    .with_fix(format!(
+        "start the consumer of {}; a service that is gone for good gets `status: deprecated` in registry.yaml",
+        services.join(", ")
+    ))
+}
+
+fn depth_check(
+    desired: &DesiredState,
+    facts: &FlowFacts,
+    limits: &Thresholds,
+    role: Role,
+) -> Check {
+    let (id, what, max_depth) = match role {
+        Role::Main => ("flow.backlog", "service queue", limits.max_depth),
+        Role::DeadLetter => (
+            "flow.dead_letters",
+            "dead-letter queue",
+            limits.max_dlq_depth,
+        ),
+    };
+    let over: Vec<String> = queues_of(desired, facts, role)
+        .filter(|(_, _, f)| f.messages > max_depth || f.growth > limits.max_growth)
+        .map(|(q, s, f)| {
+            format!(
+                "{q} (service {s}): {} message(s) (limit {max_depth}), growing {:+.1}/s (limit {:.1}/s)",
+                f.messages, f.growth, limits.max_growth
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        let depth = if max_depth == 0 {
+            "empty".to_string()
+        } else {
+            format!("within {max_depth} message(s)")
+        };
+        return Check::ok(
+            id,
+            Area::Flow,
+            format!(
+                "every {what} is {depth}, growing at most {:.1}/s",
+                limits.max_growth
+            ),
+        );
+    }
+    let fix = match role {
+        Role::Main => {
+            "the consumer is slower than its producers or stuck: check its logs and scale it; limits: --max-depth, --max-growth"
+        }
+        Role::DeadLetter => {
+            "these are messages consumers rejected: read them (`rabbitmqadmin get queue=<dlq>`), fix the cause, then re-publish or purge them; limit: --max-dlq-depth"
+        }
+    };
+    Check::new(
+        id,
+        Area::Flow,
+        Status::Warn,
+        format!("{} {what}(s) over the limits", over.len()),
+    )
+    .with_details(first_few(&over, 10))
+    .with_fix(fix)
+}
+
+fn unroutable_check(registry: &Registry, facts: &FlowFacts) -> Check {
+    let id = "flow.unroutable";
+    let exchange = &registry.exchange.name;
+    let produced: Vec<(&str, &str)> = registry
+        .services
+        .iter()
+        .filter(|(_, s)| s.status == ServiceStatus::Active)
+        .flat_map(|(name, s)| s.produces.iter().map(move |k| (k.as_str(), name.as_str())))
+        .collect();
+    if produced.is_empty() {
+        return Check::skip(
+            id,
+            Area::Flow,
+            "no active service lists `produces` in the registry",
+        );
+    }
+    let routed = |key: &str| {
+        facts
+            .bindings
+            .iter()
+            .any(|b| b.source == *exchange && topic::matches(&b.routing_key, key))
+    };
+    let unrouted: Vec<String> = produced
+        .iter()
+        .filter(|(key, _)| !routed(key))
+        .map(|(key, service)| format!("{key} (produced by {service})"))
+        .collect();
+    if unrouted.is_empty() {
+        return Check::ok(
+            id,
+            Area::Flow,
+            format!(
+                "all {} produced event types reach at least one queue",
+                produced.len()
+            ),
+        );
+    }
+    Check::new(
+        id,
+        Area::Flow,
+        Status::Warn,
+        format!("{} produced event type(s) reach no queue: the gateway refuses them as unroutable", unrouted.len()),
+    )
+    .with_details(first_few(&unrouted, 10))
+    .with_fix("give a consuming service that routing key in registry.yaml and run `god apply`, or drop it from `produces`")
+}
+
+fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check {
+    let id = "flow.relay";
+    if facts.relays.is_empty() {
+        return if relay_expected {
+            Check::new(id, Area::Flow, Status::Fail, "no relay is connected to the broker: dashboards receive no events")
+                .with_fix("run `god apply` (it starts the relay), then `docker logs` of the relay container if it keeps failing")
+        } else {
+            Check::skip(
+                id,
+                Area::Flow,
+                "no relay is connected and components.toml runs none",
+            )
+        };
+    }
+    let narrow: Vec<String> = facts
+        .relays
+        .iter()
+        .filter(|r| !r.keys.iter().any(|k| k == RELAY_KEY))
+        .map(|r| {
+            let keys = if r.keys.is_empty() {
+                "nothing".to_string()
+            } else {
+                r.keys.join(", ")
+            };
+            format!(
+                "queue {} ({}) is bound to {exchange} with {keys}",
+                r.queue, r.connection
+            )
+        })
+        .collect();
+    if narrow.is_empty() {
+        return Check::ok(
+            id,
+            Area::Flow,
+            format!(
+                "{} relay queue(s) bound with `{RELAY_KEY}`: dashboards see every event",
+                facts.relays.len()
+            ),
+        );
+    }
+    Check::new(
+        id,
+        Area::Flow,
+        Status::Fail,
+        format!("{} relay queue(s) not bound with `{RELAY_KEY}`: dashboards miss events", narrow.len()),
+    )
+    .with_details(narrow)
+    .with_fix("restart the relay (it re-declares its queue bound with `#`), and check it is not started with a narrower --binding-key or RELAY_ROUTING_KEY")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::SourceFile;
+    use crate::inputs::validate::load_registry;
+    use crate::model::DestinationType;
+
+    fn registry() -> Registry {
+        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n";
+        let source = SourceFile {
+            path: "registry.yaml".into(),
+            text: text.into(),
+        };
+        load_registry(source).expect("valid registry").registry
+    }
+
+    fn binding(queue: &str, key: &str) -> BindingSpec {
+        BindingSpec {
+            source: "bus".into(),
+            destination: queue.into(),
+            destination_type: DestinationType::Queue,
+            routing_key: key.into(),
+            arguments: Default::default(),
+        }
+    }
+
+    fn healthy() -> FlowFacts {
+        let busy = QueueFacts {
+            messages: 3,
+            consumers: 1,
+            growth: 0.0,
+        };
+        FlowFacts {
+            queues: [
+                ("qa".to_string(), busy),
+                ("qa_dlq".to_string(), QueueFacts::default()),
+                ("tasks".to_string(), busy),
+            ]
+            .into_iter()
+            .collect(),
+            bindings: vec![binding("qa", "agent.#"), binding("tasks", "task.*")],
+            relays: vec![RelayQueue {
+                queue: "amq.gen-1".into(),
+                connection: "god relay".into(),
+                keys: vec!["#".into()],
+            }],
+        }
+    }
+
+    fn by_id<'a>(checks: &'a [Check], id: &str) -> &'a Check {
+        checks.iter().find(|c| c.id == id).expect(id)
+    }
+
+    #[test]
+    fn a_healthy_flow_passes() {
+        let r = registry();
+        let checks = checks(
+            &r,
+            &r.desired_state(),
+            &healthy(),
+            &Thresholds::default(),
+            true,
+        );
+        assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
+    }
+
+    #[test]
+    fn idle_queues_backlogs_and_dead_letters_are_warnings_with_a_fix() {
+        let r = registry();
+        let mut facts = healthy();
+        facts.queues.insert(
+            "qa".into(),
+            QueueFacts {
+                messages: 5000,
+                consumers: 0,
+                growth: 0.0,
+            },
+        );
+        facts.queues.insert(
+            "qa_dlq".into(),
+            QueueFacts {
+                messages: 2,
+                consumers: 0,
+                growth: 0.0,
+            },
+        );
+        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
+        for id in ["flow.consumers", "flow.backlog", "flow.dead_letters"] {
+            let c = by_id(&checks, id);
+            assert_eq!(c.status, Status::Warn, "{c:?}");
+            assert!(c.fix.is_some());
+        }
+        assert!(
+            by_id(&checks, "flow.consumers")
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("a")
+        );
+        assert!(by_id(&checks, "flow.dead_letters").details[0].starts_with("qa_dlq"));
+    }
+
+    #[test]
+    fn growth_alone_crosses_the_threshold() {
+        let r = registry();
+        let mut facts = healthy();
+        facts.queues.insert(
+            "qa".into(),
+            QueueFacts {
+                messages: 10,
+                consumers: 1,
+                growth: 120.0,
+            },
+        );
+        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
+        assert_eq!(by_id(&checks, "flow.backlog").status, Status::Warn);
+    }
+
+    #[test]
+    fn produced_keys_follow_topic_rules_and_a_narrow_relay_fails() {
+        let r = registry();
+        let mut facts = healthy();
+        facts.bindings = vec![binding("qa", "agent.*"), binding("tasks", "task.#")];
+        facts.relays[0].keys = vec!["agent.#".into()];
+        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
+        let unroutable = by_id(&checks, "flow.unroutable");
+        assert_eq!(unroutable.status, Status::Warn);
+        assert_eq!(unroutable.details, vec!["agent.x.said (produced by a)"]);
+        let relay = by_id(&checks, "flow.relay");
+        assert_eq!(relay.status, Status::Fail);
+        assert!(relay.details[0].contains("agent.#"), "{relay:?}");
+    }
+
+    #[test]
+    fn a_missing_relay_fails_only_when_one_is_expected() {
+        let r = registry();
+        let mut facts = healthy();
+        facts.relays.clear();
+        let d = r.desired_state();
+        let expected = checks(&r, &d, &facts, &Thresholds::default(), true);
+        assert_eq!(by_id(&expected, "flow.relay").status, Status::Fail);
+        let optional = checks(&r, &d, &facts, &Thresholds::default(), false);
+        assert_eq!(by_id(&optional, "flow.relay").status, Status::Skip);
+    }
+}

@@ -1,0 +1,268 @@
+//! Topology checks, read off the plan `god plan` would make (the planner is the one judge of
+//! what differs): the exchange, the service queues, their bindings, their dead-lettering, and
+//! the whole drift.
+
+use super::{Area, Check, Status, first_few};
+use crate::inputs::registry::{DesiredState, QueueRole};
+use crate::plan::{Action, Change, Plan};
+
+const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
+
+/// The topology checks for a broker plan made without `--prune`.
+pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check> {
+    let exchange_id = format!("exchange/{exchange}");
+    let exchange_changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.id == exchange_id)
+        .collect();
+    let queue_changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == "queue" && role_of(desired, c) == Some(Role::Main))
+        .filter(|c| c.action != Action::Adopt)
+        .collect();
+    let binding_changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == "binding")
+        .collect();
+    let dead_letter_changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            c.kind == "policy"
+                || (c.kind == "queue"
+                    && c.action != Action::Adopt
+                    && role_of(desired, c) == Some(Role::DeadLetter))
+        })
+        .collect();
+    let main_queues = desired
+        .owners
+        .values()
+        .filter(|o| matches!(o.role, QueueRole::Main { .. }))
+        .count();
+    let categories = [
+        exchange_check(exchange, &exchange_changes),
+        changes_check(
+            "topology.queues",
+            &queue_changes,
+            format!("all {main_queues} service queues exist as declared"),
+            "service queue(s) missing or declared differently",
+        ),
+        bindings_check(&binding_changes, desired.topology.bindings.len()),
+        changes_check(
+            "topology.dead_letter",
+            &dead_letter_changes,
+            "every service queue is wired to its dead-letter queue".to_string(),
+            "dead-letter queue(s) or wiring missing: rejected messages would be dropped",
+        ),
+    ];
+    let drift = drift_check(plan, &categories);
+    categories.into_iter().chain([drift]).collect()
+}
+
+#[derive(PartialEq, Eq)]
+enum Role {
+    Main,
+    DeadLetter,
+}
+
+fn role_of(desired: &DesiredState, change: &Change) -> Option<Role> {
+    let name = change.id.strip_prefix("queue/")?;
+    desired.owners.get(name).map(|o| match o.role {
+        QueueRole::Main { .. } => Role::Main,
+        QueueRole::DeadLetter { .. } => Role::DeadLetter,
+    })
+}
+
+fn line(change: &Change) -> String {
+    format!(
+        "{} {} ({})",
+        change.action.symbol(),
+        change.id,
+        change.cause
+    )
+}
+
+fn exchange_check(exchange: &str, changes: &[&Change]) -> Check {
+    let id = "topology.exchange";
+    match changes.first() {
+        None => Check::ok(id, Area::Topology, format!("exchange {exchange} exists as the registry declares it")),
+        Some(c) if c.action == Action::Create => Check::new(
+            id,
+            Area::Topology,
+            Status::Fail,
+            format!("exchange {exchange} does not exist: every publish to it fails"),
+        )
+        .with_fix(APPLY_FIX),
+        Some(c) => Check::new(
+            id,
+            Area::Topology,
+            Status::Fail,
+            format!("exchange {exchange} differs from the registry (type or durability)"),
+        )
+        .with_details(c.diff.clone())
+        .with_fix(
+            "make the registry's exchange match the broker's, or `god apply --allow-data-loss` to replace it",
+        ),
+    }
+}
+
+fn changes_check(id: &str, changes: &[&Change], healthy: String, problem: &str) -> Check {
+    if changes.is_empty() {
+        return Check::ok(id, Area::Topology, healthy);
+    }
+    let lines: Vec<String> = changes.iter().map(|c| line(c)).collect();
+    Check::new(
+        id,
+        Area::Topology,
+        Status::Fail,
+        format!("{} {problem}", changes.len()),
+    )
+    .with_details(first_few(&lines, 10))
+    .with_fix(APPLY_FIX)
+}
+
+fn bindings_check(changes: &[&Change], desired: usize) -> Check {
+    let id = "topology.bindings";
+    let (missing, extra): (Vec<&Change>, Vec<&Change>) =
+        changes.iter().partition(|c| c.action == Action::Create);
+    if missing.is_empty() && extra.is_empty() {
+        return Check::ok(
+            id,
+            Area::Topology,
+            format!("all {desired} routing-key bindings are in place"),
+        );
+    }
+    let lines: Vec<String> = missing.iter().chain(&extra).map(|c| line(c)).collect();
+    let (status, summary) = if missing.is_empty() {
+        (
+            Status::Warn,
+            format!(
+                "{} binding(s) the registry no longer lists: their queues still get those events",
+                extra.len()
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "{} routing key(s) not bound: those events never reach their service",
+                missing.len()
+            ),
+        )
+    };
+    Check::new(id, Area::Topology, status, summary)
+        .with_details(first_few(&lines, 10))
+        .with_fix(APPLY_FIX)
+}
+
+fn drift_check(plan: &Plan, categories: &[Check]) -> Check {
+    let id = "topology.drift";
+    if plan.changes.is_empty() {
+        return Check::ok(id, Area::Topology, "`god plan` has no changes");
+    }
+    let status = categories
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .filter(|s| *s > Status::Ok)
+        .unwrap_or(Status::Warn);
+    let lines: Vec<String> = plan.changes.iter().map(line).collect();
+    Check::new(
+        id,
+        Area::Topology,
+        status,
+        format!("`god plan` would make {} change(s)", plan.changes.len()),
+    )
+    .with_details(first_few(&lines, 10))
+    .with_fix(APPLY_FIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::SourceFile;
+    use crate::inputs::validate::load_registry;
+    use crate::model::ObservedState;
+    use crate::plan::diff::{PlanOptions, converged, plan};
+
+    fn desired() -> DesiredState {
+        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [x.y, x.z]\n";
+        let source = SourceFile {
+            path: "registry.yaml".into(),
+            text: text.into(),
+        };
+        load_registry(source)
+            .expect("valid registry")
+            .registry
+            .desired_state()
+    }
+
+    fn statuses(checks: &[Check]) -> Vec<(&str, Status)> {
+        checks.iter().map(|c| (c.id.as_str(), c.status)).collect()
+    }
+
+    #[test]
+    fn an_empty_vhost_fails_every_topology_check() {
+        let desired = desired();
+        let p = plan(&desired, &ObservedState::default(), PlanOptions::default());
+        let checks = checks(&desired, &p, "bus");
+        assert_eq!(
+            statuses(&checks),
+            vec![
+                ("topology.exchange", Status::Fail),
+                ("topology.queues", Status::Fail),
+                ("topology.bindings", Status::Fail),
+                ("topology.dead_letter", Status::Fail),
+                ("topology.drift", Status::Fail),
+            ]
+        );
+        assert!(
+            checks[1].details[0].contains("queue/qa"),
+            "{:?}",
+            checks[1].details
+        );
+        assert!(checks.iter().all(|c| c.fix.is_some()));
+    }
+
+    #[test]
+    fn a_converged_vhost_passes_and_a_missing_key_is_named() {
+        let desired = desired();
+        let mut observed = converged(&desired);
+        let p = plan(&desired, &observed, PlanOptions::default());
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert!(
+            checks(&desired, &p, "bus")
+                .iter()
+                .all(|c| c.status == Status::Ok)
+        );
+
+        let unbound = observed
+            .topology
+            .bindings
+            .iter()
+            .find(|b| b.routing_key == "x.z")
+            .cloned()
+            .unwrap();
+        observed.topology.bindings.remove(&unbound);
+        let p = plan(&desired, &observed, PlanOptions::default());
+        let checks = checks(&desired, &p, "bus");
+        assert_eq!(
+            statuses(&checks),
+            vec![
+                ("topology.exchange", Status::Ok),
+                ("topology.queues", Status::Ok),
+                ("topology.bindings", Status::Fail),
+                ("topology.dead_letter", Status::Ok),
+                ("topology.drift", Status::Fail),
+            ]
+        );
+        assert!(
+            checks[2].details[0].contains("x.z"),
+            "{:?}",
+            checks[2].details
+        );
+    }
+}
