@@ -11,7 +11,7 @@ use crate::relay::topic;
 /// Depth, consumers and growth of one queue, from the management API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueFacts {
-    /// Messages held (ready and unacknowledged).
+    /// Messages ready: exact for the registry's queues (AMQP), from the statistics otherwise.
     pub messages: u64,
     /// Consumers attached.
     pub consumers: u64,

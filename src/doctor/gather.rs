@@ -402,8 +402,8 @@ async fn exact_counts<'a>(
         };
         let entry = queues.entry(name.clone()).or_default();
         entry.consumers = u64::from(q.consumer_count());
-        // Passive declares count ready messages; unacknowledged ones only show in the statistics.
-        entry.messages = entry.messages.max(u64::from(q.message_count()));
+        // Ready messages: the backlog (unacknowledged ones are with a consumer already).
+        entry.messages = u64::from(q.message_count());
     }
     Ok(())
 }

@@ -1,0 +1,441 @@
+//! god doctor against the real broker and engine: a healthy stack is all green, and each way
+//! of breaking it (no consumer, backlog, dead letters, relay bound too narrowly, wrong
+//! password, stopped container, hung endpoint, broker down, drift) is reported with its fix.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use serde_json::{Value, json};
+use support::*;
+
+/// Two services; `a` produces an event type that `b` consumes.
+fn two_services(health: &str) -> String {
+    format!(
+        "  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [task.done]\n{health}  b:\n    queue_name: qb\n    routing_keys: [task.done]\n"
+    )
+}
+
+/// AMQP consumers on some queues, for as long as this value lives.
+struct Consumers {
+    rt: tokio::runtime::Runtime,
+    connection: Connection,
+    // lapin cancels a consumer when its handle is dropped.
+    _consumers: Vec<lapin::Consumer>,
+}
+
+impl Consumers {
+    fn attach(v: &TestVhost, queues: &[&str]) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (connection, consumers) = rt.block_on(async {
+            let c = Connection::connect(&v.amqp_url(), ConnectionProperties::default())
+                .await
+                .unwrap();
+            let channel = c.create_channel().await.unwrap();
+            let mut consumers = Vec::new();
+            for q in queues {
+                let consumer = channel
+                    .basic_consume(
+                        (*q).into(),
+                        format!("test-consumer-{q}").as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .unwrap();
+                consumers.push(consumer);
+            }
+            (c, consumers)
+        });
+        Self {
+            rt,
+            connection,
+            _consumers: consumers,
+        }
+    }
+}
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(self.connection.close(200, "done".into()));
+    }
+}
+
+/// Runs `god doctor --json` with extra arguments; returns the report and the output.
+fn doctor(
+    v: &TestVhost,
+    registry: &std::path::Path,
+    args: &[&str],
+) -> (Value, std::process::Output) {
+    let out = v.run(registry, &[&["doctor", "--json"], args].concat());
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json printed no JSON ({e}):\n{}", text(&out)));
+    assert_doctor_schema(&report);
+    (report, out)
+}
+
+#[track_caller]
+fn assert_doctor_schema(report: &Value) {
+    let schema: Value =
+        serde_json::from_str(include_str!("../schemas/doctor.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "doctor --json does not match its schema: {errors:?}"
+    );
+}
+
+#[track_caller]
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+#[track_caller]
+fn assert_check(report: &Value, id: &str, status: &str) -> String {
+    let c = check(report, id);
+    assert_eq!(c["status"], status, "{id}: {c:#}");
+    if status == "warn" || status == "fail" {
+        assert!(
+            c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+            "{id} has no fix: {c:#}"
+        );
+    }
+    c.to_string()
+}
+
+/// Waits until the broker lists a consumer with `tag` (the consumer list is updated by the
+/// broker's event collector, a moment after the consumer starts).
+fn await_consumer(v: &TestVhost, tag: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let consumers = v.api("GET", &format!("consumers/{}", encode(&v.name)), None);
+        if let Some(c) = consumers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["consumer_tag"] == tag)
+        {
+            return c.clone();
+        }
+        assert!(Instant::now() < deadline, "no consumer {tag} appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_healthy_stack_is_all_green_and_exits_0() {
+    let v = TestVhost::new("doc-ok");
+    let project = TestProject::new("doc-ok");
+    let port = free_port();
+    project.write(&format!(
+        "[components.web]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{port}\", \"-h\", \"/www\"]\nnetwork_mode = \"host\"\n[components.web.healthcheck]\ntest = [\"CMD\", \"/bin/busybox\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1:{port}/\"]\ninterval = \"1s\"\ntimeout = \"2s\"\nretries = 10\n"
+    ));
+    assert_exit(&project.run(&["apply", "--auto-approve"]), 0);
+    let health = format!("    endpoints: {{health: \"http://127.0.0.1:{port}/index.html\"}}\n");
+    let (_dir, registry) = registry_with(&two_services(&health));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let _consumers = Consumers::attach(&v, &["qa", "qb"]);
+    let gateway = ServiceProcess::start(&v.amqp_url(), "bus", &[]);
+    let relay = ServiceProcess::relay(&v.amqp_url(), "bus", &[]);
+    gateway.await_status("/health/ready", 200);
+    relay.await_status("/health", 200);
+    await_consumer(&v, "god-relay");
+
+    let components = project.dir.path().join("components.toml");
+    let args = [
+        "--components",
+        components.to_str().unwrap(),
+        "--project",
+        &project.name,
+        "--gateway-url",
+        &gateway.url,
+        "--relay-url",
+        &relay.url,
+    ];
+    let (report, out) = doctor(&v, &registry, &args);
+    assert_exit(&out, 0);
+    let problems: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "ok" && c["id"] != "config.compose")
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "a healthy stack reported: {problems:#?}"
+    );
+    for id in [
+        "flow.relay",
+        "flow.unroutable",
+        "services.gateway",
+        "services.relay",
+        "services.containers",
+        "services.endpoints",
+    ] {
+        assert_check(&report, id, "ok");
+    }
+    assert_eq!(report["failed"], false);
+
+    let table = v.run(&registry, &[&["doctor"][..], &args].concat());
+    assert_exit(&table, 0);
+    let table = text(&table);
+    assert!(table.contains("\nhealthy: "), "{table}");
+    assert!(!table.contains('\x1b'), "piped output has no colours");
+}
+
+#[test]
+fn idle_queues_backlogs_and_dead_letters_are_warnings_that_fail_only_with_strict() {
+    let v = TestVhost::new("doc-flow");
+    let (_dir, registry) = registry_with(&two_services(""));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let _consumers = Consumers::attach(&v, &["qa"]);
+    for i in 0..5 {
+        v.publish("", "qb", &format!("waiting {i}"));
+    }
+    assert!(v.reject_one("qb"));
+    assert_eq!(v.await_message("qb_dlq").as_deref(), Some("waiting 0"));
+    v.publish("", "qb", "rejected again");
+    assert!(v.reject_one("qb"));
+    // No wait for the management statistics: doctor counts god's queues exactly.
+
+    let (report, out) = doctor(&v, &registry, &["--max-depth", "3"]);
+    assert_exit(&out, 0);
+    let consumers = assert_check(&report, "flow.consumers", "warn");
+    assert!(
+        consumers.contains("qb (service b)") && !consumers.contains("qa "),
+        "{consumers}"
+    );
+    let backlog = assert_check(&report, "flow.backlog", "warn");
+    assert!(
+        backlog.contains("qb (service b): 4 message(s) (limit 3)"),
+        "{backlog}"
+    );
+    let dead = assert_check(&report, "flow.dead_letters", "warn");
+    assert!(dead.contains("qb_dlq"), "{dead}");
+    assert_eq!(report["status"], "warn");
+
+    let (report, out) = doctor(&v, &registry, &["--max-depth", "3", "--strict"]);
+    assert_exit(&out, 1);
+    assert_eq!(report["failed"], true);
+}
+
+#[test]
+fn a_relay_rebound_to_a_narrower_key_fails_with_its_fix() {
+    let v = TestVhost::new("doc-relay");
+    let (_dir, registry) = registry_with(&two_services(""));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let relay = ServiceProcess::relay(&v.amqp_url(), "bus", &[]);
+    relay.await_status("/health", 200);
+    let queue = await_consumer(&v, "god-relay")["queue"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (report, _) = doctor(&v, &registry, &[]);
+    assert_check(&report, "flow.relay", "ok");
+
+    // The upstream trap: a relay started with a narrower key (its queue is exclusive, so only
+    // the relay itself can bind it).
+    drop(relay);
+    let narrow = ServiceProcess::relay(&v.amqp_url(), "bus", &["--binding-key", "agent.#"]);
+    narrow.await_status("/health", 200);
+    let queue = loop {
+        let c = await_consumer(&v, "god-relay");
+        if c["queue"]["name"] != queue.as_str() {
+            break c["queue"]["name"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (report, out) = doctor(&v, &registry, &[]);
+    assert_exit(&out, 1);
+    let relay_check = assert_check(&report, "flow.relay", "fail");
+    assert!(
+        relay_check.contains(&queue) && relay_check.contains("agent.#"),
+        "{relay_check}"
+    );
+    assert!(relay_check.contains("restart the relay"), "{relay_check}");
+}
+
+#[test]
+fn a_wrong_password_names_the_variables_to_update_and_is_never_printed() {
+    let v = TestVhost::new("doc-pass");
+    let (_dir, registry) = registry_with(&two_services(""));
+    let url = format!(
+        "amqp://guest:rotated-s3cret@127.0.0.1:5672/{}",
+        encode(&v.name)
+    );
+    let out = v
+        .god()
+        .env("RABBITMQ_URL", &url)
+        .arg("--registry")
+        .arg(&registry)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        !text(&out).contains("rotated-s3cret"),
+        "the password was printed:\n{}",
+        text(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_doctor_schema(&report);
+    let credentials = assert_check(&report, "broker.credentials", "fail");
+    assert!(
+        credentials.contains("RABBITMQ_URL") && credentials.contains("RABBITMQ_MANAGEMENT_URL"),
+        "{credentials}"
+    );
+    assert_check(&report, "broker.amqp", "fail");
+    assert_check(&report, "topology.all", "skip");
+
+    let table = v
+        .god()
+        .env("RABBITMQ_URL", &url)
+        .arg("--registry")
+        .arg(&registry)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    assert_exit(&table, 1);
+    assert!(!text(&table).contains("rotated-s3cret"));
+    assert!(text(&table).contains("unhealthy: "), "{}", text(&table));
+}
+
+#[test]
+fn a_stopped_container_fails_services_containers() {
+    let v = TestVhost::new("doc-ctr");
+    let project = TestProject::new("doc-ctr");
+    let components = project.write("[components.sleeper]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"sleep\", \"3600\"]\nnetwork_mode = \"host\"\n");
+    assert_exit(&project.run(&["apply", "--auto-approve"]), 0);
+    let (_dir, registry) = registry_with(&two_services(""));
+    let args = [
+        "--components",
+        components.to_str().unwrap(),
+        "--project",
+        &project.name,
+    ];
+    let (report, _) = doctor(&v, &registry, &args);
+    assert_check(&report, "services.containers", "ok");
+
+    let name = format!("{}-sleeper", project.name);
+    assert!(
+        std::process::Command::new("docker")
+            .args(["stop", "-t", "0", &name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let (report, out) = doctor(&v, &registry, &args);
+    assert_exit(&out, 1);
+    let containers = assert_check(&report, "services.containers", "fail");
+    assert!(
+        containers.contains(&format!("{name}: stopped")),
+        "{containers}"
+    );
+    assert!(containers.contains("god apply"), "{containers}");
+}
+
+#[test]
+fn an_endpoint_that_never_answers_fails_within_the_timeout() {
+    let v = TestVhost::new("doc-hang");
+    // Accepts connections (the kernel does, into the backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let health = format!("    endpoints: {{health: \"http://127.0.0.1:{port}/healthz\"}}\n");
+    let (_dir, registry) = registry_with(&two_services(&health));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let started = Instant::now();
+    let (report, out) = doctor(&v, &registry, &["--timeout", "1"]);
+    let elapsed = started.elapsed();
+    assert_exit(&out, 1);
+    let endpoints = assert_check(&report, "services.endpoints", "fail");
+    assert!(
+        endpoints.contains(&format!(
+            "a: http://127.0.0.1:{port}/healthz no answer within 1s"
+        )),
+        "{endpoints}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "a hung endpoint held doctor for {elapsed:?}"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_broker_that_is_down_fails_the_broker_checks_and_skips_what_needs_it() {
+    let v = TestVhost::new("doc-down");
+    let (_dir, registry) = registry_with(&two_services(""));
+    let closed = free_port();
+    let out = v
+        .god()
+        .env(
+            "RABBITMQ_URL",
+            format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
+        )
+        .env(
+            "RABBITMQ_MANAGEMENT_URL",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        .arg("--registry")
+        .arg(&registry)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let management = assert_check(&report, "broker.management", "fail");
+    assert!(management.contains("connection refused"), "{management}");
+    assert_check(&report, "broker.amqp", "fail");
+    assert_check(&report, "topology.all", "skip");
+    assert_check(&report, "flow.all", "skip");
+    assert_check(&report, "config.registry", "ok");
+}
+
+#[test]
+fn drift_and_unroutable_event_types_come_from_the_live_bindings() {
+    let v = TestVhost::new("doc-drift");
+    let (_dir, registry) = registry_with(&two_services(""));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let _consumers = Consumers::attach(&v, &["qa", "qb"]);
+    let (report, out) = doctor(&v, &registry, &[]);
+    assert_exit(&out, 0);
+    assert_check(&report, "topology.drift", "ok");
+    assert_check(&report, "flow.unroutable", "ok");
+
+    let vhost = encode(&v.name);
+    v.api(
+        "DELETE",
+        &format!("bindings/{vhost}/e/bus/q/qb/task.done"),
+        None,
+    );
+    let (report, out) = doctor(&v, &registry, &[]);
+    assert_exit(&out, 1);
+    let bindings = assert_check(&report, "topology.bindings", "fail");
+    assert!(
+        bindings.contains("binding/bus/queue/qb/task.done"),
+        "{bindings}"
+    );
+    assert_check(&report, "topology.drift", "fail");
+    let unroutable = assert_check(&report, "flow.unroutable", "warn");
+    assert!(
+        unroutable.contains("task.done (produced by a)"),
+        "{unroutable}"
+    );
+}
