@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::*;
 
 /// Two services; `a` produces an event type that `b` consumes.
