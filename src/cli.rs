@@ -81,6 +81,15 @@ enum Command {
     /// Exit codes: 0 when no check fails (warnings alone pass), 1 when one fails (or warns,
     /// with --strict).
     Doctor(DoctorCli),
+    /// Draw the topology: producers → exchange → queues → consumers, dead-letter queues attached.
+    Graph {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: commands::graph::Format,
+        /// Add each queue's depth and consumer count from the broker.
+        #[arg(long)]
+        live: bool,
+    },
     /// Print the events a relay sends (for a quick look, or a check in scripts).
     Tail {
         /// The relay's WebSocket URL.
@@ -290,6 +299,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 relay_url: d.relay_url,
             },
         ),
+        Command::Graph { format, live } => commands::graph::run(&globals, format, live),
         Command::Tail {
             relay,
             filter,

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod graph;
 pub mod inputs;
 pub mod model;
 pub mod observe;

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod doctor;
 pub mod gateway;
+pub mod graph;
 pub mod plan;
 pub mod relay;
 pub mod render;

@@ -1,0 +1,54 @@
+//! `god graph`: prints the registry's topology as Mermaid or DOT; with `--live`, queue depths
+//! and consumer counts from the broker.
+
+use std::collections::BTreeMap;
+
+use super::{Exit, Globals, runtime};
+use crate::error::Result;
+use crate::graph;
+use crate::model::QueueStats;
+use crate::rabbit::management::ManagementApi;
+
+/// Output format of `god graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Mermaid flowchart (GitHub and GitLab render it in Markdown).
+    Mermaid,
+    /// Graphviz DOT (`dot -Tsvg`).
+    Dot,
+}
+
+/// Builds the graph (reading the broker when `live`) and prints it.
+pub fn run(globals: &Globals, format: Format, live: bool) -> Result<Exit> {
+    let loaded = globals.load_registry()?;
+    let stats = if live {
+        let endpoints = globals.endpoints(&loaded)?;
+        Some(runtime()?.block_on(queue_stats(&ManagementApi::new(&endpoints)?))?)
+    } else {
+        None
+    };
+    let g = graph::build(&loaded.registry, stats.as_ref());
+    print!(
+        "{}",
+        match format {
+            Format::Mermaid => graph::mermaid(&g),
+            Format::Dot => graph::dot(&g),
+        }
+    );
+    Ok(Exit::Success)
+}
+
+async fn queue_stats(api: &ManagementApi) -> Result<BTreeMap<String, QueueStats>> {
+    api.check_vhost().await?;
+    let queues = api.queue_list().await?;
+    Ok(queues
+        .into_iter()
+        .map(|q| {
+            let stats = QueueStats {
+                messages: q.messages.unwrap_or(0),
+                consumers: q.consumers.unwrap_or(0),
+            };
+            (q.name, stats)
+        })
+        .collect())
+}
