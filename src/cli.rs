@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Exit, Globals, Only};
 use crate::doctor::Thresholds;
@@ -12,11 +12,12 @@ use crate::doctor::Thresholds;
 /// god: declarative reconciler for the 33GOD event bus.
 ///
 /// registry.yaml says which services exist, which queues they read and which routing keys
-/// they bind. god reads the live RabbitMQ broker, shows the difference (`god plan`) and
-/// converges it (`god apply`): exchanges, queues, bindings, dead-letter queues, policies.
+/// they bind; components.toml says which containers run. god reads the live RabbitMQ broker
+/// and Docker engine, shows the difference (`god plan`) and converges them (`god apply`).
+/// `god doctor` audits the whole bus and says what to fix.
 ///
-/// Exit codes: 0 success; 1 error (or nothing applied); 2 `plan --detailed-exitcode` found
-/// changes; 3 `apply` stopped part-way.
+/// Exit codes: 0 success; 1 error (nothing applied, or a doctor check failed); 2 `plan
+/// --detailed-exitcode` found changes; 3 `apply` stopped part-way.
 #[derive(Debug, Parser)]
 #[command(name = "god", version, max_term_width = 100)]
 pub struct Cli {
@@ -90,6 +91,14 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Print a shell completion script, e.g. `god completions bash > ~/.local/share/bash-completion/completions/god`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print god's man page (roff), e.g. `god man > ~/.local/share/man/man1/god.1`.
+    Man,
     /// Print the events a relay sends (for a quick look, or a check in scripts).
     Tail {
         /// The relay's WebSocket URL.
@@ -299,6 +308,14 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
                 relay_url: d.relay_url,
             },
         ),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "god", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| Exit::Success)
+            .map_err(|e| crate::error::GodError::Other(format!("cannot write the man page: {e}"))),
         Command::Graph { format, live } => commands::graph::run(&globals, format, live),
         Command::Tail {
             relay,

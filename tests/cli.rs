@@ -231,3 +231,67 @@ fn compose_disagreements_are_warnings_with_both_places() {
 fn validate_in(dir: &std::path::Path) -> std::process::Output {
     god().current_dir(dir).arg("validate").output().unwrap()
 }
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    for (shell, marker) in [
+        ("bash", "_god()"),
+        ("zsh", "#compdef god"),
+        ("fish", "complete -c god"),
+    ] {
+        let out = god().args(["completions", shell]).output().unwrap();
+        assert_exit(&out, 0);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker}");
+        for command in ["plan", "apply", "doctor", "graph"] {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let out = god().args(["completions", "tcsh"]).output().unwrap();
+    assert_exit(&out, 1);
+    let out = god().arg("man").output().unwrap();
+    assert_exit(&out, 0);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH god 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("doctor") && page.contains("Exit codes"),
+        "{page}"
+    );
+}
+
+#[test]
+fn graph_draws_the_upstream_registry_offline_in_both_formats() {
+    let registry = upstream("registry-2026-05-main.yaml");
+    let mermaid = god()
+        .arg("--registry")
+        .arg(&registry)
+        .arg("graph")
+        .output()
+        .unwrap();
+    assert_exit(&mermaid, 0);
+    let mermaid = String::from_utf8_lossy(&mermaid.stdout);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("x_bloodbank_events_v1 -->|\"theboard.meeting.trigger\"| q_services_theboard_meeting_trigger"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("-.->|\"dead letters\"| dlq_services_tonny_agent_dlq"));
+    let dot = god()
+        .arg("--registry")
+        .arg(&registry)
+        .args(["graph", "--format", "dot"])
+        .output()
+        .unwrap();
+    assert_exit(&dot, 0);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(
+        dot.starts_with("digraph god {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+}

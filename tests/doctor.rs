@@ -439,3 +439,24 @@ fn drift_and_unroutable_event_types_come_from_the_live_bindings() {
         "{unroutable}"
     );
 }
+
+#[test]
+fn graph_live_shows_depths_and_consumers() {
+    let v = TestVhost::new("graph-live");
+    let (_dir, registry) = registry_with(&two_services(""));
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    v.publish("", "qb", "one");
+    v.publish("", "qb", "two");
+    v.await_stats("qb", 2);
+    let out = v.run(&registry, &["graph", "--live"]);
+    assert_exit(&out, 0);
+    let graph = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        graph.contains("q_qb[(\"qb<br/>2 msgs, 0 consumers\")]"),
+        "{graph}"
+    );
+    assert!(
+        graph.contains("q_qa[(\"qa<br/>0 msgs, 0 consumers\")]"),
+        "{graph}"
+    );
+}
