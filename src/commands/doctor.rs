@@ -113,7 +113,7 @@ async fn live_checks(
                     endpoints,
                     registry,
                     thresholds: args.thresholds,
-                    relay_expected: builtin("relay").is_some(),
+                    relay_expected: builtin("relay").is_some() || args.relay_url.is_some(),
                     timeout: limit,
                 };
                 gather::broker(&target).await

@@ -45,7 +45,9 @@ pub struct FlowFacts {
 /// The key a relay must be bound with to see every event.
 pub const RELAY_KEY: &str = "#";
 
-/// The flow checks. `relay_expected`: components.toml runs a relay, so its absence is a failure.
+/// The flow checks. `relay_expected`: a relay should be running (components.toml runs one, or
+/// `--relay-url` names one), so finding none is a failure. Relays are found through the
+/// broker's consumer list, which the management API refreshes every few seconds.
 pub fn checks(
     registry: &Registry,
     desired: &DesiredState,
