@@ -7,15 +7,18 @@
 //! runs (default 5), and, as a reference measured in the same run, `god plan` on the same
 //! stack. Target: doctor under 2 s. Needs `scripts/bootstrap` (broker and engine).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
+use common::{Service, delete_vhost, free_port, fresh_vhost, god};
+
 const VHOST: &str = "god-bench-doctor";
 const PROJECT: &str = "god-bench-doctor";
 const SERVICES: usize = 20;
@@ -34,7 +37,7 @@ fn main() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
-    rt.block_on(fresh_vhost(&http));
+    rt.block_on(fresh_vhost(&http, VHOST));
     remove_containers();
     let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
     let dir = tempfile::tempdir().unwrap();
@@ -58,15 +61,14 @@ fn main() {
     );
 
     let _consumers = rt.block_on(consume_every_queue(&amqp));
-    let gateway = Stopped(spawn_service("gateway", &amqp));
-    let relay = Stopped(spawn_service("relay", &amqp));
-    let urls = [gateway.url().to_string(), relay.url().to_string()];
+    let gateway = Service::spawn("gateway", &amqp, "bus");
+    let relay = Service::spawn("relay", &amqp, "bus");
     let args = [
         "doctor",
         "--gateway-url",
-        urls[0].as_str(),
+        gateway.url.as_str(),
         "--relay-url",
-        urls[1].as_str(),
+        relay.url.as_str(),
     ];
     let report = await_healthy(|| god_in(&args));
 
@@ -92,11 +94,7 @@ fn main() {
     drop(gateway);
     drop(relay);
     remove_containers();
-    let delete = http
-        .delete(format!("{MANAGEMENT}/vhosts/{VHOST}"))
-        .basic_auth("guest", Some("guest"))
-        .send();
-    let _ = rt.block_on(delete);
+    rt.block_on(delete_vhost(&http, VHOST));
 }
 
 /// 20 services, each with a queue, a routing key, a produced event type that the next service
@@ -182,55 +180,6 @@ fn median_seconds(repeats: usize, run: impl Fn()) -> f64 {
     times[times.len() / 2]
 }
 
-/// A bundled service on a free loopback port, and its base URL.
-fn spawn_service(service: &str, amqp: &str) -> (Child, String) {
-    let port = free_port();
-    let child = god()
-        .args([
-            service,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--exchange",
-            "bus",
-        ])
-        .env("RABBITMQ_URL", amqp)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
-/// A child process killed when dropped, so a failing benchmark leaves no service behind.
-struct Stopped((Child, String));
-
-impl Stopped {
-    fn url(&self) -> &str {
-        &self.0.1
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.0.kill();
-        let _ = self.0.0.wait();
-    }
-}
-
-fn god() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_god"));
-    cmd.env_remove("GOD_REGISTRY").env_remove("GOD_COMPONENTS");
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn remove_containers() {
     let out = Command::new("docker")
         .args([
@@ -249,21 +198,4 @@ fn remove_containers() {
             .args(&ids)
             .output();
     }
-}
-
-async fn fresh_vhost(http: &reqwest::Client) {
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth("guest", Some("guest"));
-    let _ = auth(http.delete(format!("{MANAGEMENT}/vhosts/{VHOST}")))
-        .send()
-        .await;
-    auth(http.put(format!("{MANAGEMENT}/vhosts/{VHOST}")))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    auth(http.put(format!("{MANAGEMENT}/permissions/{VHOST}/guest")))
-        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
-        .send()
-        .await
-        .unwrap();
 }

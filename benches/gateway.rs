@@ -9,6 +9,8 @@
 //! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement;
 //! GOD_BENCH_CLIENTS (default `1,16,64`) the concurrencies measured.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
+use common::{MANAGEMENT, Service, delete_vhost, fresh_vhost, god};
+
 const VHOST: &str = "god-bench-gateway";
 const RELAY_CLIENTS: usize = 100;
 const RELAY_EVENTS: usize = 2000;
@@ -34,7 +37,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let http = reqwest::Client::new();
-        fresh_vhost(&http).await;
+        fresh_vhost(&http, VHOST).await;
         let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("registry.yaml");
@@ -42,14 +45,9 @@ fn main() {
         let status = god().arg("--registry").arg(&registry).args(["apply", "--auto-approve"]).env("RABBITMQ_URL", &amqp).output().unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
-        let gateway_port = free_port();
-        let gateway = god()
-            .args(["gateway", "--listen", &format!("127.0.0.1:{gateway_port}"), "--exchange", "bus"])
-            .env("RABBITMQ_URL", &amqp)
-            .spawn()
-            .map(Stopped)
-            .unwrap();
-        await_ok(&http, &format!("http://127.0.0.1:{gateway_port}/health/ready")).await;
+        let gateway = Service::spawn("gateway", &amqp, "bus");
+        let gateway_port = gateway.port;
+        await_ok(&http, &format!("{}/health/ready", gateway.url)).await;
 
         println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
         println!("| clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | raw lapin events/s | p50 | p99 | gateway / raw |");
@@ -70,19 +68,13 @@ fn main() {
         purge(&http).await;
         drop(gateway);
 
-        let relay_port = free_port();
-        let relay = god()
-            .args(["relay", "--listen", &format!("127.0.0.1:{relay_port}"), "--exchange", "bus"])
-            .env("RABBITMQ_URL", &amqp)
-            .spawn()
-            .map(Stopped)
-            .unwrap();
-        await_ok(&http, &format!("http://127.0.0.1:{relay_port}/health")).await;
-        let rate = relay_load(&amqp, relay_port).await;
+        let relay = Service::spawn("relay", &amqp, "bus");
+        await_ok(&http, &format!("{}/health", relay.url)).await;
+        let rate = relay_load(&amqp, relay.port).await;
         println!("\nrelay: {RELAY_EVENTS} events to {RELAY_CLIENTS} clients: {rate:.0} deliveries/s");
         drop(relay);
         purge(&http).await;
-        let _ = http.delete(format!("{MANAGEMENT}/vhosts/{VHOST}")).basic_auth("guest", Some("guest")).send().await;
+        delete_vhost(&http, VHOST).await;
     });
 }
 
@@ -357,51 +349,6 @@ async fn relay_load(amqp: &str, port: u16) -> f64 {
     let elapsed = started.elapsed();
     let _ = connection.close(200, "done".into()).await;
     delivered as f64 / elapsed.as_secs_f64()
-}
-
-/// A child process killed when dropped, so a failing benchmark leaves no service behind.
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn god() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_god"));
-    cmd.env_remove("GOD_REGISTRY")
-        .env_remove("GOD_COMPONENTS")
-        .current_dir(std::env::temp_dir());
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn fresh_vhost(http: &reqwest::Client) {
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth("guest", Some("guest"));
-    let _ = auth(http.delete(format!("{MANAGEMENT}/vhosts/{VHOST}")))
-        .send()
-        .await;
-    auth(http.put(format!("{MANAGEMENT}/vhosts/{VHOST}")))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    auth(http.put(format!("{MANAGEMENT}/permissions/{VHOST}/guest")))
-        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
-        .send()
-        .await
-        .unwrap();
 }
 
 async fn purge(http: &reqwest::Client) {

@@ -216,16 +216,11 @@ pub fn dot(g: &Graph) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::SourceFile;
-    use crate::inputs::validate::load_registry;
+    use crate::inputs::validate::registry_from_text;
 
     fn registry() -> Registry {
         let text = "version: \"1\"\nexchange: {name: bus.v1, type: topic, durable: true}\nservices:\n  producer:\n    produces: [task.done]\n  worker:\n    queue_name: q.work\n    routing_keys: [\"task.*\"]\n  later:\n    status: planned\n    queue_name: q.later\n    routing_keys: [x]\n";
-        let source = SourceFile {
-            path: "registry.yaml".into(),
-            text: text.into(),
-        };
-        load_registry(source).expect("valid").registry
+        registry_from_text(text)
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicConsumeOptions;
@@ -68,32 +70,36 @@ impl Drop for Consumers {
     }
 }
 
-/// Runs `god doctor --json` with extra arguments; returns the report and the output.
-fn doctor(
-    v: &TestVhost,
-    registry: &std::path::Path,
-    args: &[&str],
-) -> (Value, std::process::Output) {
-    let out = v.run(registry, &[&["doctor", "--json"], args].concat());
+/// `god --registry REGISTRY doctor` with the given environment and nothing from ours.
+fn doctor_command(registry: &Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = god();
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("--registry")
+        .arg(registry)
+        .arg("doctor");
+    cmd
+}
+
+/// Runs a doctor command with `--json` and extra arguments; returns the report (checked
+/// against its schema) and the output.
+fn doctor_json(mut command: Command, args: &[&str]) -> (Value, Output) {
+    let out = command.arg("--json").args(args).output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor --json printed no JSON ({e}):\n{}", text(&out)));
-    assert_doctor_schema(&report);
+    assert_matches_schema(
+        &report,
+        include_str!("../schemas/doctor.schema.json"),
+        "doctor --json",
+    );
     (report, out)
 }
 
-#[track_caller]
-fn assert_doctor_schema(report: &Value) {
-    let schema: Value =
-        serde_json::from_str(include_str!("../schemas/doctor.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "doctor --json does not match its schema: {errors:?}"
-    );
+/// `god doctor --json` on a test vhost.
+fn doctor(v: &TestVhost, registry: &Path, args: &[&str]) -> (Value, Output) {
+    doctor_json(
+        doctor_command(registry, &[("RABBITMQ_URL", v.amqp_url())]),
+        args,
+    )
 }
 
 #[track_caller]
@@ -279,22 +285,14 @@ fn a_wrong_password_names_the_variables_to_update_and_is_never_printed() {
         "amqp://guest:rotated-s3cret@127.0.0.1:5672/{}",
         encode(&v.name)
     );
-    let out = v
-        .god()
-        .env("RABBITMQ_URL", &url)
-        .arg("--registry")
-        .arg(&registry)
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
+    let env = [("RABBITMQ_URL", url)];
+    let (report, out) = doctor_json(doctor_command(&registry, &env), &[]);
     assert_exit(&out, 1);
     assert!(
         !text(&out).contains("rotated-s3cret"),
         "the password was printed:\n{}",
         text(&out)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_doctor_schema(&report);
     let credentials = assert_check(&report, "broker.credentials", "fail");
     assert!(
         credentials.contains("RABBITMQ_URL") && credentials.contains("RABBITMQ_MANAGEMENT_URL"),
@@ -303,14 +301,7 @@ fn a_wrong_password_names_the_variables_to_update_and_is_never_printed() {
     assert_check(&report, "broker.amqp", "fail");
     assert_check(&report, "topology.all", "skip");
 
-    let table = v
-        .god()
-        .env("RABBITMQ_URL", &url)
-        .arg("--registry")
-        .arg(&registry)
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let table = doctor_command(&registry, &env).output().unwrap();
     assert_exit(&table, 1);
     assert!(!text(&table).contains("rotated-s3cret"));
     assert!(text(&table).contains("unhealthy: "), "{}", text(&table));
@@ -380,26 +371,20 @@ fn an_endpoint_that_never_answers_fails_within_the_timeout() {
 
 #[test]
 fn a_broker_that_is_down_fails_the_broker_checks_and_skips_what_needs_it() {
-    let v = TestVhost::new("doc-down");
     let (_dir, registry) = registry_with(&two_services(""));
     let closed = free_port();
-    let out = v
-        .god()
-        .env(
+    let env = [
+        (
             "RABBITMQ_URL",
             format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
-        )
-        .env(
+        ),
+        (
             "RABBITMQ_MANAGEMENT_URL",
             format!("http://127.0.0.1:{closed}"),
-        )
-        .arg("--registry")
-        .arg(&registry)
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
+        ),
+    ];
+    let (report, out) = doctor_json(doctor_command(&registry, &env), &[]);
     assert_exit(&out, 1);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let management = assert_check(&report, "broker.management", "fail");
     assert!(management.contains("connection refused"), "{management}");
     assert_check(&report, "broker.amqp", "fail");

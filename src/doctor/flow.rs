@@ -279,17 +279,12 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::SourceFile;
-    use crate::inputs::validate::load_registry;
+    use crate::inputs::validate::registry_from_text;
     use crate::model::DestinationType;
 
     fn registry() -> Registry {
         let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n";
-        let source = SourceFile {
-            path: "registry.yaml".into(),
-            text: text.into(),
-        };
-        load_registry(source).expect("valid registry").registry
+        registry_from_text(text)
     }
 
     fn binding(queue: &str, key: &str) -> BindingSpec {

@@ -183,21 +183,13 @@ fn drift_check(plan: &Plan, categories: &[Check]) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::SourceFile;
-    use crate::inputs::validate::load_registry;
+    use crate::inputs::validate::registry_from_text;
     use crate::model::ObservedState;
     use crate::plan::diff::{PlanOptions, converged, plan};
 
     fn desired() -> DesiredState {
         let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [x.y, x.z]\n";
-        let source = SourceFile {
-            path: "registry.yaml".into(),
-            text: text.into(),
-        };
-        load_registry(source)
-            .expect("valid registry")
-            .registry
-            .desired_state()
+        registry_from_text(text).desired_state()
     }
 
     fn statuses(checks: &[Check]) -> Vec<(&str, Status)> {

@@ -337,6 +337,16 @@ pub fn check_binding_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A registry from YAML text that must be valid: for the unit tests of the modules that take one.
+#[cfg(test)]
+pub(crate) fn registry_from_text(text: &str) -> crate::inputs::registry::Registry {
+    let source = SourceFile {
+        path: "registry.yaml".into(),
+        text: text.into(),
+    };
+    load_registry(source).expect("valid registry").registry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::inputs::SourceFile;
-use crate::inputs::validate::load_registry;
+use crate::inputs::validate::registry_from_text;
 use crate::model::{DestinationType, Origin, QueueStats};
 use crate::plan::Action;
 
@@ -13,13 +12,7 @@ fn desired(services: &str) -> DesiredState {
     let text = format!(
         "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{services}"
     );
-    load_registry(SourceFile {
-        path: "registry.yaml".into(),
-        text,
-    })
-    .expect("valid registry")
-    .registry
-    .desired_state()
+    registry_from_text(&text).desired_state()
 }
 
 /// Prune on, data loss not allowed.

@@ -344,16 +344,25 @@ pub fn upstream(name: &str) -> PathBuf {
 /// Asserts that a `plan --json` document follows schemas/plan.schema.json.
 #[track_caller]
 pub fn assert_plan_schema(plan: &Value) {
-    let schema: Value = serde_json::from_str(include_str!("../../schemas/plan.schema.json"))
-        .expect("the plan schema is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("the plan schema compiles");
+    assert_matches_schema(
+        plan,
+        include_str!("../../schemas/plan.schema.json"),
+        "plan --json",
+    );
+}
+
+/// Asserts that a document follows a JSON schema (given as text); `what` names the document.
+#[track_caller]
+pub fn assert_matches_schema(document: &Value, schema: &str, what: &str) {
+    let schema: Value = serde_json::from_str(schema).expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     let errors: Vec<String> = validator
-        .iter_errors(plan)
+        .iter_errors(document)
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
-        "plan --json does not match schemas/plan.schema.json: {errors:?}"
+        "{what} does not match its schema: {errors:?}"
     );
 }
 
