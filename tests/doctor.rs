@@ -206,11 +206,16 @@ fn a_healthy_stack_is_all_green_and_exits_0() {
 }
 
 #[test]
-fn idle_queues_backlogs_and_dead_letters_are_warnings_that_fail_only_with_strict() {
+fn a_stopped_consumer_a_backlog_and_dead_letters_are_warnings_that_fail_only_with_strict() {
     let v = TestVhost::new("doc-flow");
     let (_dir, registry) = registry_with(&two_services(""));
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
-    let _consumers = Consumers::attach(&v, &["qa"]);
+    let _a = Consumers::attach(&v, &["qa"]);
+    let b = Consumers::attach(&v, &["qb"]);
+    let (report, out) = doctor(&v, &registry, &[]);
+    assert_exit(&out, 0);
+    assert_check(&report, "flow.consumers", "ok");
+    drop(b);
     for i in 0..5 {
         v.publish("", "qb", &format!("waiting {i}"));
     }
@@ -444,4 +449,20 @@ fn graph_live_shows_depths_and_consumers() {
         graph.contains("q_qa[(\"qa<br/>0 msgs, 0 consumers\")]"),
         "{graph}"
     );
+}
+
+#[test]
+fn resource_alarms_are_failures_with_their_fix() {
+    // A node whose memory limit is exceeded as soon as it starts: the memory alarm is raised.
+    let broker = DedicatedBroker::start_with("vm_memory_high_watermark.absolute = 1MB\n");
+    let (_dir, registry) = registry_with(&two_services(""));
+    let env = [
+        ("RABBITMQ_URL", broker.amqp_url()),
+        ("RABBITMQ_MANAGEMENT_URL", broker.management_url()),
+    ];
+    let (report, out) = doctor_json(doctor_command(&registry, &env), &[]);
+    assert_exit(&out, 1);
+    let alarms = assert_check(&report, "broker.alarms", "fail");
+    assert!(alarms.contains("memory alarm"), "{alarms}");
+    assert!(alarms.contains("publishers are blocked"), "{alarms}");
 }

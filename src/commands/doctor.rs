@@ -142,8 +142,20 @@ async fn live_checks(
         "/health/ready",
     );
     let relay_url = service_url(args.relay_url.as_deref(), builtin("relay"), "/health");
-    let gateway = bundled_service("services.gateway", "the gateway", gateway_url, limit);
-    let relay = bundled_service("services.relay", "the relay", relay_url, limit);
+    let gateway = bundled_service(
+        "services.gateway",
+        "the gateway",
+        "--gateway-url",
+        gateway_url,
+        limit,
+    );
+    let relay = bundled_service(
+        "services.relay",
+        "the relay",
+        "--relay-url",
+        relay_url,
+        limit,
+    );
     let endpoint_check = async {
         match registry {
             Some(r) => gather::endpoints(r, limit).await,
@@ -160,16 +172,20 @@ async fn live_checks(
     checks
 }
 
-async fn bundled_service(id: &str, what: &str, url: Option<String>, limit: Duration) -> Check {
+async fn bundled_service(
+    id: &str,
+    what: &str,
+    flag: &str,
+    url: Option<String>,
+    limit: Duration,
+) -> Check {
     let fix = "run `god apply` (it starts and waits for the bundled services); `docker logs` of its container says why it is not ready";
     match url {
         Some(url) => gather::http_service(id, what, &url, limit, fix).await,
         None => Check::skip(
             id,
             Area::Services,
-            format!(
-                "{what} is not in components.toml (--gateway-url / --relay-url check one elsewhere)"
-            ),
+            format!("{what} is not in components.toml ({flag} URL checks one elsewhere)"),
         ),
     }
 }

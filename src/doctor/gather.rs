@@ -99,7 +99,11 @@ pub async fn broker(target: &BrokerTarget<'_>) -> Vec<Check> {
     checks.push(amqp_check(target.endpoints, &amqp));
     let session = amqp.ok();
     if overview.is_ok() {
-        checks.extend(node_checks(&api, target.timeout).await);
+        let (node, alarms) = tokio::join!(
+            node_check(&api, target.timeout),
+            alarm_check(&api, target.timeout)
+        );
+        checks.extend([node, alarms]);
         let vhost = vhost_check(&api, target.endpoints, target.timeout).await;
         let vhost_ok = vhost.status == Status::Ok;
         checks.push(vhost);
@@ -201,17 +205,17 @@ fn amqp_check(endpoints: &BrokerEndpoints, amqp: &Result<AmqpSession, Problem>) 
     }
 }
 
-async fn node_checks(api: &ManagementApi, limit: Duration) -> Vec<Check> {
+async fn node_check(api: &ManagementApi, limit: Duration) -> Check {
     let nodes = match within(limit, api.get_json("nodes", "the node list")).await {
         Ok(Value::Array(nodes)) => nodes,
         Ok(_) => Vec::new(),
         Err(problem) => {
-            return vec![Check::new(
+            return Check::new(
                 "broker.node",
                 Area::Broker,
                 Status::Fail,
                 format!("node list: {problem}"),
-            )];
+            );
         }
     };
     let name = |n: &Value| n["name"].as_str().unwrap_or("?").to_string();
@@ -220,7 +224,7 @@ async fn node_checks(api: &ManagementApi, limit: Duration) -> Vec<Check> {
         .filter(|n| n["running"] != true)
         .map(name)
         .collect();
-    let node = if stopped.is_empty() {
+    if stopped.is_empty() {
         let names: Vec<String> = nodes.iter().map(name).collect();
         Check::ok(
             "broker.node",
@@ -231,34 +235,38 @@ async fn node_checks(api: &ManagementApi, limit: Duration) -> Vec<Check> {
         Check::new("broker.node", Area::Broker, Status::Fail, format!("{} node(s) not running", stopped.len()))
             .with_details(stopped)
             .with_fix("start the node (`rabbitmq-server`, or its container); `rabbitmq-diagnostics status` says why it stopped")
-    };
-    let mut alarms = Vec::new();
-    for n in &nodes {
-        if n["mem_alarm"] == true {
-            alarms.push(format!(
-                "{}: memory alarm (used {} of limit {} bytes)",
-                name(n),
-                n["mem_used"],
-                n["mem_limit"]
-            ));
-        }
-        if n["disk_free_alarm"] == true {
-            alarms.push(format!(
-                "{}: disk alarm (free {} of limit {} bytes)",
-                name(n),
-                n["disk_free"],
-                n["disk_free_limit"]
-            ));
-        }
     }
-    let alarm = if alarms.is_empty() {
-        Check::ok("broker.alarms", Area::Broker, "no memory or disk alarm")
-    } else {
-        Check::new("broker.alarms", Area::Broker, Status::Fail, "resource alarm: publishers are blocked until it clears")
-            .with_details(alarms)
-            .with_fix("free memory or disk on the broker's host (drain or purge the largest queues), or raise vm_memory_high_watermark / lower disk_free_limit")
-    };
-    vec![node, alarm]
+}
+
+/// Resource alarms, from the broker's own health check (current, unlike the node statistics).
+async fn alarm_check(api: &ManagementApi, limit: Duration) -> Check {
+    let id = "broker.alarms";
+    match within(limit, api.health_check("alarms")).await {
+        Ok((true, _)) => Check::ok(id, Area::Broker, "no memory or disk alarm"),
+        Ok((false, answer)) => {
+            let alarms = answer["alarms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    format!(
+                        "{}: {} alarm",
+                        a["node"].as_str().unwrap_or("?"),
+                        a["resource"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            Check::new(id, Area::Broker, Status::Fail, "resource alarm: publishers are blocked until it clears")
+                .with_details(alarms)
+                .with_fix("free memory or disk on the broker's host (drain or purge the largest queues), or raise vm_memory_high_watermark / lower disk_free_limit")
+        }
+        Err(problem) => Check::new(
+            id,
+            Area::Broker,
+            Status::Fail,
+            format!("alarm check: {problem}"),
+        ),
+    }
 }
 
 async fn vhost_check(api: &ManagementApi, endpoints: &BrokerEndpoints, limit: Duration) -> Check {

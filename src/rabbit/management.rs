@@ -248,6 +248,23 @@ impl ManagementApi {
             .map_err(|e| self.unexpected(operation, e))
     }
 
+    /// One of the broker's own health checks (`alarms`, `local-alarms`, ...): whether it
+    /// passed (200) or failed (503), with its answer.
+    pub async fn health_check(&self, check: &str) -> Result<(bool, Value)> {
+        let operation = format!("the {check} health check");
+        let request = self.http.get(self.url(&format!("health/checks/{check}")));
+        let response = self
+            .authed(request)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return Ok((false, response.json().await.unwrap_or(Value::Null)));
+        }
+        let response = self.check_status(response, &operation).await?;
+        Ok((true, response.json().await.unwrap_or(Value::Null)))
+    }
+
     /// Imports a partial definitions document into the vhost (one request).
     pub async fn import(&self, document: Value) -> Result<()> {
         self.client

@@ -589,6 +589,11 @@ pub struct DedicatedBroker {
 impl DedicatedBroker {
     /// Starts a node and waits until its management API answers.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts a node with extra lines in its rabbitmq.conf.
+    pub fn start_with(extra_config: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let host =
             String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout).unwrap();
@@ -598,7 +603,7 @@ impl DedicatedBroker {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management_port}\n"),
+            format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management_port}\n{extra_config}"),
         )
         .unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_management].").unwrap();
