@@ -3,7 +3,9 @@
 //! Reported in one run:
 //! - the gateway's events/s and p50/p99 latency (HTTP keep-alive, publisher confirms) at 1, 16
 //!   and 64 concurrent clients, and side by side a raw lapin publisher with confirms at the same
-//!   concurrency on the same broker: the ceiling;
+//!   concurrency on the same broker: the ceiling. Twice: with a consumer draining the queue (the
+//!   bus at work: the broker confirms messages it delivered without waiting for the disk), and
+//!   with nobody consuming (a consumer is down: every message is written to disk first);
 //! - the relay's deliveries/s to 100 WebSocket clients.
 //!
 //! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
@@ -50,20 +52,27 @@ fn main() {
         await_ok(&http, &format!("{}/health/ready", gateway.url)).await;
 
         println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
-        println!("| clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | raw lapin events/s | p50 | p99 | gateway / raw |");
-        println!("|---|---|---|---|---|---|---|---|---|");
-        for clients in concurrencies() {
-            purge(&http).await;
-            let before = confirm_totals(&http, gateway_port).await;
-            let g = gateway_load(gateway_port, clients, seconds).await;
-            let after = confirm_totals(&http, gateway_port).await;
-            let confirm_wait = 1000.0 * (after.0 - before.0) / (after.1 - before.1);
-            purge(&http).await;
-            let r = raw_load(&amqp, clients, seconds).await;
-            println!(
-                "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
-                g.rate, g.p50, g.p99, r.rate, r.p50, r.p99, 100.0 * g.rate / r.rate
-            );
+        println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | raw lapin events/s | p50 | p99 | gateway / raw |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for consumed in [true, false] {
+            let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
+            let queue = if consumed { "consumed" } else { "not consumed" };
+            for clients in concurrencies() {
+                purge(&http).await;
+                let before = confirm_totals(&http, gateway_port).await;
+                let g = gateway_load(gateway_port, clients, seconds).await;
+                let after = confirm_totals(&http, gateway_port).await;
+                let confirm_wait = 1000.0 * (after.0 - before.0) / (after.1 - before.1);
+                purge(&http).await;
+                let r = raw_load(&amqp, clients, seconds).await;
+                println!(
+                    "| {queue} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+                    g.rate, g.p50, g.p99, r.rate, r.p50, r.p99, 100.0 * g.rate / r.rate
+                );
+            }
+            if let Some(drain) = drain {
+                drain.stop().await;
+            }
         }
         purge(&http).await;
         drop(gateway);
@@ -76,6 +85,41 @@ fn main() {
         purge(&http).await;
         delete_vhost(&http, VHOST).await;
     });
+}
+
+/// A consumer that takes every message off the benchmark's queue as it arrives.
+struct Drain {
+    connection: Connection,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drain {
+    async fn start(amqp: &str) -> Self {
+        let connection = Connection::connect(amqp, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let options = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        let mut consumer = channel
+            .basic_consume(
+                "sink".into(),
+                "drain".into(),
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move { while consumer.next().await.is_some() {} });
+        Self { connection, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+        let _ = self.task.await;
+    }
 }
 
 fn concurrencies() -> Vec<usize> {
