@@ -28,6 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 struct GlobalArgs {
     /// The service registry. Default: ./registry.yaml, else ./services/registry.yaml.
     #[arg(long, global = true, env = "GOD_REGISTRY", value_name = "PATH")]
