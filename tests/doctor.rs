@@ -466,3 +466,29 @@ fn resource_alarms_are_failures_with_their_fix() {
     assert!(alarms.contains("memory alarm"), "{alarms}");
     assert!(alarms.contains("publishers are blocked"), "{alarms}");
 }
+
+#[test]
+fn an_engine_that_is_down_fails_services_containers_with_its_fix() {
+    let v = TestVhost::new("doc-engine");
+    let project = TestProject::new("doc-engine");
+    let components = project.write("[components.sleeper]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"sleep\", \"3600\"]\n");
+    let (_dir, registry) = registry_with(&two_services(""));
+    let env = [
+        ("RABBITMQ_URL", v.amqp_url()),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_string()),
+    ];
+    let args = [
+        "--components",
+        components.to_str().unwrap(),
+        "--project",
+        &project.name,
+    ];
+    let (report, out) = doctor_json(doctor_command(&registry, &env), &args);
+    assert_exit(&out, 1);
+    let containers = assert_check(&report, "services.containers", "fail");
+    assert!(
+        containers.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
+        "{containers}"
+    );
+    assert_check(&report, "broker.amqp", "ok");
+}

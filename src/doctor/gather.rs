@@ -460,7 +460,13 @@ pub async fn containers(desired: &DesiredContainers, limit: Duration) -> Check {
                 id,
                 Area::Services,
                 Status::Fail,
-                format!("Docker engine at {}: {problem}", engine::engine_address()),
+                match problem {
+                    // god's own error names the engine's address already.
+                    Problem::Failed(_) => problem.to_string(),
+                    Problem::Timeout(_) => {
+                        format!("Docker engine at {}: {problem}", engine::engine_address())
+                    }
+                },
             )
             .with_fix(
                 "start the engine (`scripts/bootstrap` on this machine), or set DOCKER_HOST",
