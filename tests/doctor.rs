@@ -128,6 +128,11 @@ fn assert_check(report: &Value, id: &str, status: &str) -> String {
 /// Waits until the broker lists a consumer with `tag` (the consumer list is updated by the
 /// broker's event collector, a moment after the consumer starts).
 fn await_consumer(v: &TestVhost, tag: &str) -> Value {
+    await_consumer_except(v, tag, None)
+}
+
+/// Waits until the broker lists a consumer with `tag` on another queue than `except`.
+fn await_consumer_except(v: &TestVhost, tag: &str, except: Option<&str>) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let consumers = v.api("GET", &format!("consumers/{}", encode(&v.name)), None);
@@ -135,7 +140,7 @@ fn await_consumer(v: &TestVhost, tag: &str) -> Value {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["consumer_tag"] == tag)
+            .find(|c| c["consumer_tag"] == tag && c["queue"]["name"].as_str() != except)
         {
             return c.clone();
         }
@@ -265,13 +270,10 @@ fn a_relay_rebound_to_a_narrower_key_fails_with_its_fix() {
     drop(relay);
     let narrow = ServiceProcess::relay(&v.amqp_url(), "bus", &["--binding-key", "agent.#"]);
     narrow.await_status("/health", 200);
-    let queue = loop {
-        let c = await_consumer(&v, "god-relay");
-        if c["queue"]["name"] != queue.as_str() {
-            break c["queue"]["name"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let queue = await_consumer_except(&v, "god-relay", Some(&queue))["queue"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (report, out) = doctor(&v, &registry, &[]);
     assert_exit(&out, 1);
     let relay_check = assert_check(&report, "flow.relay", "fail");

@@ -429,7 +429,10 @@ async fn relays(api: &ManagementApi, exchange: &str) -> crate::error::Result<Vec
         }
         let queue = c["queue"]["name"].as_str().unwrap_or_default().to_string();
         let path = format!("queues/{vhost}/{}/bindings", encode(&queue));
-        let bindings = api.get_json(&path, "a queue's bindings").await?;
+        // The consumer list lags: a relay that just went away may still be in it.
+        let Some(bindings) = api.get_json_if_exists(&path, "a queue's bindings").await? else {
+            continue;
+        };
         let keys = bindings
             .as_array()
             .into_iter()

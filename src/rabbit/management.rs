@@ -208,21 +208,13 @@ impl ManagementApi {
     /// One queue's entry, or None when it does not exist.
     pub async fn queue(&self, name: &str) -> Result<Option<QueueListEntry>> {
         let path = format!("queues/{}/{}", encode(&self.endpoints.vhost), encode(name));
-        let request = self.http.get(self.url(&path));
-        let response = self
-            .authed(request)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        let operation = "a queue lookup";
+        match self.get_json_if_exists(&path, operation).await? {
+            None => Ok(None),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| self.unexpected(operation, e)),
         }
-        let response = self.check_status(response, "a queue lookup").await?;
-        response
-            .json()
-            .await
-            .map(Some)
-            .map_err(|e| self.unexpected("a queue lookup", e))
     }
 
     /// The client-given name of a connection, from its broker-side name.
@@ -245,6 +237,24 @@ impl ManagementApi {
         response
             .json()
             .await
+            .map_err(|e| self.unexpected(operation, e))
+    }
+
+    /// Like [`Self::get_json`], with None when the resource does not exist (404).
+    pub async fn get_json_if_exists(&self, path: &str, operation: &str) -> Result<Option<Value>> {
+        let response = self
+            .authed(self.http.get(self.url(path)))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = self.check_status(response, operation).await?;
+        response
+            .json()
+            .await
+            .map(Some)
             .map_err(|e| self.unexpected(operation, e))
     }
 
