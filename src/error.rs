@@ -79,13 +79,14 @@ pub enum GodError {
         operation: String,
         detail: String,
     },
-    /// Another `god apply` holds the vhost's lock.
+    /// Another `god apply` holds the lock of the vhost or of the container project.
     #[error(
-        "another god apply is running on vhost \"{vhost}\" ({holder}); waited {waited_secs}s for it to finish.\n\
+        "another god apply is running on {scope} ({holder}); waited {waited_secs}s for it to finish.\n\
          hint: wait for it and run again, or raise --lock-timeout."
     )]
     Locked {
-        vhost: String,
+        /// `vhost "x"` or `container project "p"`.
+        scope: String,
         holder: String,
         waited_secs: u64,
     },

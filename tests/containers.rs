@@ -350,3 +350,93 @@ retries = 60
         .unwrap();
     assert_exit(&again, 0);
 }
+
+#[test]
+fn concurrent_container_applies_of_one_project_take_turns() {
+    let p = TestProject::new("turns");
+    p.write(&httpd("web", free_port(), ""));
+    let spawn = || {
+        god()
+            .arg("--components")
+            .arg(p.dir.path().join("components.toml"))
+            .args([
+                "--project",
+                &p.name,
+                "apply",
+                "--auto-approve",
+                "--only",
+                "docker",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    for out in &outputs {
+        assert_exit(out, 0);
+    }
+    let texts: Vec<String> = outputs.iter().map(text).collect();
+    assert!(
+        texts.iter().any(|t| t.contains(&format!(
+            "Waiting for the apply lock of container project \"{}\"",
+            p.name
+        ))),
+        "neither apply waited for the other:\n{texts:#?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("Nothing to do.")),
+        "the second apply did not plan again after the first:\n{texts:#?}"
+    );
+    assert!(p.inspect("web").is_some());
+}
+
+#[test]
+fn a_held_project_lock_fails_after_the_timeout_naming_the_project() {
+    let p = TestProject::new("held");
+    p.write(&httpd("web", free_port(), ""));
+    let lock = std::env::temp_dir().join(format!("god-apply-{}.lock", p.name));
+    // --no-fork: flock itself becomes the sleeping holder, so killing it releases the lock.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The holder has the lock once a non-blocking attempt fails.
+    while std::process::Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = p.run(&["apply", "--auto-approve", "--lock-timeout", "0"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = std::fs::remove_file(&lock);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains(&format!(
+            "another god apply is running on container project \"{}\"",
+            p.name
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(p.inspect("web").is_none(), "nothing was applied");
+}

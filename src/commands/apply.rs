@@ -52,6 +52,16 @@ enum Source {
     Saved(Box<SavedPlan>, PathBuf),
 }
 
+impl Source {
+    /// The container project the apply covers, if it covers containers.
+    fn project(&self) -> Option<String> {
+        match self {
+            Source::Inputs(targets) => targets.containers.as_ref().map(|c| c.project.clone()),
+            Source::Saved(saved, _) => saved.plan.project.clone(),
+        }
+    }
+}
+
 /// Applies and reports.
 pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
@@ -106,6 +116,10 @@ async fn apply(
             lock::acquire(&amqp, &api, args.lock_timeout).await?;
             Some(BrokerSession { api, amqp })
         }
+        None => None,
+    };
+    let _project_lock = match source.project() {
+        Some(project) => Some(lock::acquire_project(&project, args.lock_timeout).await?),
         None => None,
     };
     let (plan, target) = plan_to_apply(source, session.as_ref(), args).await?;

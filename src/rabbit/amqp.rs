@@ -18,13 +18,8 @@ pub struct AmqpSession {
 impl AmqpSession {
     /// Connects, naming the connection so that operators see who holds it.
     pub async fn connect(endpoints: &BrokerEndpoints, purpose: &str) -> Result<Self> {
-        let name = format!(
-            "god {purpose} (pid {} on {})",
-            std::process::id(),
-            hostname()
-        );
-        let properties =
-            ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let properties = ConnectionProperties::default()
+            .with_connection_name(LongString::from(process_label(purpose)));
         let connect = Connection::connect(endpoints.amqp_url_secret(), properties);
         let connection = tokio::time::timeout(std::time::Duration::from_secs(15), connect)
             .await
@@ -68,6 +63,15 @@ impl AmqpSession {
     pub async fn close(self) {
         let _ = self.connection.close(200, ShortString::from("bye")).await;
     }
+}
+
+/// How god names itself to others (connection names, lock holders): `god PURPOSE (pid N on HOST)`.
+pub fn process_label(purpose: &str) -> String {
+    format!(
+        "god {purpose} (pid {} on {})",
+        std::process::id(),
+        hostname()
+    )
 }
 
 fn hostname() -> String {
