@@ -446,6 +446,9 @@ impl TestProject {
 
 impl Drop for TestProject {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("god-apply-{}.lock", self.name)),
+        );
         let out = Command::new("docker")
             .args([
                 "ps",
