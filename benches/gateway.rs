@@ -8,6 +8,9 @@
 //!   with nobody consuming (a consumer is down: every message is written to disk first);
 //! - the relay's deliveries/s to 100 WebSocket clients.
 //!
+//! The gateway's CPU time per event (user + system, from /proc) is the figure that does not
+//! depend on how the two cores are shared.
+//!
 //! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement;
 //! GOD_BENCH_CLIENTS (default `1,16,64`) the concurrencies measured.
 
@@ -52,21 +55,24 @@ fn main() {
         await_ok(&http, &format!("{}/health/ready", gateway.url)).await;
 
         println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
-        println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | raw lapin events/s | p50 | p99 | gateway / raw |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for consumed in [true, false] {
             let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
             for clients in concurrencies() {
                 purge(&http).await;
                 let before = confirm_totals(&http, gateway_port).await;
+                let cpu_before = gateway.cpu_seconds();
                 let g = gateway_load(gateway_port, clients, seconds).await;
+                let cpu = gateway.cpu_seconds() - cpu_before;
                 let after = confirm_totals(&http, gateway_port).await;
                 let confirm_wait = 1000.0 * (after.0 - before.0) / (after.1 - before.1);
+                let cpu_per_event = 1e6 * cpu / (after.1 - before.1);
                 purge(&http).await;
                 let r = raw_load(&amqp, clients, seconds).await;
                 println!(
-                    "| {queue} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+                    "| {queue} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {cpu_per_event:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
                     g.rate, g.p50, g.p99, r.rate, r.p50, r.p99, 100.0 * g.rate / r.rate
                 );
             }
