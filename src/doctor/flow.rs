@@ -280,7 +280,6 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
 mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
-    use crate::model::DestinationType;
 
     fn registry() -> Registry {
         let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n";
@@ -288,13 +287,7 @@ mod tests {
     }
 
     fn binding(queue: &str, key: &str) -> BindingSpec {
-        BindingSpec {
-            source: "bus".into(),
-            destination: queue.into(),
-            destination_type: DestinationType::Queue,
-            routing_key: key.into(),
-            arguments: Default::default(),
-        }
+        BindingSpec::queue("bus", queue, key)
     }
 
     fn healthy() -> FlowFacts {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{
-    Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeSpec, QueueSpec, Topology,
+    Arguments, BindingSpec, DLK_ARG, DLX_ARG, ExchangeSpec, QueueSpec, Topology,
     normalize_arguments,
 };
 
@@ -298,13 +298,10 @@ fn add_service_queue(
         },
     );
     for key in keys {
-        state.topology.bindings.insert(BindingSpec {
-            source: exchange.to_string(),
-            destination: queue.to_string(),
-            destination_type: DestinationType::Queue,
-            routing_key: key.clone(),
-            arguments: Arguments::new(),
-        });
+        state
+            .topology
+            .bindings
+            .insert(BindingSpec::queue(exchange, queue, key));
     }
 }
 

@@ -106,6 +106,17 @@ pub struct BindingSpec {
 }
 
 impl BindingSpec {
+    /// A binding of a queue to an exchange with a routing key and no arguments.
+    pub fn queue(exchange: &str, queue: &str, routing_key: &str) -> Self {
+        Self {
+            source: exchange.to_string(),
+            destination: queue.to_string(),
+            destination_type: DestinationType::Queue,
+            routing_key: routing_key.to_string(),
+            arguments: Arguments::new(),
+        }
+    }
+
     fn sort_key(&self) -> (&str, &str, DestinationType, &str, String) {
         (
             &self.source,

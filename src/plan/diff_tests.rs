@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::inputs::validate::registry_from_text;
-use crate::model::{DestinationType, Origin, QueueStats};
+use crate::model::{Origin, QueueStats};
 use crate::plan::Action;
 
 fn desired(services: &str) -> DesiredState {
@@ -41,13 +41,7 @@ fn queue(name: &str, args: serde_json::Value) -> QueueSpec {
 }
 
 fn binding(queue: &str, key: &str) -> BindingSpec {
-    BindingSpec {
-        source: "bus".into(),
-        destination: queue.into(),
-        destination_type: DestinationType::Queue,
-        routing_key: key.into(),
-        arguments: Default::default(),
-    }
+    BindingSpec::queue("bus", queue, key)
 }
 
 #[test]
