@@ -45,7 +45,7 @@ struct Inputs {
 /// Runs every check and prints the report.
 pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
     let started = Instant::now();
-    let inputs = load_inputs(globals);
+    let mut inputs = load_inputs(globals);
     let endpoints = match &inputs.registry {
         Some(r) => globals.endpoints(r),
         None => BrokerEndpoints::resolve(
@@ -53,7 +53,7 @@ pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
             globals.management_url.as_deref(),
         ),
     };
-    let mut checks = inputs.checks.clone();
+    let mut checks = std::mem::take(&mut inputs.checks);
     checks.extend(runtime()?.block_on(live_checks(&inputs, endpoints.as_ref(), args)));
     let elapsed = started.elapsed().as_millis() as u64;
     let report = Report::new(checks, args.strict, elapsed);
@@ -240,67 +240,31 @@ fn load_inputs(globals: &Globals) -> Inputs {
 
 fn registry_input(globals: &Globals) -> (Check, Option<LoadedRegistry>) {
     let id = "config.registry";
-    let source = crate::inputs::locate_registry(globals.registry.as_deref())
-        .and_then(|p| SourceFile::read(&p));
-    let source = match source {
-        Ok(s) => s,
-        Err(e) => {
-            let text = e.to_string();
-            return (
-                Check::new(
-                    id,
-                    Area::Config,
-                    Status::Fail,
-                    first_line(&text).to_string(),
-                )
-                .with_fix("pass --registry PATH (or set GOD_REGISTRY)"),
-                None,
-            );
-        }
-    };
-    match crate::inputs::validate::load_registry(source) {
+    match globals.read_registry() {
         Ok(loaded) => (
             diagnostics_check(id, registry_summary(&loaded), &loaded.warnings),
             Some(loaded),
         ),
-        Err(problems) => (invalid(id, "registry.yaml", &problems), None),
+        Err(GodError::Invalid(problems)) => (invalid(id, "registry.yaml", &problems), None),
+        Err(e) => (
+            unreadable(id, &e).with_fix("pass --registry PATH (or set GOD_REGISTRY)"),
+            None,
+        ),
     }
 }
 
 fn components_input(globals: &Globals) -> (Check, Option<LoadedComponents>) {
     let id = "config.components";
-    let path = match &globals.components {
-        Some(p) => p.clone(),
-        None if std::path::Path::new(super::COMPONENTS_FILE).is_file() => {
-            super::COMPONENTS_FILE.into()
-        }
-        None => {
-            return (
-                Check::skip(
-                    id,
-                    Area::Config,
-                    "no components.toml here (--components PATH)",
-                ),
-                None,
-            );
-        }
-    };
-    let source = match SourceFile::read(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                Check::new(
-                    id,
-                    Area::Config,
-                    Status::Fail,
-                    first_line(&e.to_string()).to_string(),
-                ),
-                None,
-            );
-        }
-    };
-    match crate::inputs::components::load_components(source) {
-        Ok(loaded) => {
+    match globals.read_components() {
+        Ok(None) => (
+            Check::skip(
+                id,
+                Area::Config,
+                "no components.toml here (--components PATH)",
+            ),
+            None,
+        ),
+        Ok(Some(loaded)) => {
             let summary = format!(
                 "{} is valid: {} containers",
                 loaded.source.path.display(),
@@ -311,8 +275,19 @@ fn components_input(globals: &Globals) -> (Check, Option<LoadedComponents>) {
                 Some(loaded),
             )
         }
-        Err(problems) => (invalid(id, "components.toml", &problems), None),
+        Err(GodError::Invalid(problems)) => (invalid(id, "components.toml", &problems), None),
+        Err(e) => (unreadable(id, &e), None),
     }
+}
+
+/// A file that could not be found or read: the first line of the error.
+fn unreadable(id: &str, error: &GodError) -> Check {
+    Check::new(
+        id,
+        Area::Config,
+        Status::Fail,
+        first_line(&error.to_string()).to_string(),
+    )
 }
 
 fn compose_input(components: Option<&LoadedComponents>) -> Check {
@@ -337,12 +312,7 @@ fn compose_input(components: Option<&LoadedComponents>) -> Check {
             let summary = format!("{} agrees with components.toml", path.display());
             diagnostics_check(id, summary, &warnings)
         }
-        Err(e) => Check::new(
-            id,
-            Area::Config,
-            Status::Fail,
-            first_line(&e.to_string()).to_string(),
-        ),
+        Err(e) => unreadable(id, &e),
     }
 }
 

@@ -92,29 +92,37 @@ pub struct Globals {
 impl Globals {
     /// Finds, reads and validates the registry; prints its warnings to stderr.
     pub fn load_registry(&self) -> Result<LoadedRegistry> {
+        let loaded = self.read_registry()?;
+        print_warnings(&loaded.warnings);
+        Ok(loaded)
+    }
+
+    /// Finds, reads and validates the registry, leaving its warnings to the caller.
+    pub fn read_registry(&self) -> Result<LoadedRegistry> {
         let path = locate_registry(self.registry.as_deref())?;
         let source = SourceFile::read(&path)?;
-        let loaded = load_registry(source).map_err(GodError::Invalid)?;
-        for warning in &loaded.warnings {
-            eprintln!("{}", warning.render());
-        }
-        Ok(loaded)
+        load_registry(source).map_err(GodError::Invalid)
     }
 
     /// Finds, reads and validates components.toml (explicit path, else ./components.toml when
     /// present); prints its warnings to stderr.
     pub fn load_components(&self) -> Result<Option<LoadedComponents>> {
+        let loaded = self.read_components()?;
+        if let Some(loaded) = &loaded {
+            print_warnings(&loaded.warnings);
+        }
+        Ok(loaded)
+    }
+
+    /// Like [`Self::load_components`], leaving the warnings to the caller.
+    pub fn read_components(&self) -> Result<Option<LoadedComponents>> {
         let path = match &self.components {
             Some(p) => p.clone(),
             None if Path::new(COMPONENTS_FILE).is_file() => PathBuf::from(COMPONENTS_FILE),
             None => return Ok(None),
         };
         let source = SourceFile::read(&path)?;
-        let loaded = load_components(source).map_err(GodError::Invalid)?;
-        for warning in &loaded.warnings {
-            eprintln!("{}", warning.render());
-        }
-        Ok(Some(loaded))
+        load_components(source).map(Some).map_err(GodError::Invalid)
     }
 
     /// The desired containers of the project (`--project`, else the directory of the file).
@@ -184,6 +192,12 @@ impl Globals {
             Some(wanted) => Ok(endpoints.with_vhost(wanted)),
             None => Ok(endpoints),
         }
+    }
+}
+
+fn print_warnings(warnings: &[crate::inputs::diagnostic::Diagnostic]) {
+    for warning in warnings {
+        eprintln!("{}", warning.render());
     }
 }
 

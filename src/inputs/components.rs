@@ -41,7 +41,7 @@ pub struct Component {
     /// A local build context: a directory, or `{ context, dockerfile }`.
     #[serde(default)]
     pub build: Option<BuildDecl>,
-    /// One of god's bundled services (not managed yet: reported and skipped).
+    /// One of god's bundled services (`gateway`, `relay`), run from an image of god itself.
     #[serde(default)]
     pub builtin: Option<String>,
     /// Command.
