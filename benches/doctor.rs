@@ -8,6 +8,8 @@
 //! stack. Target: doctor under 2 s. Needs `scripts/bootstrap` (broker and engine).
 
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -17,7 +19,8 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-use common::{Service, delete_vhost, free_port, fresh_vhost, god};
+use common::{delete_vhost, fresh_vhost};
+use support::{ServiceProcess, free_port, god, remove_project_containers};
 
 const VHOST: &str = "god-bench-doctor";
 const PROJECT: &str = "god-bench-doctor";
@@ -38,7 +41,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
     rt.block_on(fresh_vhost(&http, VHOST));
-    remove_containers();
+    remove_project_containers(PROJECT);
     let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
@@ -61,8 +64,8 @@ fn main() {
     );
 
     let _consumers = rt.block_on(consume_every_queue(&amqp));
-    let gateway = Service::spawn("gateway", &amqp, "bus");
-    let relay = Service::spawn("relay", &amqp, "bus");
+    let gateway = ServiceProcess::start(&amqp, "bus", &[]);
+    let relay = ServiceProcess::relay(&amqp, "bus", &[]);
     let args = [
         "doctor",
         "--gateway-url",
@@ -93,7 +96,7 @@ fn main() {
     println!("\nthe report of the first passing run:\n\n{report}");
     drop(gateway);
     drop(relay);
-    remove_containers();
+    remove_project_containers(PROJECT);
     rt.block_on(delete_vhost(&http, VHOST));
 }
 
@@ -178,24 +181,4 @@ fn median_seconds(repeats: usize, run: impl Fn()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
-}
-
-fn remove_containers() {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=god.project={PROJECT}"),
-        ])
-        .output()
-        .unwrap();
-    let ids = String::from_utf8_lossy(&out.stdout);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .output();
-    }
 }

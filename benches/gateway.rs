@@ -15,6 +15,8 @@
 //! GOD_BENCH_CLIENTS (default `1,16,64`) the concurrencies measured.
 
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,8 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOpti
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use common::{MANAGEMENT, Service, delete_vhost, fresh_vhost, god};
+use common::{MANAGEMENT, delete_vhost, fresh_vhost};
+use support::{ServiceProcess, god};
 
 const VHOST: &str = "god-bench-gateway";
 const RELAY_CLIENTS: usize = 100;
@@ -50,9 +53,9 @@ fn main() {
         let status = god().arg("--registry").arg(&registry).args(["apply", "--auto-approve"]).env("RABBITMQ_URL", &amqp).output().unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
-        let gateway = Service::spawn("gateway", &amqp, "bus");
+        let gateway = ServiceProcess::start(&amqp, "bus", &[]);
         let gateway_port = gateway.port;
-        await_ok(&http, &format!("{}/health/ready", gateway.url)).await;
+        gateway.await_status("/health/ready", 200);
 
         println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
         println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw |");
@@ -83,8 +86,8 @@ fn main() {
         purge(&http).await;
         drop(gateway);
 
-        let relay = Service::spawn("relay", &amqp, "bus");
-        await_ok(&http, &format!("{}/health", relay.url)).await;
+        let relay = ServiceProcess::relay(&amqp, "bus", &[]);
+        relay.await_status("/health", 200);
         let rate = relay_load(&amqp, relay.port).await;
         println!("\nrelay: {RELAY_EVENTS} events to {RELAY_CLIENTS} clients: {rate:.0} deliveries/s");
         drop(relay);
@@ -407,19 +410,4 @@ async fn purge(http: &reqwest::Client) {
         .basic_auth("guest", Some("guest"))
         .send()
         .await;
-}
-
-async fn await_ok(http: &reqwest::Client, url: &str) {
-    for _ in 0..300 {
-        if http
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never answered");
 }

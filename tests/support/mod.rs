@@ -449,23 +449,28 @@ impl Drop for TestProject {
         let _ = std::fs::remove_file(
             std::env::temp_dir().join(format!("god-apply-{}.lock", self.name)),
         );
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=god.project={}", self.name),
-            ])
-            .output()
-            .unwrap();
-        let ids = String::from_utf8_lossy(&out.stdout);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .output();
-        }
+        remove_project_containers(&self.name);
+    }
+}
+
+/// Removes every container labelled as belonging to `project`.
+pub fn remove_project_containers(project: &str) {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=god.project={project}"),
+        ])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
     }
 }
 
@@ -567,6 +572,23 @@ impl ServiceProcess {
             .unwrap_or(0);
         let body = std::fs::read_to_string(dir.path().join("body")).unwrap_or_default();
         (status, text, body)
+    }
+}
+
+impl ServiceProcess {
+    /// CPU time the process has used so far (user + system), from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which is in parentheses): utime and stime are the
+        // 12th and 13th of them, in clock ticks (100 per second on Linux).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
     }
 }
 
