@@ -301,7 +301,8 @@ fn same_event_as_the_gateway_publishes() -> (Vec<u8>, BasicProperties) {
     (serde_json::to_vec(&envelope).unwrap(), properties)
 }
 
-async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
+/// A connection and a channel in confirm mode, for publishing with confirms.
+async fn confirming_channel(amqp: &str) -> (Connection, lapin::Channel) {
     let connection = Connection::connect(amqp, ConnectionProperties::default())
         .await
         .unwrap();
@@ -310,6 +311,11 @@ async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    (connection, channel)
+}
+
+async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
+    let (connection, channel) = confirming_channel(amqp).await;
     let channel = Arc::new(channel);
     let load = closed_loop(clients, seconds, |deadline| {
         let channel = Arc::clone(&channel);
@@ -367,14 +373,7 @@ async fn relay_load(amqp: &str, port: u16) -> f64 {
     for _ in 0..RELAY_CLIENTS {
         ready_rx.recv().await.unwrap();
     }
-    let connection = Connection::connect(amqp, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (connection, channel) = confirming_channel(amqp).await;
     let started = Instant::now();
     let mut confirms = Vec::new();
     for i in 0..RELAY_EVENTS {
