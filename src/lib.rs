@@ -19,3 +19,14 @@ pub mod observe;
 pub mod plan;
 pub mod rabbit;
 pub mod relay;
+
+/// This machine's name from /etc/hostname, read once; None when it cannot be read.
+pub fn host_name() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .as_deref()
+}

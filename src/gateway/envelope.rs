@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
@@ -113,7 +112,7 @@ pub fn wrap(event_type: &str, payload: Value) -> Map<String, Value> {
     envelope.insert("event_type".into(), json!(event_type));
     envelope.insert(
         "source".into(),
-        json!({"host": hostname(), "type": "webhook", "app": "god-gateway"}),
+        json!({"host": crate::host_name().unwrap_or("localhost"), "type": "webhook", "app": "god-gateway"}),
     );
     envelope.insert("agent_context".into(), Value::Null);
     envelope.insert("payload".into(), payload);
@@ -125,13 +124,4 @@ fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-fn hostname() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/etc/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "localhost".to_string())
-    })
 }

@@ -70,14 +70,8 @@ pub fn process_label(purpose: &str) -> String {
     format!(
         "god {purpose} (pid {} on {})",
         std::process::id(),
-        hostname()
+        crate::host_name().unwrap_or("unknown host")
     )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown host".to_string())
 }
 
 /// The AMQP reply code inside a lapin error, if the broker sent one.
