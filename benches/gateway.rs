@@ -8,11 +8,14 @@
 //!   with nobody consuming (a consumer is down: every message is written to disk first);
 //! - the relay's deliveries/s to 100 WebSocket clients.
 //!
-//! The gateway's CPU time per event (user + system, from /proc) is the figure that does not
-//! depend on how the two cores are shared.
+//! Each row is GOD_BENCH_ROUNDS (default 5) rounds of GOD_BENCH_SECONDS (default 3): the gateway,
+//! then the raw publisher. The ratio is the median of the rounds' ratios (with their range): the
+//! speed of this shared machine drifts by tens of percent within a minute, and alternating puts
+//! each drift on both sides of a ratio. The gateway's CPU time per event (user + system, from
+//! /proc) is the figure that does not depend on how the two cores are shared.
 //!
-//! Needs the broker of `scripts/bootstrap`. GOD_BENCH_SECONDS (default 5) per measurement;
-//! GOD_BENCH_CLIENTS (default `1,16,64`) the concurrencies measured.
+//! Needs the broker of `scripts/bootstrap`. GOD_BENCH_CLIENTS (default `1,16,64`) chooses the
+//! concurrencies measured.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -34,10 +37,7 @@ const RELAY_CLIENTS: usize = 100;
 const RELAY_EVENTS: usize = 2000;
 
 fn main() {
-    let seconds: u64 = std::env::var("GOD_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let seconds = env_number("GOD_BENCH_SECONDS", 3);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,27 +57,29 @@ fn main() {
         let gateway_port = gateway.port;
         gateway.await_status("/health/ready", 200);
 
-        println!("god gateway benchmark: {seconds} s per measurement, 2 cores, RabbitMQ 3.10\n");
-        println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw |");
+        let rounds = env_number("GOD_BENCH_ROUNDS", 5);
+        println!("god gateway benchmark: {rounds} alternating rounds of {seconds} s (gateway, then raw) per row, 2 cores, RabbitMQ 3.10\n");
+        println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw (median, range) |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for consumed in [true, false] {
             let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
             for clients in concurrencies() {
-                purge(&http).await;
-                let before = confirm_totals(&http, gateway_port).await;
-                let cpu_before = gateway.cpu_seconds();
-                let g = gateway_load(gateway_port, clients, seconds).await;
-                let cpu = gateway.cpu_seconds() - cpu_before;
-                let after = confirm_totals(&http, gateway_port).await;
-                let confirm_wait = 1000.0 * (after.0 - before.0) / (after.1 - before.1);
-                let cpu_per_event = 1e6 * cpu / (after.1 - before.1);
-                purge(&http).await;
-                let r = raw_load(&amqp, clients, seconds).await;
-                println!(
-                    "| {queue} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {confirm_wait:.2} ms | {cpu_per_event:.0} µs | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
-                    g.rate, g.p50, g.p99, r.rate, r.p50, r.p99, 100.0 * g.rate / r.rate
-                );
+                let mut row = Row::default();
+                for _ in 0..rounds {
+                    purge(&http).await;
+                    let before = confirm_totals(&http, gateway_port).await;
+                    let cpu_before = gateway.cpu_seconds();
+                    let g = gateway_load(gateway_port, clients, seconds).await;
+                    row.gateway_cpu += gateway.cpu_seconds() - cpu_before;
+                    let after = confirm_totals(&http, gateway_port).await;
+                    row.confirm_seconds += after.0 - before.0;
+                    row.confirmed += after.1 - before.1;
+                    purge(&http).await;
+                    let r = raw_load(&amqp, clients, seconds).await;
+                    row.add_round(g, r);
+                }
+                row.print(queue, clients);
             }
             if let Some(drain) = drain {
                 drain.stop().await;
@@ -143,26 +145,85 @@ fn concurrencies() -> Vec<usize> {
         .collect()
 }
 
-struct Load {
-    rate: f64,
-    p50: f64,
-    p99: f64,
+/// A number from the environment, or its default.
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+        .unwrap_or(default)
 }
 
-fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Load {
-    latencies.sort();
-    let at =
-        |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
-    Load {
-        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
+/// One measurement: the latency of every request, and how long the measurement took.
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
+}
+
+/// The rounds of one table row. Gateway and raw alternate, so a slow spell of the shared machine
+/// falls on both sides of a round's ratio instead of on one side of the whole comparison.
+#[derive(Default)]
+struct Row {
+    gateway: Vec<Sample>,
+    raw: Vec<Sample>,
+    gateway_cpu: f64,
+    confirm_seconds: f64,
+    confirmed: f64,
+}
+
+impl Row {
+    fn add_round(&mut self, gateway: Sample, raw: Sample) {
+        self.gateway.push(gateway);
+        self.raw.push(raw);
+    }
+
+    fn print(&self, queue: &str, clients: usize) {
+        let (g50, g99) = percentiles(&self.gateway);
+        let (r50, r99) = percentiles(&self.raw);
+        let ratios: Vec<f64> = self
+            .gateway
+            .iter()
+            .zip(&self.raw)
+            .map(|(g, r)| 100.0 * g.rate() / r.rate())
+            .collect();
+        let (lowest, highest) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        println!(
+            "| {queue} | {clients} | {:.0} | {g50:.2} ms | {g99:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {r50:.2} ms | {r99:.2} ms | {:.0}% ({lowest:.0}–{highest:.0}%) |",
+            median(self.gateway.iter().map(Sample::rate).collect()),
+            1000.0 * self.confirm_seconds / self.confirmed,
+            1e6 * self.gateway_cpu / self.confirmed,
+            median(self.raw.iter().map(Sample::rate).collect()),
+            median(ratios),
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// p50 and p99 of every request of every round, in milliseconds.
+fn percentiles(samples: &[Sample]) -> (f64, f64) {
+    let mut all: Vec<Duration> = samples
+        .iter()
+        .flat_map(|s| s.latencies.iter().copied())
+        .collect();
+    all.sort();
+    let at = |q: f64| all[((all.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+    (at(0.50), at(0.99))
 }
 
 /// `clients` tasks run side by side until `seconds` have passed; each returns the latency of
 /// every request it made, one after the other.
-async fn closed_loop<F, Fut>(clients: usize, seconds: u64, client: F) -> Load
+async fn closed_loop<F, Fut>(clients: usize, seconds: u64, client: F) -> Sample
 where
     F: Fn(Instant) -> Fut,
     Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
@@ -176,7 +237,10 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    summarise(all, started.elapsed())
+    Sample {
+        latencies: all,
+        elapsed: started.elapsed(),
+    }
 }
 
 /// A minimal HTTP/1.1 keep-alive client posting one fixed request, like wrk: the load generator
@@ -232,7 +296,7 @@ impl KeepAlive {
     }
 }
 
-async fn gateway_load(port: u16, clients: usize, seconds: u64) -> Load {
+async fn gateway_load(port: u16, clients: usize, seconds: u64) -> Sample {
     closed_loop(clients, seconds, |deadline| async move {
         let mut client = KeepAlive::connect(
             port,
@@ -314,7 +378,7 @@ async fn confirming_channel(amqp: &str) -> (Connection, lapin::Channel) {
     (connection, channel)
 }
 
-async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Load {
+async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Sample {
     let (connection, channel) = confirming_channel(amqp).await;
     let channel = Arc::new(channel);
     let load = closed_loop(clients, seconds, |deadline| {
