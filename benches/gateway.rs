@@ -30,7 +30,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use common::{MANAGEMENT, delete_vhost, fresh_vhost};
-use support::{ServiceProcess, god};
+use support::{ServiceProcess, cpu_seconds_of, god};
 
 const VHOST: &str = "god-bench-gateway";
 const RELAY_CLIENTS: usize = 100;
@@ -54,36 +54,35 @@ fn main() {
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
         let gateway = ServiceProcess::start(&amqp, "bus", &[]);
-        let gateway_port = gateway.port;
         gateway.await_status("/health/ready", 200);
 
         let rounds = env_number("GOD_BENCH_ROUNDS", 5);
         println!("god gateway benchmark: {rounds} alternating rounds of {seconds} s (gateway, then raw) per row, 2 cores, RabbitMQ 3.10\n");
         println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw (median, range) |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        let meters = Meters { broker: broker_pid(), gateway: &gateway };
+        let mut accounts = Vec::new();
         for consumed in [true, false] {
             let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
             for clients in concurrencies() {
                 let mut row = Row::default();
                 for _ in 0..rounds {
-                    purge(&http).await;
-                    let before = confirm_totals(&http, gateway_port).await;
-                    let cpu_before = gateway.cpu_seconds();
-                    let g = gateway_load(gateway_port, clients, seconds).await;
-                    row.gateway_cpu += gateway.cpu_seconds() - cpu_before;
-                    let after = confirm_totals(&http, gateway_port).await;
-                    row.confirm_seconds += after.0 - before.0;
-                    row.confirmed += after.1 - before.1;
-                    purge(&http).await;
-                    let r = raw_load(&amqp, clients, seconds).await;
-                    row.add_round(g, r);
+                    row.gateway_round(&http, &meters, clients, seconds).await;
+                    row.raw_round(&http, &meters, &amqp, clients, seconds).await;
                 }
                 row.print(queue, clients);
+                accounts.push(row.account(queue, clients));
             }
             if let Some(drain) = drain {
                 drain.stop().await;
             }
+        }
+        println!("\nWhere the two cores went, in CPU µs per event (RabbitMQ; god gateway; the benchmark process: HTTP load generator or raw publisher, and the drain):\n");
+        println!("| queue | clients | gateway side: RabbitMQ | gateway | load generator + drain | total | raw side: RabbitMQ | publisher + drain | total |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for line in accounts {
+            println!("{line}");
         }
         purge(&http).await;
         drop(gateway);
@@ -165,21 +164,102 @@ impl Sample {
     }
 }
 
+/// CPU time of the processes sharing the machine during a benchmark.
+struct Meters<'a> {
+    broker: u32,
+    gateway: &'a ServiceProcess,
+}
+
+/// CPU seconds used by RabbitMQ, the gateway and this benchmark process.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    broker: f64,
+    gateway: f64,
+    bench: f64,
+}
+
+impl Meters<'_> {
+    fn now(&self) -> Cpu {
+        Cpu {
+            broker: cpu_seconds_of(self.broker),
+            gateway: self.gateway.cpu_seconds(),
+            bench: cpu_seconds_of(std::process::id()),
+        }
+    }
+}
+
+impl Cpu {
+    /// Adds what was used between `before` and `after`.
+    fn add_span(&mut self, before: Cpu, after: Cpu) {
+        self.broker += after.broker - before.broker;
+        self.gateway += after.gateway - before.gateway;
+        self.bench += after.bench - before.bench;
+    }
+
+    /// Microseconds per event: RabbitMQ, gateway, benchmark process, total.
+    fn per_event(&self, events: f64) -> [f64; 4] {
+        let total = self.broker + self.gateway + self.bench;
+        [self.broker, self.gateway, self.bench, total].map(|s| 1e6 * s / events)
+    }
+}
+
+/// The pid of the local RabbitMQ node (its Erlang VM).
+fn broker_pid() -> u32 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "beam.smp")
+        })
+        .expect("a running RabbitMQ node (scripts/bootstrap)")
+}
+
 /// The rounds of one table row. Gateway and raw alternate, so a slow spell of the shared machine
 /// falls on both sides of a round's ratio instead of on one side of the whole comparison.
 #[derive(Default)]
 struct Row {
     gateway: Vec<Sample>,
     raw: Vec<Sample>,
-    gateway_cpu: f64,
+    gateway_cpu: Cpu,
+    raw_cpu: Cpu,
     confirm_seconds: f64,
     confirmed: f64,
 }
 
 impl Row {
-    fn add_round(&mut self, gateway: Sample, raw: Sample) {
-        self.gateway.push(gateway);
-        self.raw.push(raw);
+    async fn gateway_round(
+        &mut self,
+        http: &reqwest::Client,
+        meters: &Meters<'_>,
+        clients: usize,
+        seconds: u64,
+    ) {
+        purge(http).await;
+        let port = meters.gateway.port;
+        let confirms_before = confirm_totals(http, port).await;
+        let before = meters.now();
+        let sample = gateway_load(port, clients, seconds).await;
+        self.gateway_cpu.add_span(before, meters.now());
+        let confirms_after = confirm_totals(http, port).await;
+        self.confirm_seconds += confirms_after.0 - confirms_before.0;
+        self.confirmed += confirms_after.1 - confirms_before.1;
+        self.gateway.push(sample);
+    }
+
+    async fn raw_round(
+        &mut self,
+        http: &reqwest::Client,
+        meters: &Meters<'_>,
+        amqp: &str,
+        clients: usize,
+        seconds: u64,
+    ) {
+        purge(http).await;
+        let before = meters.now();
+        let sample = raw_load(amqp, clients, seconds).await;
+        self.raw_cpu.add_span(before, meters.now());
+        self.raw.push(sample);
     }
 
     fn print(&self, queue: &str, clients: usize) {
@@ -198,10 +278,20 @@ impl Row {
             "| {queue} | {clients} | {:.0} | {g50:.2} ms | {g99:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {r50:.2} ms | {r99:.2} ms | {:.0}% ({lowest:.0}–{highest:.0}%) |",
             median(self.gateway.iter().map(Sample::rate).collect()),
             1000.0 * self.confirm_seconds / self.confirmed,
-            1e6 * self.gateway_cpu / self.confirmed,
+            1e6 * self.gateway_cpu.gateway / self.confirmed,
             median(self.raw.iter().map(Sample::rate).collect()),
             median(ratios),
         );
+    }
+
+    /// The row of the CPU account: µs per event of each process, gateway side and raw side.
+    fn account(&self, queue: &str, clients: usize) -> String {
+        let [gb, gg, gl, gt] = self.gateway_cpu.per_event(self.confirmed);
+        let raw_events: usize = self.raw.iter().map(|s| s.latencies.len()).sum();
+        let [rb, _, rp, rt] = self.raw_cpu.per_event(raw_events as f64);
+        format!(
+            "| {queue} | {clients} | {gb:.0} | {gg:.0} | {gl:.0} | {gt:.0} | {rb:.0} | {rp:.0} | {rt:.0} |"
+        )
     }
 }
 
