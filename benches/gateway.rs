@@ -84,6 +84,12 @@ fn main() {
         for line in accounts {
             println!("{line}");
         }
+        println!("\nHTTP alone: `GET /health` on the gateway with the same load generator (no JSON, no broker), CPU µs per request:\n");
+        println!("| clients | requests/s | gateway | load generator | total |");
+        println!("|---|---|---|---|---|");
+        for clients in concurrencies() {
+            http_floor(&meters, clients, seconds).await;
+        }
         purge(&http).await;
         drop(gateway);
 
@@ -215,6 +221,21 @@ fn broker_pid() -> u32 {
         .expect("a running RabbitMQ node (scripts/bootstrap)")
 }
 
+/// Prints what an HTTP round trip alone costs at `clients`: the part of the gateway's price that
+/// no work inside it can remove.
+async fn http_floor(meters: &Meters<'_>, clients: usize, seconds: u64) {
+    let before = meters.now();
+    let sample = http_load(meters.gateway.port, LIVENESS, 200, clients, seconds).await;
+    let mut cpu = Cpu::default();
+    cpu.add_span(before, meters.now());
+    let [_, gateway, bench, _] = cpu.per_event(sample.latencies.len() as f64);
+    println!(
+        "| {clients} | {:.0} | {gateway:.0} | {bench:.0} | {:.0} |",
+        sample.rate(),
+        gateway + bench
+    );
+}
+
 /// The rounds of one table row. Gateway and raw alternate, so a slow spell of the shared machine
 /// falls on both sides of a round's ratio instead of on one side of the whole comparison.
 #[derive(Default)]
@@ -239,7 +260,7 @@ impl Row {
         let port = meters.gateway.port;
         let confirms_before = confirm_totals(http, port).await;
         let before = meters.now();
-        let sample = gateway_load(port, clients, seconds).await;
+        let sample = http_load(port, EVENT, 202, clients, seconds).await;
         self.gateway_cpu.add_span(before, meters.now());
         let confirms_after = confirm_totals(http, port).await;
         self.confirm_seconds += confirms_after.0 - confirms_before.0;
@@ -342,15 +363,20 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    async fn connect(port: u16, path: &str, body: &str) -> Self {
+    async fn connect(port: u16, request: &Request) -> Self {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
         stream.set_nodelay(true).unwrap();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let request = match request {
+            Request::Post { path, body } => format!(
+                "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            Request::Get { path } => {
+                format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n")
+            }
+        };
         Self {
             stream,
             request: request.into_bytes(),
@@ -359,7 +385,7 @@ impl KeepAlive {
     }
 
     /// Sends the request and reads the whole response; returns its status.
-    async fn post(&mut self) -> u16 {
+    async fn send(&mut self) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         self.stream.write_all(&self.request).await.unwrap();
         self.response.clear();
@@ -386,18 +412,40 @@ impl KeepAlive {
     }
 }
 
-async fn gateway_load(port: u16, clients: usize, seconds: u64) -> Sample {
-    closed_loop(clients, seconds, |deadline| async move {
-        let mut client = KeepAlive::connect(
-            port,
-            "/events/bench.load",
-            r#"{"n": 1, "text": "benchmark"}"#,
-        )
-        .await;
+/// The one request a load generator's clients send over and over.
+#[derive(Clone, Copy)]
+enum Request {
+    Post {
+        path: &'static str,
+        body: &'static str,
+    },
+    Get {
+        path: &'static str,
+    },
+}
+
+/// The benchmark's event, posted as a bare payload.
+const EVENT: Request = Request::Post {
+    path: "/events/bench.load",
+    body: r#"{"n": 1, "text": "benchmark"}"#,
+};
+
+/// HTTP alone: the gateway's liveness route, which touches neither JSON nor the broker.
+const LIVENESS: Request = Request::Get { path: "/health" };
+
+async fn http_load(
+    port: u16,
+    request: Request,
+    expect: u16,
+    clients: usize,
+    seconds: u64,
+) -> Sample {
+    closed_loop(clients, seconds, move |deadline| async move {
+        let mut client = KeepAlive::connect(port, &request).await;
         let mut latencies = Vec::new();
         while Instant::now() < deadline {
             let t = Instant::now();
-            assert_eq!(client.post().await, 202);
+            assert_eq!(client.send().await, expect);
             latencies.push(t.elapsed());
         }
         latencies
