@@ -242,11 +242,7 @@ impl ManagementApi {
 
     /// Like [`Self::get_json`], with None when the resource does not exist (404).
     pub async fn get_json_if_exists(&self, path: &str, operation: &str) -> Result<Option<Value>> {
-        let response = self
-            .authed(self.http.get(self.url(path)))
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.deliver(self.http.get(self.url(path))).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -263,11 +259,7 @@ impl ManagementApi {
     pub async fn health_check(&self, check: &str) -> Result<(bool, Value)> {
         let operation = format!("the {check} health check");
         let request = self.http.get(self.url(&format!("health/checks/{check}")));
-        let response = self
-            .authed(request)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.deliver(request).await?;
         if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
             return Ok((false, response.json().await.unwrap_or(Value::Null)));
         }
@@ -321,11 +313,7 @@ impl ManagementApi {
     }
 
     async fn guarded_delete(&self, path: &str, operation: &str) -> Result<bool> {
-        let response = self
-            .authed(self.http.delete(self.url(path)))
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.deliver(self.http.delete(self.url(path))).await?;
         match response.status().as_u16() {
             200..=299 | 404 => Ok(true),
             400 => Ok(false),
@@ -342,17 +330,22 @@ impl ManagementApi {
         request.basic_auth(&creds.user, Some(creds.password()))
     }
 
+    /// Sends an authenticated request and checks its status.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
         operation: &str,
     ) -> Result<reqwest::Response> {
-        let response = self
-            .authed(request)
+        let response = self.deliver(request).await?;
+        self.check_status(response, operation).await
+    }
+
+    /// Sends an authenticated request; the status is left to the caller.
+    async fn deliver(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        self.authed(request)
             .send()
             .await
-            .map_err(|e| self.transport_error(e))?;
-        self.check_status(response, operation).await
+            .map_err(|e| self.transport_error(e))
     }
 
     async fn check_status(
