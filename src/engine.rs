@@ -34,3 +34,14 @@ pub fn failed(operation: &str, error: bollard::errors::Error) -> GodError {
         engine_address()
     ))
 }
+
+/// Whether the engine answered that the object (container, image) does not exist.
+pub fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

@@ -106,11 +106,10 @@ async fn start(docker: &Docker, name: &str) -> Result<()> {
 async fn remove(docker: &Docker, name: &str) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
     match docker.remove_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(()),
-        Err(e) => Err(engine::failed(&format!("removing container {name}"), e)),
+        Err(e) if !engine::is_not_found(&e) => {
+            Err(engine::failed(&format!("removing container {name}"), e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -343,6 +343,6 @@ fn invalid(id: &str, file: &str, problems: &[Diagnostic]) -> Check {
         Status::Fail,
         format!("{file} is invalid: {} error(s)", errors.len()),
     )
-    .with_details(crate::doctor::first_few(&errors, 10))
+    .with_details(crate::doctor::first_few(&errors))
     .with_fix("`god validate` shows each problem with its line and a hint")
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Area, Check, Status, Thresholds, first_few};
-use crate::inputs::registry::{DesiredState, QueueRole, Registry, Status as ServiceStatus};
+use super::{Area, Check, QueueKind, Status, Thresholds, first_few};
+use crate::inputs::registry::{DesiredState, Registry, Status as ServiceStatus};
 use crate::model::BindingSpec;
 use crate::relay::topic;
 
@@ -57,28 +57,21 @@ pub fn checks(
 ) -> Vec<Check> {
     vec![
         consumers_check(desired, facts),
-        depth_check(desired, facts, thresholds, Role::Main),
-        depth_check(desired, facts, thresholds, Role::DeadLetter),
+        depth_check(desired, facts, thresholds, QueueKind::Main),
+        depth_check(desired, facts, thresholds, QueueKind::DeadLetter),
         unroutable_check(registry, facts),
         relay_check(&registry.exchange.name, facts, relay_expected),
     ]
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Main,
-    DeadLetter,
-}
-
-/// The desired queues of one role that exist, with their service and facts.
+/// The desired queues of one kind that exist, with their service and facts.
 fn queues_of<'a>(
     desired: &'a DesiredState,
     facts: &'a FlowFacts,
-    role: Role,
+    kind: QueueKind,
 ) -> impl Iterator<Item = (&'a str, &'a str, QueueFacts)> {
     desired.owners.iter().filter_map(move |(queue, owner)| {
-        let is_main = matches!(owner.role, QueueRole::Main { .. });
-        if is_main != (role == Role::Main) {
+        if QueueKind::of(&owner.role) != kind {
             return None;
         }
         let f = facts.queues.get(queue)?;
@@ -88,11 +81,11 @@ fn queues_of<'a>(
 
 fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     let id = "flow.consumers";
-    let idle: Vec<(&str, &str, QueueFacts)> = queues_of(desired, facts, Role::Main)
+    let idle: Vec<(&str, &str, QueueFacts)> = queues_of(desired, facts, QueueKind::Main)
         .filter(|(_, _, f)| f.consumers == 0)
         .collect();
     if idle.is_empty() {
-        let n = queues_of(desired, facts, Role::Main).count();
+        let n = queues_of(desired, facts, QueueKind::Main).count();
         return Check::ok(
             id,
             Area::Flow,
@@ -116,7 +109,7 @@ fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
         Status::Warn,
         format!("{} active queue(s) have no consumer: their events pile up", idle.len()),
     )
-    .with_details(first_few(&lines, 10))
+    .with_details(first_few(&lines))
     .with_fix(format!(
         "start the consumer of {}; a service that is gone for good gets `status: deprecated` in registry.yaml",
         services.join(", ")
@@ -127,17 +120,17 @@ fn depth_check(
     desired: &DesiredState,
     facts: &FlowFacts,
     limits: &Thresholds,
-    role: Role,
+    kind: QueueKind,
 ) -> Check {
-    let (id, what, max_depth) = match role {
-        Role::Main => ("flow.backlog", "service queue", limits.max_depth),
-        Role::DeadLetter => (
+    let (id, what, max_depth) = match kind {
+        QueueKind::Main => ("flow.backlog", "service queue", limits.max_depth),
+        QueueKind::DeadLetter => (
             "flow.dead_letters",
             "dead-letter queue",
             limits.max_dlq_depth,
         ),
     };
-    let over: Vec<String> = queues_of(desired, facts, role)
+    let over: Vec<String> = queues_of(desired, facts, kind)
         .filter(|(_, _, f)| f.messages > max_depth || f.growth > limits.max_growth)
         .map(|(q, s, f)| {
             format!(
@@ -161,11 +154,11 @@ fn depth_check(
             ),
         );
     }
-    let fix = match role {
-        Role::Main => {
+    let fix = match kind {
+        QueueKind::Main => {
             "the consumer is slower than its producers or stuck: check its logs and scale it; limits: --max-depth, --max-growth"
         }
-        Role::DeadLetter => {
+        QueueKind::DeadLetter => {
             "these are messages consumers rejected: read them (`rabbitmqadmin get queue=<dlq>`), fix the cause, then re-publish or purge them; limit: --max-dlq-depth"
         }
     };
@@ -175,7 +168,7 @@ fn depth_check(
         Status::Warn,
         format!("{} {what}(s) over the limits", over.len()),
     )
-    .with_details(first_few(&over, 10))
+    .with_details(first_few(&over))
     .with_fix(fix)
 }
 
@@ -222,7 +215,7 @@ fn unroutable_check(registry: &Registry, facts: &FlowFacts) -> Check {
         Status::Warn,
         format!("{} produced event type(s) reach no queue: the gateway refuses them as unroutable", unrouted.len()),
     )
-    .with_details(first_few(&unrouted, 10))
+    .with_details(first_few(&unrouted))
     .with_fix("give a consuming service that routing key in registry.yaml and run `god apply`, or drop it from `produces`")
 }
 

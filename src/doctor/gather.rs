@@ -501,16 +501,15 @@ async fn container_state(
 ) -> (Status, String) {
     let name = &spec.name;
     let inspect = async {
-        docker
-            .inspect_container(name, None)
-            .await
-            .map_err(|e| engine::failed(&format!("inspecting {name}"), e))
+        match docker.inspect_container(name, None).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if engine::is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine::failed(&format!("inspecting {name}"), e)),
+        }
     };
     let info = match within(limit, inspect).await {
-        Ok(info) => info,
-        Err(Problem::Failed(e)) if e.to_string().contains("404") => {
-            return (Status::Fail, format!("{name}: missing"));
-        }
+        Ok(Some(info)) => info,
+        Ok(None) => return (Status::Fail, format!("{name}: missing")),
         Err(problem) => return (Status::Fail, format!("{name}: {problem}")),
     };
     let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
@@ -552,7 +551,11 @@ async fn container_state(
 /// One HTTP check: 2xx within the limit passes.
 pub async fn http_service(id: &str, what: &str, url: &str, limit: Duration, fix: &str) -> Check {
     let shown = mask_url_str(url);
-    match probe(url, limit).await {
+    let answer = match http_client(limit) {
+        Ok(client) => probe(&client, url, limit).await,
+        Err(why) => Err(why),
+    };
+    match answer {
         Ok(code) => Check::ok(
             id,
             Area::Services,
@@ -568,12 +571,17 @@ pub async fn http_service(id: &str, what: &str, url: &str, limit: Duration, fix:
     }
 }
 
-/// GETs a URL; Ok with the status when it is 2xx, else why not.
-async fn probe(url: &str, limit: Duration) -> Result<u16, String> {
-    let client = reqwest::Client::builder()
+/// An HTTP client whose requests give up after `limit`.
+fn http_client(limit: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
         .timeout(limit)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot make HTTP requests: {e}"))
+}
+
+/// GETs a URL with a client made by [`http_client`]; Ok with the status when it is 2xx, else
+/// why not.
+async fn probe(client: &reqwest::Client, url: &str, limit: Duration) -> Result<u16, String> {
     match client.get(url).send().await {
         Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
         Ok(r) => Err(format!("answers HTTP {}", r.status().as_u16())),
@@ -606,9 +614,14 @@ pub async fn endpoints(registry: &Registry, limit: Duration) -> Check {
             "no active service has an HTTP `endpoints.health` in the registry",
         );
     }
+    let client = match http_client(limit) {
+        Ok(client) => client,
+        Err(why) => return Check::new(id, Area::Services, Status::Fail, why),
+    };
+    let client = &client;
     let probes = http
         .iter()
-        .map(|(name, url)| async move { (*name, *url, probe(url, limit).await) });
+        .map(|(name, url)| async move { (*name, *url, probe(client, url, limit).await) });
     let results = futures::future::join_all(probes).await;
     let failing: Vec<String> = results
         .iter()
@@ -636,6 +649,6 @@ pub async fn endpoints(registry: &Registry, limit: Duration) -> Check {
         Status::Fail,
         format!("{} of {} health endpoints do not answer 2xx{not_http}", failing.len(), http.len()),
     )
-    .with_details(first_few(&failing, 10))
+    .with_details(first_few(&failing))
     .with_fix("start or repair those services (their logs say why); a retired service gets `status: deprecated` in registry.yaml")
 }

@@ -9,6 +9,8 @@ pub mod topology;
 
 use serde::Serialize;
 
+use crate::inputs::registry::QueueRole;
+
 /// Version of the report's JSON format (`schemas/doctor.schema.json`).
 pub const DOCTOR_FORMAT_VERSION: u32 = 1;
 
@@ -51,6 +53,26 @@ impl Area {
             Area::Flow => "Flow",
             Area::Services => "Services",
             Area::Config => "Config",
+        }
+    }
+}
+
+/// Whether a desired queue is a service's own or a dead-letter queue: the distinction the
+/// topology and flow checks report by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// A service's own queue.
+    Main,
+    /// A dead-letter queue.
+    DeadLetter,
+}
+
+impl QueueKind {
+    /// The kind of a queue with this role.
+    pub fn of(role: &QueueRole) -> Self {
+        match role {
+            QueueRole::Main { .. } => QueueKind::Main,
+            QueueRole::DeadLetter { .. } => QueueKind::DeadLetter,
         }
     }
 }
@@ -192,11 +214,14 @@ impl Report {
     }
 }
 
-/// Lists at most `limit` items, then says how many more there are.
-pub fn first_few(items: &[String], limit: usize) -> Vec<String> {
-    let mut out: Vec<String> = items.iter().take(limit).cloned().collect();
-    if items.len() > limit {
-        out.push(format!("... and {} more", items.len() - limit));
+/// How many objects a check lists before it only counts the rest.
+pub const DETAIL_LINES: usize = 10;
+
+/// Lists at most [`DETAIL_LINES`] items, then says how many more there are.
+pub fn first_few(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = items.iter().take(DETAIL_LINES).cloned().collect();
+    if items.len() > DETAIL_LINES {
+        out.push(format!("... and {} more", items.len() - DETAIL_LINES));
     }
     out
 }

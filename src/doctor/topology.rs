@@ -2,8 +2,8 @@
 //! what differs): the exchange, the service queues, their bindings, their dead-lettering, and
 //! the whole drift.
 
-use super::{Area, Check, Status, first_few};
-use crate::inputs::registry::{DesiredState, QueueRole};
+use super::{Area, Check, QueueKind, Status, first_few};
+use crate::inputs::registry::DesiredState;
 use crate::plan::{Action, Change, Plan};
 
 const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
@@ -19,7 +19,7 @@ pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check>
     let queue_changes: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == "queue" && role_of(desired, c) == Some(Role::Main))
+        .filter(|c| c.kind == "queue" && kind_of(desired, c) == Some(QueueKind::Main))
         .filter(|c| c.action != Action::Adopt)
         .collect();
     let binding_changes: Vec<&Change> = plan
@@ -34,13 +34,13 @@ pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check>
             c.kind == "policy"
                 || (c.kind == "queue"
                     && c.action != Action::Adopt
-                    && role_of(desired, c) == Some(Role::DeadLetter))
+                    && kind_of(desired, c) == Some(QueueKind::DeadLetter))
         })
         .collect();
     let main_queues = desired
         .owners
         .values()
-        .filter(|o| matches!(o.role, QueueRole::Main { .. }))
+        .filter(|o| QueueKind::of(&o.role) == QueueKind::Main)
         .count();
     let categories = [
         exchange_check(exchange, &exchange_changes),
@@ -62,18 +62,9 @@ pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check>
     categories.into_iter().chain([drift]).collect()
 }
 
-#[derive(PartialEq, Eq)]
-enum Role {
-    Main,
-    DeadLetter,
-}
-
-fn role_of(desired: &DesiredState, change: &Change) -> Option<Role> {
+fn kind_of(desired: &DesiredState, change: &Change) -> Option<QueueKind> {
     let name = change.id.strip_prefix("queue/")?;
-    desired.owners.get(name).map(|o| match o.role {
-        QueueRole::Main { .. } => Role::Main,
-        QueueRole::DeadLetter { .. } => Role::DeadLetter,
-    })
+    desired.owners.get(name).map(|o| QueueKind::of(&o.role))
 }
 
 fn line(change: &Change) -> String {
@@ -120,7 +111,7 @@ fn changes_check(id: &str, changes: &[&Change], healthy: String, problem: &str) 
         Status::Fail,
         format!("{} {problem}", changes.len()),
     )
-    .with_details(first_few(&lines, 10))
+    .with_details(first_few(&lines))
     .with_fix(APPLY_FIX)
 }
 
@@ -154,7 +145,7 @@ fn bindings_check(changes: &[&Change], desired: usize) -> Check {
         )
     };
     Check::new(id, Area::Topology, status, summary)
-        .with_details(first_few(&lines, 10))
+        .with_details(first_few(&lines))
         .with_fix(APPLY_FIX)
 }
 
@@ -176,7 +167,7 @@ fn drift_check(plan: &Plan, categories: &[Check]) -> Check {
         status,
         format!("`god plan` would make {} change(s)", plan.changes.len()),
     )
-    .with_details(first_few(&lines, 10))
+    .with_details(first_few(&lines))
     .with_fix(APPLY_FIX)
 }
 
