@@ -7,6 +7,7 @@ use super::{Exit, Globals, runtime};
 use crate::error::Result;
 use crate::graph;
 use crate::model::QueueStats;
+use crate::observe::rabbit::all_queue_stats;
 use crate::rabbit::management::ManagementApi;
 
 /// Output format of `god graph`.
@@ -40,15 +41,5 @@ pub fn run(globals: &Globals, format: Format, live: bool) -> Result<Exit> {
 
 async fn queue_stats(api: &ManagementApi) -> Result<BTreeMap<String, QueueStats>> {
     api.check_vhost().await?;
-    let queues = api.queue_list().await?;
-    Ok(queues
-        .into_iter()
-        .map(|q| {
-            let stats = QueueStats {
-                messages: q.messages.unwrap_or(0),
-                consumers: q.consumers.unwrap_or(0),
-            };
-            (q.name, stats)
-        })
-        .collect())
+    all_queue_stats(api).await
 }

@@ -2,6 +2,8 @@
 //! of objects), and, only when a plan would replace or delete queues, the queue list for their
 //! depths (one more request).
 
+use std::collections::BTreeMap;
+
 use crate::error::Result;
 use crate::model::{
     BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin,
@@ -91,13 +93,23 @@ fn add_queue_stats(state: &mut ObservedState, queues: &[QueueListEntry]) {
         .iter()
         .filter(|q| state.topology.queues.contains_key(&q.name))
     {
-        state.queue_stats.insert(
-            q.name.clone(),
-            QueueStats {
-                messages: q.messages.unwrap_or(0),
-                consumers: q.consumers.unwrap_or(0),
-            },
-        );
+        state.queue_stats.insert(q.name.clone(), stats_of(q));
+    }
+}
+
+/// Depth and consumers of every queue of the vhost, by name (the vhost must exist).
+pub async fn all_queue_stats(api: &ManagementApi) -> Result<BTreeMap<String, QueueStats>> {
+    let queues = api.queue_list().await?;
+    Ok(queues
+        .iter()
+        .map(|q| (q.name.clone(), stats_of(q)))
+        .collect())
+}
+
+fn stats_of(entry: &QueueListEntry) -> QueueStats {
+    QueueStats {
+        messages: entry.messages.unwrap_or(0),
+        consumers: entry.consumers.unwrap_or(0),
     }
 }
 
