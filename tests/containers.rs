@@ -399,7 +399,7 @@ fn concurrent_container_applies_of_one_project_take_turns() {
 fn a_held_project_lock_fails_after_the_timeout_naming_the_project() {
     let p = TestProject::new("held");
     p.write(&httpd("web", free_port(), ""));
-    let lock = std::env::temp_dir().join(format!("god-apply-{}.lock", p.name));
+    let lock = god::apply::lock::project_lock_path(&p.name);
     // --no-fork: flock itself becomes the sleeping holder, so killing it releases the lock.
     let mut holder = std::process::Command::new("flock")
         .arg("--no-fork")

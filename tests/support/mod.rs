@@ -446,9 +446,7 @@ impl TestProject {
 
 impl Drop for TestProject {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(
-            std::env::temp_dir().join(format!("god-apply-{}.lock", self.name)),
-        );
+        let _ = std::fs::remove_file(god::apply::lock::project_lock_path(&self.name));
         remove_project_containers(&self.name);
     }
 }
@@ -573,9 +571,7 @@ impl ServiceProcess {
         let body = std::fs::read_to_string(dir.path().join("body")).unwrap_or_default();
         (status, text, body)
     }
-}
 
-impl ServiceProcess {
     /// CPU time the process has used so far (user + system), from /proc.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds_of(self.child.id())
