@@ -19,7 +19,7 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-use common::{delete_vhost, fresh_vhost};
+use common::{delete_vhost, env_number, fresh_vhost};
 use support::{ServiceProcess, free_port, god, remove_project_containers};
 
 const VHOST: &str = "god-bench-doctor";
@@ -27,10 +27,7 @@ const PROJECT: &str = "god-bench-doctor";
 const SERVICES: usize = 20;
 
 fn main() {
-    let repeats: usize = std::env::var("GOD_BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let repeats: usize = env_number("GOD_BENCH_REPEATS", 5);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
         Command::new(root.join("scripts/test-image"))

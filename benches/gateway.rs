@@ -29,7 +29,7 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOpti
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use common::{MANAGEMENT, delete_vhost, fresh_vhost};
+use common::{MANAGEMENT, delete_vhost, env_number, fresh_vhost};
 use support::{ServiceProcess, cpu_seconds_of, god};
 
 const VHOST: &str = "god-bench-gateway";
@@ -37,7 +37,7 @@ const RELAY_CLIENTS: usize = 100;
 const RELAY_EVENTS: usize = 2000;
 
 fn main() {
-    let seconds = env_number("GOD_BENCH_SECONDS", 3);
+    let seconds: u64 = env_number("GOD_BENCH_SECONDS", 3);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,16 +56,17 @@ fn main() {
         let gateway = ServiceProcess::start(&amqp, "bus", &[]);
         gateway.await_status("/health/ready", 200);
 
-        let rounds = env_number("GOD_BENCH_ROUNDS", 5);
+        let rounds: u32 = env_number("GOD_BENCH_ROUNDS", 5);
         println!("god gateway benchmark: {rounds} alternating rounds of {seconds} s (gateway, then raw) per row, 2 cores, RabbitMQ 3.10\n");
         println!("| queue | clients | gateway events/s | p50 | p99 | of which confirm wait (mean) | gateway CPU per event | raw lapin events/s | p50 | p99 | gateway / raw (median, range) |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         let meters = Meters { broker: broker_pid(), gateway: &gateway };
+        let concurrencies = concurrencies();
         let mut accounts = Vec::new();
         for consumed in [true, false] {
             let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
-            for clients in concurrencies() {
+            for &clients in &concurrencies {
                 let mut row = Row::default();
                 for _ in 0..rounds {
                     row.gateway_round(&http, &meters, clients, seconds).await;
@@ -87,7 +88,7 @@ fn main() {
         println!("\nHTTP alone: `GET /health` on the gateway with the same load generator (no JSON, no broker), CPU µs per request:\n");
         println!("| clients | requests/s | gateway | load generator | total |");
         println!("|---|---|---|---|---|");
-        for clients in concurrencies() {
+        for &clients in &concurrencies {
             http_floor(&meters, clients, seconds).await;
         }
         purge(&http).await;
@@ -148,14 +149,6 @@ fn concurrencies() -> Vec<usize> {
                 .expect("GOD_BENCH_CLIENTS: comma-separated numbers")
         })
         .collect()
-}
-
-/// A number from the environment, or its default.
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
-        .unwrap_or(default)
 }
 
 /// One measurement: the latency of every request, and how long the measurement took.

@@ -11,16 +11,18 @@
 //! Needs the broker of `scripts/bootstrap`. Environment: GOD_BENCH_SERVICES (default 5000),
 //! GOD_BENCH_REPEATS (default 3).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
+use common::{MANAGEMENT, env_number};
 
 fn main() {
-    let services: usize = env_or("GOD_BENCH_SERVICES", 5000);
-    let repeats: usize = env_or("GOD_BENCH_REPEATS", 3);
+    let services: usize = env_number("GOD_BENCH_SERVICES", 5000);
+    let repeats: usize = env_number("GOD_BENCH_REPEATS", 3);
     let dir = tempfile::tempdir().unwrap();
     let registry = dir.path().join("registry.yaml");
     std::fs::write(&registry, generated_registry(services)).unwrap();
@@ -80,13 +82,6 @@ fn main() {
     let _ = writeln!(table, "| definitions export (GET) | {} | | | |", secs(ex));
     let _ = writeln!(table, "| definitions import (POST) | {} | | | |", secs(im));
     println!("{table}");
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A registry like the platform's, scaled: every service consumes one queue with two keys

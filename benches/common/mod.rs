@@ -1,5 +1,8 @@
 //! What the benchmarks share beyond the test support (`tests/support`): vhosts with fixed
-//! names, made fresh for a run, from inside the benchmark's async runtime.
+//! names, made fresh for a run, from inside the benchmark's async runtime, and their settings
+//! from the environment. Each benchmark uses a part of it.
+
+#![allow(dead_code)]
 
 /// The management API of the broker `scripts/bootstrap` starts.
 pub const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
@@ -27,4 +30,15 @@ pub async fn delete_vhost(http: &reqwest::Client, vhost: &str) {
         .basic_auth("guest", Some("guest"))
         .send()
         .await;
+}
+
+/// A number from the environment (`GOD_BENCH_*`), or `default` when it is not set; a value that
+/// is not a number stops the benchmark.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {v:?} is not a number")),
+        Err(_) => default,
+    }
 }
