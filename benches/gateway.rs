@@ -6,6 +6,8 @@
 //!   concurrency on the same broker: the ceiling. Twice: with a consumer draining the queue (the
 //!   bus at work: the broker confirms messages it delivered without waiting for the disk), and
 //!   with nobody consuming (a consumer is down: every message is written to disk first);
+//! - the gateway's publisher alone (god's `Publisher` in this process: amqprs, no HTTP, no
+//!   JSON) against the same raw lapin publisher: what the AMQP client costs per event;
 //! - the relay's deliveries/s to 100 WebSocket clients.
 //!
 //! Each row is GOD_BENCH_ROUNDS (default 5) rounds of GOD_BENCH_SECONDS (default 3): the gateway,
@@ -30,6 +32,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use common::{MANAGEMENT, delete_vhost, env_number, fresh_vhost};
+use god::endpoints::BrokerEndpoints;
+use god::gateway::publisher::{Outgoing, Publisher};
 use support::{ServiceProcess, cpu_seconds_of, god};
 
 const VHOST: &str = "god-bench-gateway";
@@ -63,6 +67,7 @@ fn main() {
         let meters = Meters { broker: broker_pid(), gateway: &gateway };
         let concurrencies = concurrencies();
         let mut accounts = Vec::new();
+        let mut publisher_rows = Vec::new();
         for consumed in [true, false] {
             let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
@@ -74,6 +79,9 @@ fn main() {
                 }
                 row.print(queue, clients);
                 accounts.push(row.account(queue, clients));
+                if consumed {
+                    publisher_rows.push(publisher_alone(&http, &meters, &amqp, clients, seconds, rounds).await);
+                }
             }
             if let Some(drain) = drain {
                 drain.stop().await;
@@ -83,6 +91,12 @@ fn main() {
         println!("| queue | clients | gateway side: RabbitMQ | gateway | load generator + drain | total | raw side: RabbitMQ | publisher + drain | total |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for line in accounts {
+            println!("{line}");
+        }
+        println!("\nThe gateway's publisher alone (amqprs, in the benchmark process, no HTTP, no JSON) against raw lapin, queue consumed; CPU µs per event:\n");
+        println!("| clients | god publisher events/s | raw lapin events/s | god / raw (median, range) | god side: RabbitMQ | publisher + drain | raw side: RabbitMQ | publisher + drain |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for line in publisher_rows {
             println!("{line}");
         }
         println!("\nHTTP alone: `GET /health` on the gateway with the same load generator (no JSON, no broker), CPU µs per request:\n");
@@ -276,9 +290,38 @@ impl Row {
         self.raw.push(sample);
     }
 
+    /// A round of god's publisher alone, counted on the gateway side of the row.
+    async fn publisher_round(
+        &mut self,
+        http: &reqwest::Client,
+        meters: &Meters<'_>,
+        publisher: &Arc<Publisher>,
+        clients: usize,
+        seconds: u64,
+    ) {
+        purge(http).await;
+        let before = meters.now();
+        let sample = publisher_load(publisher, clients, seconds).await;
+        self.gateway_cpu.add_span(before, meters.now());
+        self.confirmed += sample.latencies.len() as f64;
+        self.gateway.push(sample);
+    }
+
     fn print(&self, queue: &str, clients: usize) {
         let (g50, g99) = percentiles(&self.gateway);
         let (r50, r99) = percentiles(&self.raw);
+        println!(
+            "| {queue} | {clients} | {:.0} | {g50:.2} ms | {g99:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {r50:.2} ms | {r99:.2} ms | {} |",
+            median(self.gateway.iter().map(Sample::rate).collect()),
+            1000.0 * self.confirm_seconds / self.confirmed,
+            1e6 * self.gateway_cpu.gateway / self.confirmed,
+            median(self.raw.iter().map(Sample::rate).collect()),
+            self.ratio(),
+        );
+    }
+
+    /// The median of the rounds' ratios, gateway side over raw side, with their range.
+    fn ratio(&self) -> String {
         let ratios: Vec<f64> = self
             .gateway
             .iter()
@@ -288,14 +331,7 @@ impl Row {
         let (lowest, highest) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-        println!(
-            "| {queue} | {clients} | {:.0} | {g50:.2} ms | {g99:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {r50:.2} ms | {r99:.2} ms | {:.0}% ({lowest:.0}–{highest:.0}%) |",
-            median(self.gateway.iter().map(Sample::rate).collect()),
-            1000.0 * self.confirm_seconds / self.confirmed,
-            1e6 * self.gateway_cpu.gateway / self.confirmed,
-            median(self.raw.iter().map(Sample::rate).collect()),
-            median(ratios),
-        );
+        format!("{:.0}% ({lowest:.0}–{highest:.0}%)", median(ratios))
     }
 
     /// The row of the CPU account: µs per event of each process, gateway side and raw side.
@@ -307,6 +343,41 @@ impl Row {
             "| {queue} | {clients} | {gb:.0} | {gg:.0} | {gl:.0} | {gt:.0} | {rb:.0} | {rp:.0} | {rt:.0} |"
         )
     }
+}
+
+/// The gateway's publisher alone against raw lapin at `clients`, alternating rounds: the table
+/// line of what each AMQP client costs per event.
+async fn publisher_alone(
+    http: &reqwest::Client,
+    meters: &Meters<'_>,
+    amqp: &str,
+    clients: usize,
+    seconds: u64,
+    rounds: u32,
+) -> String {
+    let address = BrokerEndpoints::resolve(Some(amqp), None)
+        .unwrap()
+        .amqp_address();
+    let publisher = Publisher::new(address, "bus");
+    publisher.keep_connected();
+    while !publisher.connected().await {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut row = Row::default();
+    for _ in 0..rounds {
+        row.publisher_round(http, meters, &publisher, clients, seconds)
+            .await;
+        row.raw_round(http, meters, amqp, clients, seconds).await;
+    }
+    let [gb, _, gp, _] = row.gateway_cpu.per_event(row.confirmed);
+    let raw_events: usize = row.raw.iter().map(|s| s.latencies.len()).sum();
+    let [rb, _, rp, _] = row.raw_cpu.per_event(raw_events as f64);
+    format!(
+        "| {clients} | {:.0} | {:.0} | {} | {gb:.0} | {gp:.0} | {rb:.0} | {rp:.0} |",
+        median(row.gateway.iter().map(Sample::rate).collect()),
+        median(row.raw.iter().map(Sample::rate).collect()),
+        row.ratio(),
+    )
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -543,6 +614,32 @@ async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Sample {
     .await;
     let _ = connection.close(200, "done".into()).await;
     load
+}
+
+/// `clients` tasks publishing the benchmark's message through god's publisher, each waiting for
+/// its confirm before the next.
+async fn publisher_load(publisher: &Arc<Publisher>, clients: usize, seconds: u64) -> Sample {
+    closed_loop(clients, seconds, |deadline| {
+        let publisher = Arc::clone(publisher);
+        async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (body, properties) = same_event_as_the_gateway_publishes();
+                let message_id = properties.message_id().clone().unwrap();
+                let event = Outgoing {
+                    routing_key: "bench.load",
+                    body,
+                    message_id: message_id.as_str(),
+                    correlation_id: None,
+                };
+                publisher.publish(event).await.unwrap();
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }
+    })
+    .await
 }
 
 async fn relay_load(amqp: &str, port: u16) -> f64 {

@@ -41,6 +41,21 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// An AMQP URL's parts, decoded.
+#[derive(Debug, Clone)]
+pub struct AmqpAddress {
+    /// Host name or address (an IPv6 address keeps its brackets, ready for `host:port`).
+    pub host: String,
+    /// TCP port (5672, or 5671 for amqps, unless the URL says otherwise).
+    pub port: u16,
+    /// User and password.
+    pub credentials: Credentials,
+    /// The vhost.
+    pub vhost: String,
+    /// Whether the URL asks for TLS (amqps).
+    pub tls: bool,
+}
+
 /// The resolved connection settings of one god run.
 #[derive(Clone)]
 pub struct BrokerEndpoints {
@@ -124,6 +139,21 @@ impl BrokerEndpoints {
     /// The AMQP user name.
     pub fn amqp_user(&self) -> String {
         percent_decode(self.amqp_url.username())
+    }
+
+    /// The AMQP URL taken apart, for clients that connect from its parts.
+    pub fn amqp_address(&self) -> AmqpAddress {
+        let tls = self.amqp_url.scheme() == "amqps";
+        AmqpAddress {
+            host: self.amqp_url.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: self
+                .amqp_url
+                .port()
+                .unwrap_or(if tls { 5671 } else { 5672 }),
+            credentials: credentials_of(&self.amqp_url),
+            vhost: vhost_of(&self.amqp_url),
+            tls,
+        }
     }
 
     /// The management URL as it may be shown (it never holds credentials).
@@ -269,5 +299,23 @@ mod tests {
             .with_vhost("a b/c");
         assert_eq!(e.vhost, "a b/c");
         assert!(e.amqp_url_secret().ends_with("/a%20b%2Fc"));
+    }
+
+    #[test]
+    fn the_amqp_address_is_the_url_decoded_into_parts() {
+        let e = BrokerEndpoints::resolve(Some("amqp://ops:s3cr%2Ft@[::1]/team%2Fa"), None).unwrap();
+        let address = e.amqp_address();
+        assert_eq!((address.host.as_str(), address.port), ("[::1]", 5672));
+        assert_eq!(address.credentials.user, "ops");
+        assert_eq!(address.credentials.password(), "s3cr/t");
+        assert_eq!(address.vhost, "team/a");
+        assert!(!address.tls);
+        let tls = BrokerEndpoints::resolve(Some("amqps://broker.example"), None).unwrap();
+        let address = tls.amqp_address();
+        assert_eq!(
+            (address.port, address.vhost.as_str(), address.tls),
+            (5671, "/", true)
+        );
+        assert_eq!(address.credentials.user, "guest");
     }
 }

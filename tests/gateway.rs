@@ -29,9 +29,33 @@ fn a_posted_event_reaches_its_queue_with_its_event_id() {
     assert_eq!(status, 202, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     let event_id = answer["event_id"].as_str().unwrap().to_string();
-    let message = v.get("q").expect("the event is in the bound queue");
+    let (message, properties) = v
+        .get_with_properties("q")
+        .expect("the event is in the bound queue");
     let envelope: Value = serde_json::from_str(&message).unwrap();
     assert_eq!(envelope["event_id"], event_id.as_str());
+    let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.to_string());
+    assert_eq!(text(properties.message_id()), Some(event_id.clone()));
+    assert_eq!(
+        text(properties.correlation_id()).as_deref(),
+        Some("0b6f6a9e-9a57-4e5c-8d2b-1d6f7b0d3c11")
+    );
+    assert_eq!(
+        text(properties.content_type()).as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
+    let event_type_header = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("event_type"))
+        .and_then(|v| v.as_long_string())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    assert_eq!(
+        event_type_header.as_deref(),
+        Some("agent.tonny.heartbeat"),
+        "{properties:?}"
+    );
     assert_eq!(envelope["event_type"], "agent.tonny.heartbeat");
     assert_eq!(envelope["payload"], json!({"beat": 1}));
     assert_eq!(
@@ -96,6 +120,83 @@ fn bad_events_are_refused_with_the_right_status_and_never_published() {
     assert_eq!(v.depth("q"), 0, "nothing was published");
 }
 
+/// Posts concurrently, one thread per request; returns each request's status and body.
+fn post_concurrently(g: &GatewayProcess, requests: &[(String, String)]) -> Vec<(u16, String)> {
+    std::thread::scope(|scope| {
+        let posts: Vec<_> = requests
+            .iter()
+            .map(|(path, body)| {
+                scope.spawn(move || {
+                    let (status, _, answer) = g.request("POST", path, Some(body.as_bytes()), &[]);
+                    (status, answer)
+                })
+            })
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_events_each_get_their_own_verdict() {
+    let v = TestVhost::new("gwmany");
+    let g = started(&v, &[]);
+    let requests: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            let path = if i % 3 == 0 {
+                "/events/nobody.listens"
+            } else {
+                "/events/agent.n"
+            };
+            (path.to_string(), format!("{{\"i\": {i}}}"))
+        })
+        .collect();
+    let answers = post_concurrently(&g, &requests);
+    let mut accepted = std::collections::BTreeSet::new();
+    for ((path, _), (status, body)) in requests.iter().zip(&answers) {
+        if path.ends_with("agent.n") {
+            assert_eq!(*status, 202, "{path}: {body}");
+            let answer: Value = serde_json::from_str(body).unwrap();
+            accepted.insert(answer["event_id"].as_str().unwrap().to_string());
+        } else {
+            assert_eq!(*status, 422, "{path}: {body}");
+            assert!(body.contains("unroutable"), "{body}");
+        }
+    }
+    let mut queued = std::collections::BTreeSet::new();
+    while let Some(message) = v.get("q") {
+        let envelope: Value = serde_json::from_str(&message).unwrap();
+        queued.insert(envelope["event_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(accepted.len(), 40);
+    assert_eq!(queued, accepted, "exactly the accepted events are queued");
+}
+
+#[test]
+fn one_event_id_posted_twice_at_once_gets_each_post_its_own_verdict() {
+    let v = TestVhost::new("gwdup");
+    let g = started(&v, &[]);
+    let requests: Vec<(String, String)> = (0..10)
+        .flat_map(|round| {
+            let id = format!("00000000-0000-4000-8000-{round:012}");
+            ["agent.dup", "nobody.dup"].map(|event_type| {
+                let envelope = json!({"event_id": id, "event_type": event_type,
+                    "source": {"host": "h", "type": "agent"}, "payload": {}});
+                ("/events/custom".to_string(), envelope.to_string())
+            })
+        })
+        .collect();
+    let answers = post_concurrently(&g, &requests);
+    for ((_, request), (status, body)) in requests.iter().zip(&answers) {
+        let expected = if request.contains("agent.dup") {
+            202
+        } else {
+            422
+        };
+        assert_eq!(*status, expected, "{request}: {body}");
+    }
+    assert_eq!(v.depth("q"), 10);
+}
+
 #[test]
 fn a_token_is_required_when_configured() {
     let v = TestVhost::new("gwtoken");
@@ -133,6 +234,7 @@ fn with_the_broker_down_the_gateway_answers_503_and_recovers_when_it_returns() {
         );
     }
     assert_eq!(g.request("GET", "/health/ready", None, &[]).0, 503);
+    assert!(!g.stderr().contains("panicked"), "{}", g.stderr());
 
     broker.restart();
     g.await_status("/health/ready", 200);
@@ -140,4 +242,5 @@ fn with_the_broker_down_the_gateway_answers_503_and_recovers_when_it_returns() {
         g.request("POST", "/events/agent.a", Some(b"{}"), &[]).0,
         202
     );
+    assert!(!g.stderr().contains("panicked"), "{}", g.stderr());
 }

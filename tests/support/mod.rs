@@ -157,12 +157,18 @@ impl TestVhost {
 
     /// Gets one message from a queue and acknowledges it; None when the queue is empty.
     pub fn get(&self, queue: &str) -> Option<String> {
+        self.get_with_properties(queue).map(|(body, _)| body)
+    }
+
+    /// Gets one message with its AMQP properties and acknowledges it.
+    pub fn get_with_properties(&self, queue: &str) -> Option<(String, BasicProperties)> {
         self.amqp(|ch| async move {
             let msg = ch
                 .basic_get(queue.into(), BasicGetOptions { no_ack: true })
                 .await
                 .unwrap()?;
-            Some(String::from_utf8_lossy(&msg.delivery.data).into_owned())
+            let body = String::from_utf8_lossy(&msg.delivery.data).into_owned();
+            Some((body, msg.delivery.properties))
         })
     }
 
@@ -487,6 +493,7 @@ pub struct ServiceProcess {
     pub url: String,
     pub port: u16,
     child: std::process::Child,
+    log: tempfile::NamedTempFile,
 }
 
 /// The gateway, as the gateway tests call it.
@@ -512,20 +519,27 @@ impl ServiceProcess {
     ) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = god()
             .args([service, "--listen", &listen, "--exchange", exchange])
             .args(args)
             .env("RABBITMQ_URL", amqp_url)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         Self {
             url: format!("http://{listen}"),
             port,
             child,
+            log,
         }
+    }
+
+    /// What the service wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// Waits until `GET path` answers `status`.
