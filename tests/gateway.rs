@@ -244,3 +244,30 @@ fn with_the_broker_down_the_gateway_answers_503_and_recovers_when_it_returns() {
     );
     assert!(!g.stderr().contains("panicked"), "{}", g.stderr());
 }
+
+#[test]
+fn an_event_waiting_for_its_confirm_when_the_broker_dies_gets_a_503_before_the_timeout() {
+    // A broker over its memory limit stops reading from publishers, so the event waits for its
+    // confirm until the broker is killed under it.
+    let mut broker = DedicatedBroker::start_with("vm_memory_high_watermark.absolute = 1\n");
+    let (_d, registry) = registry_with(BOUND);
+    broker.apply(&registry);
+    let g = GatewayProcess::start(&broker.amqp_url(), "bus", &[]);
+    g.await_status("/health/ready", 200);
+    std::thread::scope(|scope| {
+        let post = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
+            (status, body, started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        broker.stop();
+        let (status, body, waited) = post.join().unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("lost before the confirm"), "{body}");
+        assert!(
+            waited < god::gateway::publisher::CONFIRM_TIMEOUT,
+            "answered when the connection broke, not at the timeout: {waited:?}"
+        );
+    });
+}
