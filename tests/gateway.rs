@@ -271,3 +271,31 @@ fn an_event_waiting_for_its_confirm_when_the_broker_dies_gets_a_503_before_the_t
         );
     });
 }
+
+#[test]
+fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_back() {
+    let v = TestVhost::new("gwnoex");
+    let (_d, registry) = registry_with(BOUND);
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let g = GatewayProcess::start(&v.amqp_url(), "bus", &[]);
+    g.await_status("/health/ready", 200);
+    v.api(
+        "DELETE",
+        &format!("exchanges/{}/bus", encode(&v.name)),
+        None,
+    );
+    let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no exchange"), "the broker's reason: {body}");
+    for _ in 0..3 {
+        let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
+        assert_eq!(status, 503, "{body}");
+    }
+    assert_eq!(g.request("GET", "/health/ready", None, &[]).0, 503);
+
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    g.await_status("/health/ready", 200);
+    let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(v.depth("q"), 1);
+}

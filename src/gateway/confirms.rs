@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use tokio::sync::{Notify, futures::Notified, oneshot};
 
 /// What the broker said about one publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Acked, and routed to at least one queue.
     Confirmed,
@@ -20,8 +20,8 @@ pub enum Verdict {
     Returned,
     /// Nacked: the broker could not take it.
     Refused,
-    /// The channel or connection went away before a verdict.
-    Lost,
+    /// The channel or connection went away before a verdict, and why.
+    Lost(String),
 }
 
 struct Waiter {
@@ -93,10 +93,10 @@ impl Confirms {
         self.settle(tag, multiple, |_| Verdict::Refused);
     }
 
-    /// The channel is gone: every publish in flight is lost.
-    pub fn lose_all(&self) {
+    /// The channel is gone (`why`): every publish in flight is lost.
+    pub fn lose_all(&self, why: &str) {
         let waiters = std::mem::take(&mut *self.lock());
-        self.reply(waiters.into_values(), |_| Verdict::Lost);
+        self.reply(waiters.into_values(), |_| Verdict::Lost(why.to_string()));
     }
 
     fn settle(&self, tag: u64, multiple: bool, verdict: impl Fn(&Waiter) -> Verdict) {
@@ -188,8 +188,11 @@ mod tests {
         let pending = confirms.register(2, "b");
         confirms.nacked(1, false);
         assert_eq!(verdict_now(nacked), Some(Verdict::Refused));
-        confirms.lose_all();
-        assert_eq!(verdict_now(pending), Some(Verdict::Lost));
+        confirms.lose_all("gone");
+        assert_eq!(
+            verdict_now(pending),
+            Some(Verdict::Lost("gone".to_string()))
+        );
         assert!(!confirms.is_in_flight("b"));
     }
 

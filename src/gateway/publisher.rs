@@ -27,6 +27,9 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the keeper checks the connection.
 const KEEPER_PERIOD: Duration = Duration::from_millis(500);
 
+/// Why publishes in flight fail when their connection breaks.
+const CONNECTION_LOST: &str = "the connection to the broker was lost before the confirm";
+
 /// Why an event was not published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
@@ -164,8 +167,9 @@ impl ChannelCallback for ConfirmListener {
         _: &Channel,
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
-        tracing::warn!("gateway: the broker closed the publishing channel: {close}");
-        self.0.lose_all();
+        let why = format!("the broker closed the publishing channel: {close}");
+        tracing::warn!("gateway: {why}");
+        self.0.lose_all(&why);
         Ok(())
     }
 
@@ -236,7 +240,7 @@ impl Publisher {
                     };
                     let old = std::mem::replace(&mut *me.link.write().await, fresh);
                     if let Some(old) = old {
-                        old.confirms.lose_all();
+                        old.confirms.lose_all(CONNECTION_LOST);
                     }
                 }
                 tokio::time::sleep(KEEPER_PERIOD).await;
@@ -323,9 +327,8 @@ impl Publisher {
             Ok(Ok(Verdict::Confirmed)) => Ok(started.elapsed()),
             Ok(Ok(Verdict::Returned)) => Err(PublishError::Unroutable),
             Ok(Ok(Verdict::Refused)) => Err(PublishError::Nacked),
-            Ok(Ok(Verdict::Lost) | Err(_)) => Err(PublishError::Unavailable(
-                "the connection to the broker was lost before the confirm".to_string(),
-            )),
+            Ok(Ok(Verdict::Lost(why))) => Err(PublishError::Unavailable(why)),
+            Ok(Err(_)) => Err(PublishError::Unavailable(CONNECTION_LOST.to_string())),
         }
     }
 
@@ -340,6 +343,6 @@ fn watch_for_network_failure(connection: &Connection, confirms: &Arc<Confirms>) 
     let confirms = Arc::clone(confirms);
     tokio::spawn(async move {
         connection.listen_network_io_failure().await;
-        confirms.lose_all();
+        confirms.lose_all(CONNECTION_LOST);
     });
 }
