@@ -12,10 +12,11 @@
 //! GOD_BENCH_REPEATS (default 3).
 
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{MANAGEMENT, env_number};
@@ -101,7 +102,7 @@ fn generated_registry(services: usize) -> String {
 }
 
 fn god(registry: &Path, vhost: &str, args: &[&str], expected: i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_god"))
+    let out = support::god()
         .arg("--registry")
         .arg(registry)
         .args(args)
@@ -109,13 +110,13 @@ fn god(registry: &Path, vhost: &str, args: &[&str], expected: i32) {
             "RABBITMQ_URL",
             format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
         )
-        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert_eq!(
         out.status.code(),
         Some(expected),
-        "god {args:?} failed: {}",
+        "god {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -180,22 +181,12 @@ impl Http {
     }
 
     fn fresh_vhost(&self, name: &str) -> String {
-        self.delete_vhost(name);
-        self.call(
-            reqwest::Method::PUT,
-            &format!("vhosts/{name}"),
-            Some("{}".into()),
-        );
-        self.call(
-            reqwest::Method::PUT,
-            &format!("permissions/{name}/guest"),
-            Some(r#"{"configure":".*","write":".*","read":".*"}"#.into()),
-        );
+        self.rt.block_on(common::fresh_vhost(&self.client, name));
         name.to_string()
     }
 
     fn delete_vhost(&self, name: &str) {
-        self.call(reqwest::Method::DELETE, &format!("vhosts/{name}"), None);
+        self.rt.block_on(common::delete_vhost(&self.client, name));
     }
 
     fn export(&self, vhost: &str) -> String {
