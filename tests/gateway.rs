@@ -298,4 +298,33 @@ fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_
     let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
     assert_eq!(status, 202, "{body}");
     assert_eq!(v.depth("q"), 1);
+    assert_eq!(
+        settled_connection_count(&v),
+        1,
+        "the connection given up on is closed, not left open"
+    );
+}
+
+/// The number of AMQP connections to the vhost, asked of the broker itself (the management
+/// API lists connections only after its next statistics round), once it is down to one or
+/// after 10 s.
+fn settled_connection_count(v: &TestVhost) -> usize {
+    let count = || {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_connections", "-p", &v.name, "name"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty() && *l != "name")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = count();
+        if now <= 1 || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }

@@ -70,6 +70,16 @@ impl Link {
         self.connection.is_open() && self.channel.is_open()
     }
 
+    /// Fails what is still in flight and closes the connection, which may still be open when
+    /// only its channel was closed (a clone watches it for failures, so dropping it would not).
+    fn give_up(&self) {
+        self.confirms.lose_all(CONNECTION_LOST);
+        let connection = self.connection.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONFIRM_TIMEOUT, connection.close()).await;
+        });
+    }
+
     /// Sends one publish and returns where its verdict will arrive.
     async fn send(
         &self,
@@ -240,7 +250,7 @@ impl Publisher {
                     };
                     let old = std::mem::replace(&mut *me.link.write().await, fresh);
                     if let Some(old) = old {
-                        old.confirms.lose_all(CONNECTION_LOST);
+                        old.give_up();
                     }
                 }
                 tokio::time::sleep(KEEPER_PERIOD).await;
