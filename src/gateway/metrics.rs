@@ -16,6 +16,8 @@ pub struct Metrics {
     published: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     in_flight: AtomicI64,
+    /// Confirms per latency bucket, each counted once (in the first bucket it fits); the
+    /// exposition sums them into Prometheus' cumulative buckets.
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -26,10 +28,8 @@ impl Metrics {
     pub fn published(&self, latency: Duration) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let secs = latency.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
@@ -71,10 +71,11 @@ impl Metrics {
             self.in_flight.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP god_gateway_confirm_seconds Time from publish to the broker's confirm.\n# TYPE god_gateway_confirm_seconds histogram\n");
+        let mut cumulative = 0;
         for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
             out.push_str(&format!(
-                "god_gateway_confirm_seconds_bucket{{le=\"{bound}\"}} {}\n",
-                bucket.load(Ordering::Relaxed)
+                "god_gateway_confirm_seconds_bucket{{le=\"{bound}\"}} {cumulative}\n"
             ));
         }
         let count = self.latency_count.load(Ordering::Relaxed);
@@ -86,5 +87,32 @@ impl Metrics {
             "god_gateway_confirm_seconds_sum {sum}\ngod_gateway_confirm_seconds_count {count}\n"
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_histogram_is_cumulative_and_ends_with_every_confirm() {
+        let metrics = Metrics::default();
+        for millis in [1, 3, 3, 40, 9000] {
+            metrics.published(Duration::from_millis(millis));
+        }
+        let text = metrics.render();
+        for (bound, expected) in [
+            ("0.001", 1),
+            ("0.002", 1),
+            ("0.005", 3),
+            ("0.05", 4),
+            ("5", 4),
+        ] {
+            let line = format!("god_gateway_confirm_seconds_bucket{{le=\"{bound}\"}} {expected}\n");
+            assert!(text.contains(&line), "{line} in:\n{text}");
+        }
+        assert!(text.contains("god_gateway_confirm_seconds_bucket{le=\"+Inf\"} 5\n"));
+        assert!(text.contains("god_gateway_confirm_seconds_count 5\n"));
+        assert!(text.contains("god_gateway_published_total 5\n"));
     }
 }
