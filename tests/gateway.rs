@@ -275,10 +275,7 @@ fn an_event_waiting_for_its_confirm_when_the_broker_dies_gets_a_503_before_the_t
 #[test]
 fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_back() {
     let v = TestVhost::new("gwnoex");
-    let (_d, registry) = registry_with(BOUND);
-    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
-    let g = GatewayProcess::start(&v.amqp_url(), "bus", &[]);
-    g.await_status("/health/ready", 200);
+    let g = started(&v, &[]);
     v.api(
         "DELETE",
         &format!("exchanges/{}/bus", encode(&v.name)),
@@ -293,6 +290,7 @@ fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_
     }
     assert_eq!(g.request("GET", "/health/ready", None, &[]).0, 503);
 
+    let (_d, registry) = registry_with(BOUND);
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     g.await_status("/health/ready", 200);
     let (status, _, body) = g.request("POST", "/events/agent.a", Some(b"{}"), &[]);
@@ -309,14 +307,15 @@ fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_
 /// API lists connections only after its next statistics round), once it is down to one or
 /// after 10 s.
 fn settled_connection_count(v: &TestVhost) -> usize {
+    // list_connections has no vhost filter: it lists the whole broker's, vhost first.
     let count = || {
         let out = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "list_connections", "-p", &v.name, "name"])
+            .args(["-q", "list_connections", "vhost"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.trim().is_empty() && *l != "name")
+            .filter(|vhost| *vhost == v.name)
             .count()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
