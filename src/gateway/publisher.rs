@@ -272,22 +272,19 @@ impl Publisher {
         arguments
             .virtual_host(&address.vhost)
             .connection_name("god gateway");
-        let connection = Connection::open(&arguments)
-            .await
-            .map_err(|e| e.to_string())?;
-        let channel = connection
-            .open_channel(None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let confirms = Arc::new(Confirms::default());
-        channel
-            .register_callback(ConfirmListener(Arc::clone(&confirms)))
-            .await
-            .map_err(|e| e.to_string())?;
-        channel
-            .confirm_select(ConfirmSelectArguments::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let open = async {
+            let connection = Connection::open(&arguments).await?;
+            let channel = connection.open_channel(None).await?;
+            let confirms = Arc::new(Confirms::default());
+            channel
+                .register_callback(ConfirmListener(Arc::clone(&confirms)))
+                .await?;
+            channel
+                .confirm_select(ConfirmSelectArguments::default())
+                .await?;
+            Ok::<_, amqprs::error::Error>((connection, channel, confirms))
+        };
+        let (connection, channel, confirms) = open.await.map_err(|e| e.to_string())?;
         watch_for_network_failure(&connection, &confirms);
         Ok(Link {
             connection,
@@ -299,7 +296,7 @@ impl Publisher {
 
     /// Whether the connection and its channel are up.
     pub async fn connected(&self) -> bool {
-        self.link.read().await.as_ref().is_some_and(|l| l.is_open())
+        self.open_link().await.is_some()
     }
 
     /// Ready to publish: connected, and the exchange exists (checked with a passive declare on
@@ -342,6 +339,7 @@ impl Publisher {
         }
     }
 
+    /// The current link, if it is open.
     async fn open_link(&self) -> Option<Arc<Link>> {
         self.link.read().await.clone().filter(|l| l.is_open())
     }
