@@ -263,12 +263,10 @@ impl Row {
         clients: usize,
         seconds: u64,
     ) {
-        purge(http).await;
         let port = meters.gateway.port;
         let confirms_before = confirm_totals(http, port).await;
-        let before = meters.now();
-        let sample = http_load(port, EVENT, 202, clients, seconds).await;
-        self.gateway_cpu.add_span(before, meters.now());
+        let load = http_load(port, EVENT, 202, clients, seconds);
+        let sample = metered(http, meters, &mut self.gateway_cpu, load).await;
         let confirms_after = confirm_totals(http, port).await;
         self.confirm_seconds += confirms_after.0 - confirms_before.0;
         self.confirmed += confirms_after.1 - confirms_before.1;
@@ -283,10 +281,8 @@ impl Row {
         clients: usize,
         seconds: u64,
     ) {
-        purge(http).await;
-        let before = meters.now();
-        let sample = raw_load(amqp, clients, seconds).await;
-        self.raw_cpu.add_span(before, meters.now());
+        let load = raw_load(amqp, clients, seconds);
+        let sample = metered(http, meters, &mut self.raw_cpu, load).await;
         self.raw.push(sample);
     }
 
@@ -299,10 +295,8 @@ impl Row {
         clients: usize,
         seconds: u64,
     ) {
-        purge(http).await;
-        let before = meters.now();
-        let sample = publisher_load(publisher, clients, seconds).await;
-        self.gateway_cpu.add_span(before, meters.now());
+        let load = publisher_load(publisher, clients, seconds);
+        let sample = metered(http, meters, &mut self.gateway_cpu, load).await;
         self.confirmed += sample.latencies.len() as f64;
         self.gateway.push(sample);
     }
@@ -312,10 +306,10 @@ impl Row {
         let (r50, r99) = percentiles(&self.raw);
         println!(
             "| {queue} | {clients} | {:.0} | {g50:.2} ms | {g99:.2} ms | {:.2} ms | {:.0} µs | {:.0} | {r50:.2} ms | {r99:.2} ms | {} |",
-            median(self.gateway.iter().map(Sample::rate).collect()),
+            median_rate(&self.gateway),
             1000.0 * self.confirm_seconds / self.confirmed,
             1e6 * self.gateway_cpu.gateway / self.confirmed,
-            median(self.raw.iter().map(Sample::rate).collect()),
+            median_rate(&self.raw),
             self.ratio(),
         );
     }
@@ -334,11 +328,18 @@ impl Row {
         format!("{:.0}% ({lowest:.0}–{highest:.0}%)", median(ratios))
     }
 
+    /// CPU µs per event of each process ([`Cpu::per_event`]), gateway side and raw side.
+    fn per_event(&self) -> ([f64; 4], [f64; 4]) {
+        let raw_events: usize = self.raw.iter().map(|s| s.latencies.len()).sum();
+        (
+            self.gateway_cpu.per_event(self.confirmed),
+            self.raw_cpu.per_event(raw_events as f64),
+        )
+    }
+
     /// The row of the CPU account: µs per event of each process, gateway side and raw side.
     fn account(&self, queue: &str, clients: usize) -> String {
-        let [gb, gg, gl, gt] = self.gateway_cpu.per_event(self.confirmed);
-        let raw_events: usize = self.raw.iter().map(|s| s.latencies.len()).sum();
-        let [rb, _, rp, rt] = self.raw_cpu.per_event(raw_events as f64);
+        let ([gb, gg, gl, gt], [rb, _, rp, rt]) = self.per_event();
         format!(
             "| {queue} | {clients} | {gb:.0} | {gg:.0} | {gl:.0} | {gt:.0} | {rb:.0} | {rp:.0} | {rt:.0} |"
         )
@@ -369,15 +370,32 @@ async fn publisher_alone(
             .await;
         row.raw_round(http, meters, amqp, clients, seconds).await;
     }
-    let [gb, _, gp, _] = row.gateway_cpu.per_event(row.confirmed);
-    let raw_events: usize = row.raw.iter().map(|s| s.latencies.len()).sum();
-    let [rb, _, rp, _] = row.raw_cpu.per_event(raw_events as f64);
+    let ([gb, _, gp, _], [rb, _, rp, _]) = row.per_event();
     format!(
         "| {clients} | {:.0} | {:.0} | {} | {gb:.0} | {gp:.0} | {rb:.0} | {rp:.0} |",
-        median(row.gateway.iter().map(Sample::rate).collect()),
-        median(row.raw.iter().map(Sample::rate).collect()),
+        median_rate(&row.gateway),
+        median_rate(&row.raw),
         row.ratio(),
     )
+}
+
+/// Runs one round's load on an empty queue and adds the CPU every process spent on it to `cpu`.
+async fn metered(
+    http: &reqwest::Client,
+    meters: &Meters<'_>,
+    cpu: &mut Cpu,
+    load: impl std::future::Future<Output = Sample>,
+) -> Sample {
+    purge(http).await;
+    let before = meters.now();
+    let sample = load.await;
+    cpu.add_span(before, meters.now());
+    sample
+}
+
+/// The median of the rounds' events/s.
+fn median_rate(samples: &[Sample]) -> f64 {
+    median(samples.iter().map(Sample::rate).collect())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

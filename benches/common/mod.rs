@@ -15,21 +15,29 @@ pub async fn fresh_vhost(http: &reqwest::Client, vhost: &str) {
         .json(&serde_json::json!({}))
         .send()
         .await
+        .and_then(reqwest::Response::error_for_status)
         .unwrap();
     auth(http.put(format!("{MANAGEMENT}/permissions/{vhost}/guest")))
         .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
         .send()
         .await
+        .and_then(reqwest::Response::error_for_status)
         .unwrap();
 }
 
-/// Deletes `vhost` (a missing one is fine).
+/// Deletes `vhost` (a missing one is fine; any other refusal stops the benchmark).
 pub async fn delete_vhost(http: &reqwest::Client, vhost: &str) {
-    let _ = http
+    let response = http
         .delete(format!("{MANAGEMENT}/vhosts/{vhost}"))
         .basic_auth("guest", Some("guest"))
         .send()
-        .await;
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
+        "deleting vhost {vhost}: {status}"
+    );
 }
 
 /// A number from the environment (`GOD_BENCH_*`), or `default` when it is not set; a value that
