@@ -235,7 +235,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing();
+    crate::logging::init(match cli.command {
+        Command::Gateway(_) | Command::Relay(_) => crate::logging::SERVICE,
+        _ => crate::logging::QUIET,
+    });
     match run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
@@ -243,15 +246,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(Exit::Failure.code())
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GOD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn run(cli: Cli) -> crate::error::Result<Exit> {

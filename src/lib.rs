@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod graph;
 pub mod inputs;
+pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod plan;

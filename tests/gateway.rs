@@ -327,3 +327,53 @@ fn settled_connection_count(v: &TestVhost) -> usize {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// Waits until a gateway that cannot reach its broker has logged that, and returns the log.
+fn broker_warning(env: &[(&str, &str)]) -> String {
+    let nowhere = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let g = GatewayProcess::start(&nowhere, "bus", env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !g.stderr().contains("cannot connect to the broker") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning logged: {}",
+            g.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    g.stderr()
+}
+
+#[test]
+fn logs_off_a_terminal_carry_no_colour_codes() {
+    let log = broker_warning(&[]);
+    assert!(!log.contains('\u{1b}'), "ANSI escape in a log file: {log:?}");
+    assert!(log.contains("WARN"), "{log}");
+}
+
+#[test]
+fn god_log_format_json_writes_one_json_object_per_line() {
+    let log = broker_warning(&[("GOD_LOG_FORMAT", "json")]);
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line:?}"))
+        })
+        .collect();
+    for entry in &entries {
+        assert!(entry["fields"]["message"].is_string(), "{entry}");
+        assert!(entry["timestamp"].is_string(), "{entry}");
+    }
+    let warning = entries
+        .iter()
+        .find(|e| e["level"] == "WARN")
+        .expect("the broker warning");
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to the broker"),
+        "{warning}"
+    );
+}

@@ -68,7 +68,7 @@ pub async fn serve(
         // Small responses go out at once instead of waiting for the client's ACK.
         let _ = tcp.set_nodelay(true);
     });
-    eprintln!(
+    tracing::info!(
         "god gateway listening on http://{listen} (exchange {})",
         gateway.publisher.exchange()
     );

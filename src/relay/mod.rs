@@ -176,7 +176,7 @@ pub fn router(relay: Arc<Relay>) -> Router {
 pub async fn serve(relay: Arc<Relay>, listen: SocketAddr) -> std::io::Result<()> {
     relay.keep_consuming();
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    eprintln!(
+    tracing::info!(
         "god relay listening on ws://{listen} (exchange {}, key {})",
         relay.config.exchange, relay.config.binding_key
     );
