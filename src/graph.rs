@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::inputs::registry::{Registry, Status};
+use crate::inputs::registry::Registry;
 use crate::model::QueueStats;
+use crate::model::desired::Lifecycle as Status;
 
 /// What a node stands for (it decides its shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! the two without any I/O, and [`apply`] executes a plan it is given.
 
 pub mod apply;
+pub mod builtin;
 pub mod cli;
 pub mod commands;
 pub mod doctor;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod rabbit;
+pub mod reconcile;
 pub mod relay;
 
 /// This machine's name from /etc/hostname, read once; None when it cannot be read.

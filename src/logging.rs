@@ -43,8 +43,8 @@ pub fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> b
 
 /// Installs the logger; `default_filter` applies when `GOD_LOG` is unset or invalid.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_env(FILTER_VARIABLE)
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_env(FILTER_VARIABLE).unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -68,6 +68,9 @@ mod tests {
         assert!(colour(true, None));
         assert!(!colour(false, None));
         assert!(!colour(true, Some("1".as_ref())));
-        assert!(colour(true, Some("".as_ref())), "an empty NO_COLOR is unset");
+        assert!(
+            colour(true, Some("".as_ref())),
+            "an empty NO_COLOR is unset"
+        );
     }
 }

@@ -270,7 +270,6 @@ fn god_runs_its_own_gateway_and_relay_as_containers_and_waits_for_them() {
 builtin = "gateway"
 command = ["/god", "gateway", "--listen", "127.0.0.1:{gateway}"]
 network_mode = "host"
-env = {{ RABBITMQ_URL = {{ secret = true, from_env = "RABBITMQ_URL" }} }}
 [components.gateway.healthcheck]
 http = "http://127.0.0.1:{gateway}/health/ready"
 interval = "500ms"
@@ -281,38 +280,39 @@ builtin = "relay"
 command = ["/god", "relay", "--listen", "127.0.0.1:{relay}"]
 network_mode = "host"
 depends_on = ["gateway"]
-env = {{ RABBITMQ_URL = {{ secret = true, from_env = "RABBITMQ_URL" }} }}
 [components.relay.healthcheck]
 http = "http://127.0.0.1:{relay}/health"
 interval = "500ms"
 retries = 60
 "#
     ));
-    let apply = |extra: &[&str]| {
-        v.god()
+    // The broker URL is given as a flag only: god hands the one it resolved to its services.
+    let god_on = |amqp_url: &str, args: &[&str]| {
+        god()
             .arg("--registry")
             .arg(&registry)
             .arg("--components")
             .arg(p.dir.path().join("components.toml"))
-            .args(["--project", &p.name, "apply", "--auto-approve"])
-            .args(extra)
+            .args(["--project", &p.name, "--amqp-url", amqp_url])
+            .args(args)
             .output()
             .unwrap()
     };
-    let out = apply(&[]);
+    let out = god_on(&v.amqp_url(), &["apply", "--auto-approve"]);
     assert_exit(&out, 0);
     let shown = text(&out);
+    assert!(!shown.contains("guest:guest"), "{shown}");
+    let gateway_container = p.inspect("gateway").unwrap();
+    let env = gateway_container["Config"]["Env"].to_string();
+    for expected in [
+        "GOD_EXCHANGE=bus",
+        "GOD_LOG_FORMAT=json",
+        &format!("RABBITMQ_URL={}", v.amqp_url()),
+    ] {
+        assert!(env.contains(expected), "{expected} not in {env}");
+    }
     assert!(
-        !shown.contains(&v.amqp_url().replace("guest:guest", "")),
-        "{shown}"
-    );
-    let env = p.inspect("gateway").unwrap()["Config"]["Env"].to_string();
-    assert!(
-        env.contains("GOD_EXCHANGE=bus"),
-        "the registry's exchange is passed on: {env}"
-    );
-    assert!(
-        !p.inspect("gateway").unwrap()["Config"]["Labels"]["god.config"]
+        !gateway_container["Config"]["Labels"]["god.config"]
             .to_string()
             .contains("guest:guest"),
         "secrets stay out of labels"
@@ -338,17 +338,30 @@ retries = 60
         v.await_message("q").is_some(),
         "the containerised gateway published into the vhost"
     );
-    assert_exit(&apply(&["--only", "docker"]), 0);
-    let again = v
-        .god()
-        .arg("--registry")
-        .arg(&registry)
-        .arg("--components")
-        .arg(p.dir.path().join("components.toml"))
-        .args(["--project", &p.name, "plan", "--detailed-exitcode"])
+    let logs = std::process::Command::new("docker")
+        .args(["logs", &format!("{}-gateway", p.name)])
         .output()
         .unwrap();
-    assert_exit(&again, 0);
+    let logged = String::from_utf8_lossy(&logs.stderr);
+    assert!(!logged.is_empty());
+    for line in logged.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "the container logs JSON: {line:?}"
+        );
+    }
+    assert_exit(&god_on(&v.amqp_url(), &["apply", "--only", "docker"]), 0);
+    assert_exit(&god_on(&v.amqp_url(), &["plan", "--detailed-exitcode"]), 0);
+
+    let elsewhere = TestVhost::new("elsewhere");
+    let moved = god_on(
+        &elsewhere.amqp_url(),
+        &["plan", "--only", "docker", "--detailed-exitcode"],
+    );
+    assert_exit(&moved, 2);
+    let shown = text(&moved);
+    assert!(shown.contains("RABBITMQ_URL moved (vhost)"), "{shown}");
+    assert!(!shown.contains("guest:guest"), "{shown}");
 }
 
 #[test]
@@ -439,4 +452,110 @@ fn a_held_project_lock_fails_after_the_timeout_naming_the_project() {
         text(&out)
     );
     assert!(p.inspect("web").is_none(), "nothing was applied");
+}
+
+/// A copy of the repository's own registry.yaml and components.toml in a project directory.
+fn repository_inputs(p: &TestProject) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["registry.yaml", "components.toml"] {
+        std::fs::copy(root.join(file), p.dir.path().join(file)).unwrap();
+    }
+}
+
+#[test]
+fn the_repository_plans_doctors_and_graphs_with_no_broker_variable_exported() {
+    let p = TestProject::new("root");
+    repository_inputs(&p);
+    let in_project = |args: &[&str]| {
+        god()
+            .current_dir(p.dir.path())
+            .args(["--project", &p.name])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let plan = in_project(&["plan", "--only", "docker"]);
+    assert_exit(&plan, 0);
+    let shown = text(&plan);
+    assert!(
+        shown.contains(&format!("+ container {}-gateway", p.name)),
+        "{shown}"
+    );
+    let plan = in_project(&["plan", "--only", "docker", "--json"]);
+    assert_exit(&plan, 0);
+    let json: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_schema(&json);
+    assert_eq!(
+        json["changes"][0]["after"]["env"]["RABBITMQ_URL"],
+        serde_json::json!({"broker_url": "amqp://guest:***@127.0.0.1:5672/%2f"}),
+        "the default broker URL, masked"
+    );
+    assert!(!text(&plan).contains("guest:guest"), "{}", text(&plan));
+    let doctor = in_project(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let components = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "config.components")
+        .unwrap();
+    assert_eq!(components["status"], "ok", "{components}");
+    assert_exit(&in_project(&["graph"]), 0);
+}
+
+#[test]
+fn a_secret_url_that_moved_is_named_in_the_plan_with_its_password_masked() {
+    let p = TestProject::new("url");
+    let port = free_port();
+    p.write(&httpd(
+        "web",
+        port,
+        "env = { TARGET = { secret = true, from_env = \"TARGET\" }, TOKEN = { secret = true, from_env = \"TOKEN\" } }",
+    ));
+    let with = |target: &str, token: &str, args: &[&str]| {
+        god()
+            .arg("--components")
+            .arg(p.dir.path().join("components.toml"))
+            .args(["--project", &p.name])
+            .args(args)
+            .args(["--only", "docker"])
+            .env("TARGET", target)
+            .env("TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let first = "amqp://ops:hunter2@127.0.0.1:5672/%2f";
+    assert_exit(&with(first, "s3cr3t-one", &["apply", "--auto-approve"]), 0);
+    let moved = with(
+        "amqp://ops:hunter2@127.0.0.1:5672/probe",
+        "s3cr3t-one",
+        &["plan", "--detailed-exitcode"],
+    );
+    assert_exit(&moved, 2);
+    let shown = text(&moved);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("+ env.TARGET: amqp://ops:***@127.0.0.1:5672/probe"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("- env.TARGET: amqp://ops:***@127.0.0.1:5672/%2f"),
+        "{shown}"
+    );
+    assert!(shown.contains("TARGET moved (vhost)"), "{shown}");
+    let rotated = with(first, "s3cr3t-two", &["plan", "--json"]);
+    assert_exit(&rotated, 0);
+    let plan: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_plan_schema(&plan);
+    assert!(
+        plan["changes"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("a secret value changed"),
+        "a plain secret says only that it changed: {plan:#}"
+    );
+    assert!(
+        !rotated.stdout.windows(10).any(|w| w == b"s3cr3t-two"),
+        "{plan:#}"
+    );
 }

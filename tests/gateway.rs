@@ -347,7 +347,10 @@ fn broker_warning(env: &[(&str, &str)]) -> String {
 #[test]
 fn logs_off_a_terminal_carry_no_colour_codes() {
     let log = broker_warning(&[]);
-    assert!(!log.contains('\u{1b}'), "ANSI escape in a log file: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape in a log file: {log:?}"
+    );
     assert!(log.contains("WARN"), "{log}");
 }
 

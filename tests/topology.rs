@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 use support::*;
 
@@ -588,6 +590,119 @@ fn a_broker_stopped_mid_apply_exits_3_and_says_what_was_done() {
     );
     assert!(
         not_done.contains("(not attempted)") || not_done.contains("(unknown"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_queue_drained_a_moment_ago_is_counted_exactly_and_pruned_at_once() {
+    let v = TestVhost::new("drained");
+    let (_d1, full) = registry_with(
+        "  a:\n    queue_name: qa\n    dead_letter: false\n  b:\n    queue_name: qb\n    dead_letter: false\n",
+    );
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    v.publish_many("", "qa", b"x", 2);
+    v.publish_many("", "qb", b"y", 3);
+    // The statistics have seen the messages: from now on they lag behind the drain below.
+    v.await_stats("qa", 2);
+    v.await_stats("qb", 3);
+    assert!(v.get("qa").is_some() && v.get("qa").is_some());
+    assert!(v.get("qb").is_some() && v.get("qb").is_some());
+
+    let (_d2, empty) = registry_with("  z:\n    produces: [x]\n");
+    let plan = v.run(&empty, &["plan", "--prune"]);
+    assert_exit(&plan, 0);
+    let shown = text(&plan);
+    assert!(shown.contains("# holds 1 message\n"), "{shown}");
+    assert!(!shown.contains("holds 2"), "qa's count is exact: {shown}");
+    let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
+    let shown = text(&out);
+    assert!(
+        v.queue("qa").is_none(),
+        "the drained queue is deleted at once: {shown}"
+    );
+    assert_exit(&out, 1);
+    assert!(
+        shown.contains("- queue/qb (refused: the queue holds 1 message;"),
+        "{shown}"
+    );
+    assert_eq!(v.depth("qb"), 1, "the queue holding a message is kept");
+}
+
+/// A service with a queue and its dead-letter queue, and the registry without it.
+fn service_and_nothing() -> ((tempfile::TempDir, PathBuf), (tempfile::TempDir, PathBuf)) {
+    (
+        registry_with("  a:\n    queue_name: qa\n    routing_keys: [k]\n"),
+        registry_with("  z:\n    produces: [x]\n"),
+    )
+}
+
+#[test]
+fn a_kept_queue_keeps_its_dead_letter_queue_and_they_go_together() {
+    let v = TestVhost::new("keepdlq");
+    let ((_d1, full), (_d2, empty)) = service_and_nothing();
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    v.publish("", "qa", "still needed");
+
+    let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
+    assert_exit(&out, 1);
+    let shown = text(&out);
+    assert_eq!(v.depth("qa"), 1, "{shown}");
+    assert!(
+        v.queue("qa_dlq").is_some(),
+        "the kept queue still dead-letters into its DLQ: {shown}"
+    );
+    assert!(
+        shown.contains("- queue/qa_dlq (refused: queue qa dead-letters into it and is kept"),
+        "{shown}"
+    );
+
+    assert!(v.get("qa").is_some());
+    let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
+    assert_exit(&out, 0);
+    let shown = text(&out);
+    assert!(
+        v.queue("qa").is_none() && v.queue("qa_dlq").is_none(),
+        "{shown}"
+    );
+    let order: Vec<usize> = ["- queue qa (", "- queue qa_dlq ("]
+        .iter()
+        .map(|line| {
+            shown
+                .find(line)
+                .unwrap_or_else(|| panic!("{line} in {shown}"))
+        })
+        .collect();
+    assert!(
+        order[0] < order[1],
+        "the queue goes before its DLQ: {shown}"
+    );
+}
+
+#[test]
+fn a_dead_letter_queue_is_kept_when_its_queue_fills_between_plan_and_apply() {
+    let v = TestVhost::new("racedlq");
+    let ((dir, full), (_d2, empty)) = service_and_nothing();
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    let saved = dir.path().join("prune.json");
+    let plan = v.run(
+        &empty,
+        &["plan", "--prune", "--out", saved.to_str().unwrap()],
+    );
+    assert_exit(&plan, 0);
+    v.publish("", "qa", "arrived after the plan");
+
+    let out = v
+        .god()
+        .args(["apply", saved.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_exit(&out, 1);
+    assert_eq!(v.depth("qa"), 1, "{shown}");
+    assert!(v.queue("qa_dlq").is_some(), "{shown}");
+    assert!(
+        shown.contains("- queue/qa_dlq (refused: kept: it goes only once queue/qa is gone"),
         "{shown}"
     );
 }

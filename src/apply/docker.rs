@@ -21,9 +21,9 @@ use crate::engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
     BuildSpec, COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource,
-    HealthProbe, PROJECT_LABEL,
+    HealthProbe, PROJECT_LABEL, SecretValues,
 };
-use crate::plan::{Action, Change, Plan, Resource};
+use crate::plan::{Action, Change, Plan, Resource, ResourceKind};
 
 /// Log lines quoted when a container fails.
 const LOG_TAIL: &str = "15";
@@ -33,12 +33,13 @@ const LOG_TAIL: &str = "15";
 pub async fn execute(
     docker: &Docker,
     plan: &Plan,
+    secrets: &SecretValues<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<Option<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     let mut failed = false;
     for (i, change) in plan.changes.iter().enumerate() {
-        if change.kind != "container" {
+        if change.kind != ResourceKind::Container {
             continue;
         }
         let outcome = if failed {
@@ -46,7 +47,7 @@ pub async fn execute(
         } else if let Some(why) = &change.blocked {
             Outcome::Refused(why.clone())
         } else {
-            match run(docker, change).await {
+            match run(docker, change, secrets).await {
                 Ok(()) => Outcome::Done,
                 Err(e) => {
                     failed = true;
@@ -60,15 +61,15 @@ pub async fn execute(
     outcomes
 }
 
-async fn run(docker: &Docker, change: &Change) -> Result<()> {
+async fn run(docker: &Docker, change: &Change, secrets: &SecretValues<'_>) -> Result<()> {
     let Some(Resource::Container(spec)) = change.after.as_ref().or(change.before.as_ref()) else {
         return Ok(());
     };
     match change.action {
-        Action::Create => create_and_start(docker, spec).await,
+        Action::Create => create_and_start(docker, spec, secrets).await,
         Action::Replace => {
             remove(docker, &spec.name).await?;
-            create_and_start(docker, spec).await
+            create_and_start(docker, spec, secrets).await
         }
         Action::Update => {
             start(docker, &spec.name).await?;
@@ -79,7 +80,11 @@ async fn run(docker: &Docker, change: &Change) -> Result<()> {
     }
 }
 
-async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+async fn create_and_start(
+    docker: &Docker,
+    spec: &ContainerSpec,
+    secrets: &SecretValues<'_>,
+) -> Result<()> {
     match (&spec.build, &spec.builtin) {
         (Some(build), _) => ensure_built(docker, &spec.image, build).await?,
         (None, Some(_)) => ensure_builtin_image(docker, &spec.image).await?,
@@ -89,7 +94,7 @@ async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
         .name(&spec.name)
         .build();
     docker
-        .create_container(Some(options), create_body(spec)?)
+        .create_container(Some(options), create_body(spec, secrets)?)
         .await
         .map_err(|e| engine::failed(&format!("creating container {}", spec.name), e))?;
     start(docker, &spec.name).await?;
@@ -176,7 +181,7 @@ async fn ensure_builtin_image(docker: &Docker, image: &str) -> Result<()> {
     }
     let context = tempfile::tempdir()
         .map_err(|e| GodError::Other(format!("cannot make a build directory: {e}")))?;
-    builtin_context(context.path())
+    crate::builtin::image_context(context.path())
         .map_err(|e| GodError::Other(format!("cannot assemble god's image: {e}")))?;
     let build = BuildSpec {
         context: context.path().display().to_string(),
@@ -185,54 +190,22 @@ async fn ensure_builtin_image(docker: &Docker, image: &str) -> Result<()> {
     ensure_built(docker, image, &build).await
 }
 
-fn builtin_context(dir: &std::path::Path) -> std::io::Result<()> {
-    let exe = std::env::current_exe()?;
-    std::fs::copy(&exe, dir.join("god"))?;
-    // Debug symbols are most of a development build; the image does not need them. Without
-    // `strip` (binutils) the binary goes in as it is.
-    let _ = std::process::Command::new("strip")
-        .arg(dir.join("god"))
-        .status();
-    let ldd = std::process::Command::new("ldd").arg(&exe).output()?;
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = line
-            .split("=>")
-            .last()
-            .unwrap_or(line)
-            .trim()
-            .split(' ')
-            .next()
-            .unwrap_or_default();
-        if path.starts_with('/') {
-            let target = dir.join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
-            std::fs::copy(path, &target)?;
-        }
-    }
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY . /\nENTRYPOINT []\n",
-    )
-}
-
 fn build_context_tar(context: &str) -> std::io::Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
     archive.append_dir_all(".", context)?;
     archive.into_inner()
 }
 
-fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
+fn create_body(spec: &ContainerSpec, secrets: &SecretValues) -> Result<ContainerCreateBody> {
     let mut env = Vec::new();
     for (key, source) in &spec.env {
-        let value = match source {
-            EnvSource::Value(v) => v.clone(),
-            EnvSource::Secret { from_env } => std::env::var(from_env).map_err(|_| {
-                GodError::Other(format!(
-                    "env {key} of container {}: ${from_env} is not set",
-                    spec.name
-                ))
-            })?,
-        };
+        let value = secrets.resolve(source).ok_or_else(|| {
+            let origin = match source {
+                EnvSource::Secret { from_env, .. } => format!("${from_env} is not set"),
+                _ => "god has no broker URL to give it".to_string(),
+            };
+            GodError::Other(format!("env {key} of container {}: {origin}", spec.name))
+        })?;
         env.push(format!("{key}={value}"));
     }
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();

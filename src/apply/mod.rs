@@ -23,6 +23,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the change went wrong (failed, unknown, or not tried because of a failure),
+    /// as opposed to done or refused on purpose.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
+        )
+    }
+
     /// The word shown in reports.
     pub fn label(&self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::Outcome;
 use crate::error::GodError;
 use crate::model::{DestinationType, Origin, record_binding};
-use crate::plan::{Action, Change, Plan, Resource};
+use crate::plan::{Action, Change, Plan, Resource, ResourceKind, removal_prerequisites};
 use crate::rabbit::amqp::{AmqpSession, field_table};
 use crate::rabbit::management::ManagementApi;
 
@@ -60,7 +60,7 @@ impl<'a> RabbitExecutor<'a> {
     pub async fn execute(mut self, plan: &Plan) -> Vec<Option<Outcome>> {
         self.outcomes = vec![None; plan.changes.len()];
         for (i, c) in plan.changes.iter().enumerate() {
-            if c.kind == "container" {
+            if !c.kind.is_broker() {
                 continue;
             }
             if let Some(why) = &c.blocked {
@@ -75,7 +75,7 @@ impl<'a> RabbitExecutor<'a> {
             .iter()
             .zip(self.outcomes)
             .map(|(c, o)| {
-                if c.kind == "container" {
+                if !c.kind.is_broker() {
                     None
                 } else {
                     Some(o.unwrap_or(Outcome::NotAttempted))
@@ -102,9 +102,9 @@ impl<'a> RabbitExecutor<'a> {
             if c.action != Action::Replace || !self.pending(i) {
                 continue;
             }
-            let name = c.id.split_once('/').map(|(_, n)| n).unwrap_or_default();
-            let result = match c.kind.as_str() {
-                "queue" => {
+            let name = c.name();
+            let result = match c.kind {
+                ResourceKind::Queue => {
                     self.api
                         .delete_queue(name, !self.options.allow_data_loss)
                         .await
@@ -162,11 +162,23 @@ impl<'a> RabbitExecutor<'a> {
         Ok(())
     }
 
-    /// Everything that removes, in plan order: bindings, policies, queues, exchanges.
+    /// Everything that removes, in plan order: bindings, queues and policies (a dead-letter
+    /// queue or policy only once its queue is gone), exchanges.
     async fn removals(&mut self, plan: &Plan) -> Result<(), ()> {
         self.unbind(plan).await?;
+        let prerequisites = removal_prerequisites(&plan.changes);
         for (i, c) in plan.changes.iter().enumerate() {
             if c.action != Action::Delete || !self.pending(i) {
+                continue;
+            }
+            if let Some(first) = prerequisites[i]
+                && self.outcomes[first] != Some(Outcome::Done)
+            {
+                let why = format!(
+                    "kept: it goes only once {} is gone, and that was not deleted",
+                    plan.changes[first].id
+                );
+                self.finish(i, Outcome::Refused(why));
                 continue;
             }
             let outcome = match c.before.as_ref() {

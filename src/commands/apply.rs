@@ -1,6 +1,5 @@
 //! `god apply`: plan again (or take a saved plan), confirm, execute, report.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,42 +7,53 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::plan::plan_targets;
-use super::{Exit, Globals, Only, Targets, runtime};
-use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
-use crate::apply::{Outcome, docker, lock};
+use super::{Exit, Globals, Only, runtime};
+use crate::apply::Outcome;
+use crate::apply::rabbit::ApplyOptions;
 use crate::endpoints::BrokerEndpoints;
-use crate::engine;
 use crate::error::{GodError, Result};
-use crate::observe::docker::observe as observe_containers;
-use crate::observe::rabbit::observe;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::plan::{Action, Plan};
-use crate::rabbit::amqp::AmqpSession;
-use crate::rabbit::management::ManagementApi;
+use crate::plan::{Plan, Summary};
+use crate::reconcile::{Session, Targets, check_saved, execute, plan_targets};
 
 /// Plans with at least this many changes show a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
 
 /// Options of `god apply`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ApplyArgs {
-    /// A plan saved by `god plan --out`, applied exactly.
+    /// A plan saved by `god plan --out FILE`: applied exactly, refused if the broker moved.
+    #[arg(value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
-    /// Apply without asking.
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long)]
     pub auto_approve: bool,
     /// Delete objects god created that the registry no longer wants.
+    #[arg(long)]
     pub prune: bool,
-    /// Replace or delete queues that hold messages.
+    /// Replace or delete queues even when they hold messages (the messages are lost).
+    #[arg(long)]
     pub allow_data_loss: bool,
-    /// Print the plan and the results as JSON.
+    /// Print the plan and the result of each change as JSON.
+    #[arg(long)]
     pub json: bool,
-    /// How long to wait for another apply on the same vhost.
+    /// Seconds to wait for another apply on the same vhost to finish.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
     pub lock_timeout: Duration,
-    /// Narrow the run to one system.
+    /// Apply only the broker (rabbitmq) or only the containers (docker).
+    #[arg(long, value_enum, value_name = "SYSTEM")]
     pub only: Option<Only>,
+}
+
+/// Parses a number of seconds (`60`, `0.5`).
+pub fn seconds(text: &str) -> std::result::Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 /// What apply works from: fresh plans from the inputs, or a saved plan.
@@ -54,10 +64,18 @@ enum Source {
 
 impl Source {
     /// The container project the apply covers, if it covers containers.
-    fn project(&self) -> Option<String> {
+    fn project(&self) -> Option<&str> {
         match self {
-            Source::Inputs(targets) => targets.containers.as_ref().map(|c| c.project.clone()),
-            Source::Saved(saved, _) => saved.plan.project.clone(),
+            Source::Inputs(targets) => targets.containers.as_ref().map(|c| c.project.as_str()),
+            Source::Saved(saved, _) => saved.plan.project.as_deref(),
+        }
+    }
+
+    /// Whether the apply covers the broker.
+    fn covers_broker(&self) -> bool {
+        match self {
+            Source::Inputs(targets) => targets.broker.is_some(),
+            Source::Saved(saved, _) => saved.plan.vhost.is_some(),
         }
     }
 }
@@ -67,161 +85,86 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
-            let endpoints = if saved.plan.vhost.is_empty() {
-                None
-            } else {
-                Some(saved_plan_endpoints(globals, &saved)?)
-            };
+            let endpoints = globals.saved_plan_endpoints(&saved)?;
             (Source::Saved(Box::new(saved), path.clone()), endpoints)
         }
         None => {
             let targets = globals.targets(args.only)?;
-            let endpoints = targets.broker.as_ref().map(|(_, e)| e.clone());
+            let endpoints = targets.endpoints.clone();
             (Source::Inputs(Box::new(targets)), endpoints)
         }
     };
-    runtime()?.block_on(apply(&source, endpoints.as_ref(), args))
-}
-
-fn saved_plan_endpoints(globals: &Globals, saved: &SavedPlan) -> Result<BrokerEndpoints> {
-    let endpoints = BrokerEndpoints::resolve(
-        globals.amqp_url.as_deref(),
-        globals.management_url.as_deref(),
-    )?;
-    if endpoints.vhost_explicit && endpoints.vhost != saved.plan.vhost {
-        return Err(GodError::Usage(format!(
-            "the saved plan is for vhost \"{}\" but the AMQP URL names vhost \"{}\"",
-            saved.plan.vhost, endpoints.vhost
-        )));
-    }
-    Ok(endpoints.with_vhost(&saved.plan.vhost))
-}
-
-/// The broker side of an apply: its API and the AMQP connection that holds the lock.
-struct BrokerSession {
-    api: ManagementApi,
-    amqp: AmqpSession,
+    runtime()?.block_on(async {
+        let broker = source.covers_broker().then_some(&endpoints);
+        let session = Session::open(broker, source.project(), args.lock_timeout).await?;
+        let exit = apply(&session, &source, &endpoints, args).await;
+        session.close().await;
+        exit
+    })
 }
 
 async fn apply(
+    session: &Session,
     source: &Source,
-    endpoints: Option<&BrokerEndpoints>,
+    endpoints: &BrokerEndpoints,
     args: &ApplyArgs,
 ) -> Result<Exit> {
-    let session = match endpoints {
-        Some(endpoints) => {
-            let api = ManagementApi::new(endpoints)?;
-            api.check_vhost().await?;
-            let amqp = AmqpSession::connect(endpoints, "apply").await?;
-            lock::acquire(&amqp, &api, args.lock_timeout).await?;
-            Some(BrokerSession { api, amqp })
-        }
-        None => None,
-    };
-    let _project_lock = match source.project() {
-        Some(project) => Some(lock::acquire_project(&project, args.lock_timeout).await?),
-        None => None,
-    };
-    let (plan, target) = plan_to_apply(source, session.as_ref(), args).await?;
-    if !args.json {
-        print!("{}", render::human(&plan, &target));
-    }
-    let exit = if !plan.has_changes() {
-        if args.json {
-            println!("{}", report_json(&plan, &[], Exit::Success));
-        } else {
-            println!("\nNothing to do.");
-        }
-        Exit::Success
-    } else if matches!(source, Source::Inputs(_)) && !args.auto_approve && !confirm(&plan)? {
-        println!("Apply cancelled: nothing was changed.");
-        Exit::Failure
-    } else {
-        let outcomes = execute(&plan, session.as_ref(), args).await?;
-        let exit = exit_for(&outcomes);
-        if args.json {
-            println!("{}", report_json(&plan, &outcomes, exit));
-        } else {
-            print!("{}", report_human(&plan, &outcomes));
-        }
-        exit
-    };
-    if let Some(s) = session {
-        s.amqp.close().await;
-    }
-    Ok(exit)
-}
-
-async fn plan_to_apply(
-    source: &Source,
-    session: Option<&BrokerSession>,
-    args: &ApplyArgs,
-) -> Result<(Plan, String)> {
-    match source {
+    let (plan, target) = match source {
         Source::Inputs(targets) => {
             let options = PlanOptions {
                 prune: args.prune,
                 allow_data_loss: args.allow_data_loss,
             };
-            let live = plan_targets(targets, options).await?;
-            Ok((live.plan, live.target))
+            let live = plan_targets(targets, session.amqp(), options).await?;
+            (live.plan, live.target)
         }
         Source::Saved(saved, path) => {
-            let broker = match session {
-                Some(s) => Some(observe(&s.api).await?),
-                None => None,
-            };
-            let containers = match &saved.plan.project {
-                Some(project) => {
-                    let docker = engine::connect().await?;
-                    let names: BTreeSet<String> = saved
-                        .plan
-                        .changes
-                        .iter()
-                        .filter_map(|c| c.id.strip_prefix("container/").map(str::to_string))
-                        .collect();
-                    Some(observe_containers(&docker, project, &names).await?)
-                }
-                None => None,
-            };
-            let moved = saved.moved_since(broker.as_ref(), containers.as_ref());
-            if moved.is_empty() {
-                Ok((saved.plan.clone(), saved.management_url.clone()))
-            } else {
-                Err(GodError::StalePlan {
-                    path: path.clone(),
-                    moved: moved.join("\n"),
-                })
-            }
+            check_saved(saved, path, session).await?;
+            (saved.plan.clone(), saved.management_url.clone())
         }
+    };
+    if !args.json {
+        print!("{}", render::human(&plan, &target));
     }
+    if !plan.has_changes() {
+        if args.json {
+            println!("{}", report_json(&plan, &[], Exit::Success));
+        } else {
+            println!("\nNothing to do.");
+        }
+        return Ok(Exit::Success);
+    }
+    if matches!(source, Source::Inputs(_)) && !args.auto_approve && !confirm(&plan)? {
+        println!("Apply cancelled: nothing was changed.");
+        return Ok(Exit::Failure);
+    }
+    let bar = progress_bar(plan.changes.len());
+    let options = ApplyOptions {
+        allow_data_loss: args.allow_data_loss,
+    };
+    let progress = |n: u64| bar.inc(n);
+    let outcomes = execute(
+        &plan,
+        session,
+        endpoints.amqp_url_secret(),
+        options,
+        &progress,
+    )
+    .await;
+    bar.finish_and_clear();
+    let outcomes = outcomes?;
+    let exit = exit_for(&outcomes);
+    if args.json {
+        println!("{}", report_json(&plan, &outcomes, exit));
+    } else {
+        print!("{}", report_human(&plan, &outcomes));
+    }
+    Ok(exit)
 }
 
-/// Asks on the terminal; refuses when there is no terminal to ask on.
-fn confirm(plan: &Plan) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(GodError::NeedsApproval);
-    }
-    print!(
-        "\nApply these changes to vhost \"{}\"? Only 'yes' is accepted: ",
-        plan.vhost
-    );
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| GodError::Other(format!("cannot read the answer: {e}")))?;
-    Ok(answer.trim() == "yes")
-}
-
-async fn execute(
-    plan: &Plan,
-    session: Option<&BrokerSession>,
-    args: &ApplyArgs,
-) -> Result<Vec<Outcome>> {
-    let bar = if plan.changes.len() >= PROGRESS_THRESHOLD {
-        ProgressBar::new(plan.changes.len() as u64)
+fn progress_bar(changes: usize) -> ProgressBar {
+    let bar = if changes >= PROGRESS_THRESHOLD {
+        ProgressBar::new(changes as u64)
     } else {
         ProgressBar::hidden()
     };
@@ -232,50 +175,34 @@ async fn execute(
         .expect("the progress template is valid")
         .progress_chars("=> "),
     );
-    let progress = |n: u64| bar.inc(n);
-    let options = ApplyOptions {
-        allow_data_loss: args.allow_data_loss,
-    };
-    let mut outcomes: Vec<Option<Outcome>> = match session {
-        Some(s) => {
-            RabbitExecutor::new(&s.api, &s.amqp, options, &progress)
-                .execute(plan)
-                .await
-        }
-        None => vec![None; plan.changes.len()],
-    };
-    let broker_failed = outcomes.iter().flatten().any(|o| {
-        matches!(
-            o,
-            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
-        )
-    });
-    if plan.changes.iter().any(|c| c.kind == "container") && !broker_failed {
-        let docker = engine::connect().await?;
-        let container_outcomes = docker::execute(&docker, plan, &progress).await;
-        for (slot, outcome) in outcomes.iter_mut().zip(container_outcomes) {
-            if outcome.is_some() {
-                *slot = outcome;
-            }
-        }
+    bar
+}
+
+/// Asks on the terminal; refuses when there is no terminal to ask on.
+fn confirm(plan: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(GodError::NeedsApproval);
     }
-    bar.finish_and_clear();
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::NotAttempted))
-        .collect())
+    let scope = match (&plan.vhost, &plan.project) {
+        (Some(vhost), _) => format!("vhost \"{vhost}\""),
+        (None, Some(project)) => format!("container project \"{project}\""),
+        (None, None) => "nothing".to_string(),
+    };
+    print!("\nApply these changes to {scope}? Only 'yes' is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| GodError::Other(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim() == "yes")
 }
 
 /// 0 when everything was done, 3 when some was done before a failure, 1 otherwise (nothing
 /// done, or changes refused to protect messages).
 pub fn exit_for(outcomes: &[Outcome]) -> Exit {
     let done = outcomes.iter().filter(|o| **o == Outcome::Done).count();
-    let broken = outcomes.iter().any(|o| {
-        matches!(
-            o,
-            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
-        )
-    });
+    let broken = outcomes.iter().any(Outcome::is_failure);
     match (done == outcomes.len(), broken, done > 0) {
         (true, _, _) => Exit::Success,
         (false, true, true) => Exit::Partial,
@@ -287,27 +214,10 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
     let done: Vec<usize> = (0..outcomes.len())
         .filter(|i| outcomes[*i] == Outcome::Done)
         .collect();
-    let mut counts = (0, 0, 0);
-    for i in &done {
-        match plan.changes[*i].action {
-            Action::Create => counts.0 += 1,
-            Action::Adopt | Action::Update => counts.1 += 1,
-            Action::Delete => counts.2 += 1,
-            Action::Replace => {
-                counts.0 += 1;
-                counts.2 += 1;
-            }
-        }
-    }
+    let counts = Summary::of(done.iter().map(|i| plan.changes[*i].action));
     let mut out = String::new();
     let all_done = done.len() == outcomes.len();
-    let broken = outcomes.iter().any(|o| {
-        matches!(
-            o,
-            Outcome::Failed(_) | Outcome::Unknown(_) | Outcome::NotAttempted
-        )
-    });
-    if broken {
+    if outcomes.iter().any(Outcome::is_failure) {
         out.push_str(&format!(
             "\nApply stopped part-way: {} of {} changes done.\n",
             done.len(),
@@ -341,9 +251,9 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
     out.push_str(&format!(
         "\nApply {}: {} added, {} changed, {} destroyed.\n",
         if all_done { "complete" } else { "incomplete" },
-        counts.0,
-        counts.1,
-        counts.2
+        counts.add,
+        counts.change,
+        counts.destroy
     ));
     out
 }

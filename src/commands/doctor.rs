@@ -12,27 +12,39 @@ use crate::doctor::render::{self, Colour};
 use crate::doctor::{Area, Check, Report, Status, Thresholds};
 use crate::endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
-use crate::inputs::components::{DesiredContainers, LoadedComponents};
+use crate::inputs::components::LoadedComponents;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::validate::LoadedRegistry;
 use crate::inputs::{SourceFile, compose};
+use crate::model::containers::DesiredContainers;
 use crate::model::containers::{ContainerSpec, HealthProbe};
 
 /// Options of `god doctor`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
-    /// Print JSON (schemas/doctor.schema.json).
+    /// Print the report as JSON (schemas/doctor.schema.json).
+    #[arg(long)]
     pub json: bool,
-    /// Warnings fail the run.
+    /// Warnings fail the run too (exit 1).
+    #[arg(long)]
     pub strict: bool,
-    /// Limit of each network operation.
+    /// Seconds each network operation may take before its check fails.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = check_timeout)]
     pub timeout: Duration,
     /// Flow limits.
+    #[command(flatten)]
     pub thresholds: Thresholds,
-    /// The gateway's base URL, when not taken from components.toml.
+    /// The gateway's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
     pub gateway_url: Option<String>,
-    /// The relay's base URL, when not taken from components.toml.
+    /// The relay's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
     pub relay_url: Option<String>,
+}
+
+/// A check timeout: a number of seconds, at least 0.1.
+fn check_timeout(text: &str) -> std::result::Result<Duration, String> {
+    super::apply::seconds(text).map(|d| d.max(Duration::from_millis(100)))
 }
 
 /// The inputs that loaded, and the config checks made while loading them.
@@ -214,12 +226,14 @@ fn load_inputs(globals: &Globals) -> Inputs {
     let (registry_check, registry) = registry_input(globals);
     let (components_check, components) = components_input(globals);
     let compose_check = compose_input(components.as_ref());
-    let (containers_problem, containers) =
-        match components.as_ref().map(|c| globals.desired_containers(c)) {
-            Some(Ok(d)) => (None, Some(d)),
-            Some(Err(e)) => (Some(e), None),
-            None => (None, None),
-        };
+    let (containers_problem, containers) = match components
+        .as_ref()
+        .map(|c| globals.desired_containers(c, registry.as_ref()))
+    {
+        Some(Ok(d)) => (None, Some(d)),
+        Some(Err(e)) => (Some(e), None),
+        None => (None, None),
+    };
     let components_check = match containers_problem {
         Some(e) => Check::new(
             "config.components",

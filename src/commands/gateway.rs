@@ -16,15 +16,19 @@ use crate::gateway::{Gateway, serve};
 pub const DEFAULT_EXCHANGE: &str = "bloodbank.events.v1";
 
 /// Options of `god gateway`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
     /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8682")]
     pub listen: SocketAddr,
-    /// Exchange to publish to (default: the registry's).
+    /// Exchange to publish to. Default: the registry's exchange, else bloodbank.events.v1.
+    #[arg(long, env = "GOD_EXCHANGE")]
     pub exchange: Option<String>,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, default_value_t = crate::gateway::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
-    /// Directory of payload schemas, `<event_type>.json`.
+    /// Directory of payload schemas named <event_type>.json.
+    #[arg(long, default_value = "schemas/events")]
     pub schemas: PathBuf,
 }
 

@@ -2,71 +2,31 @@
 
 use std::path::PathBuf;
 
-use super::{Exit, Globals, Only, Targets, plan_containers_live, plan_live, runtime};
-use crate::engine;
+use super::{Exit, Globals, Only, runtime};
 use crate::error::Result;
-use crate::model::ObservedState;
-use crate::model::containers::ObservedContainers;
 use crate::plan::diff::PlanOptions;
+use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::plan::{Plan, render};
-use crate::rabbit::management::ManagementApi;
+use crate::reconcile::plan_targets;
 
 /// Options of `god plan`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct PlanArgs {
-    /// Print the plan as JSON.
+    /// Print the plan as JSON (schemas/plan.schema.json).
+    #[arg(long)]
     pub json: bool,
-    /// Exit 2 when there are changes.
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error (for CI).
+    #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Include deletions of objects god created that the inputs no longer want.
+    /// Also plan the deletion of objects god created that the registry no longer wants.
+    #[arg(long)]
     pub prune: bool,
-    /// Save the plan for `god apply FILE`.
+    /// Save the plan, with a fingerprint of the live state, for `god apply FILE`.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Narrow the run to one system.
+    /// Plan only the broker (rabbitmq) or only the containers (docker).
+    #[arg(long, value_enum, value_name = "SYSTEM")]
     pub only: Option<Only>,
-}
-
-/// A plan with the observations it was made from.
-pub struct LivePlan {
-    /// The plan, broker changes first.
-    pub plan: Plan,
-    /// The broker as observed.
-    pub broker: Option<ObservedState>,
-    /// The containers as observed.
-    pub containers: Option<ObservedContainers>,
-    /// Where the broker is, for headers.
-    pub target: String,
-}
-
-/// Observes whatever the targets cover and plans it.
-pub async fn plan_targets(targets: &Targets, options: PlanOptions) -> Result<LivePlan> {
-    let mut plan = None;
-    let mut broker = None;
-    let mut target = String::new();
-    if let Some((desired, endpoints)) = &targets.broker {
-        let api = ManagementApi::new(endpoints)?;
-        let (observed, p) = plan_live(&api, desired, options).await?;
-        plan = Some(p);
-        broker = Some(observed);
-        target = endpoints.management_display();
-    }
-    let mut containers = None;
-    if let Some(desired) = &targets.containers {
-        let docker = engine::connect().await?;
-        let (observed, p) = plan_containers_live(&docker, desired, options).await?;
-        plan = Some(match plan {
-            Some(broker_plan) => broker_plan.then(p),
-            None => p,
-        });
-        containers = Some(observed);
-    }
-    Ok(LivePlan {
-        plan: plan.unwrap_or_else(|| Plan::new("", Vec::new(), Vec::new())),
-        broker,
-        containers,
-        target,
-    })
 }
 
 /// Plans and prints.
@@ -76,7 +36,7 @@ pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
         prune: args.prune,
         allow_data_loss: false,
     };
-    let live = runtime()?.block_on(plan_targets(&targets, options))?;
+    let live = runtime()?.block_on(plan_targets(&targets, None, options))?;
     if args.json {
         print!("{}", render::json(&live.plan));
     } else {

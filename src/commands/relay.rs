@@ -9,17 +9,22 @@ use crate::error::{GodError, Result};
 use crate::relay::{Relay, RelayConfig, serve};
 
 /// Options of `god relay`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RelayArgs {
     /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8683")]
     pub listen: SocketAddr,
-    /// Exchange to read from (default: the registry's).
+    /// Exchange to read from. Default: the registry's exchange, else bloodbank.events.v1.
+    #[arg(long, env = "GOD_EXCHANGE")]
     pub exchange: Option<String>,
-    /// Binding key of the relay's queue.
+    /// Binding key of the relay's own queue.
+    #[arg(long, default_value = "#")]
     pub binding_key: String,
-    /// Prefetch of the relay's consumer.
+    /// Unacknowledged deliveries at most.
+    #[arg(long, default_value_t = 200)]
     pub prefetch: u16,
-    /// Frames a client may have waiting before it is dropped.
+    /// Frames a client may have waiting before it is dropped as too slow.
+    #[arg(long, default_value_t = 1024)]
     pub client_buffer: usize,
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Exit, Globals};
 use crate::error::{GodError, Result};
-use crate::inputs::registry::DesiredState;
+use crate::model::desired::DesiredState;
 
 /// Output formats of `god render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -7,8 +7,8 @@ use super::{Exit, Globals};
 use crate::error::{GodError, Result};
 use crate::inputs::SourceFile;
 use crate::inputs::compose;
-use crate::inputs::registry::Status;
 use crate::inputs::validate::LoadedRegistry;
+use crate::model::desired::Lifecycle as Status;
 
 /// Compose files compared with components.toml, looked for beside it.
 const COMPOSE_FILES: [&str; 2] = ["docker-compose.yml", "compose.yml"];

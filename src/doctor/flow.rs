@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Area, Check, QueueKind, Status, Thresholds, first_few};
-use crate::inputs::registry::{DesiredState, Registry, Status as ServiceStatus};
+use crate::inputs::registry::Registry;
 use crate::model::BindingSpec;
+use crate::model::desired::{DesiredState, Lifecycle as ServiceStatus};
 use crate::relay::topic;
 
 /// Depth, consumers and growth of one queue, from the management API.

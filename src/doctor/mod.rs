@@ -9,7 +9,7 @@ pub mod topology;
 
 use serde::Serialize;
 
-use crate::inputs::registry::QueueRole;
+use crate::model::desired::QueueRole;
 
 /// Version of the report's JSON format (`schemas/doctor.schema.json`).
 pub const DOCTOR_FORMAT_VERSION: u32 = 1;
@@ -146,23 +146,31 @@ pub struct Counts {
 }
 
 /// Limits the flow checks compare against (`god doctor --max-depth ...`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
 pub struct Thresholds {
     /// Messages a service queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::DEFAULT.max_depth)]
     pub max_depth: u64,
     /// Messages a dead-letter queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::DEFAULT.max_dlq_depth)]
     pub max_dlq_depth: u64,
     /// Growth of a queue, in messages per second, before it is reported.
+    #[arg(long, value_name = "RATE", default_value_t = Thresholds::DEFAULT.max_growth)]
     pub max_growth: f64,
+}
+
+impl Thresholds {
+    /// The limits when none are given.
+    pub const DEFAULT: Thresholds = Thresholds {
+        max_depth: 1000,
+        max_dlq_depth: 0,
+        max_growth: 50.0,
+    };
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self {
-            max_depth: 1000,
-            max_dlq_depth: 0,
-            max_growth: 50.0,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -3,8 +3,8 @@
 //! the whole drift.
 
 use super::{Area, Check, QueueKind, Status, first_few};
-use crate::inputs::registry::DesiredState;
-use crate::plan::{Action, Change, Plan};
+use crate::model::desired::DesiredState;
+use crate::plan::{Action, Change, Plan, ResourceKind};
 
 const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
 
@@ -19,20 +19,20 @@ pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check>
     let queue_changes: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == "queue" && kind_of(desired, c) == Some(QueueKind::Main))
+        .filter(|c| c.kind == ResourceKind::Queue && kind_of(desired, c) == Some(QueueKind::Main))
         .filter(|c| c.action != Action::Adopt)
         .collect();
     let binding_changes: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == "binding")
+        .filter(|c| c.kind == ResourceKind::Binding)
         .collect();
     let dead_letter_changes: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| {
-            c.kind == "policy"
-                || (c.kind == "queue"
+            c.kind == ResourceKind::Policy
+                || (c.kind == ResourceKind::Queue
                     && c.action != Action::Adopt
                     && kind_of(desired, c) == Some(QueueKind::DeadLetter))
         })

@@ -14,8 +14,10 @@ use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::toml_doc;
 use super::validate::schema_problems;
+use crate::builtin::Builtin;
 use crate::model::containers::{
-    BuildSpec, ContainerSpec, EnvSource, HealthProbe, HealthSpec, PortSpec,
+    BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, PortSpec,
+    SecretValues, masked_url,
 };
 
 /// The components schema, shipped in `schemas/` and compiled into the binary.
@@ -126,15 +128,6 @@ pub struct HealthcheckDecl {
 
 fn yes() -> bool {
     true
-}
-
-/// The containers god wants for one project, dependencies first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DesiredContainers {
-    /// The project label.
-    pub project: String,
-    /// Containers in dependency order.
-    pub containers: Vec<ContainerSpec>,
 }
 
 /// A components file that parsed and validated.
@@ -279,7 +272,7 @@ impl LoadedComponents {
     pub fn desired(
         &self,
         project: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<DesiredContainers, Vec<Diagnostic>> {
         let order = self
             .dependency_order()
@@ -313,7 +306,7 @@ impl LoadedComponents {
         project: &str,
         name: &str,
         base: &Path,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<ContainerSpec, Vec<Diagnostic>> {
         let c = &self.file.components[name];
         let pointer = format!("/components/{}", escape_pointer(name));
@@ -385,11 +378,12 @@ impl LoadedComponents {
                 "god-build/{project}-{name}:{}",
                 context_digest(Path::new(&b.context)).unwrap_or_default()
             ),
-            (None, None, Some(_)) => builtin_image(),
+            (None, None, Some(_)) => crate::builtin::image(),
             (None, None, None) => String::new(),
         };
-        let command = match (&c.builtin, c.command.is_empty()) {
-            (Some(service), true) => builtin_command(service),
+        let builtin = c.builtin.as_deref().and_then(Builtin::parse);
+        let command = match (builtin, c.command.is_empty()) {
+            (Some(service), true) => service.command(),
             _ => c.command.clone(),
         };
         let mut spec = ContainerSpec {
@@ -418,33 +412,12 @@ impl LoadedComponents {
             working_dir: c.working_dir.clone(),
             config_hash: String::new(),
         };
-        spec.config_hash = spec.compute_hash(lookup);
+        spec.config_hash = spec.compute_hash(&SecretValues {
+            env: lookup,
+            broker_url: None,
+        });
         Ok(spec)
     }
-}
-
-/// The image of god's own services: this binary, tagged with a digest of its content, so a
-/// new god recreates them.
-pub fn builtin_image() -> String {
-    use sha2::{Digest, Sha256};
-    let digest = std::env::current_exe()
-        .and_then(std::fs::read)
-        .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("god-builtin:{digest}")
-}
-
-/// How a builtin service runs in its image, on its upstream port.
-fn builtin_command(service: &str) -> Vec<String> {
-    let listen = if service == "relay" {
-        "127.0.0.1:8683"
-    } else {
-        "127.0.0.1:8682"
-    };
-    ["/god", service, "--listen", listen]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
 }
 
 fn build_spec(decl: &BuildDecl, base: &Path) -> Result<BuildSpec, String> {
@@ -497,7 +470,10 @@ pub fn context_digest(dir: &Path) -> std::io::Result<String> {
     Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
-fn env_source(value: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSource, String> {
+fn env_source(
+    value: &Value,
+    lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<EnvSource, String> {
     match value {
         Value::String(s) => Ok(EnvSource::Value(s.clone())),
         Value::Number(n) => Ok(EnvSource::Value(n.to_string())),
@@ -510,8 +486,9 @@ fn env_source(value: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<
             let secret = o.get("secret").and_then(Value::as_bool).unwrap_or(false);
             match (lookup(var), secret) {
                 (None, _) => Err(format!("${var} is not set")),
-                (Some(_), true) => Ok(EnvSource::Secret {
+                (Some(v), true) => Ok(EnvSource::Secret {
                     from_env: var.to_string(),
+                    shown: masked_url(&v),
                 }),
                 (Some(v), false) => Ok(EnvSource::Value(v)),
             }
@@ -687,7 +664,8 @@ ports = ["9000:9000", "0.0.0.0:9001:9001/udp"]
         assert_eq!(
             web.env["API_TOKEN"],
             EnvSource::Secret {
-                from_env: "API_TOKEN".into()
+                from_env: "API_TOKEN".into(),
+                shown: None,
             }
         );
         assert_eq!(web.healthcheck.as_ref().unwrap().interval_ms, 2000);

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
+use crate::model::desired::{
+    DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, ServiceSpec,
+};
 use crate::model::{
-    Arguments, BindingSpec, DLK_ARG, DLX_ARG, ExchangeSpec, QueueSpec, Topology,
-    normalize_arguments,
+    Arguments, BindingSpec, DLK_ARG, DLX_ARG, ExchangeSpec, QueueSpec, normalize_arguments,
 };
 
 /// The registry file as written.
@@ -48,30 +50,6 @@ fn yes() -> bool {
     true
 }
 
-/// A service's lifecycle status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Not deployed yet: god creates nothing for it.
-    Planned,
-    /// Running (also when no status is written): god creates its queues.
-    #[default]
-    Active,
-    /// Going away: god creates nothing, and keeps what exists until `--prune`.
-    Deprecated,
-}
-
-impl Status {
-    /// The word used in the registry.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Planned => "planned",
-            Status::Active => "active",
-            Status::Deprecated => "deprecated",
-        }
-    }
-}
-
 /// The `dead_letter` key: on, off, or the name of the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -102,7 +80,7 @@ pub struct Service {
     pub routing_keys: Vec<String>,
     /// Lifecycle status (active when absent).
     #[serde(default)]
-    pub status: Status,
+    pub status: Lifecycle,
     /// Event types it publishes (informational).
     #[serde(default)]
     pub produces: Vec<String>,
@@ -115,7 +93,7 @@ pub struct Service {
     /// god extension: extra queue arguments.
     #[serde(default)]
     pub arguments: Arguments,
-    /// god extension: the consumer's prefetch (informational).
+    /// god extension: the prefetch its consumers should use (god doctor compares it).
     #[serde(default)]
     pub prefetch: Option<u32>,
 }
@@ -145,6 +123,17 @@ impl Service {
         self.queue_bindings().into_iter().map(|(q, _)| q).collect()
     }
 
+    /// What god's checks and pictures need to know of the service.
+    pub fn spec(&self) -> ServiceSpec {
+        ServiceSpec {
+            lifecycle: self.status,
+            produces: self.produces.clone(),
+            queues: self.queues(),
+            prefetch: self.prefetch,
+            health_endpoint: self.endpoints.get("health").cloned(),
+        }
+    }
+
     /// The dead-letter queue of one of the service's queues, when dead-lettering is on.
     pub fn dead_letter_queue(&self, queue: &str) -> Option<String> {
         match &self.dead_letter {
@@ -155,62 +144,13 @@ impl Service {
     }
 }
 
-/// What a desired queue is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum QueueRole {
-    /// A service's own queue.
-    Main {
-        /// Its dead-letter queue, if any.
-        dead_letter_queue: Option<String>,
-    },
-    /// The dead-letter queue of another queue.
-    DeadLetter {
-        /// The queue it receives rejected messages from.
-        of: String,
-    },
-}
-
-/// Who a desired queue belongs to and why it exists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueOwner {
-    /// The service id.
-    pub service: String,
-    /// Main or dead-letter queue.
-    #[serde(flatten)]
-    pub role: QueueRole,
-}
-
-/// A service that gets no queues, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InactiveService {
-    /// The service id.
-    pub service: String,
-    /// Planned or deprecated.
-    pub status: Status,
-    /// The queues it would have (main and dead-letter).
-    pub queues: Vec<String>,
-}
-
-/// The desired state of the broker, derived from the registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DesiredState {
-    /// The registry's `vhost`, if it names one.
-    pub vhost: Option<String>,
-    /// Exchanges, queues and bindings god wants.
-    pub topology: Topology,
-    /// The service and role behind each desired queue.
-    pub owners: BTreeMap<String, QueueOwner>,
-    /// Planned and deprecated services.
-    pub inactive: Vec<InactiveService>,
-}
-
 impl Registry {
     /// The desired topology: the exchange, then for each active service its queues (with their
     /// dead-letter arguments), their dead-letter queues, and one binding per routing key.
     pub fn desired_state(&self) -> DesiredState {
         let mut state = DesiredState {
             vhost: self.vhost.clone(),
+            exchange: self.exchange.name.clone(),
             ..DesiredState::default()
         };
         let exchange = self.exchange_spec();
@@ -220,7 +160,8 @@ impl Registry {
             .exchanges
             .insert(exchange_name.clone(), exchange);
         for (id, service) in &self.services {
-            if service.status != Status::Active {
+            state.services.insert(id.clone(), service.spec());
+            if service.status != Lifecycle::Active {
                 state.inactive.push(InactiveService {
                     service: id.clone(),
                     status: service.status,

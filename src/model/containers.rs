@@ -26,7 +26,86 @@ pub enum EnvSource {
     Secret {
         /// The variable holding it.
         from_env: String,
+        /// The value with its password masked, when it is a URL (so a plan can say where it
+        /// points); None for other secrets, which are never shown at all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shown: Option<String>,
     },
+    /// The broker URL god itself resolved (`--amqp-url`, `RABBITMQ_URL` or the default): what
+    /// god's bundled services are given unless their component sets it.
+    BrokerUrl {
+        /// The URL with its password masked.
+        broker_url: String,
+    },
+}
+
+impl EnvSource {
+    /// A URL-valued secret as it may be shown (password masked); None for other values.
+    pub fn shown_url(&self) -> Option<&str> {
+        match self {
+            EnvSource::Secret { shown, .. } => shown.as_deref(),
+            EnvSource::BrokerUrl { broker_url } => Some(broker_url),
+            EnvSource::Value(_) => None,
+        }
+    }
+}
+
+/// The secret values of containers' environments: hashing and creating a container need them,
+/// nothing else ever sees them.
+pub struct SecretValues<'a> {
+    /// god's own environment.
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    /// The broker URL god resolved, password included (None where god has not resolved one).
+    pub broker_url: Option<&'a str>,
+}
+
+impl SecretValues<'_> {
+    /// The value an environment entry takes in the container.
+    pub fn resolve(&self, source: &EnvSource) -> Option<String> {
+        match source {
+            EnvSource::Value(v) => Some(v.clone()),
+            EnvSource::Secret { from_env, .. } => (self.env)(from_env),
+            EnvSource::BrokerUrl { .. } => self.broker_url.map(str::to_string),
+        }
+    }
+}
+
+/// A value with its password masked when it is a URL with a host (`amqp://u:***@h/v`); None
+/// when it is not such a URL.
+pub fn masked_url(value: &str) -> Option<String> {
+    let mut url = url::Url::parse(value).ok().filter(url::Url::has_host)?;
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    Some(url.to_string())
+}
+
+/// The parts that differ between two URLs (`scheme`, `user`, `host`, `port`, `vhost` for AMQP
+/// URLs, else `path`): what moved when a URL-valued secret changed. Empty when the URLs do not
+/// parse or nothing but the password differs.
+pub fn url_moves(before: &str, after: &str) -> Vec<&'static str> {
+    let (Ok(a), Ok(b)) = (url::Url::parse(before), url::Url::parse(after)) else {
+        return Vec::new();
+    };
+    let path = if b.scheme().starts_with("amqp") {
+        "vhost"
+    } else {
+        "path"
+    };
+    [
+        ("scheme", a.scheme() != b.scheme()),
+        ("user", a.username() != b.username()),
+        ("host", a.host_str() != b.host_str()),
+        (
+            "port",
+            a.port_or_known_default() != b.port_or_known_default(),
+        ),
+        (path, a.path() != b.path()),
+    ]
+    .into_iter()
+    .filter(|(_, moved)| *moved)
+    .map(|(part, _)| part)
+    .collect()
 }
 
 /// A published port: `host_ip:host_port:container_port/protocol`.
@@ -145,15 +224,15 @@ impl ContainerSpec {
         out
     }
 
-    /// Computes the configuration hash, resolving secrets with `lookup`.
-    pub fn compute_hash(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
+    /// Computes the configuration hash, secret values included.
+    pub fn compute_hash(&self, secrets: &SecretValues) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.config_lines().as_bytes());
         for (key, source) in &self.env {
-            if let EnvSource::Secret { from_env } = source {
+            if !matches!(source, EnvSource::Value(_)) {
                 hasher.update(key.as_bytes());
                 hasher.update([0]);
-                hasher.update(lookup(from_env).unwrap_or_default().as_bytes());
+                hasher.update(secrets.resolve(source).unwrap_or_default().as_bytes());
                 hasher.update([0]);
             }
         }
@@ -172,12 +251,9 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut String) {
                     format!("{prefix}.{k}")
                 };
                 if let Value::Object(inner) = v
-                    && inner.contains_key("from_env")
+                    && let Some(line) = secret_line(inner)
                 {
-                    out.push_str(&format!(
-                        "{key}: *** (secret, from ${})\n",
-                        inner["from_env"].as_str().unwrap_or_default()
-                    ));
+                    out.push_str(&format!("{key}: {line}\n"));
                     continue;
                 }
                 flatten(&key, v, out);
@@ -191,6 +267,29 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut String) {
         Value::Null => {}
         other => out.push_str(&format!("{prefix}: {other}\n")),
     }
+}
+
+/// How a secret environment entry (a serialised [`EnvSource`]) is listed: never its value,
+/// at most its URL with the password masked.
+fn secret_line(entry: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let text = |key: &str| entry.get(key).and_then(|v| v.as_str());
+    if let Some(url) = text("broker_url") {
+        return Some(format!("{url} (secret: god's broker URL)"));
+    }
+    let var = text("from_env")?;
+    Some(format!(
+        "{} (secret, from ${var})",
+        text("shown").unwrap_or("***")
+    ))
+}
+
+/// The containers god wants for one project, dependencies first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredContainers {
+    /// The project label.
+    pub project: String,
+    /// Containers in dependency order.
+    pub containers: Vec<ContainerSpec>,
 }
 
 /// A container god found, by its labels.

@@ -66,6 +66,12 @@ impl QueueSpec {
             .collect()
     }
 
+    /// The queue its rejected messages go to, when its arguments name one through the default
+    /// exchange (`x-dead-letter-exchange: ""` with `x-dead-letter-routing-key`).
+    pub fn dead_letter_queue(&self) -> Option<&str> {
+        dead_letter_target(&self.arguments, DLX_ARG, DLK_ARG)
+    }
+
     /// The dead-letter arguments alone.
     pub fn dead_letter_arguments(&self) -> Arguments {
         self.arguments
@@ -74,6 +80,15 @@ impl QueueSpec {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
+}
+
+/// The queue a dead-letter exchange and key lead to: only the default exchange routes by queue
+/// name, so another exchange leads nowhere god can name.
+fn dead_letter_target<'a>(settings: &'a Arguments, exchange: &str, key: &str) -> Option<&'a str> {
+    if !settings.get(exchange)?.as_str()?.is_empty() {
+        return None;
+    }
+    settings.get(key)?.as_str()
 }
 
 fn is_dead_letter_argument(key: &str) -> bool {
@@ -88,6 +103,16 @@ pub enum DestinationType {
     Queue,
     /// Another exchange.
     Exchange,
+}
+
+impl DestinationType {
+    /// The word the broker uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationType::Queue => "queue",
+            DestinationType::Exchange => "exchange",
+        }
+    }
 }
 
 /// A binding, identified by all of its fields.
@@ -156,6 +181,18 @@ pub struct PolicySpec {
 }
 
 impl PolicySpec {
+    /// The queue one of god's dead-letter policies sends the rejected messages of its queue to
+    /// (through the default exchange), with the name of that queue.
+    pub fn dead_letter_route(&self) -> Option<(&str, &str)> {
+        let queue = self.name.strip_prefix(DEAD_LETTER_POLICY_PREFIX)?;
+        let target = dead_letter_target(
+            &self.definition,
+            "dead-letter-exchange",
+            "dead-letter-routing-key",
+        )?;
+        Some((queue, target))
+    }
+
     /// The policy god sets to dead-letter a queue that exists without dead-letter arguments.
     pub fn dead_letter_for(queue: &str, dead_letter: &Arguments) -> Self {
         let definition = dead_letter
@@ -410,3 +447,4 @@ impl ObservedState {
 }
 
 pub mod containers;
+pub mod desired;

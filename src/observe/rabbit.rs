@@ -1,14 +1,17 @@
 //! Observing a vhost: its definitions (one request after the vhost check, whatever the number
-//! of objects), and, only when a plan would replace or delete queues, the queue list for their
-//! depths (one more request).
+//! of objects), and, only when a plan would replace or delete queues, their exact depths.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 
 use crate::error::Result;
 use crate::model::{
     BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin,
     PolicySpec, QueueSpec, QueueStats, normalize_arguments,
 };
+use crate::rabbit::amqp::{AmqpSession, reply_code};
 use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry};
 
 /// Reads the vhost's objects (without queue depths): fails with a clear error when the broker
@@ -19,13 +22,59 @@ pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     Ok(observed_state(api.vhost(), definitions))
 }
 
-/// Adds depth and consumer counts of every queue to an observed state (one request). The
-/// management API refreshes them every few seconds; apply never relies on them alone: it
-/// deletes queues with `if-empty`.
-pub async fn observe_queue_stats(api: &ManagementApi, state: &mut ObservedState) -> Result<()> {
-    let queues = api.queue_list().await?;
-    add_queue_stats(state, &queues);
+/// Adds the exact depth and consumers of `queues` to an observed state: ready messages and
+/// consumers as the broker counts them now (AMQP passive declares; the management API's
+/// statistics lag by up to 5 s), plus the unacknowledged messages the statistics show (AMQP
+/// cannot count those). A queue deleted meanwhile is left out.
+pub async fn observe_exact_depths(
+    api: &ManagementApi,
+    session: &AmqpSession,
+    queues: &BTreeSet<String>,
+    state: &mut ObservedState,
+) -> Result<()> {
+    let unacknowledged: BTreeMap<String, u64> = api
+        .queue_list()
+        .await?
+        .into_iter()
+        .map(|q| (q.name, q.messages_unacknowledged.unwrap_or(0)))
+        .collect();
+    for (name, mut stats) in exact_counts(session, queues).await? {
+        stats.messages += unacknowledged.get(&name).copied().unwrap_or(0);
+        state.queue_stats.insert(name, stats);
+    }
     Ok(())
+}
+
+/// Ready messages and consumers of each of `queues`, counted by the broker now (AMQP passive
+/// declares on one channel). A queue that does not exist is left out.
+pub async fn exact_counts(
+    session: &AmqpSession,
+    queues: &BTreeSet<String>,
+) -> Result<BTreeMap<String, QueueStats>> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut channel = session.channel().await?;
+    let mut counts = BTreeMap::new();
+    for name in queues {
+        match channel
+            .queue_declare(name.as_str().into(), options, FieldTable::default())
+            .await
+        {
+            Ok(q) => {
+                let stats = QueueStats {
+                    messages: u64::from(q.message_count()),
+                    consumers: u64::from(q.consumer_count()),
+                };
+                counts.insert(name.clone(), stats);
+            }
+            // 404: the queue is gone, and the broker closed the channel.
+            Err(e) if reply_code(&e) == Some(404) => channel = session.channel().await?,
+            Err(e) => return Err(session.error(e, "counting a queue's messages")),
+        }
+    }
+    Ok(counts)
 }
 
 /// Builds observed state from the definitions export (which leaves exclusive queues out): god's
@@ -86,15 +135,6 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport) -> ObservedSt
         );
     }
     state
-}
-
-fn add_queue_stats(state: &mut ObservedState, queues: &[QueueListEntry]) {
-    for q in queues
-        .iter()
-        .filter(|q| state.topology.queues.contains_key(&q.name))
-    {
-        state.queue_stats.insert(q.name.clone(), stats_of(q));
-    }
 }
 
 /// Depth and consumers of every queue of the vhost, by name (the vhost must exist).

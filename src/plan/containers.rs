@@ -3,8 +3,7 @@
 
 use super::diff::PlanOptions;
 use super::{Action, Change, Note, NoteKind, Plan, Resource, line_diff};
-use crate::inputs::components::DesiredContainers;
-use crate::model::containers::{ContainerSpec, ObservedContainers};
+use crate::model::containers::{ContainerSpec, DesiredContainers, ObservedContainers, url_moves};
 
 /// Computes the container changes of one project, in dependency order, then the prunes.
 pub fn plan(
@@ -41,7 +40,7 @@ pub fn plan(
             });
         }
     }
-    let mut plan = Plan::new("", changes, notes);
+    let mut plan = Plan::new(None, changes, notes);
     plan.project = Some(desired.project.clone());
     plan
 }
@@ -64,18 +63,18 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         return Some(c);
     };
     if found.config_hash.as_deref() != Some(spec.config_hash.as_str()) {
-        let mut c = Change::new(
-            Action::Replace,
-            &resource,
-            "its configuration differs from components.toml",
-        );
-        c.diff = line_diff(
-            found.config.as_deref().unwrap_or_default(),
-            &spec.config_lines(),
-        );
-        if c.diff.is_empty() {
-            c.diff.push("~ a secret value changed".to_string());
+        let before = found.config.as_deref().unwrap_or_default();
+        let diff = line_diff(before, &spec.config_lines());
+        let mut why = secret_url_moves(before, spec);
+        if diff.is_empty() {
+            why.push("a secret value changed".to_string());
         }
+        let cause = std::iter::once("its configuration differs from components.toml".to_string())
+            .chain(why)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut c = Change::new(Action::Replace, &resource, cause);
+        c.diff = diff;
         c.after = Some(resource);
         return Some(c);
     }
@@ -90,6 +89,25 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         return Some(c);
     }
     None
+}
+
+/// For each URL-valued secret that now points elsewhere: `KEY moved (vhost)`, naming the parts
+/// that moved (read from the masked URLs, never the secrets).
+fn secret_url_moves(before: &str, spec: &ContainerSpec) -> Vec<String> {
+    spec.env
+        .iter()
+        .filter_map(|(key, source)| {
+            let now = source.shown_url()?;
+            let prefix = format!("env.{key}: ");
+            let was = before
+                .lines()
+                .find_map(|line| line.strip_prefix(&prefix))?
+                .split(' ')
+                .next()?;
+            let moved = url_moves(was, now);
+            (!moved.is_empty()).then(|| format!("{key} moved ({})", moved.join(", ")))
+        })
+        .collect()
 }
 
 /// A container known only by name (a prune target whose configuration is gone).
@@ -119,7 +137,7 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::containers::{EnvSource, ObservedContainer};
+    use crate::model::containers::{EnvSource, ObservedContainer, SecretValues};
 
     fn spec(component: &str, mode: &str) -> ContainerSpec {
         let Resource::Container(mut c) = placeholder(&format!("p-{component}"), component, "p")
@@ -128,8 +146,15 @@ mod tests {
         };
         c.image = "busybox:local".into();
         c.env.insert("MODE".into(), EnvSource::Value(mode.into()));
-        c.config_hash = c.compute_hash(|_| None);
+        c.config_hash = c.compute_hash(&no_secrets());
         *c
+    }
+
+    fn no_secrets() -> SecretValues<'static> {
+        SecretValues {
+            env: &|_| None,
+            broker_url: None,
+        }
     }
 
     fn running(spec: &ContainerSpec) -> ObservedContainer {
@@ -184,6 +209,51 @@ mod tests {
         assert_eq!(
             p.changes[0].diff,
             vec!["- env.MODE: \"demo\"", "+ env.MODE: \"live\""]
+        );
+    }
+
+    #[test]
+    fn a_moved_url_secret_is_named_and_a_plain_secret_only_said_to_change() {
+        let mut old = spec("web", "x");
+        old.env.insert(
+            "URL".into(),
+            EnvSource::Secret {
+                from_env: "URL".into(),
+                shown: Some("amqp://u:***@127.0.0.1:5672/%2f".into()),
+            },
+        );
+        let mut o = ObservedContainers::default();
+        o.managed.insert("web".into(), running(&old));
+        let mut moved = old.clone();
+        moved.env.insert(
+            "URL".into(),
+            EnvSource::Secret {
+                from_env: "URL".into(),
+                shown: Some("amqp://u:***@10.0.0.1:5672/probe".into()),
+            },
+        );
+        moved.config_hash = "other".into();
+        let p = plan(&desired(vec![moved]), &o, PlanOptions::default());
+        assert!(
+            p.changes[0].cause.ends_with("; URL moved (host, vhost)"),
+            "{}",
+            p.changes[0].cause
+        );
+        assert_eq!(
+            p.changes[0].diff,
+            vec![
+                "- env.URL: amqp://u:***@127.0.0.1:5672/%2f (secret, from $URL)",
+                "+ env.URL: amqp://u:***@10.0.0.1:5672/probe (secret, from $URL)"
+            ]
+        );
+        let mut rotated = old.clone();
+        rotated.config_hash = "rotated".into();
+        let p = plan(&desired(vec![rotated]), &o, PlanOptions::default());
+        assert!(p.changes[0].diff.is_empty());
+        assert!(
+            p.changes[0].cause.ends_with("; a secret value changed"),
+            "{}",
+            p.changes[0].cause
         );
     }
 

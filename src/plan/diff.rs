@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Action, Change, Note, NoteKind, Plan, Resource, line_diff};
-use crate::inputs::registry::{DesiredState, QueueRole, Status};
+use super::{Action, Change, Note, NoteKind, Plan, Resource, ResourceKind, line_diff};
+use crate::model::desired::{DesiredState, Lifecycle, QueueRole};
 use crate::model::{
     BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
     Origin, PolicySpec, QueueSpec, format_arguments, record_exchange,
@@ -35,40 +35,70 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.queues();
     planner.bindings();
     planner.orphans();
+    planner.keep_dead_letter_queues_of_kept_queues();
     planner.policies();
     planner.inactive_services();
     let Planner {
         mut changes, notes, ..
     } = planner;
     changes.sort_by_key(|c| execution_phase(c, desired));
-    Plan::new(&observed.vhost, changes, notes)
+    Plan::new(Some(&observed.vhost), after_prerequisites(changes), notes)
 }
 
 /// Order of execution: additions first (exchanges, dead-letter queues, queues, policies,
 /// bindings, adoptions), then removals (bindings, policies, queues, exchanges), so that no
 /// routing key is ever unbound while its replacement is pending.
 fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
+    use ResourceKind::{Binding, Exchange, Policy, Queue};
     let is_dead_letter_queue = |c: &Change| {
-        c.kind == "queue"
+        c.kind == Queue
             && desired
                 .owners
-                .get(c.id.trim_start_matches("queue/"))
+                .get(c.name())
                 .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
     };
-    match (change.action, change.kind.as_str()) {
-        (Action::Create | Action::Replace, "exchange") => 0,
-        (Action::Replace, "queue") => 1,
-        (Action::Create, "queue") if is_dead_letter_queue(change) => 2,
-        (Action::Create, "queue") => 3,
-        (Action::Create | Action::Update, "policy") => 4,
-        (Action::Create, "binding") => 5,
+    match (change.action, change.kind) {
+        (Action::Create | Action::Replace, Exchange) => 0,
+        (Action::Replace, Queue) => 1,
+        (Action::Create, Queue) if is_dead_letter_queue(change) => 2,
+        (Action::Create, Queue) => 3,
+        (Action::Create | Action::Update, Policy) => 4,
+        (Action::Create, Binding) => 5,
         (Action::Adopt, _) => 6,
-        (Action::Delete, "binding") => 7,
-        (Action::Delete, "policy") => 8,
-        (Action::Delete, "queue") => 9,
-        (Action::Delete, "exchange") => 10,
+        (Action::Delete, Binding) => 7,
+        (Action::Delete, Policy) => 8,
+        (Action::Delete, Queue) => 9,
+        (Action::Delete, Exchange) => 10,
         _ => 11,
     }
+}
+
+/// The changes with each removal moved after the removal it waits for (see
+/// [`super::removal_prerequisites`]), the order otherwise kept.
+fn after_prerequisites(changes: Vec<Change>) -> Vec<Change> {
+    let prerequisites = super::removal_prerequisites(&changes);
+    let mut placed = vec![false; changes.len()];
+    let mut order = Vec::with_capacity(changes.len());
+    fn place(
+        i: usize,
+        prerequisites: &[Option<usize>],
+        placed: &mut [bool],
+        order: &mut Vec<usize>,
+    ) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        if let Some(first) = prerequisites[i] {
+            place(first, prerequisites, placed, order);
+        }
+        order.push(i);
+    }
+    for i in 0..changes.len() {
+        place(i, &prerequisites, &mut placed, &mut order);
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 struct Planner<'a> {
@@ -335,6 +365,56 @@ impl Planner<'_> {
         self.push(c);
     }
 
+    /// A queue that stays keeps the queue it dead-letters into: that queue's deletion is refused
+    /// (it goes in the apply that deletes its source, after it), so that no kept queue
+    /// dead-letters into nothing.
+    fn keep_dead_letter_queues_of_kept_queues(&mut self) {
+        loop {
+            let deleted: BTreeSet<String> = self
+                .changes
+                .iter()
+                .filter(|c| c.action == Action::Delete && c.kind == ResourceKind::Queue)
+                .filter(|c| c.blocked.is_none())
+                .map(|c| c.name().to_string())
+                .collect();
+            let kept_source = self
+                .observed
+                .topology
+                .queues
+                .values()
+                .filter(|q| !deleted.contains(&q.name) && !self.replaced_queues.contains(&q.name))
+                .filter_map(|q| Some((q.name.as_str(), self.dead_letter_queue_of(q)?)))
+                .find(|(_, target)| deleted.contains(*target));
+            let Some((source, target)) = kept_source else {
+                return;
+            };
+            let why = format!(
+                "queue {source} dead-letters into it and is kept; it goes with {source}, after it"
+            );
+            let target = target.to_string();
+            if let Some(change) = self.changes.iter_mut().find(|c| {
+                c.action == Action::Delete && c.kind == ResourceKind::Queue && c.name() == target
+            }) {
+                change.blocked = Some(why);
+            }
+            self.pruned_queues.remove(&target);
+        }
+    }
+
+    /// The queue an observed queue dead-letters into: its arguments' target, else the target of
+    /// god's dead-letter policy for it.
+    fn dead_letter_queue_of<'q>(&'q self, queue: &'q QueueSpec) -> Option<&'q str> {
+        queue.dead_letter_queue().or_else(|| {
+            let policy = format!("{DEAD_LETTER_POLICY_PREFIX}{}", queue.name);
+            self.observed
+                .topology
+                .policies
+                .get(&policy)?
+                .dead_letter_route()
+                .map(|(_, target)| target)
+        })
+    }
+
     fn orphan_note(&mut self, id: &str, origin: Origin, why: &str) {
         let message = match (origin, self.options.prune) {
             (Origin::Created, _) => format!("{why}; kept (god created it: --prune deletes it)"),
@@ -352,7 +432,7 @@ impl Planner<'_> {
         self.desired
             .inactive
             .iter()
-            .filter(|s| s.status == Status::Deprecated)
+            .filter(|s| s.status == Lifecycle::Deprecated)
             .flat_map(|s| s.queues.iter().map(|q| (q.clone(), s.service.clone())))
             .collect()
     }
@@ -419,7 +499,7 @@ impl Planner<'_> {
                 .map(String::as_str)
                 .collect();
             let (kind, message) = match service.status {
-                Status::Planned => (
+                Lifecycle::Planned => (
                     NoteKind::Skipped,
                     "planned: nothing is created for it".to_string(),
                 ),

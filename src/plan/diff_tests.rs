@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::inputs::validate::registry_from_text;
 use crate::model::{Origin, QueueStats};
-use crate::plan::Action;
+use crate::plan::{Action, removal_prerequisites};
 
 fn desired(services: &str) -> DesiredState {
     let text = format!(
@@ -356,4 +356,74 @@ fn exchange_drift_is_a_refused_replace() {
     assert_eq!(ids(&p, Action::Replace), vec!["exchange/bus"]);
     assert!(p.changes[0].blocked.is_some());
     assert_eq!(p.changes[0].diff, vec!["- type: direct", "+ type: topic"]);
+}
+
+#[test]
+fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
+    let was = desired("  svc:\n    queue_name: work\n    dead_letter: dead\n");
+    let observed = converged(&was);
+    let now = desired("  other:\n    produces: [x]\n");
+    let p = plan(&now, &observed, PRUNE);
+    assert_eq!(ids(&p, Action::Delete), vec!["queue/work", "queue/dead"]);
+    assert_eq!(
+        removal_prerequisites(&p.changes)
+            .iter()
+            .map(|first| first.map(|i| p.changes[i].id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![None, Some("queue/work")]
+    );
+
+    let mut full = observed.clone();
+    full.queue_stats.insert(
+        "work".into(),
+        QueueStats {
+            messages: 1,
+            consumers: 0,
+        },
+    );
+    let p = plan(&now, &full, PRUNE);
+    let blocked: Vec<(&str, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.id.as_str(), c.blocked.as_deref().unwrap_or("")))
+        .collect();
+    assert!(blocked[0].1.contains("holds 1 message"), "{blocked:?}");
+    assert_eq!(
+        blocked[1],
+        (
+            "queue/dead",
+            "queue work dead-letters into it and is kept; it goes with work, after it"
+        )
+    );
+}
+
+#[test]
+fn an_adopted_queue_keeps_the_dead_letter_queue_its_policy_names() {
+    let was = desired("  svc:\n    queue_name: q\n");
+    let mut observed = converged(&was);
+    observed.managed_queues.insert("q".into(), Origin::Adopted);
+    let dead_letter = observed.topology.queues["q"].dead_letter_arguments();
+    let policy = PolicySpec::dead_letter_for("q", &dead_letter);
+    observed
+        .topology
+        .policies
+        .insert(policy.name.clone(), policy);
+    observed
+        .topology
+        .queues
+        .insert("q".into(), queue("q", json!({})));
+    let p = plan(&desired("  other:\n    produces: [x]\n"), &observed, PRUNE);
+    let dlq = p.changes.iter().find(|c| c.id == "queue/q_dlq").unwrap();
+    assert!(
+        dlq.blocked
+            .as_deref()
+            .unwrap()
+            .starts_with("queue q dead-letters into it"),
+        "{dlq:?}"
+    );
+    assert!(
+        p.changes.iter().all(|c| c.kind != ResourceKind::Policy),
+        "the kept queue's policy stays: {:?}",
+        p.changes
+    );
 }

@@ -43,6 +43,40 @@ impl Action {
     }
 }
 
+/// The kind of object a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// An exchange.
+    Exchange,
+    /// A queue.
+    Queue,
+    /// A binding.
+    Binding,
+    /// A policy.
+    Policy,
+    /// A container.
+    Container,
+}
+
+impl ResourceKind {
+    /// The kind as a word (what `id`s start with).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Exchange => "exchange",
+            ResourceKind::Queue => "queue",
+            ResourceKind::Binding => "binding",
+            ResourceKind::Policy => "policy",
+            ResourceKind::Container => "container",
+        }
+    }
+
+    /// Whether objects of this kind live on the broker (as opposed to the Docker engine).
+    pub fn is_broker(self) -> bool {
+        self != ResourceKind::Container
+    }
+}
+
 /// A broker object, tagged with its kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -60,14 +94,25 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// The kind as a word.
-    pub fn kind(&self) -> &'static str {
+    /// Its kind.
+    pub fn kind(&self) -> ResourceKind {
         match self {
-            Resource::Exchange(_) => "exchange",
-            Resource::Queue(_) => "queue",
-            Resource::Binding(_) => "binding",
-            Resource::Policy(_) => "policy",
-            Resource::Container(_) => "container",
+            Resource::Exchange(_) => ResourceKind::Exchange,
+            Resource::Queue(_) => ResourceKind::Queue,
+            Resource::Binding(_) => ResourceKind::Binding,
+            Resource::Policy(_) => ResourceKind::Policy,
+            Resource::Container(_) => ResourceKind::Container,
+        }
+    }
+
+    /// Its name (for a binding: its destination).
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Exchange(e) => &e.name,
+            Resource::Queue(q) => &q.name,
+            Resource::Policy(p) => &p.name,
+            Resource::Binding(b) => &b.destination,
+            Resource::Container(c) => &c.name,
         }
     }
 
@@ -85,10 +130,7 @@ impl Resource {
 
 /// The identifier of a binding (its arguments are appended when it has any).
 pub fn binding_id(b: &BindingSpec) -> String {
-    let kind = match b.destination_type {
-        crate::model::DestinationType::Queue => "queue",
-        crate::model::DestinationType::Exchange => "exchange",
-    };
+    let kind = b.destination_type.as_str();
     let mut id = format!(
         "binding/{}/{kind}/{}/{}",
         b.source, b.destination, b.routing_key
@@ -104,8 +146,8 @@ pub fn binding_id(b: &BindingSpec) -> String {
 pub struct Change {
     /// What is done.
     pub action: Action,
-    /// The kind of object: exchange, queue, binding, policy.
-    pub kind: String,
+    /// The kind of object.
+    pub kind: ResourceKind,
     /// Stable identifier of the object.
     pub id: String,
     /// Why: what in the inputs or on the broker calls for it.
@@ -130,7 +172,7 @@ impl Change {
     pub fn new(action: Action, resource: &Resource, cause: impl Into<String>) -> Self {
         Self {
             action,
-            kind: resource.kind().to_string(),
+            kind: resource.kind(),
             id: resource.id(),
             cause: cause.into(),
             before: None,
@@ -139,6 +181,16 @@ impl Change {
             diff: Vec::new(),
             blocked: None,
         }
+    }
+
+    /// The object the change is about: as it will be, or as it was for a deletion.
+    pub fn resource(&self) -> Option<&Resource> {
+        self.after.as_ref().or(self.before.as_ref())
+    }
+
+    /// The name of the object (for a binding: its destination).
+    pub fn name(&self) -> &str {
+        self.resource().map(Resource::name).unwrap_or_default()
     }
 }
 
@@ -178,14 +230,34 @@ pub struct Summary {
     pub destroy: usize,
 }
 
+impl Summary {
+    /// The counts of these actions.
+    pub fn of(actions: impl Iterator<Item = Action>) -> Self {
+        let mut summary = Summary::default();
+        for action in actions {
+            match action {
+                Action::Create => summary.add += 1,
+                Action::Adopt | Action::Update => summary.change += 1,
+                Action::Delete => summary.destroy += 1,
+                Action::Replace => {
+                    summary.add += 1;
+                    summary.destroy += 1;
+                }
+            }
+        }
+        summary
+    }
+}
+
 /// A plan for one vhost and one container project: the changes in the order they will be
 /// applied, and the notes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Format version of this document.
     pub format_version: u32,
-    /// The vhost the plan is for.
-    pub vhost: String,
+    /// The vhost the plan is for; None when it covers containers only (written as "").
+    #[serde(with = "vhost_or_empty")]
+    pub vhost: Option<String>,
     /// The container project the plan is for, when it covers containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
@@ -199,22 +271,11 @@ pub struct Plan {
 
 impl Plan {
     /// Builds a plan and its summary from its changes.
-    pub fn new(vhost: &str, changes: Vec<Change>, notes: Vec<Note>) -> Self {
-        let mut summary = Summary::default();
-        for c in &changes {
-            match c.action {
-                Action::Create => summary.add += 1,
-                Action::Adopt | Action::Update => summary.change += 1,
-                Action::Delete => summary.destroy += 1,
-                Action::Replace => {
-                    summary.add += 1;
-                    summary.destroy += 1;
-                }
-            }
-        }
+    pub fn new(vhost: Option<&str>, changes: Vec<Change>, notes: Vec<Note>) -> Self {
+        let summary = Summary::of(changes.iter().map(|c| c.action));
         Self {
             format_version: PLAN_FORMAT_VERSION,
-            vhost: vhost.to_string(),
+            vhost: vhost.map(str::to_string),
             project: None,
             changes,
             notes,
@@ -229,22 +290,99 @@ impl Plan {
         changes.extend(other.changes);
         let mut notes = self.notes;
         notes.extend(other.notes);
-        let mut plan = Plan::new(&self.vhost, changes, notes);
+        let mut plan = Plan::new(self.vhost.as_deref(), changes, notes);
         plan.project = self.project.or(other.project);
         plan
     }
 
-    /// Whether a change replaces or deletes a queue (the plan then needs queue depths).
-    pub fn touches_queue_data(&self) -> bool {
+    /// The queues this plan replaces or deletes: their messages are at stake, so the plan
+    /// needs their exact depths.
+    pub fn queues_losing_data(&self) -> std::collections::BTreeSet<String> {
         self.changes
             .iter()
-            .any(|c| c.kind == "queue" && matches!(c.action, Action::Replace | Action::Delete))
+            .filter(|c| matches!(c.action, Action::Replace | Action::Delete))
+            .filter_map(|c| match &c.before {
+                Some(Resource::Queue(q)) => Some(q.name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
+
+    /// Whether any change is a container's.
+    pub fn has_container_changes(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.kind == ResourceKind::Container)
+    }
+
+    /// The names of the containers the plan changes.
+    pub fn container_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.changes
+            .iter()
+            .filter(|c| c.kind == ResourceKind::Container)
+            .map(|c| c.name().to_string())
+    }
+}
+
+/// The plan's vhost in JSON: a string, empty when the plan covers containers only
+/// (`schemas/plan.schema.json`).
+mod vhost_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(vhost: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(vhost.as_deref().unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let vhost = String::deserialize(d)?;
+        Ok((!vhost.is_empty()).then_some(vhost))
+    }
+}
+
+/// For each change, the index of the deletion that must have succeeded before it runs: the
+/// dead-letter queue of a queue, and god's dead-letter policy for a queue, go only once that
+/// queue is gone (a kept queue never dead-letters into nothing).
+pub fn removal_prerequisites(changes: &[Change]) -> Vec<Option<usize>> {
+    let deleted = |kind: ResourceKind| {
+        changes
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.action == Action::Delete && c.kind == kind)
+    };
+    let queue_deletion = |name: &str| {
+        deleted(ResourceKind::Queue)
+            .find(|(_, c)| c.name() == name)
+            .map(|(i, _)| i)
+    };
+    // Which deleted queue sends its rejected messages where: by its arguments or god's policy.
+    let mut sources: Vec<(&str, &str)> = deleted(ResourceKind::Queue)
+        .filter_map(|(_, c)| match &c.before {
+            Some(Resource::Queue(q)) => Some((q.name.as_str(), q.dead_letter_queue()?)),
+            _ => None,
+        })
+        .collect();
+    sources.extend(
+        deleted(ResourceKind::Policy).filter_map(|(_, c)| match &c.before {
+            Some(Resource::Policy(p)) => p.dead_letter_route(),
+            _ => None,
+        }),
+    );
+    changes
+        .iter()
+        .map(|c| match (&c.action, &c.before) {
+            (Action::Delete, Some(Resource::Policy(p))) => queue_deletion(p.dead_letter_route()?.0),
+            (Action::Delete, Some(Resource::Queue(q))) => sources
+                .iter()
+                .find(|(source, target)| *target == q.name && *source != q.name)
+                .and_then(|(source, _)| queue_deletion(source)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The changed lines between two property listings, `- old` and `+ new`.

@@ -2,26 +2,26 @@
 
 use std::fmt::Write;
 
-use super::{Action, Change, NoteKind, Plan, Resource};
-use crate::model::{DestinationType, format_arguments};
+use super::{Action, Change, NoteKind, Plan, Resource, ResourceKind};
+use crate::model::format_arguments;
 
 /// The plan for a person: one line per change with its cause, details under destructive
 /// changes, the notes, and the closing `Plan: N to add, N to change, N to destroy.` line.
 pub fn human(plan: &Plan, target: &str) -> String {
     let mut out = String::new();
-    match &plan.project {
-        Some(project) if plan.vhost.is_empty() => {
+    match (&plan.vhost, &plan.project) {
+        (None, Some(project)) => {
             let _ = writeln!(out, "god plan for container project \"{project}\"");
         }
-        Some(project) => {
+        (Some(vhost), Some(project)) => {
             let _ = writeln!(
                 out,
-                "god plan for vhost \"{}\" on {target} and container project \"{project}\"",
-                plan.vhost
+                "god plan for vhost \"{vhost}\" on {target} and container project \"{project}\""
             );
         }
-        None => {
-            let _ = writeln!(out, "god plan for vhost \"{}\" on {target}", plan.vhost);
+        (vhost, None) => {
+            let vhost = vhost.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "god plan for vhost \"{vhost}\" on {target}");
         }
     }
     if plan.changes.is_empty() {
@@ -51,11 +51,11 @@ pub fn human(plan: &Plan, target: &str) -> String {
 
 fn change_lines(change: &Change) -> String {
     let mut out = String::new();
-    let verb = match (change.action, change.kind.as_str()) {
+    let verb = match (change.action, change.kind) {
         (Action::Adopt, _) => "adopt ",
-        (Action::Replace, "container") => "recreate ",
+        (Action::Replace, ResourceKind::Container) => "recreate ",
         (Action::Replace, _) => "replace ",
-        (Action::Update, "container") => "start ",
+        (Action::Update, ResourceKind::Container) => "start ",
         _ => "",
     };
     let resource = change.after.as_ref().or(change.before.as_ref());
@@ -109,10 +109,7 @@ pub fn describe(resource: &Resource) -> String {
             format!("queue {} ({})", q.name, flags.join(", "))
         }
         Resource::Binding(b) => {
-            let dest = match b.destination_type {
-                DestinationType::Queue => "queue",
-                DestinationType::Exchange => "exchange",
-            };
+            let dest = b.destination_type.as_str();
             let args = if b.arguments.is_empty() {
                 String::new()
             } else {

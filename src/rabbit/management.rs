@@ -116,6 +116,9 @@ pub struct QueueListEntry {
     /// Consumers.
     #[serde(default)]
     pub consumers: Option<u64>,
+    /// Messages delivered to a consumer and not acknowledged yet.
+    #[serde(default)]
+    pub messages_unacknowledged: Option<u64>,
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
@@ -193,7 +196,7 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "queues/{}?columns=name,messages,consumers",
+            "queues/{}?columns=name,messages,consumers,messages_unacknowledged",
             encode(&self.endpoints.vhost)
         );
         let response = self

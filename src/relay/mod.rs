@@ -178,7 +178,8 @@ pub async fn serve(relay: Arc<Relay>, listen: SocketAddr) -> std::io::Result<()>
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(
         "god relay listening on ws://{listen} (exchange {}, key {})",
-        relay.config.exchange, relay.config.binding_key
+        relay.config.exchange,
+        relay.config.binding_key
     );
     axum::serve(listener, router(relay)).await
 }

@@ -1,0 +1,174 @@
+//! god's bundled services run as containers (`builtin = "gateway"` or `"relay"` in
+//! components.toml): their image (god's own binary), how they run, where their health is, and
+//! what god gives them (the broker URL it resolved, the registry's exchange, JSON logs).
+
+use std::path::Path;
+
+use crate::model::containers::{
+    ContainerSpec, DesiredContainers, EnvSource, HealthProbe, SecretValues, masked_url,
+};
+
+/// The variable god's services read the broker URL from (clap's `env` of `--amqp-url`).
+pub const BROKER_URL_VARIABLE: &str = "RABBITMQ_URL";
+/// The variable naming the exchange they publish to and read from.
+pub const EXCHANGE_VARIABLE: &str = "GOD_EXCHANGE";
+/// The variables god sets in its bundled services' containers unless their component does.
+pub const GIVEN_VARIABLES: [&str; 3] = [
+    BROKER_URL_VARIABLE,
+    EXCHANGE_VARIABLE,
+    crate::logging::FORMAT_VARIABLE,
+];
+
+/// One of god's bundled services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// `god gateway`: HTTP in, confirmed publishes out.
+    Gateway,
+    /// `god relay`: every event to WebSocket clients.
+    Relay,
+}
+
+impl Builtin {
+    /// The service a component's `builtin` names (the schema allows only these two).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gateway" => Some(Builtin::Gateway),
+            "relay" => Some(Builtin::Relay),
+            _ => None,
+        }
+    }
+
+    /// The built-in service a container runs, if any.
+    pub fn of(spec: &ContainerSpec) -> Option<Self> {
+        spec.builtin.as_deref().and_then(Self::parse)
+    }
+
+    /// Its subcommand of god.
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Gateway => "gateway",
+            Builtin::Relay => "relay",
+        }
+    }
+
+    /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683.
+    pub fn port(self) -> u16 {
+        match self {
+            Builtin::Gateway => 8682,
+            Builtin::Relay => 8683,
+        }
+    }
+
+    /// The path that answers 2xx when the service is ready.
+    pub fn health_path(self) -> &'static str {
+        match self {
+            Builtin::Gateway => "/health/ready",
+            Builtin::Relay => "/health",
+        }
+    }
+
+    /// How it runs in its image when the component gives no command.
+    pub fn command(self) -> Vec<String> {
+        let listen = format!("127.0.0.1:{}", self.port());
+        ["/god", self.name(), "--listen", &listen]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Its health URL: the host and port of the component's HTTP health check, with
+    /// [`Self::health_path`]; None when the component has no HTTP check.
+    pub fn health_url(self, spec: &ContainerSpec) -> Option<String> {
+        match spec.healthcheck.as_ref().map(|h| &h.probe) {
+            Some(HealthProbe::Http(url)) => url::Url::parse(url)
+                .ok()?
+                .join(self.health_path())
+                .ok()
+                .map(String::from),
+            _ => None,
+        }
+    }
+}
+
+/// The image of god's own services: this binary, tagged with a digest of its content, so a new
+/// god recreates them.
+pub fn image() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = std::env::current_exe()
+        .and_then(std::fs::read)
+        .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("god-builtin:{digest}")
+}
+
+/// Fills `dir` with the build context of god's image: a root filesystem holding only this
+/// binary and the shared libraries it links (as `ldd` lists them), `FROM scratch`.
+pub fn image_context(dir: &Path) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, dir.join("god"))?;
+    // Debug symbols are most of a development build; the image does not need them. Without
+    // `strip` (binutils) the binary goes in as it is.
+    let _ = std::process::Command::new("strip")
+        .arg(dir.join("god"))
+        .status();
+    let ldd = std::process::Command::new("ldd").arg(&exe).output()?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap_or(line)
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap_or_default();
+        if path.starts_with('/') {
+            let target = dir.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+            std::fs::copy(path, &target)?;
+        }
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY . /\nENTRYPOINT []\n",
+    )
+}
+
+/// What god gives its bundled services unless their component sets it: the broker URL god
+/// resolved (as a secret: the container gets it, plans and labels only its masked form), the
+/// registry's exchange when known, and JSON logs. Their configuration hash is computed again.
+pub fn give_defaults(
+    desired: &mut DesiredContainers,
+    exchange: Option<&str>,
+    broker_url: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) {
+    let secrets = SecretValues {
+        env,
+        broker_url: Some(broker_url),
+    };
+    for spec in desired
+        .containers
+        .iter_mut()
+        .filter(|c| c.builtin.is_some())
+    {
+        let mut defaults = vec![
+            (
+                BROKER_URL_VARIABLE,
+                EnvSource::BrokerUrl {
+                    broker_url: masked_url(broker_url).unwrap_or_default(),
+                },
+            ),
+            (
+                crate::logging::FORMAT_VARIABLE,
+                EnvSource::Value("json".to_string()),
+            ),
+        ];
+        if let Some(exchange) = exchange {
+            defaults.push((EXCHANGE_VARIABLE, EnvSource::Value(exchange.to_string())));
+        }
+        for (key, source) in defaults {
+            spec.env.entry(key.to_string()).or_insert(source);
+        }
+        spec.config_hash = spec.compute_hash(&secrets);
+    }
+}

@@ -1,0 +1,119 @@
+//! The desired state of the broker: the topology god wants, and what it knows of the services
+//! behind it (who owns each queue, which services produce what, their prefetch and health
+//! endpoints). `inputs` derives it from registry.yaml; the planner, doctor and graph read it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Topology;
+
+/// Where a service is in its life, as the registry's `status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Not deployed yet: god creates nothing for it.
+    Planned,
+    /// Running (also when no status is written): god creates its queues.
+    #[default]
+    Active,
+    /// Going away: god creates nothing, and keeps what exists until `--prune`.
+    Deprecated,
+}
+
+impl Lifecycle {
+    /// The word used in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Planned => "planned",
+            Lifecycle::Active => "active",
+            Lifecycle::Deprecated => "deprecated",
+        }
+    }
+}
+
+/// What a desired queue is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum QueueRole {
+    /// A service's own queue.
+    Main {
+        /// Its dead-letter queue, if any.
+        dead_letter_queue: Option<String>,
+    },
+    /// The dead-letter queue of another queue.
+    DeadLetter {
+        /// The queue it receives rejected messages from.
+        of: String,
+    },
+}
+
+/// Who a desired queue belongs to and why it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueOwner {
+    /// The service id.
+    pub service: String,
+    /// Main or dead-letter queue.
+    #[serde(flatten)]
+    pub role: QueueRole,
+}
+
+/// A service that gets no queues, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InactiveService {
+    /// The service id.
+    pub service: String,
+    /// Planned or deprecated.
+    pub status: Lifecycle,
+    /// The queues it would have (main and dead-letter).
+    pub queues: Vec<String>,
+}
+
+/// A service of the registry, as far as god's checks and pictures need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Planned, active or deprecated.
+    pub lifecycle: Lifecycle,
+    /// The event types it publishes.
+    pub produces: Vec<String>,
+    /// Its own queues (dead-letter queues not included), in the registry's order.
+    pub queues: Vec<String>,
+    /// The prefetch its consumers should use, when the registry says.
+    pub prefetch: Option<u32>,
+    /// Its `endpoints.health` URL, when it has one.
+    pub health_endpoint: Option<String>,
+}
+
+/// The desired state of the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// The registry's `vhost`, if it names one.
+    pub vhost: Option<String>,
+    /// The bus exchange.
+    pub exchange: String,
+    /// Exchanges, queues and bindings god wants.
+    pub topology: Topology,
+    /// The service and role behind each desired queue.
+    pub owners: BTreeMap<String, QueueOwner>,
+    /// Planned and deprecated services.
+    pub inactive: Vec<InactiveService>,
+    /// Every service of the registry, by id.
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+impl DesiredState {
+    /// The services that are active, by id.
+    pub fn active_services(&self) -> impl Iterator<Item = (&String, &ServiceSpec)> {
+        self.services
+            .iter()
+            .filter(|(_, s)| s.lifecycle == Lifecycle::Active)
+    }
+
+    /// The dead-letter queue of a desired queue, if it has one.
+    pub fn dead_letter_queue_of(&self, queue: &str) -> Option<&str> {
+        match &self.owners.get(queue)?.role {
+            QueueRole::Main { dead_letter_queue } => dead_letter_queue.as_deref(),
+            QueueRole::DeadLetter { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Reconciling, as a library: where the inputs and the broker are ([`Globals`]), what a run
+//! covers ([`Targets`]), observing and planning it ([`plan_targets`]), and executing a plan
+//! under the apply locks ([`Session`], [`execute`]). `commands/` parse, call these, print and
+//! choose the exit code.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
+use crate::apply::{Outcome, docker, lock};
+use crate::builtin;
+use crate::endpoints::BrokerEndpoints;
+use crate::engine;
+use crate::error::{GodError, Result};
+use crate::inputs::components::{LoadedComponents, default_project, load_components};
+use crate::inputs::validate::{LoadedRegistry, load_registry};
+use crate::inputs::{SourceFile, locate_registry};
+use crate::model::ObservedState;
+use crate::model::containers::{DesiredContainers, ObservedContainers, SecretValues};
+use crate::model::desired::DesiredState;
+use crate::observe::docker::observe as observe_containers;
+use crate::observe::rabbit::{observe, observe_exact_depths};
+use crate::plan::Plan;
+use crate::plan::containers::plan as plan_container_changes;
+use crate::plan::diff::{self, PlanOptions};
+use crate::plan::saved::SavedPlan;
+use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::management::ManagementApi;
+
+/// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.
+pub const COMPONENTS_FILE: &str = "components.toml";
+
+/// Options every command accepts: where the inputs are and where the broker is.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Globals {
+    /// The service registry. Default: ./registry.yaml, else ./services/registry.yaml.
+    #[arg(long, global = true, env = "GOD_REGISTRY", value_name = "PATH")]
+    pub registry: Option<PathBuf>,
+    /// AMQP URL; its path is the vhost. Default: amqp://guest:guest@127.0.0.1:5672/%2f
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
+    /// Management API URL; credentials come from the AMQP URL unless given here.
+    /// Default: http://127.0.0.1:15672
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_MANAGEMENT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub management_url: Option<String>,
+    /// The containers manifest. Default: ./components.toml when present.
+    #[arg(long, global = true, env = "GOD_COMPONENTS", value_name = "PATH")]
+    pub components: Option<PathBuf>,
+    /// Container project: names are <project>-<component>. Default: the directory of components.toml.
+    #[arg(long, global = true, env = "GOD_PROJECT", value_name = "NAME")]
+    pub project: Option<String>,
+}
+
+/// Which systems a run covers (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// The broker topology from registry.yaml.
+    Rabbitmq,
+    /// The containers from components.toml.
+    Docker,
+}
+
+/// What a plan or apply covers: the broker's desired state and/or the containers of a project,
+/// and where the broker is (the bundled services are given its URL).
+pub struct Targets {
+    /// The broker part.
+    pub broker: Option<DesiredState>,
+    /// Where the broker is.
+    pub endpoints: BrokerEndpoints,
+    /// The container part.
+    pub containers: Option<DesiredContainers>,
+}
+
+/// god's own environment, where `from_env` secrets are read.
+pub fn environment(variable: &str) -> Option<String> {
+    std::env::var(variable).ok()
+}
+
+impl Globals {
+    /// Finds, reads and validates the registry; prints its warnings to stderr.
+    pub fn load_registry(&self) -> Result<LoadedRegistry> {
+        let loaded = self.read_registry()?;
+        print_warnings(&loaded.warnings);
+        Ok(loaded)
+    }
+
+    /// Finds, reads and validates the registry, leaving its warnings to the caller.
+    pub fn read_registry(&self) -> Result<LoadedRegistry> {
+        let path = locate_registry(self.registry.as_deref())?;
+        let source = SourceFile::read(&path)?;
+        load_registry(source).map_err(GodError::Invalid)
+    }
+
+    /// Finds, reads and validates components.toml (explicit path, else ./components.toml when
+    /// present); prints its warnings to stderr.
+    pub fn load_components(&self) -> Result<Option<LoadedComponents>> {
+        let loaded = self.read_components()?;
+        if let Some(loaded) = &loaded {
+            print_warnings(&loaded.warnings);
+        }
+        Ok(loaded)
+    }
+
+    /// Like [`Self::load_components`], leaving the warnings to the caller.
+    pub fn read_components(&self) -> Result<Option<LoadedComponents>> {
+        let path = match &self.components {
+            Some(p) => p.clone(),
+            None if Path::new(COMPONENTS_FILE).is_file() => PathBuf::from(COMPONENTS_FILE),
+            None => return Ok(None),
+        };
+        let source = SourceFile::read(&path)?;
+        load_components(source).map(Some).map_err(GodError::Invalid)
+    }
+
+    /// The desired containers of the project (`--project`, else the directory of the file),
+    /// with what god gives its bundled services: the broker URL it resolved and the registry's
+    /// exchange.
+    pub fn desired_containers(
+        &self,
+        loaded: &LoadedComponents,
+        registry: Option<&LoadedRegistry>,
+    ) -> Result<DesiredContainers> {
+        let project = self
+            .project
+            .clone()
+            .unwrap_or_else(|| default_project(&loaded.source.path));
+        let mut desired = loaded
+            .desired(&project, &environment)
+            .map_err(GodError::Invalid)?;
+        let endpoints = self.endpoints_for(registry)?;
+        let exchange = registry.map(|r| r.registry.exchange.name.as_str());
+        builtin::give_defaults(
+            &mut desired,
+            exchange,
+            endpoints.amqp_url_secret(),
+            &environment,
+        );
+        Ok(desired)
+    }
+
+    /// What a plan or apply covers. Without `--only`: the broker, plus the containers when
+    /// components.toml describes any.
+    pub fn targets(&self, only: Option<Only>) -> Result<Targets> {
+        let registry = match only {
+            // The bundled services still take the registry's exchange and vhost when there is one.
+            Some(Only::Docker) => self.read_registry().ok(),
+            _ => Some(self.load_registry()?),
+        };
+        let containers = match (only, self.load_components()?) {
+            (Some(Only::Rabbitmq), _) => None,
+            (Some(Only::Docker), None) => {
+                return Err(GodError::Usage(
+                    "--only docker needs components.toml: none found in this directory\nhint: pass --components PATH (or set GOD_COMPONENTS)".to_string(),
+                ));
+            }
+            (Some(Only::Docker), Some(loaded)) => {
+                Some(self.desired_containers(&loaded, registry.as_ref())?)
+            }
+            (None, Some(loaded)) if loaded.containers().next().is_some() => {
+                Some(self.desired_containers(&loaded, registry.as_ref())?)
+            }
+            (None, _) => None,
+        };
+        let broker = match only {
+            Some(Only::Docker) => None,
+            _ => registry.as_ref().map(|r| r.registry.desired_state()),
+        };
+        Ok(Targets {
+            broker,
+            endpoints: self.endpoints_for(registry.as_ref())?,
+            containers,
+        })
+    }
+
+    /// The broker endpoints, with the vhost from the registry when the URL names none.
+    pub fn endpoints(&self, registry: &LoadedRegistry) -> Result<BrokerEndpoints> {
+        let endpoints = self.url_endpoints()?;
+        match &registry.registry.vhost {
+            Some(wanted) if endpoints.vhost_explicit && *wanted != endpoints.vhost => {
+                Err(GodError::Usage(format!(
+                    "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
+                    registry.source.path.display(),
+                    endpoints.amqp_display(),
+                    endpoints.vhost
+                )))
+            }
+            Some(wanted) => Ok(endpoints.with_vhost(wanted)),
+            None => Ok(endpoints),
+        }
+    }
+
+    /// The broker endpoints of the registry when there is one, else of the URLs alone.
+    pub fn endpoints_for(&self, registry: Option<&LoadedRegistry>) -> Result<BrokerEndpoints> {
+        match registry {
+            Some(r) => self.endpoints(r),
+            None => self.url_endpoints(),
+        }
+    }
+
+    /// The broker endpoints the URLs (or their defaults) name.
+    pub fn url_endpoints(&self) -> Result<BrokerEndpoints> {
+        BrokerEndpoints::resolve(self.amqp_url.as_deref(), self.management_url.as_deref())
+    }
+
+    /// The endpoints a saved plan is applied with: its vhost, on the broker the URLs name.
+    pub fn saved_plan_endpoints(&self, saved: &SavedPlan) -> Result<BrokerEndpoints> {
+        let endpoints = self.url_endpoints()?;
+        match saved.plan.vhost.as_deref() {
+            Some(vhost) if endpoints.vhost_explicit && endpoints.vhost != vhost => {
+                Err(GodError::Usage(format!(
+                    "the saved plan is for vhost \"{vhost}\" but the AMQP URL names vhost \"{}\"",
+                    endpoints.vhost
+                )))
+            }
+            Some(vhost) => Ok(endpoints.with_vhost(vhost)),
+            None => Ok(endpoints),
+        }
+    }
+}
+
+fn print_warnings(warnings: &[crate::inputs::diagnostic::Diagnostic]) {
+    for warning in warnings {
+        eprintln!("{}", warning.render());
+    }
+}
+
+/// A plan with the observations it was made from.
+pub struct LivePlan {
+    /// The plan, broker changes first.
+    pub plan: Plan,
+    /// The broker as observed.
+    pub broker: Option<ObservedState>,
+    /// The containers as observed.
+    pub containers: Option<ObservedContainers>,
+    /// Where the broker is, for headers.
+    pub target: String,
+}
+
+/// Observes whatever the targets cover and plans it. `session` is the AMQP connection of an
+/// apply, used to count messages exactly; without one, a connection is opened when needed.
+pub async fn plan_targets(
+    targets: &Targets,
+    session: Option<&AmqpSession>,
+    options: PlanOptions,
+) -> Result<LivePlan> {
+    let mut plan = None;
+    let mut broker = None;
+    if let Some(desired) = &targets.broker {
+        let api = ManagementApi::new(&targets.endpoints)?;
+        let (observed, p) =
+            plan_broker(&api, &targets.endpoints, session, desired, options).await?;
+        plan = Some(p);
+        broker = Some(observed);
+    }
+    let mut containers = None;
+    if let Some(desired) = &targets.containers {
+        let docker = engine::connect().await?;
+        let (observed, p) = plan_containers(&docker, desired, options).await?;
+        plan = Some(match plan {
+            Some(broker_plan) => broker_plan.then(p),
+            None => p,
+        });
+        containers = Some(observed);
+    }
+    Ok(LivePlan {
+        plan: plan.unwrap_or_else(|| Plan::new(None, Vec::new(), Vec::new())),
+        broker,
+        containers,
+        target: targets.endpoints.management_display(),
+    })
+}
+
+/// Observes the vhost and plans. A plan that replaces or deletes queues is made again with
+/// their exact depths (AMQP passive declares: the statistics lag), so a converged vhost costs
+/// one definitions export.
+pub async fn plan_broker(
+    api: &ManagementApi,
+    endpoints: &BrokerEndpoints,
+    session: Option<&AmqpSession>,
+    desired: &DesiredState,
+    options: PlanOptions,
+) -> Result<(ObservedState, Plan)> {
+    let mut observed = observe(api).await?;
+    let plan = diff::plan(desired, &observed, options);
+    let at_stake = plan.queues_losing_data();
+    if at_stake.is_empty() {
+        return Ok((observed, plan));
+    }
+    match session {
+        Some(session) => observe_exact_depths(api, session, &at_stake, &mut observed).await?,
+        None => {
+            let session = AmqpSession::connect(endpoints, "plan").await?;
+            let counted = observe_exact_depths(api, &session, &at_stake, &mut observed).await;
+            session.close().await;
+            counted?;
+        }
+    }
+    let plan = diff::plan(desired, &observed, options);
+    Ok((observed, plan))
+}
+
+/// Observes the project's containers and plans them.
+pub async fn plan_containers(
+    docker: &bollard::Docker,
+    desired: &DesiredContainers,
+    options: PlanOptions,
+) -> Result<(ObservedContainers, Plan)> {
+    let names: BTreeSet<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
+    let observed = observe_containers(docker, &desired.project, &names).await?;
+    let plan = plan_container_changes(desired, &observed, options);
+    Ok((observed, plan))
+}
+
+/// An apply's hold on what it changes: the broker's management API and AMQP connection with
+/// the vhost's apply lock, and the container project's lock.
+pub struct Session {
+    /// The broker part, when the apply covers the broker.
+    pub broker: Option<BrokerSession>,
+    _project_lock: Option<lock::ProjectLock>,
+}
+
+/// The broker side of an apply: its API and the AMQP connection that holds the lock.
+pub struct BrokerSession {
+    /// The management API.
+    pub api: ManagementApi,
+    /// The connection holding the vhost's apply lock.
+    pub amqp: AmqpSession,
+}
+
+impl Session {
+    /// Checks the vhost, connects and takes the vhost's lock (when `broker` is given), then the
+    /// project's lock (when `project` is given), waiting up to `timeout` for each.
+    pub async fn open(
+        broker: Option<&BrokerEndpoints>,
+        project: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let broker = match broker {
+            Some(endpoints) => {
+                let api = ManagementApi::new(endpoints)?;
+                api.check_vhost().await?;
+                let amqp = AmqpSession::connect(endpoints, "apply").await?;
+                lock::acquire(&amqp, &api, timeout).await?;
+                Some(BrokerSession { api, amqp })
+            }
+            None => None,
+        };
+        let _project_lock = match project {
+            Some(project) => Some(lock::acquire_project(project, timeout).await?),
+            None => None,
+        };
+        Ok(Self {
+            broker,
+            _project_lock,
+        })
+    }
+
+    /// Releases the locks (the broker's connection is closed politely).
+    pub async fn close(self) {
+        if let Some(broker) = self.broker {
+            broker.amqp.close().await;
+        }
+    }
+
+    /// The broker's AMQP connection, when the session has one.
+    pub fn amqp(&self) -> Option<&AmqpSession> {
+        self.broker.as_ref().map(|b| &b.amqp)
+    }
+}
+
+/// Checks a saved plan against the live state: Ok when nothing it was made from moved, else
+/// the error naming what moved.
+pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> Result<()> {
+    let broker = match &session.broker {
+        Some(s) => Some(observe(&s.api).await?),
+        None => None,
+    };
+    let containers = match &saved.plan.project {
+        Some(project) => {
+            let docker = engine::connect().await?;
+            let names: BTreeSet<String> = saved.plan.container_names().collect();
+            Some(observe_containers(&docker, project, &names).await?)
+        }
+        None => None,
+    };
+    let moved = saved.moved_since(broker.as_ref(), containers.as_ref());
+    if moved.is_empty() {
+        Ok(())
+    } else {
+        Err(GodError::StalePlan {
+            path: path.to_path_buf(),
+            moved: moved.join("\n"),
+        })
+    }
+}
+
+/// Carries out a plan: the broker's changes, then (unless one of them failed) the containers'.
+/// Returns one outcome per change. `broker_url` is what the bundled services are given.
+pub async fn execute(
+    plan: &Plan,
+    session: &Session,
+    broker_url: &str,
+    options: ApplyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Outcome>> {
+    let mut outcomes: Vec<Option<Outcome>> = match &session.broker {
+        Some(s) => {
+            RabbitExecutor::new(&s.api, &s.amqp, options, progress)
+                .execute(plan)
+                .await
+        }
+        None => vec![None; plan.changes.len()],
+    };
+    let broker_failed = outcomes.iter().flatten().any(Outcome::is_failure);
+    if plan.has_container_changes() && !broker_failed {
+        let docker = engine::connect().await?;
+        let secrets = SecretValues {
+            env: &environment,
+            broker_url: Some(broker_url),
+        };
+        let container_outcomes = docker::execute(&docker, plan, &secrets, progress).await;
+        for (slot, outcome) in outcomes.iter_mut().zip(container_outcomes) {
+            if outcome.is_some() {
+                *slot = outcome;
+            }
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::NotAttempted))
+        .collect())
+}
+
+/// Builds the runtime the broker-facing commands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| GodError::Other(format!("cannot start the async runtime: {e}")))
+}
