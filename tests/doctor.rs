@@ -14,10 +14,11 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 use support::*;
 
-/// Two services; `a` produces an event type that `b` consumes.
+/// Two services; `a` produces an event type that `b` consumes, with the prefetch of
+/// [`Consumers::attach`].
 fn two_services(health: &str) -> String {
     format!(
-        "  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [task.done]\n{health}  b:\n    queue_name: qb\n    routing_keys: [task.done]\n"
+        "  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [task.done]\n{health}  b:\n    queue_name: qb\n    routing_keys: [task.done]\n    prefetch: 10\n"
     )
 }
 
@@ -30,7 +31,13 @@ struct Consumers {
 }
 
 impl Consumers {
+    /// Consumers with a prefetch of 10 (aio-pika's and Bloodbank's usual one).
     fn attach(v: &TestVhost, queues: &[&str]) -> Self {
+        Self::with_prefetch(v, queues, 10)
+    }
+
+    /// Consumers tagged `test-consumer-<queue>`, each on a channel of its own with `prefetch`.
+    fn with_prefetch(v: &TestVhost, queues: &[&str], prefetch: u16) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -40,9 +47,13 @@ impl Consumers {
             let c = Connection::connect(&v.amqp_url(), ConnectionProperties::default())
                 .await
                 .unwrap();
-            let channel = c.create_channel().await.unwrap();
             let mut consumers = Vec::new();
             for q in queues {
+                let channel = c.create_channel().await.unwrap();
+                channel
+                    .basic_qos(prefetch, Default::default())
+                    .await
+                    .unwrap();
                 let consumer = channel
                     .basic_consume(
                         (*q).into(),
@@ -493,4 +504,28 @@ fn an_engine_that_is_down_fails_services_containers_with_its_fix() {
         "{containers}"
     );
     assert_check(&report, "broker.amqp", "ok");
+}
+
+#[test]
+fn a_consumer_with_another_prefetch_than_its_service_is_a_warning_with_the_fix() {
+    let v = TestVhost::new("doc-prefetch");
+    let (_dir, registry) = registry_with(
+        "  a:\n    queue_name: qa\n    routing_keys: [x]\n    prefetch: 10\n  b:\n    queue_name: qb\n    routing_keys: [y]\n    prefetch: 1\n",
+    );
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let _ten = Consumers::attach(&v, &["qa"]);
+    let _too_many = Consumers::with_prefetch(&v, &["qb"], 50);
+    await_consumer(&v, "test-consumer-qa");
+    await_consumer(&v, "test-consumer-qb");
+
+    let (report, out) = doctor(&v, &registry, &[]);
+    let shown = assert_check(&report, "flow.prefetch", "warn");
+    let details = check(&report, "flow.prefetch")["details"].to_string();
+    assert!(
+        details.contains("qb (service b): consumer test-consumer-qb")
+            && details.contains("prefetch 50, the registry says 1"),
+        "{shown}"
+    );
+    assert!(!details.contains("qa"), "qa's consumer agrees: {shown}");
+    assert!(shown.contains("prefetch"), "{}", text(&out));
 }

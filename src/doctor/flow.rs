@@ -1,12 +1,15 @@
-//! Flow checks: are events moving? Consumers on the service queues, backlog and dead letters
-//! against thresholds, produced event types that no queue binds, and the relay's binding.
+//! Flow checks: are events moving? Consumers on the service queues (with the prefetch their
+//! service asks for), backlog and dead letters against thresholds, produced event types that no
+//! queue binds, and the relay's binding. [`gather`] reads the facts; the checks are pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Area, Check, QueueKind, Status, Thresholds, first_few};
-use crate::inputs::registry::Registry;
-use crate::model::BindingSpec;
-use crate::model::desired::{DesiredState, Lifecycle as ServiceStatus};
+use super::{Area, Check, QueueKind, Thresholds, Verdict, first_few};
+use crate::model::desired::DesiredState;
+use crate::model::{BindingSpec, ObservedState};
+use crate::observe::rabbit::exact_counts;
+use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::management::{ConsumerEntry, ManagementApi};
 use crate::relay::topic;
 
 /// Depth, consumers and growth of one queue, from the management API.
@@ -31,6 +34,30 @@ pub struct RelayQueue {
     pub keys: Vec<String>,
 }
 
+/// A consumer as the broker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerFacts {
+    /// The queue it consumes from.
+    pub queue: String,
+    /// Its tag.
+    pub tag: String,
+    /// Its connection, as the broker names it.
+    pub connection: String,
+    /// Its prefetch limit (0: none).
+    pub prefetch: u64,
+}
+
+impl From<&ConsumerEntry> for ConsumerFacts {
+    fn from(c: &ConsumerEntry) -> Self {
+        Self {
+            queue: c.queue.name.clone(),
+            tag: c.consumer_tag.clone(),
+            connection: c.channel_details.connection_name.clone(),
+            prefetch: c.prefetch_count,
+        }
+    }
+}
+
 /// What the flow checks look at.
 #[derive(Debug, Clone, Default)]
 pub struct FlowFacts {
@@ -41,6 +68,95 @@ pub struct FlowFacts {
     pub bindings: Vec<BindingSpec>,
     /// The relays connected to the broker.
     pub relays: Vec<RelayQueue>,
+    /// The consumers of the desired queues.
+    pub consumers: Vec<ConsumerFacts>,
+}
+
+/// Reads the flow facts: queue statistics (exact depths and consumer counts of the desired
+/// queues through AMQP when `session` is given, since the management API's statistics lag by
+/// seconds), the durable bindings, the consumers, and the relays with their binding keys.
+pub async fn gather(
+    api: &ManagementApi,
+    session: Option<&AmqpSession>,
+    observed: &ObservedState,
+    desired: &DesiredState,
+) -> crate::error::Result<FlowFacts> {
+    let mut queues: BTreeMap<String, QueueFacts> = api
+        .queue_statistics()
+        .await?
+        .into_iter()
+        .map(|q| {
+            let facts = QueueFacts {
+                messages: q.messages.unwrap_or(0),
+                consumers: q.consumers.unwrap_or(0),
+                growth: q.messages_details.unwrap_or_default().rate,
+            };
+            (q.name, facts)
+        })
+        .collect();
+    if let Some(session) = session {
+        let wanted: BTreeSet<String> = desired
+            .owners
+            .keys()
+            .filter(|q| observed.topology.queues.contains_key(*q))
+            .cloned()
+            .collect();
+        for (name, exact) in exact_counts(session, &wanted).await? {
+            let entry = queues.entry(name).or_default();
+            entry.consumers = exact.consumers;
+            // Ready messages: the backlog (unacknowledged ones are with a consumer already).
+            entry.messages = exact.messages;
+        }
+    }
+    let bindings = observed
+        .topology
+        .bindings
+        .iter()
+        .filter(|b| observed.topology.queues.contains_key(&b.destination))
+        .cloned()
+        .collect();
+    let consumers = api.consumers().await?;
+    let relays = relays(api, &consumers, &desired.exchange).await?;
+    let consumers = consumers
+        .iter()
+        .filter(|c| desired.owners.contains_key(&c.queue.name))
+        .map(ConsumerFacts::from)
+        .collect();
+    Ok(FlowFacts {
+        queues,
+        bindings,
+        relays,
+        consumers,
+    })
+}
+
+/// The queues consumed by a god relay (found by its consumer tag) and their binding keys.
+async fn relays(
+    api: &ManagementApi,
+    consumers: &[ConsumerEntry],
+    exchange: &str,
+) -> crate::error::Result<Vec<RelayQueue>> {
+    let mut relays = Vec::new();
+    for c in consumers
+        .iter()
+        .filter(|c| c.consumer_tag == crate::relay::CONSUMER_TAG)
+    {
+        // The consumer list lags: a relay that just went away may still be in it.
+        let Some(bindings) = api.queue_bindings(&c.queue.name).await? else {
+            continue;
+        };
+        let keys = bindings
+            .into_iter()
+            .filter(|b| b.source == exchange)
+            .map(|b| b.routing_key)
+            .collect();
+        relays.push(RelayQueue {
+            queue: c.queue.name.clone(),
+            connection: c.channel_details.connection_name.clone(),
+            keys,
+        });
+    }
+    Ok(relays)
 }
 
 /// The key a relay must be bound with to see every event.
@@ -50,7 +166,6 @@ pub const RELAY_KEY: &str = "#";
 /// `--relay-url` names one), so finding none is a failure. Relays are found through the
 /// broker's consumer list, which the management API refreshes every few seconds.
 pub fn checks(
-    registry: &Registry,
     desired: &DesiredState,
     facts: &FlowFacts,
     thresholds: &Thresholds,
@@ -58,10 +173,11 @@ pub fn checks(
 ) -> Vec<Check> {
     vec![
         consumers_check(desired, facts),
+        prefetch_check(desired, facts),
         depth_check(desired, facts, thresholds, QueueKind::Main),
         depth_check(desired, facts, thresholds, QueueKind::DeadLetter),
-        unroutable_check(registry, facts),
-        relay_check(&registry.exchange.name, facts, relay_expected),
+        unroutable_check(desired, facts),
+        relay_check(&desired.exchange, facts, relay_expected),
     ]
 }
 
@@ -107,13 +223,71 @@ fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     Check::new(
         id,
         Area::Flow,
-        Status::Warn,
+        Verdict::Warn,
         format!("{} active queue(s) have no consumer: their events pile up", idle.len()),
     )
     .with_details(first_few(&lines))
     .with_fix(format!(
         "start the consumer of {}; a service that is gone for good gets `status: deprecated` in registry.yaml",
         services.join(", ")
+    ))
+}
+
+/// Consumers whose prefetch differs from the `prefetch` their service declares.
+fn prefetch_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
+    let id = "flow.prefetch";
+    let declared: BTreeMap<&str, (&str, u32)> = desired
+        .active_services()
+        .filter_map(|(name, s)| Some((name.as_str(), s.prefetch?, &s.queues)))
+        .flat_map(|(name, prefetch, queues)| {
+            queues.iter().map(move |q| (q.as_str(), (name, prefetch)))
+        })
+        .collect();
+    if declared.is_empty() {
+        return Check::skip(
+            id,
+            Area::Flow,
+            "no active service declares a `prefetch` in the registry",
+        );
+    }
+    let mut compared = 0;
+    let mut differing = Vec::new();
+    let mut fixes = Vec::new();
+    for c in &facts.consumers {
+        let Some((service, wanted)) = declared.get(c.queue.as_str()) else {
+            continue;
+        };
+        compared += 1;
+        if c.prefetch != u64::from(*wanted) {
+            let theirs = match c.prefetch {
+                0 => "no prefetch limit".to_string(),
+                n => format!("prefetch {n}"),
+            };
+            differing.push(format!(
+                "{} (service {service}): consumer {} on {} has {theirs}, the registry says {wanted}",
+                c.queue, c.tag, c.connection
+            ));
+            fixes.push(format!("{service}: {wanted}"));
+        }
+    }
+    if differing.is_empty() {
+        return Check::ok(
+            id,
+            Area::Flow,
+            format!("all {compared} consumer(s) use the prefetch their service declares"),
+        );
+    }
+    fixes.dedup();
+    Check::new(
+        id,
+        Area::Flow,
+        Verdict::Warn,
+        format!("{} consumer(s) use another prefetch than their service declares", differing.len()),
+    )
+    .with_details(first_few(&differing))
+    .with_fix(format!(
+        "set the consumer's prefetch (basic.qos; aio-pika: `await channel.set_qos(prefetch_count=N)`) to what the registry says ({}), or change `prefetch` in registry.yaml to what the consumer needs",
+        fixes.join(", ")
     ))
 }
 
@@ -166,20 +340,18 @@ fn depth_check(
     Check::new(
         id,
         Area::Flow,
-        Status::Warn,
+        Verdict::Warn,
         format!("{} {what}(s) over the limits", over.len()),
     )
     .with_details(first_few(&over))
     .with_fix(fix)
 }
 
-fn unroutable_check(registry: &Registry, facts: &FlowFacts) -> Check {
+fn unroutable_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     let id = "flow.unroutable";
-    let exchange = &registry.exchange.name;
-    let produced: Vec<(&str, &str)> = registry
-        .services
-        .iter()
-        .filter(|(_, s)| s.status == ServiceStatus::Active)
+    let exchange = &desired.exchange;
+    let produced: Vec<(&str, &str)> = desired
+        .active_services()
         .flat_map(|(name, s)| s.produces.iter().map(move |k| (k.as_str(), name.as_str())))
         .collect();
     if produced.is_empty() {
@@ -213,7 +385,7 @@ fn unroutable_check(registry: &Registry, facts: &FlowFacts) -> Check {
     Check::new(
         id,
         Area::Flow,
-        Status::Warn,
+        Verdict::Warn,
         format!("{} produced event type(s) reach no queue: the gateway refuses them as unroutable", unrouted.len()),
     )
     .with_details(first_few(&unrouted))
@@ -224,7 +396,7 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
     let id = "flow.relay";
     if facts.relays.is_empty() {
         return if relay_expected {
-            Check::new(id, Area::Flow, Status::Fail, "no relay is connected to the broker: dashboards receive no events")
+            Check::new(id, Area::Flow, Verdict::Fail, "no relay is connected to the broker: dashboards receive no events")
                 .with_fix("run `god apply` (it starts the relay), then `docker logs` of the relay container if it keeps failing")
         } else {
             Check::skip(
@@ -263,7 +435,7 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
     Check::new(
         id,
         Area::Flow,
-        Status::Fail,
+        Verdict::Fail,
         format!("{} relay queue(s) not bound with `{RELAY_KEY}`: dashboards miss events", narrow.len()),
     )
     .with_details(narrow)
@@ -275,9 +447,18 @@ mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
 
-    fn registry() -> Registry {
-        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n";
-        registry_from_text(text)
+    fn desired() -> DesiredState {
+        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n    prefetch: 10\n";
+        registry_from_text(text).desired_state()
+    }
+
+    fn consumer(prefetch: u64) -> ConsumerFacts {
+        ConsumerFacts {
+            queue: "qa".into(),
+            tag: "ctag-1".into(),
+            connection: "127.0.0.1:5000 -> 127.0.0.1:5672".into(),
+            prefetch,
+        }
     }
 
     fn binding(queue: &str, key: &str) -> BindingSpec {
@@ -304,6 +485,7 @@ mod tests {
                 connection: "god relay".into(),
                 keys: vec!["#".into()],
             }],
+            consumers: vec![consumer(10)],
         }
     }
 
@@ -313,20 +495,15 @@ mod tests {
 
     #[test]
     fn a_healthy_flow_passes() {
-        let r = registry();
-        let checks = checks(
-            &r,
-            &r.desired_state(),
-            &healthy(),
-            &Thresholds::default(),
-            true,
+        let checks = checks(&desired(), &healthy(), &Thresholds::default(), true);
+        assert!(
+            checks.iter().all(|c| c.status == Verdict::Ok),
+            "{checks:#?}"
         );
-        assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
     }
 
     #[test]
     fn idle_queues_backlogs_and_dead_letters_are_warnings_with_a_fix() {
-        let r = registry();
         let mut facts = healthy();
         facts.queues.insert(
             "qa".into(),
@@ -344,10 +521,10 @@ mod tests {
                 growth: 0.0,
             },
         );
-        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
+        let checks = checks(&desired(), &facts, &Thresholds::default(), true);
         for id in ["flow.consumers", "flow.backlog", "flow.dead_letters"] {
             let c = by_id(&checks, id);
-            assert_eq!(c.status, Status::Warn, "{c:?}");
+            assert_eq!(c.status, Verdict::Warn, "{c:?}");
             assert!(c.fix.is_some());
         }
         assert!(
@@ -362,7 +539,6 @@ mod tests {
 
     #[test]
     fn growth_alone_crosses_the_threshold() {
-        let r = registry();
         let mut facts = healthy();
         facts.queues.insert(
             "qa".into(),
@@ -372,34 +548,48 @@ mod tests {
                 growth: 120.0,
             },
         );
-        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
-        assert_eq!(by_id(&checks, "flow.backlog").status, Status::Warn);
+        let checks = checks(&desired(), &facts, &Thresholds::default(), true);
+        assert_eq!(by_id(&checks, "flow.backlog").status, Verdict::Warn);
     }
 
     #[test]
     fn produced_keys_follow_topic_rules_and_a_narrow_relay_fails() {
-        let r = registry();
         let mut facts = healthy();
         facts.bindings = vec![binding("qa", "agent.*"), binding("tasks", "task.#")];
         facts.relays[0].keys = vec!["agent.#".into()];
-        let checks = checks(&r, &r.desired_state(), &facts, &Thresholds::default(), true);
+        let checks = checks(&desired(), &facts, &Thresholds::default(), true);
         let unroutable = by_id(&checks, "flow.unroutable");
-        assert_eq!(unroutable.status, Status::Warn);
+        assert_eq!(unroutable.status, Verdict::Warn);
         assert_eq!(unroutable.details, vec!["agent.x.said (produced by a)"]);
         let relay = by_id(&checks, "flow.relay");
-        assert_eq!(relay.status, Status::Fail);
+        assert_eq!(relay.status, Verdict::Fail);
         assert!(relay.details[0].contains("agent.#"), "{relay:?}");
     }
 
     #[test]
     fn a_missing_relay_fails_only_when_one_is_expected() {
-        let r = registry();
         let mut facts = healthy();
         facts.relays.clear();
-        let d = r.desired_state();
-        let expected = checks(&r, &d, &facts, &Thresholds::default(), true);
-        assert_eq!(by_id(&expected, "flow.relay").status, Status::Fail);
-        let optional = checks(&r, &d, &facts, &Thresholds::default(), false);
-        assert_eq!(by_id(&optional, "flow.relay").status, Status::Skip);
+        let d = desired();
+        let expected = checks(&d, &facts, &Thresholds::default(), true);
+        assert_eq!(by_id(&expected, "flow.relay").status, Verdict::Fail);
+        let optional = checks(&d, &facts, &Thresholds::default(), false);
+        assert_eq!(by_id(&optional, "flow.relay").status, Verdict::Skip);
+    }
+
+    #[test]
+    fn a_consumer_with_another_prefetch_warns_naming_both_numbers() {
+        let mut facts = healthy();
+        facts.consumers = vec![consumer(10), consumer(0)];
+        let checks = checks(&desired(), &facts, &Thresholds::default(), true);
+        let c = by_id(&checks, "flow.prefetch");
+        assert_eq!(c.status, Verdict::Warn);
+        assert_eq!(
+            c.details,
+            vec![
+                "qa (service a): consumer ctag-1 on 127.0.0.1:5000 -> 127.0.0.1:5672 has no prefetch limit, the registry says 10"
+            ]
+        );
+        assert!(c.fix.as_deref().unwrap().contains("(a: 10)"), "{c:?}");
     }
 }

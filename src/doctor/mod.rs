@@ -1,14 +1,23 @@
-//! `god doctor`: the health audit. Facts are gathered from the broker, the engine and the
-//! services ([`gather`]); pure functions turn them into checks ([`topology`], [`flow`]); the
-//! report is rendered as a table or JSON ([`render`]).
+//! `god doctor`: the health audit, one module per area: [`broker`], [`topology`], [`flow`],
+//! [`services`], [`config`]. Each gathers its facts (every network operation with a time
+//! limit) and turns them into checks with pure functions; [`audit`] runs the areas
+//! concurrently; [`render`] prints the report as a table or JSON.
 
+pub mod broker;
+pub mod config;
 pub mod flow;
-pub mod gather;
 pub mod render;
+pub mod services;
 pub mod topology;
+
+use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::builtin::Builtin;
+use crate::endpoints::BrokerEndpoints;
+use crate::error::GodError;
 use crate::model::desired::QueueRole;
 
 /// Version of the report's JSON format (`schemas/doctor.schema.json`).
@@ -17,7 +26,7 @@ pub const DOCTOR_FORMAT_VERSION: u32 = 1;
 /// The outcome of one check, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub enum Verdict {
     /// Healthy.
     Ok,
     /// Not checked: it does not apply, or what it needs is unavailable (said in the summary).
@@ -85,7 +94,7 @@ pub struct Check {
     /// The area it belongs to.
     pub area: Area,
     /// The outcome.
-    pub status: Status,
+    pub status: Verdict,
     /// What was found, in one line.
     pub summary: String,
     /// The objects behind the summary, one per line (queues, containers, URLs).
@@ -99,11 +108,11 @@ pub struct Check {
 impl Check {
     /// A passed check.
     pub fn ok(id: &str, area: Area, summary: impl Into<String>) -> Self {
-        Self::new(id, area, Status::Ok, summary)
+        Self::new(id, area, Verdict::Ok, summary)
     }
 
     /// A check with an outcome and no details or fix yet.
-    pub fn new(id: &str, area: Area, status: Status, summary: impl Into<String>) -> Self {
+    pub fn new(id: &str, area: Area, status: Verdict, summary: impl Into<String>) -> Self {
         Self {
             id: id.to_string(),
             area,
@@ -116,7 +125,7 @@ impl Check {
 
     /// A check that was not made, and why.
     pub fn skip(id: &str, area: Area, why: impl Into<String>) -> Self {
-        Self::new(id, area, Status::Skip, why)
+        Self::new(id, area, Verdict::Skip, why)
     }
 
     /// Adds the lines behind the summary.
@@ -180,7 +189,7 @@ pub struct Report {
     /// `DOCTOR_FORMAT_VERSION`.
     pub format_version: u32,
     /// The worst status of any check (`ok` when all passed or were skipped).
-    pub status: Status,
+    pub status: Verdict,
     /// Whether the run fails: a failure, or a warning under `--strict`.
     pub failed: bool,
     /// Counts per status.
@@ -198,18 +207,18 @@ impl Report {
         let mut counts = Counts::default();
         for c in &checks {
             match c.status {
-                Status::Ok => counts.ok += 1,
-                Status::Warn => counts.warn += 1,
-                Status::Fail => counts.fail += 1,
-                Status::Skip => counts.skip += 1,
+                Verdict::Ok => counts.ok += 1,
+                Verdict::Warn => counts.warn += 1,
+                Verdict::Fail => counts.fail += 1,
+                Verdict::Skip => counts.skip += 1,
             }
         }
         let status = checks
             .iter()
             .map(|c| c.status)
-            .filter(|s| *s != Status::Skip)
+            .filter(|s| *s != Verdict::Skip)
             .max()
-            .unwrap_or(Status::Ok);
+            .unwrap_or(Verdict::Ok);
         let failed = counts.fail > 0 || (strict && counts.warn > 0);
         Self {
             format_version: DOCTOR_FORMAT_VERSION,
@@ -219,6 +228,125 @@ impl Report {
             elapsed_ms,
             checks,
         }
+    }
+}
+
+/// What the live checks are given besides the inputs (`god doctor`'s options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Seconds each network operation may take before its check fails.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = check_timeout)]
+    pub timeout: Duration,
+    /// Flow limits.
+    #[command(flatten)]
+    pub thresholds: Thresholds,
+    /// The gateway's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
+    pub gateway_url: Option<String>,
+    /// The relay's base URL. Default: from its component in components.toml.
+    #[arg(long, value_name = "URL")]
+    pub relay_url: Option<String>,
+}
+
+/// A check timeout: a number of seconds, at least 0.1.
+fn check_timeout(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.max(0.1)))
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+/// Runs the live checks of every area concurrently: the broker (with topology and flow), the
+/// bundled services, the containers and the registry's health endpoints. `endpoints` is the
+/// broker, or why it could not be resolved.
+pub async fn audit(
+    inputs: &config::Inputs,
+    endpoints: Result<&BrokerEndpoints, &GodError>,
+    options: &Options,
+) -> Vec<Check> {
+    let limit = options.timeout;
+    let desired = inputs.registry.as_ref().map(|r| r.registry.desired_state());
+    let builtin = |kind: Builtin| {
+        inputs
+            .containers
+            .iter()
+            .flat_map(|d| &d.containers)
+            .find(|c| Builtin::of(c) == Some(kind))
+    };
+    let gateway_url = services::bundled_url(
+        options.gateway_url.as_deref(),
+        builtin(Builtin::Gateway),
+        Builtin::Gateway,
+    );
+    let relay_url = services::bundled_url(
+        options.relay_url.as_deref(),
+        builtin(Builtin::Relay),
+        Builtin::Relay,
+    );
+    let broker = async {
+        match endpoints {
+            Ok(endpoints) => {
+                let target = broker::Target {
+                    endpoints,
+                    desired: desired.as_ref(),
+                    thresholds: options.thresholds,
+                    relay_expected: builtin(Builtin::Relay).is_some()
+                        || options.relay_url.is_some(),
+                    timeout: limit,
+                };
+                broker::checks(&target).await
+            }
+            Err(e) => vec![Check::new(
+                "broker.management",
+                Area::Broker,
+                Verdict::Fail,
+                e.to_string(),
+            )],
+        }
+    };
+    let (mut checks, gateway, relay, containers, endpoint_check) = tokio::join!(
+        broker,
+        services::bundled(Builtin::Gateway, gateway_url.clone(), limit),
+        services::bundled(Builtin::Relay, relay_url.clone(), limit),
+        services::containers(inputs.containers.as_ref(), limit),
+        services::endpoints(desired.as_ref(), limit),
+    );
+    checks.extend([gateway, relay, containers, endpoint_check]);
+    checks
+}
+
+/// Why an operation gave no answer.
+#[derive(Debug)]
+pub enum Problem {
+    /// No answer within the check timeout.
+    Timeout(Duration),
+    /// The operation failed.
+    Failed(GodError),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Timeout(t) => write!(f, "no answer within {}s", t.as_secs_f64()),
+            Problem::Failed(e) => write!(f, "{}", first_line(&e.to_string())),
+        }
+    }
+}
+
+/// The first line of a message (god's errors put their hint on the next lines).
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// Runs `operation` with a time limit.
+pub async fn within<T>(
+    limit: Duration,
+    operation: impl Future<Output = crate::error::Result<T>>,
+) -> Result<T, Problem> {
+    match tokio::time::timeout(limit, operation).await {
+        Err(_) => Err(Problem::Timeout(limit)),
+        Ok(result) => result.map_err(Problem::Failed),
     }
 }
 
@@ -242,19 +370,19 @@ mod tests {
     fn warnings_fail_the_run_only_when_strict() {
         let checks = vec![
             Check::ok("broker.amqp", Area::Broker, "fine"),
-            Check::new("flow.consumers", Area::Flow, Status::Warn, "no consumer"),
+            Check::new("flow.consumers", Area::Flow, Verdict::Warn, "no consumer"),
             Check::skip("services.gateway", Area::Services, "not configured"),
         ];
         let relaxed = Report::new(checks.clone(), false, 0);
         assert!(!relaxed.failed);
-        assert_eq!(relaxed.status, Status::Warn);
+        assert_eq!(relaxed.status, Verdict::Warn);
         assert!(Report::new(checks, true, 0).failed);
     }
 
     #[test]
     fn a_failure_fails_and_checks_are_grouped_by_area() {
         let checks = vec![
-            Check::new("config.registry", Area::Config, Status::Fail, "invalid"),
+            Check::new("config.registry", Area::Config, Verdict::Fail, "invalid"),
             Check::ok("broker.amqp", Area::Broker, "fine"),
         ];
         let report = Report::new(checks, false, 0);
@@ -274,7 +402,7 @@ mod tests {
     #[test]
     fn skipped_checks_alone_are_not_a_problem() {
         let report = Report::new(vec![Check::skip("x.y", Area::Flow, "n/a")], true, 0);
-        assert_eq!(report.status, Status::Ok);
+        assert_eq!(report.status, Verdict::Ok);
         assert!(!report.failed);
     }
 }

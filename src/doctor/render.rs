@@ -1,6 +1,6 @@
 //! The doctor report as a table grouped by area (coloured on a terminal), or as JSON.
 
-use super::{Check, Report, Status};
+use super::{Check, Report, Verdict};
 
 /// ANSI colours, or none (piped output, `NO_COLOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +20,12 @@ impl Colour {
     }
 }
 
-fn label(status: Status, colour: Colour) -> String {
+fn label(status: Verdict, colour: Colour) -> String {
     let (code, word) = match status {
-        Status::Ok => ("32", "ok  "),
-        Status::Skip => ("2", "skip"),
-        Status::Warn => ("33", "warn"),
-        Status::Fail => ("1;31", "FAIL"),
+        Verdict::Ok => ("32", "ok  "),
+        Verdict::Skip => ("2", "skip"),
+        Verdict::Warn => ("33", "warn"),
+        Verdict::Fail => ("1;31", "FAIL"),
     };
     colour.paint(code, word)
 }
@@ -99,7 +99,7 @@ mod tests {
             Check::new(
                 "flow.relay",
                 Area::Flow,
-                Status::Fail,
+                Verdict::Fail,
                 "relay bound with agent.#",
             )
             .with_details(vec!["queue amq.gen-1".into()])

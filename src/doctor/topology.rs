@@ -2,19 +2,19 @@
 //! what differs): the exchange, the service queues, their bindings, their dead-lettering, and
 //! the whole drift.
 
-use super::{Area, Check, QueueKind, Status, first_few};
+use super::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::plan::{Action, Change, Plan, ResourceKind};
 
 const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
 
 /// The topology checks for a broker plan made without `--prune`.
-pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check> {
-    let exchange_id = format!("exchange/{exchange}");
+pub fn checks(desired: &DesiredState, plan: &Plan) -> Vec<Check> {
+    let exchange = desired.exchange.as_str();
     let exchange_changes: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.id == exchange_id)
+        .filter(|c| c.kind == ResourceKind::Exchange && c.name() == exchange)
         .collect();
     let queue_changes: Vec<&Change> = plan
         .changes
@@ -63,8 +63,10 @@ pub fn checks(desired: &DesiredState, plan: &Plan, exchange: &str) -> Vec<Check>
 }
 
 fn kind_of(desired: &DesiredState, change: &Change) -> Option<QueueKind> {
-    let name = change.id.strip_prefix("queue/")?;
-    desired.owners.get(name).map(|o| QueueKind::of(&o.role))
+    desired
+        .owners
+        .get(change.name())
+        .map(|o| QueueKind::of(&o.role))
 }
 
 fn line(change: &Change) -> String {
@@ -83,14 +85,14 @@ fn exchange_check(exchange: &str, changes: &[&Change]) -> Check {
         Some(c) if c.action == Action::Create => Check::new(
             id,
             Area::Topology,
-            Status::Fail,
+            Verdict::Fail,
             format!("exchange {exchange} does not exist: every publish to it fails"),
         )
         .with_fix(APPLY_FIX),
         Some(c) => Check::new(
             id,
             Area::Topology,
-            Status::Fail,
+            Verdict::Fail,
             format!("exchange {exchange} differs from the registry (type or durability)"),
         )
         .with_details(c.diff.clone())
@@ -108,7 +110,7 @@ fn changes_check(id: &str, changes: &[&Change], healthy: String, problem: &str) 
     Check::new(
         id,
         Area::Topology,
-        Status::Fail,
+        Verdict::Fail,
         format!("{} {problem}", changes.len()),
     )
     .with_details(first_few(&lines))
@@ -129,7 +131,7 @@ fn bindings_check(changes: &[&Change], desired: usize) -> Check {
     let lines: Vec<String> = missing.iter().chain(&extra).map(|c| line(c)).collect();
     let (status, summary) = if missing.is_empty() {
         (
-            Status::Warn,
+            Verdict::Warn,
             format!(
                 "{} binding(s) the registry no longer lists: their queues still get those events",
                 extra.len()
@@ -137,7 +139,7 @@ fn bindings_check(changes: &[&Change], desired: usize) -> Check {
         )
     } else {
         (
-            Status::Fail,
+            Verdict::Fail,
             format!(
                 "{} routing key(s) not bound: those events never reach their service",
                 missing.len()
@@ -158,8 +160,8 @@ fn drift_check(plan: &Plan, categories: &[Check]) -> Check {
         .iter()
         .map(|c| c.status)
         .max()
-        .filter(|s| *s > Status::Ok)
-        .unwrap_or(Status::Warn);
+        .filter(|s| *s > Verdict::Ok)
+        .unwrap_or(Verdict::Warn);
     let lines: Vec<String> = plan.changes.iter().map(line).collect();
     Check::new(
         id,
@@ -183,7 +185,7 @@ mod tests {
         registry_from_text(text).desired_state()
     }
 
-    fn statuses(checks: &[Check]) -> Vec<(&str, Status)> {
+    fn statuses(checks: &[Check]) -> Vec<(&str, Verdict)> {
         checks.iter().map(|c| (c.id.as_str(), c.status)).collect()
     }
 
@@ -191,15 +193,15 @@ mod tests {
     fn an_empty_vhost_fails_every_topology_check() {
         let desired = desired();
         let p = plan(&desired, &ObservedState::default(), PlanOptions::default());
-        let checks = checks(&desired, &p, "bus");
+        let checks = checks(&desired, &p);
         assert_eq!(
             statuses(&checks),
             vec![
-                ("topology.exchange", Status::Fail),
-                ("topology.queues", Status::Fail),
-                ("topology.bindings", Status::Fail),
-                ("topology.dead_letter", Status::Fail),
-                ("topology.drift", Status::Fail),
+                ("topology.exchange", Verdict::Fail),
+                ("topology.queues", Verdict::Fail),
+                ("topology.bindings", Verdict::Fail),
+                ("topology.dead_letter", Verdict::Fail),
+                ("topology.drift", Verdict::Fail),
             ]
         );
         assert!(
@@ -216,11 +218,7 @@ mod tests {
         let mut observed = converged(&desired);
         let p = plan(&desired, &observed, PlanOptions::default());
         assert!(p.changes.is_empty(), "{:?}", p.changes);
-        assert!(
-            checks(&desired, &p, "bus")
-                .iter()
-                .all(|c| c.status == Status::Ok)
-        );
+        assert!(checks(&desired, &p).iter().all(|c| c.status == Verdict::Ok));
 
         let unbound = observed
             .topology
@@ -231,15 +229,15 @@ mod tests {
             .unwrap();
         observed.topology.bindings.remove(&unbound);
         let p = plan(&desired, &observed, PlanOptions::default());
-        let checks = checks(&desired, &p, "bus");
+        let checks = checks(&desired, &p);
         assert_eq!(
             statuses(&checks),
             vec![
-                ("topology.exchange", Status::Ok),
-                ("topology.queues", Status::Ok),
-                ("topology.bindings", Status::Fail),
-                ("topology.dead_letter", Status::Ok),
-                ("topology.drift", Status::Fail),
+                ("topology.exchange", Verdict::Ok),
+                ("topology.queues", Verdict::Ok),
+                ("topology.bindings", Verdict::Fail),
+                ("topology.dead_letter", Verdict::Ok),
+                ("topology.drift", Verdict::Fail),
             ]
         );
         assert!(

@@ -168,6 +168,21 @@ fn compose_env(service: &Value) -> BTreeMap<String, String> {
     }
 }
 
+/// Compose files compared with components.toml, looked for beside it.
+const COMPOSE_FILES: [&str; 2] = ["docker-compose.yml", "compose.yml"];
+
+/// The compose file beside components.toml, if there is one.
+pub fn beside(components: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = components
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    COMPOSE_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
 use super::yaml;
+use crate::model::desired::Lifecycle;
 
 /// The registry schema, shipped in `schemas/` and compiled into the binary.
 pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
@@ -28,6 +29,25 @@ pub struct LoadedRegistry {
     pub registry: Registry,
     /// Problems that do not stop god.
     pub warnings: Vec<Diagnostic>,
+}
+
+impl LoadedRegistry {
+    /// One line saying what the valid registry holds.
+    pub fn summary(&self) -> String {
+        let registry = &self.registry;
+        let count = |s: Lifecycle| registry.services.values().filter(|x| x.status == s).count();
+        let desired = registry.desired_state();
+        format!(
+            "{} is valid: {} services ({} active, {} planned, {} deprecated); {} queues and {} bindings desired.",
+            self.source.path.display(),
+            registry.services.len(),
+            count(Lifecycle::Active),
+            count(Lifecycle::Planned),
+            count(Lifecycle::Deprecated),
+            desired.topology.queues.len(),
+            desired.topology.bindings.len()
+        )
+    }
 }
 
 /// Parses and validates a registry. On failure, every problem found (errors and warnings).

@@ -124,6 +124,99 @@ pub struct QueueListEntry {
     pub owner_pid_details: Option<OwnerField>,
 }
 
+/// The broker's overview, as far as god reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Overview {
+    /// RabbitMQ's version.
+    #[serde(default)]
+    pub rabbitmq_version: String,
+    /// Erlang's version.
+    #[serde(default)]
+    pub erlang_version: String,
+}
+
+/// A node of the broker's cluster.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeEntry {
+    /// The node's name (`rabbit@host`).
+    pub name: String,
+    /// Whether it runs.
+    #[serde(default)]
+    pub running: bool,
+}
+
+/// A queue's statistics, with the rate its depth changes at.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueStatistics {
+    /// Name.
+    pub name: String,
+    /// Messages, ready and unacknowledged (lags by up to 5 s).
+    #[serde(default)]
+    pub messages: Option<u64>,
+    /// Consumers.
+    #[serde(default)]
+    pub consumers: Option<u64>,
+    /// How the depth changes.
+    #[serde(default)]
+    pub messages_details: Option<Rate>,
+}
+
+/// A rate of change, per second.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Rate {
+    /// Per second (negative when falling).
+    #[serde(default)]
+    pub rate: f64,
+}
+
+/// A consumer, from the broker's consumer list (lags by a few seconds).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerEntry {
+    /// Its tag.
+    pub consumer_tag: String,
+    /// The queue it consumes from.
+    pub queue: NamedRef,
+    /// Its prefetch limit (0: none).
+    #[serde(default)]
+    pub prefetch_count: u64,
+    /// Its channel.
+    #[serde(default)]
+    pub channel_details: ChannelDetails,
+}
+
+/// An object named by reference.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedRef {
+    /// Its name.
+    pub name: String,
+}
+
+/// A consumer's channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChannelDetails {
+    /// The broker-side name of its connection (addresses).
+    #[serde(default)]
+    pub connection_name: String,
+}
+
+/// A resource alarm: publishers are blocked while it lasts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alarm {
+    /// The node that raised it.
+    #[serde(default)]
+    pub node: String,
+    /// `memory` or `disk`.
+    #[serde(default)]
+    pub resource: String,
+}
+
+/// The alarms health check's answer when it fails.
+#[derive(Debug, Clone, Deserialize)]
+struct AlarmsAnswer {
+    #[serde(default)]
+    alarms: Vec<Alarm>,
+}
+
 /// Who owns an exclusive queue (an empty list until the broker's next statistics round).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -199,25 +292,48 @@ impl ManagementApi {
             "queues/{}?columns=name,messages,consumers,messages_unacknowledged",
             encode(&self.endpoints.vhost)
         );
-        let response = self
-            .send(self.http.get(self.url(&path)), "the queue list")
-            .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| self.unexpected("the queue list", e))
+        self.get_json(&path, "the queue list").await
+    }
+
+    /// Every queue's statistics with its growth rate (one request).
+    pub async fn queue_statistics(&self) -> Result<Vec<QueueStatistics>> {
+        let path = format!(
+            "queues/{}?columns=name,messages,consumers,messages_details.rate",
+            encode(&self.endpoints.vhost)
+        );
+        self.get_json(&path, "the queue list").await
+    }
+
+    /// The vhost's consumers (one request).
+    pub async fn consumers(&self) -> Result<Vec<ConsumerEntry>> {
+        let path = format!("consumers/{}", encode(&self.endpoints.vhost));
+        self.get_json(&path, "the consumer list").await
+    }
+
+    /// A queue's bindings, or None when the queue does not exist.
+    pub async fn queue_bindings(&self, queue: &str) -> Result<Option<Vec<ExportedBinding>>> {
+        let path = format!(
+            "queues/{}/{}/bindings",
+            encode(&self.endpoints.vhost),
+            encode(queue)
+        );
+        self.get_json_if_exists(&path, "a queue's bindings").await
+    }
+
+    /// The broker's overview (its version).
+    pub async fn overview(&self) -> Result<Overview> {
+        self.get_json("overview", "the overview").await
+    }
+
+    /// The cluster's nodes.
+    pub async fn nodes(&self) -> Result<Vec<NodeEntry>> {
+        self.get_json("nodes", "the node list").await
     }
 
     /// One queue's entry, or None when it does not exist.
     pub async fn queue(&self, name: &str) -> Result<Option<QueueListEntry>> {
         let path = format!("queues/{}/{}", encode(&self.endpoints.vhost), encode(name));
-        let operation = "a queue lookup";
-        match self.get_json_if_exists(&path, operation).await? {
-            None => Ok(None),
-            Some(value) => serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| self.unexpected(operation, e)),
-        }
+        self.get_json_if_exists(&path, "a queue lookup").await
     }
 
     /// The client-given name of a connection, from its broker-side name.
@@ -233,9 +349,12 @@ impl ManagementApi {
             .map(str::to_string)
     }
 
-    /// Any management API resource as JSON, for reads the typed calls do not cover (`overview`,
-    /// `nodes`, `consumers/<vhost>`, ...). `path` is relative to `/api/`.
-    pub async fn get_json(&self, path: &str, operation: &str) -> Result<Value> {
+    /// A management API resource, read as `T`. `path` is relative to `/api/`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        operation: &str,
+    ) -> Result<T> {
         let response = self.send(self.http.get(self.url(path)), operation).await?;
         response
             .json()
@@ -243,8 +362,12 @@ impl ManagementApi {
             .map_err(|e| self.unexpected(operation, e))
     }
 
-    /// Like [`Self::get_json`], with None when the resource does not exist (404).
-    pub async fn get_json_if_exists(&self, path: &str, operation: &str) -> Result<Option<Value>> {
+    /// A resource as JSON, with None when it does not exist (404).
+    async fn get_json_if_exists<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        operation: &str,
+    ) -> Result<Option<T>> {
         let response = self.deliver(self.http.get(self.url(path))).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -257,17 +380,22 @@ impl ManagementApi {
             .map_err(|e| self.unexpected(operation, e))
     }
 
-    /// One of the broker's own health checks (`alarms`, `local-alarms`, ...): whether it
-    /// passed (200) or failed (503), with its answer.
-    pub async fn health_check(&self, check: &str) -> Result<(bool, Value)> {
-        let operation = format!("the {check} health check");
-        let request = self.http.get(self.url(&format!("health/checks/{check}")));
-        let response = self.deliver(request).await?;
-        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-            return Ok((false, response.json().await.unwrap_or(Value::Null)));
+    /// The resource alarms in effect, from the broker's own health check (current, unlike the
+    /// node statistics): empty when it passes (200), the alarms when it fails (503).
+    pub async fn alarms(&self) -> Result<Vec<Alarm>> {
+        let operation = "the alarms health check";
+        let response = self
+            .deliver(self.http.get(self.url("health/checks/alarms")))
+            .await?;
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            self.check_status(response, operation).await?;
+            return Ok(Vec::new());
         }
-        let response = self.check_status(response, &operation).await?;
-        Ok((true, response.json().await.unwrap_or(Value::Null)))
+        let answer: AlarmsAnswer = response
+            .json()
+            .await
+            .map_err(|e| self.unexpected(operation, e))?;
+        Ok(answer.alarms)
     }
 
     /// Imports a partial definitions document into the vhost (one request).

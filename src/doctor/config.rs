@@ -1,0 +1,163 @@
+//! Config checks: registry.yaml and components.toml validate and turn into desired state, and
+//! docker-compose.yml agrees with components.toml. Loading the inputs is these checks.
+
+use super::{Area, Check, Verdict, first_few, first_line};
+use crate::error::GodError;
+use crate::inputs::SourceFile;
+use crate::inputs::components::LoadedComponents;
+use crate::inputs::compose;
+use crate::inputs::diagnostic::Diagnostic;
+use crate::inputs::validate::LoadedRegistry;
+use crate::model::containers::DesiredContainers;
+use crate::reconcile::Globals;
+
+/// The inputs that loaded, and the config checks made while loading them.
+pub struct Inputs {
+    /// `config.registry`, `config.components`, `config.compose`.
+    pub checks: Vec<Check>,
+    /// The registry, when it validated.
+    pub registry: Option<LoadedRegistry>,
+    /// The desired containers, when components.toml turned into some.
+    pub containers: Option<DesiredContainers>,
+}
+
+/// Loads registry.yaml and components.toml without printing, and reports on them (and on
+/// docker-compose.yml beside components.toml).
+pub fn load(globals: &Globals) -> Inputs {
+    let (registry_check, registry) = registry_input(globals);
+    let (components_check, components) = components_input(globals);
+    let compose_check = compose_input(components.as_ref());
+    let (containers_problem, containers) = match components
+        .as_ref()
+        .map(|c| globals.desired_containers(c, registry.as_ref()))
+    {
+        Some(Ok(d)) => (None, Some(d)),
+        Some(Err(e)) => (Some(e), None),
+        None => (None, None),
+    };
+    let components_check = match containers_problem {
+        Some(e) => Check::new(
+            "config.components",
+            Area::Config,
+            Verdict::Fail,
+            "components.toml cannot be turned into containers",
+        )
+        .with_details(e.to_string().lines().map(str::to_string).collect())
+        .with_fix("set the environment variables it names (`from_env`), or fix the file"),
+        None => components_check,
+    };
+    Inputs {
+        checks: vec![registry_check, components_check, compose_check],
+        registry,
+        containers,
+    }
+}
+
+fn registry_input(globals: &Globals) -> (Check, Option<LoadedRegistry>) {
+    let id = "config.registry";
+    match globals.read_registry() {
+        Ok(loaded) => (
+            diagnostics_check(id, loaded.summary(), &loaded.warnings),
+            Some(loaded),
+        ),
+        Err(GodError::Invalid(problems)) => (invalid(id, "registry.yaml", &problems), None),
+        Err(e) => (
+            unreadable(id, &e).with_fix("pass --registry PATH (or set GOD_REGISTRY)"),
+            None,
+        ),
+    }
+}
+
+fn components_input(globals: &Globals) -> (Check, Option<LoadedComponents>) {
+    let id = "config.components";
+    match globals.read_components() {
+        Ok(None) => (
+            Check::skip(
+                id,
+                Area::Config,
+                "no components.toml here (--components PATH)",
+            ),
+            None,
+        ),
+        Ok(Some(loaded)) => {
+            let summary = format!(
+                "{} is valid: {} containers",
+                loaded.source.path.display(),
+                loaded.containers().count()
+            );
+            (
+                diagnostics_check(id, summary, &loaded.warnings),
+                Some(loaded),
+            )
+        }
+        Err(GodError::Invalid(problems)) => (invalid(id, "components.toml", &problems), None),
+        Err(e) => (unreadable(id, &e), None),
+    }
+}
+
+/// A file that could not be found or read: the first line of the error.
+fn unreadable(id: &str, error: &GodError) -> Check {
+    Check::new(
+        id,
+        Area::Config,
+        Verdict::Fail,
+        first_line(&error.to_string()).to_string(),
+    )
+}
+
+fn compose_input(components: Option<&LoadedComponents>) -> Check {
+    let id = "config.compose";
+    let Some(loaded) = components else {
+        return Check::skip(
+            id,
+            Area::Config,
+            "no components.toml to compare docker-compose.yml with",
+        );
+    };
+    let Some(path) = compose::beside(&loaded.source.path) else {
+        return Check::skip(
+            id,
+            Area::Config,
+            "no docker-compose.yml beside components.toml",
+        );
+    };
+    match SourceFile::read(&path) {
+        Ok(source) => {
+            let warnings = compose::compare(&source, loaded);
+            let summary = format!("{} agrees with components.toml", path.display());
+            diagnostics_check(id, summary, &warnings)
+        }
+        Err(e) => unreadable(id, &e),
+    }
+}
+
+/// Ok with `summary`, or a warning listing the file's warnings.
+fn diagnostics_check(id: &str, summary: String, warnings: &[Diagnostic]) -> Check {
+    if warnings.is_empty() {
+        return Check::ok(id, Area::Config, summary);
+    }
+    Check::new(
+        id,
+        Area::Config,
+        Verdict::Warn,
+        format!("{summary}, with {} warning(s)", warnings.len()),
+    )
+    .with_details(warnings.iter().map(Diagnostic::headline).collect())
+    .with_fix("`god validate` shows each warning with its line and a hint")
+}
+
+fn invalid(id: &str, file: &str, problems: &[Diagnostic]) -> Check {
+    let errors: Vec<String> = problems
+        .iter()
+        .filter(|d| d.is_error())
+        .map(Diagnostic::headline)
+        .collect();
+    Check::new(
+        id,
+        Area::Config,
+        Verdict::Fail,
+        format!("{file} is invalid: {} error(s)", errors.len()),
+    )
+    .with_details(first_few(&errors))
+    .with_fix("`god validate` shows each problem with its line and a hint")
+}
