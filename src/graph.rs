@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::inputs::registry::Registry;
 use crate::model::QueueStats;
-use crate::model::desired::Lifecycle as Status;
+use crate::model::desired::{DesiredState, QueueRole};
 
 /// What a node stands for (it decides its shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,44 +97,62 @@ fn queue_label(name: &str, live: Option<&BTreeMap<String, QueueStats>>) -> Vec<S
     label
 }
 
-/// Builds the graph of the registry's active services.
-pub fn build(registry: &Registry, live: Option<&BTreeMap<String, QueueStats>>) -> Graph {
+/// Builds the graph of the desired state: the active services that produce or own queues, the
+/// bus exchange, every desired queue by its role.
+pub fn build(desired: &DesiredState, live: Option<&BTreeMap<String, QueueStats>>) -> Graph {
     let mut g = Graph::default();
     let exchange = g.node(
-        node_id("x", &registry.exchange.name),
+        node_id("x", &desired.exchange),
         NodeKind::Exchange,
-        vec![registry.exchange.name.clone()],
+        vec![desired.exchange.clone()],
     );
-    let active = registry
-        .services
-        .iter()
-        .filter(|(_, s)| s.status == Status::Active);
-    for (name, service) in active {
+    for (name, service) in desired.active_services() {
         let svc = node_id("svc", name);
         if !service.produces.is_empty() {
             g.node(svc.clone(), NodeKind::Service, vec![name.clone()]);
             g.edge(&svc, &exchange, service.produces.clone(), false);
         }
-        for (queue, keys) in service.queue_bindings() {
-            let q = g.node(
-                node_id("q", &queue),
-                NodeKind::Queue,
-                queue_label(&queue, live),
-            );
-            g.edge(&exchange, &q, keys, false);
-            g.node(svc.clone(), NodeKind::Service, vec![name.clone()]);
-            g.edge(&q, &svc, Vec::new(), false);
-            if let Some(dlq) = service.dead_letter_queue(&queue) {
-                let d = g.node(
-                    node_id("dlq", &dlq),
-                    NodeKind::DeadLetter,
-                    queue_label(&dlq, live),
-                );
-                g.edge(&q, &d, vec!["dead letters".to_string()], true);
+        let owned = desired.owners.iter().filter(|(_, o)| o.service == *name);
+        for (queue, owner) in owned {
+            match &owner.role {
+                QueueRole::Main { .. } => {
+                    let q = g.node(
+                        node_id("q", queue),
+                        NodeKind::Queue,
+                        queue_label(queue, live),
+                    );
+                    g.edge(&exchange, &q, binding_keys(desired, queue), false);
+                    g.node(svc.clone(), NodeKind::Service, vec![name.clone()]);
+                    g.edge(&q, &svc, Vec::new(), false);
+                }
+                QueueRole::DeadLetter { of } => {
+                    let d = g.node(
+                        node_id("dlq", queue),
+                        NodeKind::DeadLetter,
+                        queue_label(queue, live),
+                    );
+                    g.edge(
+                        &node_id("q", of),
+                        &d,
+                        vec!["dead letters".to_string()],
+                        true,
+                    );
+                }
             }
         }
     }
     g
+}
+
+/// The routing keys a queue is bound with on the bus exchange.
+fn binding_keys(desired: &DesiredState, queue: &str) -> Vec<String> {
+    desired
+        .topology
+        .bindings
+        .iter()
+        .filter(|b| b.source == desired.exchange && b.destination == queue)
+        .map(|b| b.routing_key.clone())
+        .collect()
 }
 
 fn mermaid_text(lines: &[String]) -> String {
@@ -219,14 +236,14 @@ mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
 
-    fn registry() -> Registry {
+    fn desired() -> DesiredState {
         let text = "version: \"1\"\nexchange: {name: bus.v1, type: topic, durable: true}\nservices:\n  producer:\n    produces: [task.done]\n  worker:\n    queue_name: q.work\n    routing_keys: [\"task.*\"]\n  later:\n    status: planned\n    queue_name: q.later\n    routing_keys: [x]\n";
-        registry_from_text(text)
+        registry_from_text(text).desired_state()
     }
 
     #[test]
     fn producers_exchange_queues_consumers_and_dead_letters() {
-        let text = mermaid(&build(&registry(), None));
+        let text = mermaid(&build(&desired(), None));
         for expected in [
             "flowchart LR",
             "x_bus_v1{{\"bus.v1\"}}",
@@ -254,7 +271,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let text = dot(&build(&registry(), Some(&stats)));
+        let text = dot(&build(&desired(), Some(&stats)));
         assert!(
             text.contains("label=\"q.work\\n7 msgs, 2 consumers\""),
             "{text}"
