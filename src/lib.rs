@@ -1,8 +1,12 @@
 //! `god`: a declarative reconciler for the 33GOD event bus.
 //!
-//! The flow is one-directional: [`inputs`] turn `registry.yaml` into a desired state,
-//! [`observe`] reads the live broker into an observed state of the same types, [`plan`] diffs
-//! the two without any I/O, and [`apply`] executes a plan it is given.
+//! The flow is one-directional: [`inputs`] turn `registry.yaml` and `components.toml` into a
+//! desired state, [`observe`] reads the live broker and engine into an observed state of the
+//! same types, [`plan`] diffs the two without any I/O (it and [`model`] are the `god-core`
+//! crate, which has no I/O dependency), and [`apply`] executes a plan it is given;
+//! [`reconcile`] strings these together for the commands.
+
+pub use god_core::{model, plan};
 
 pub mod apply;
 pub mod builtin;
@@ -16,9 +20,7 @@ pub mod gateway;
 pub mod graph;
 pub mod inputs;
 pub mod logging;
-pub mod model;
 pub mod observe;
-pub mod plan;
 pub mod rabbit;
 pub mod reconcile;
 pub mod relay;
@@ -33,3 +35,6 @@ pub fn host_name() -> Option<&'static str> {
     })
     .as_deref()
 }
+
+#[cfg(test)]
+mod plan_tests;

@@ -445,6 +445,27 @@ pub async fn execute(
         .collect())
 }
 
+/// Writes a saved plan (`god plan --out FILE`).
+pub fn write_saved_plan(saved: &SavedPlan, path: &Path) -> Result<()> {
+    std::fs::write(path, saved.to_json())
+        .map_err(|e| GodError::Other(format!("cannot write the plan to {}: {e}", path.display())))
+}
+
+/// Reads a saved plan (`god apply FILE`), refusing files that are not one.
+pub fn read_saved_plan(path: &Path) -> Result<SavedPlan> {
+    let text = std::fs::read_to_string(path).map_err(|source| GodError::InputUnreadable {
+        path: path.to_path_buf(),
+        source,
+        hint: "give the file written by `god plan --out FILE`".to_string(),
+    })?;
+    SavedPlan::from_json(&text).map_err(|why| {
+        GodError::Usage(format!(
+            "{} is not a plan saved by `god plan --out`: {why}",
+            path.display()
+        ))
+    })
+}
+
 /// Builds the runtime the broker-facing commands run on.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

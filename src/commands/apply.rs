@@ -16,7 +16,7 @@ use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{Plan, Summary};
-use crate::reconcile::{Session, Targets, check_saved, execute, plan_targets};
+use crate::reconcile::{Session, Targets, check_saved, execute, plan_targets, read_saved_plan};
 
 /// Plans with at least this many changes show a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
@@ -84,7 +84,7 @@ impl Source {
 pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
         Some(path) => {
-            let saved = SavedPlan::read(path)?;
+            let saved = read_saved_plan(path)?;
             let endpoints = globals.saved_plan_endpoints(&saved)?;
             (Source::Saved(Box::new(saved), path.clone()), endpoints)
         }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::reconcile::plan_targets;
+use crate::reconcile::{plan_targets, write_saved_plan};
 
 /// Options of `god plan`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -44,13 +44,13 @@ pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
     }
     let has_changes = live.plan.has_changes();
     if let Some(path) = &args.out {
-        SavedPlan::new(
+        let saved = SavedPlan::new(
             live.plan,
             live.broker.as_ref(),
             live.containers.as_ref(),
             &live.target,
-        )
-        .write(path)?;
+        );
+        write_saved_plan(&saved, path)?;
         eprintln!(
             "Saved this plan to {0}. Apply exactly this plan with: god apply {0}",
             path.display()

@@ -178,7 +178,8 @@ mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
     use crate::model::ObservedState;
-    use crate::plan::diff::{PlanOptions, converged, plan};
+    use crate::plan::diff::{PlanOptions, plan};
+    use crate::plan_tests::converged;
 
     fn desired() -> DesiredState {
         let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [x.y, x.z]\n";

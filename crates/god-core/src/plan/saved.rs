@@ -3,13 +3,11 @@
 //! the broker changed in between.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Plan, binding_id};
-use crate::error::{GodError, Result};
 use crate::model::ObservedState;
 use crate::model::containers::ObservedContainers;
 
@@ -46,32 +44,16 @@ impl SavedPlan {
         }
     }
 
-    /// Writes the saved plan as JSON.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("a saved plan serialises");
-        std::fs::write(path, text + "\n").map_err(|e| {
-            GodError::Other(format!("cannot write the plan to {}: {e}", path.display()))
-        })
+    /// The saved plan as the JSON text `god plan --out` writes.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a saved plan serialises") + "\n"
     }
 
-    /// Reads a saved plan, refusing files that are not one.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| GodError::InputUnreadable {
-            path: path.to_path_buf(),
-            source,
-            hint: "give the file written by `god plan --out FILE`".to_string(),
-        })?;
-        let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
-            GodError::Usage(format!(
-                "{} is not a plan saved by `god plan --out`: {e}",
-                path.display()
-            ))
-        })?;
+    /// Reads a saved plan from its JSON text, refusing text that is not one (the reason).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if saved.kind != "god-plan" {
-            return Err(GodError::Usage(format!(
-                "{} is not a god plan",
-                path.display()
-            )));
+            return Err(format!("its kind is {:?}, not \"god-plan\"", saved.kind));
         }
         Ok(saved)
     }

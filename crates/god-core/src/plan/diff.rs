@@ -579,34 +579,3 @@ fn argument_lines(arguments: &crate::model::Arguments) -> String {
         .map(|(k, v)| format!("arguments.{k}: {v}\n"))
         .collect()
 }
-
-#[cfg(test)]
-/// The state a broker is in after god applied `desired`: everything present and recorded.
-pub(crate) fn converged(desired: &DesiredState) -> ObservedState {
-    let mut topology: crate::model::Topology = desired.topology.clone();
-    topology.exchanges.insert(
-        crate::model::MANAGED_RECORD_EXCHANGE.into(),
-        crate::model::record_exchange(),
-    );
-    ObservedState {
-        vhost: "/".into(),
-        managed_queues: desired
-            .topology
-            .queues
-            .keys()
-            .map(|q| (q.clone(), crate::model::Origin::Created))
-            .collect(),
-        managed_exchanges: desired
-            .topology
-            .exchanges
-            .keys()
-            .map(|e| (e.clone(), crate::model::Origin::Created))
-            .collect(),
-        topology,
-        ..ObservedState::default()
-    }
-}
-
-#[cfg(test)]
-#[path = "diff_tests.rs"]
-mod tests;

@@ -1,12 +1,42 @@
-//! Table-like tests of the planner: no server, desired state from registry text, observed
-//! state written by hand.
+//! Table-like tests of the planner (`god_core::plan::diff`): no server, desired state from
+//! registry text (which is why they live in this crate, beside the registry's parser),
+//! observed state written by hand.
 
 use serde_json::json;
 
-use super::*;
 use crate::inputs::validate::registry_from_text;
-use crate::model::{Origin, QueueStats};
-use crate::plan::{Action, removal_prerequisites};
+use crate::model::desired::DesiredState;
+use crate::model::{
+    BindingSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin, PolicySpec, QueueSpec, QueueStats,
+    Topology, record_exchange,
+};
+use crate::plan::diff::{PlanOptions, plan};
+use crate::plan::{Action, NoteKind, Plan, Resource, ResourceKind, removal_prerequisites};
+
+/// The state a broker is in after god applied `desired`: everything present and recorded.
+pub(crate) fn converged(desired: &DesiredState) -> ObservedState {
+    let mut topology: Topology = desired.topology.clone();
+    topology
+        .exchanges
+        .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
+    ObservedState {
+        vhost: "/".into(),
+        managed_queues: desired
+            .topology
+            .queues
+            .keys()
+            .map(|q| (q.clone(), Origin::Created))
+            .collect(),
+        managed_exchanges: desired
+            .topology
+            .exchanges
+            .keys()
+            .map(|e| (e.clone(), Origin::Created))
+            .collect(),
+        topology,
+        ..ObservedState::default()
+    }
+}
 
 fn desired(services: &str) -> DesiredState {
     let text = format!(
