@@ -32,7 +32,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use common::{MANAGEMENT, delete_vhost, env_number, fresh_vhost};
-use god::endpoints::BrokerEndpoints;
+use god::broker_endpoints::BrokerEndpoints;
 use god::gateway::publisher::{Outgoing, Publisher};
 use support::{ServiceProcess, cpu_seconds_of, god};
 

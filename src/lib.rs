@@ -9,12 +9,12 @@
 pub use god_core::{model, plan};
 
 pub mod apply;
+pub mod broker_endpoints;
 pub mod builtin;
 pub mod cli;
 pub mod commands;
+pub mod docker_engine;
 pub mod doctor;
-pub mod endpoints;
-pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod graph;

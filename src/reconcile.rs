@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
 use crate::apply::{Outcome, docker, lock};
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::builtin;
-use crate::endpoints::BrokerEndpoints;
-use crate::engine;
+use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::inputs::components::{LoadedComponents, default_project, load_components};
 use crate::inputs::validate::{LoadedRegistry, load_registry};
@@ -36,7 +36,13 @@ pub const COMPONENTS_FILE: &str = "components.toml";
 #[command(next_help_heading = "Global options")]
 pub struct Globals {
     /// The service registry. Default: ./registry.yaml, else ./services/registry.yaml.
-    #[arg(long, global = true, env = "GOD_REGISTRY", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_REGISTRY",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     pub registry: Option<PathBuf>,
     /// AMQP URL; its path is the vhost. Default: amqp://guest:guest@127.0.0.1:5672/%2f
     #[arg(
@@ -58,10 +64,22 @@ pub struct Globals {
     )]
     pub management_url: Option<String>,
     /// The containers manifest. Default: ./components.toml when present.
-    #[arg(long, global = true, env = "GOD_COMPONENTS", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_COMPONENTS",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     pub components: Option<PathBuf>,
     /// Container project: names are <project>-<component>. Default: the directory of components.toml.
-    #[arg(long, global = true, env = "GOD_PROJECT", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_PROJECT",
+        value_name = "NAME",
+        hide_env_values = true
+    )]
     pub project: Option<String>,
 }
 
@@ -268,7 +286,7 @@ pub async fn plan_targets(
     }
     let mut containers = None;
     if let Some(desired) = &targets.containers {
-        let docker = engine::connect().await?;
+        let docker = docker_engine::connect().await?;
         let (observed, p) = plan_containers(&docker, desired, options).await?;
         plan = Some(match plan {
             Some(broker_plan) => broker_plan.then(p),
@@ -391,7 +409,7 @@ pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> R
     };
     let containers = match &saved.plan.project {
         Some(project) => {
-            let docker = engine::connect().await?;
+            let docker = docker_engine::connect().await?;
             let names: BTreeSet<String> = saved.plan.container_names().collect();
             Some(observe_containers(&docker, project, &names).await?)
         }
@@ -427,7 +445,7 @@ pub async fn execute(
     };
     let broker_failed = outcomes.iter().flatten().any(Outcome::is_failure);
     if plan.has_container_changes() && !broker_failed {
-        let docker = engine::connect().await?;
+        let docker = docker_engine::connect().await?;
         let secrets = SecretValues {
             env: &environment,
             broker_url: Some(broker_url),

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::Outcome;
-use crate::engine;
+use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
     BuildSpec, COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource,
@@ -96,7 +96,7 @@ async fn create_and_start(
     docker
         .create_container(Some(options), create_body(spec, secrets)?)
         .await
-        .map_err(|e| engine::failed(&format!("creating container {}", spec.name), e))?;
+        .map_err(|e| docker_engine::failed(&format!("creating container {}", spec.name), e))?;
     start(docker, &spec.name).await?;
     await_healthy(docker, spec).await
 }
@@ -105,15 +105,16 @@ async fn start(docker: &Docker, name: &str) -> Result<()> {
     docker
         .start_container(name, None)
         .await
-        .map_err(|e| engine::failed(&format!("starting container {name}"), e))
+        .map_err(|e| docker_engine::failed(&format!("starting container {name}"), e))
 }
 
 async fn remove(docker: &Docker, name: &str) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
     match docker.remove_container(name, Some(options)).await {
-        Err(e) if !engine::is_not_found(&e) => {
-            Err(engine::failed(&format!("removing container {name}"), e))
-        }
+        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(
+            &format!("removing container {name}"),
+            e,
+        )),
         _ => Ok(()),
     }
 }
@@ -290,7 +291,7 @@ async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
         let state = docker
             .inspect_container(&spec.name, None)
             .await
-            .map_err(|e| engine::failed(&format!("inspecting container {}", spec.name), e))?
+            .map_err(|e| docker_engine::failed(&format!("inspecting container {}", spec.name), e))?
             .state
             .unwrap_or_default();
         if state.running != Some(true) {

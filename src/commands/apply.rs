@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{Exit, Globals, Only, runtime};
 use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;

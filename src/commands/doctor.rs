@@ -6,9 +6,9 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use super::{Exit, Globals, runtime};
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::doctor::render::{self, Colour};
 use crate::doctor::{Options, Report, audit, config};
-use crate::endpoints::BrokerEndpoints;
 use crate::error::Result;
 
 /// Options of `god doctor`.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Exit, Globals, runtime};
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::gateway::envelope::Schemas;
 use crate::gateway::metrics::Metrics;
@@ -22,7 +22,7 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "127.0.0.1:8682")]
     pub listen: SocketAddr,
     /// Exchange to publish to. Default: the registry's exchange, else bloodbank.events.v1.
-    #[arg(long, env = "GOD_EXCHANGE")]
+    #[arg(long, env = "GOD_EXCHANGE", hide_env_values = true)]
     pub exchange: Option<String>,
     /// Largest accepted request body, in bytes (larger: 413).
     #[arg(long, default_value_t = crate::gateway::DEFAULT_BODY_LIMIT)]

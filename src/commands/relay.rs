@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::gateway::exchange;
 use super::{Exit, Globals, runtime};
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::relay::{Relay, RelayConfig, serve};
 
@@ -15,7 +15,7 @@ pub struct RelayArgs {
     #[arg(long, default_value = "127.0.0.1:8683")]
     pub listen: SocketAddr,
     /// Exchange to read from. Default: the registry's exchange, else bloodbank.events.v1.
-    #[arg(long, env = "GOD_EXCHANGE")]
+    #[arg(long, env = "GOD_EXCHANGE", hide_env_values = true)]
     pub exchange: Option<String>,
     /// Binding key of the relay's own queue.
     #[arg(long, default_value = "#")]

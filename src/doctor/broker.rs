@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Area, Check, Problem, Thresholds, Verdict, flow, topology, within};
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::model::desired::DesiredState;
 use crate::observe::rabbit::observe;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::builtin::Builtin;
-use crate::endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::model::desired::QueueRole;
 

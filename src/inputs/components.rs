@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,15 +12,11 @@ use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::toml_doc;
-use super::validate::schema_problems;
 use crate::builtin::Builtin;
 use crate::model::containers::{
     BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, PortSpec,
     SecretValues, masked_url,
 };
-
-/// The components schema, shipped in `schemas/` and compiled into the binary.
-pub const COMPONENTS_SCHEMA: &str = include_str!("../../schemas/components.schema.json");
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,15 +137,6 @@ pub struct LoadedComponents {
     pub warnings: Vec<Diagnostic>,
 }
 
-fn components_validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(COMPONENTS_SCHEMA).expect("the shipped components schema is JSON");
-        jsonschema::validator_for(&schema).expect("the shipped components schema compiles")
-    })
-}
-
 /// Parses and validates components.toml (syntax, schema, dependencies).
 pub fn load_components(source: SourceFile) -> Result<LoadedComponents, Vec<Diagnostic>> {
     let doc = toml_doc::parse(&source.text).map_err(|e| {
@@ -161,7 +147,7 @@ pub fn load_components(source: SourceFile) -> Result<LoadedComponents, Vec<Diagn
             format!("TOML syntax error: {}", e.message),
         )]
     })?;
-    let problems = schema_problems(components_validator(), &source, &doc);
+    let problems = super::schema::components().problems(&source, &doc);
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
+pub mod schema;
 pub mod toml_doc;
 pub mod validate;
 pub mod yaml;

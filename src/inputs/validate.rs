@@ -3,19 +3,13 @@
 //! reported at its `file:line:col`, and all of them are reported at once.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-use serde_json::Value;
 
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
-use super::yaml;
+use super::{schema, yaml};
 use crate::model::desired::Lifecycle;
-
-/// The registry schema, shipped in `schemas/` and compiled into the binary.
-pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
 const MAX_NAME_BYTES: usize = 255;
@@ -55,20 +49,10 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
     let doc = match yaml::parse(&source.text) {
         Ok(doc) => doc,
         Err(e) => {
-            return Err(vec![
-                Diagnostic::error(
-                    &source,
-                    e.position.line,
-                    e.position.col,
-                    format!("YAML syntax error: {}", e.message),
-                )
-                .with_hint(
-                    "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
-                ),
-            ]);
+            return Err(vec![yaml_syntax_problem(&source, &e)]);
         }
     };
-    let mut problems = schema_problems(registry_validator(), &source, &doc);
+    let mut problems = schema::registry().problems(&source, &doc);
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }
@@ -102,45 +86,23 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
     })
 }
 
-fn registry_validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(REGISTRY_SCHEMA).expect("the shipped registry schema is JSON");
-        jsonschema::validator_for(&schema).expect("the shipped registry schema compiles")
-    })
-}
-
-/// Every violation of a JSON Schema, each at the place of the offending node.
-pub fn schema_problems(
-    validator: &jsonschema::Validator,
-    source: &SourceFile,
-    doc: &PositionedDocument,
-) -> Vec<Diagnostic> {
-    validator
-        .iter_errors(&doc.value)
-        .map(|error| {
-            let pointer = error.instance_path().to_string();
-            let pos = doc.position_of(&pointer);
-            let shown = if pointer.is_empty() {
-                "/".to_string()
-            } else {
-                pointer.clone()
-            };
-            Diagnostic::error(source, pos.line, pos.col, format!("{shown}: {error}"))
-                .with_hint(schema_hint(&pointer))
-        })
-        .collect()
-}
-
-fn schema_hint(pointer: &str) -> String {
-    let field = pointer.rsplit('/').next().unwrap_or_default();
-    match field {
-        "dead_letter" => {
-            "dead_letter is true, false, or the name of the dead-letter queue".to_string()
-        }
-        "status" => "status is one of planned, active, deprecated".to_string(),
-        _ => "see the JSON Schemas in schemas/ and the README".to_string(),
+/// A YAML syntax error at its place; a tab in the indentation is pointed at, with the fix.
+fn yaml_syntax_problem(source: &SourceFile, error: &yaml::SyntaxError) -> Diagnostic {
+    let message = format!("YAML syntax error: {}", error.message);
+    let line = source
+        .text
+        .lines()
+        .nth(error.position.line.saturating_sub(1));
+    let tab = line
+        .and_then(|l| l.find('\t'))
+        .filter(|_| error.message.contains("tab"));
+    match tab {
+        Some(index) => Diagnostic::error(source, error.position.line, index + 1, message)
+            .with_hint("YAML indents with spaces only: replace the tab with spaces"),
+        None => Diagnostic::error(source, error.position.line, error.position.col, message)
+            .with_hint(
+                "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
+            ),
     }
 }
 
@@ -466,8 +428,26 @@ mod tests {
     }
 
     #[test]
-    fn a_typo_in_a_key_is_caught() {
+    fn a_typo_in_a_key_is_caught_at_the_key_with_the_key_it_misspells() {
         let text = format!("{HEAD}  a:\n    queue_name: q\n    dead_leter: false\n");
-        assert_eq!(errors(&text).len(), 1);
+        let line = HEAD.lines().count() + 3;
+        assert_eq!(
+            errors(&text),
+            vec![format!(
+                "registry.yaml:{line}:5: unknown key \"dead_leter\" in /services/a"
+            )]
+        );
+        let problems = load_registry(SourceFile {
+            path: "registry.yaml".into(),
+            text,
+        })
+        .unwrap_err();
+        assert!(
+            problems[0]
+                .render()
+                .contains("did you mean \"dead_letter\"?"),
+            "{}",
+            problems[0].render()
+        );
     }
 }

@@ -7,7 +7,7 @@ use bollard::Docker;
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
-use crate::engine;
+use crate::docker_engine;
 use crate::error::Result;
 use crate::model::containers::{
     COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ObservedContainer, ObservedContainers,
@@ -24,7 +24,7 @@ pub async fn observe(
     let list = docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| engine::failed("listing containers", e))?;
+        .map_err(|e| docker_engine::failed("listing containers", e))?;
     let mut observed = ObservedContainers {
         project: project.to_string(),
         ..ObservedContainers::default()

@@ -5,7 +5,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::model::Arguments;
 

@@ -9,7 +9,7 @@ use rabbitmq_http_client::error::Error as ClientError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::endpoints::BrokerEndpoints;
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 
 type HttpClient = Client<String, String, String>;
