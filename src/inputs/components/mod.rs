@@ -1,0 +1,251 @@
+//! `components.toml`: the platform's component manifest, read as the upstream writes it
+//! (`{ path, kind, enabled }`, which plans nothing), plus god's extension: a component with an
+//! `image` is a container, described with Docker Compose's key names.
+
+mod build_context;
+mod fields;
+mod order;
+mod spec;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::SourceFile;
+use super::diagnostic::Diagnostic;
+use super::document::PositionedDocument;
+use super::toml_doc;
+
+pub use build_context::context_digest;
+pub use fields::{parse_duration, parse_port};
+pub use spec::default_project;
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ComponentsFile {
+    /// Components by name (mixed case allowed, as upstream).
+    #[serde(default)]
+    pub components: BTreeMap<String, Component>,
+}
+
+/// One component.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Component {
+    /// Enabled (true when absent).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Image reference: makes the component a container.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// A local build context: a directory, or `{ context, dockerfile }`.
+    #[serde(default)]
+    pub build: Option<BuildDecl>,
+    /// One of god's bundled services (`gateway`, `relay`), run from an image of god itself.
+    #[serde(default)]
+    pub builtin: Option<String>,
+    /// Command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    /// A `KEY=VALUE` file, relative to components.toml.
+    #[serde(default)]
+    pub env_file: Option<String>,
+    /// Network mode.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// Networks (one at most).
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Mounts.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: Option<String>,
+    /// Components started (and healthy) first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Health check.
+    #[serde(default)]
+    pub healthcheck: Option<HealthcheckDecl>,
+    /// User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+}
+
+/// The `build` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BuildDecl {
+    /// Just the context directory.
+    Context(String),
+    /// Context and Dockerfile.
+    Full {
+        /// The context directory, relative to components.toml.
+        context: String,
+        /// The Dockerfile, relative to the context.
+        #[serde(default)]
+        dockerfile: Option<String>,
+    },
+}
+
+/// The `healthcheck` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HealthcheckDecl {
+    /// Command run by the engine.
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    /// URL requested by god from the host.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Interval.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Retries.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Start period.
+    #[serde(default)]
+    pub start_period: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A components file that parsed and validated.
+#[derive(Debug, Clone)]
+pub struct LoadedComponents {
+    /// The file.
+    pub source: SourceFile,
+    /// Its content.
+    pub file: ComponentsFile,
+    doc: PositionedDocument,
+    /// Problems that do not stop god.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses and validates components.toml (syntax, schema, dependencies).
+pub fn load_components(source: SourceFile) -> Result<LoadedComponents, Vec<Diagnostic>> {
+    let doc = toml_doc::parse(&source.text).map_err(|e| {
+        vec![Diagnostic::error(
+            &source,
+            e.position.line,
+            e.position.col,
+            format!("TOML syntax error: {}", e.message),
+        )]
+    })?;
+    let problems = super::schema::components().problems(&source, &doc);
+    if problems.iter().any(Diagnostic::is_error) {
+        return Err(problems);
+    }
+    let file: ComponentsFile = serde_json::from_value(doc.value.clone()).map_err(|e| {
+        vec![Diagnostic::error(
+            &source,
+            1,
+            1,
+            format!("cannot read the components: {e}"),
+        )]
+    })?;
+    let mut loaded = LoadedComponents {
+        source,
+        file,
+        doc,
+        warnings: problems,
+    };
+    let errors = loaded.dependency_problems();
+    let (errs, warns): (Vec<_>, Vec<_>) = errors.into_iter().partition(Diagnostic::is_error);
+    loaded.warnings.extend(warns);
+    if !errs.is_empty() {
+        return Err(errs.into_iter().chain(loaded.warnings).collect());
+    }
+    Ok(loaded)
+}
+
+impl LoadedComponents {
+    fn at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
+        let pos = self.doc.position_of(pointer);
+        Diagnostic::error(&self.source, pos.line, pos.col, message).with_hint(hint)
+    }
+
+    /// A warning at the key of the node at a JSON pointer of this file.
+    pub fn warning_at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
+        let pos = self.doc.key_position_of(pointer);
+        Diagnostic::warning(&self.source, pos.line, pos.col, message).with_hint(hint)
+    }
+
+    /// The components that are containers and enabled.
+    pub fn containers(&self) -> impl Iterator<Item = (&String, &Component)> {
+        self.file.components.iter().filter(|(_, c)| {
+            c.enabled && (c.image.is_some() || c.build.is_some() || c.builtin.is_some())
+        })
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(crate) fn load(text: &str) -> Result<LoadedComponents, Vec<Diagnostic>> {
+        load_components(SourceFile {
+            path: std::path::PathBuf::from("/p/components.toml"),
+            text: text.to_string(),
+        })
+    }
+
+    pub(crate) fn env(var: &str) -> Option<String> {
+        (var == "API_TOKEN").then(|| "s3cret".to_string())
+    }
+
+    pub(crate) const WEB: &str = r#"
+[components]
+bloodbank = { path = "bloodbank", kind = "submodule", enabled = true }
+
+[components.web]
+enabled = true
+image = "busybox:local"
+command = ["httpd", "-f", "-p", "8080"]
+env = { MODE = "demo", API_TOKEN = { secret = true, from_env = "API_TOKEN" } }
+network_mode = "host"
+restart = "unless-stopped"
+depends_on = ["queue-worker"]
+labels = { team = "infra" }
+
+[components.web.healthcheck]
+test = ["CMD", "/bin/busybox", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+interval = "2s"
+timeout = "2s"
+retries = 5
+start_period = "1s"
+
+[components.queue-worker]
+image = "busybox:local"
+ports = ["9000:9000", "0.0.0.0:9001:9001/udp"]
+"#;
+
+    #[test]
+    fn schema_violations_are_located() {
+        let errs = load("[components.a]\nimage = \"x\"\nrestart = \"sometimes\"\n").unwrap_err();
+        assert!(
+            errs[0]
+                .headline()
+                .starts_with("/p/components.toml:3:11: /components/a/restart:"),
+            "{errs:?}"
+        );
+    }
+}

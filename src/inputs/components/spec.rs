@@ -1,0 +1,376 @@
+//! Turning a component into the container god wants: its image (given, built from a context,
+//! or god's own), environment (values, `env_file`, `from_env` secrets), ports, mounts, health
+//! check, and the hash of it all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::build_context::context_digest;
+use super::fields::{parse_duration, parse_port};
+use super::{BuildDecl, HealthcheckDecl, LoadedComponents};
+use crate::builtin::Builtin;
+use crate::inputs::diagnostic::Diagnostic;
+use crate::inputs::document::escape_pointer;
+use crate::model::containers::{
+    BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, SecretValues,
+    masked_url,
+};
+
+impl LoadedComponents {
+    /// The desired containers of `project`, dependencies first. Environment variables named by
+    /// `from_env` are looked up with `lookup`; a missing one is an error at its place.
+    pub fn desired(
+        &self,
+        project: &str,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<DesiredContainers, Vec<Diagnostic>> {
+        let order = self
+            .dependency_order()
+            .map_err(|_| self.dependency_problems())?;
+        let base = self
+            .source
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut containers = Vec::new();
+        let mut problems = Vec::new();
+        for name in order {
+            match self.container_spec(project, &name, &base, lookup) {
+                Ok(spec) => containers.push(spec),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() {
+            Ok(DesiredContainers {
+                project: project.to_string(),
+                containers,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn container_spec(
+        &self,
+        project: &str,
+        name: &str,
+        base: &Path,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<ContainerSpec, Vec<Diagnostic>> {
+        let c = &self.file.components[name];
+        let pointer = format!("/components/{}", escape_pointer(name));
+        let mut problems = Vec::new();
+        let mut env = BTreeMap::new();
+        if let Some(file) = &c.env_file {
+            match read_env_file(&base.join(file)) {
+                Ok(pairs) => env.extend(pairs.into_iter().map(|(k, v)| (k, EnvSource::Value(v)))),
+                Err(e) => problems.push(self.at(
+                    &format!("{pointer}/env_file"),
+                    format!("cannot read env_file {file}: {e}"),
+                    "the path is relative to components.toml",
+                )),
+            }
+        }
+        for (key, value) in &c.env {
+            match env_source(value, lookup) {
+                Ok(source) => {
+                    env.insert(key.clone(), source);
+                }
+                Err(message) => problems.push(self.at(
+                    &format!("{pointer}/env/{}", escape_pointer(key)),
+                    format!("env {key} of component \"{name}\": {message}"),
+                    "export the variable before running god",
+                )),
+            }
+        }
+        let mut ports = Vec::new();
+        for (i, raw) in c.ports.iter().enumerate() {
+            match parse_port(raw) {
+                Ok(p) => ports.push(p),
+                Err(message) => problems.push(self.at(
+                    &format!("{pointer}/ports/{i}"),
+                    format!("port {raw:?}: {message}"),
+                    "write HOST_IP:HOST_PORT:CONTAINER_PORT, e.g. 127.0.0.1:8080:80",
+                )),
+            }
+        }
+        let healthcheck = match &c.healthcheck {
+            Some(h) => match health_spec(h) {
+                Ok(spec) => Some(spec),
+                Err(message) => {
+                    problems.push(self.at(
+                        &format!("{pointer}/healthcheck"),
+                        message,
+                        "durations look like 500ms, 2s, 1m",
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let build = match &c.build {
+            Some(decl) => match build_spec(decl, base) {
+                Ok(b) => Some(b),
+                Err(message) => {
+                    problems.push(self.at(&format!("{pointer}/build"), format!("component \"{name}\": {message}"), "the context is a directory relative to components.toml, holding the Dockerfile"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let image = match (&c.image, &build, &c.builtin) {
+            (Some(image), _, _) => image.clone(),
+            (None, Some(b), _) => format!(
+                "god-build/{project}-{name}:{}",
+                context_digest(Path::new(&b.context)).unwrap_or_default()
+            ),
+            (None, None, Some(_)) => crate::builtin::image(),
+            (None, None, None) => String::new(),
+        };
+        let builtin = c.builtin.as_deref().and_then(Builtin::parse);
+        let command = match (builtin, c.command.is_empty()) {
+            (Some(service), true) => service.command(),
+            _ => c.command.clone(),
+        };
+        let mut spec = ContainerSpec {
+            name: format!("{project}-{name}"),
+            component: name.to_string(),
+            project: project.to_string(),
+            image,
+            build,
+            builtin: c.builtin.clone(),
+            command,
+            env,
+            network_mode: c
+                .network_mode
+                .clone()
+                .or_else(|| c.networks.first().cloned()),
+            ports,
+            volumes: c.volumes.iter().map(|v| absolute_bind(v, base)).collect(),
+            restart: c
+                .restart
+                .clone()
+                .unwrap_or_else(|| "unless-stopped".to_string()),
+            depends_on: c.depends_on.clone(),
+            labels: c.labels.clone(),
+            healthcheck,
+            user: c.user.clone(),
+            working_dir: c.working_dir.clone(),
+            config_hash: String::new(),
+        };
+        spec.config_hash = spec.compute_hash(&SecretValues {
+            env: lookup,
+            broker_url: None,
+        });
+        Ok(spec)
+    }
+}
+
+fn build_spec(decl: &BuildDecl, base: &Path) -> Result<BuildSpec, String> {
+    let (context, dockerfile) = match decl {
+        BuildDecl::Context(c) => (c.clone(), None),
+        BuildDecl::Full {
+            context,
+            dockerfile,
+        } => (context.clone(), dockerfile.clone()),
+    };
+    let dockerfile = dockerfile.unwrap_or_else(|| "Dockerfile".to_string());
+    let dir = base.join(&context);
+    if !dir.join(&dockerfile).is_file() {
+        return Err(format!(
+            "build context {} has no {dockerfile}",
+            dir.display()
+        ));
+    }
+    let absolute =
+        std::fs::canonicalize(&dir).map_err(|e| format!("build context {}: {e}", dir.display()))?;
+    Ok(BuildSpec {
+        context: absolute.display().to_string(),
+        dockerfile,
+    })
+}
+
+fn env_source(
+    value: &Value,
+    lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<EnvSource, String> {
+    match value {
+        Value::String(s) => Ok(EnvSource::Value(s.clone())),
+        Value::Number(n) => Ok(EnvSource::Value(n.to_string())),
+        Value::Bool(b) => Ok(EnvSource::Value(b.to_string())),
+        Value::Object(o) => {
+            let var = o
+                .get("from_env")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let secret = o.get("secret").and_then(Value::as_bool).unwrap_or(false);
+            match (lookup(var), secret) {
+                (None, _) => Err(format!("${var} is not set")),
+                (Some(v), true) => Ok(EnvSource::Secret {
+                    from_env: var.to_string(),
+                    shown: masked_url(&v),
+                }),
+                (Some(v), false) => Ok(EnvSource::Value(v)),
+            }
+        }
+        _ => Err("must be a string, a number, a boolean or { from_env = \"VAR\" }".to_string()),
+    }
+}
+
+fn read_env_file(path: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect())
+}
+
+fn absolute_bind(volume: &str, base: &Path) -> String {
+    match volume.split_once(':') {
+        Some((source, rest)) if source.starts_with('.') => {
+            let absolute: PathBuf = base.join(source);
+            format!("{}:{rest}", absolute.display())
+        }
+        _ => volume.to_string(),
+    }
+}
+
+fn health_spec(h: &HealthcheckDecl) -> Result<HealthSpec, String> {
+    let duration =
+        |d: &Option<String>, default: u64| d.as_deref().map(parse_duration).unwrap_or(Ok(default));
+    let probe = match (&h.test, &h.http) {
+        (Some(test), _) => HealthProbe::Command(test.clone()),
+        (None, Some(url)) => HealthProbe::Http(url.clone()),
+        (None, None) => return Err("a healthcheck needs `test` or `http`".to_string()),
+    };
+    Ok(HealthSpec {
+        probe,
+        interval_ms: duration(&h.interval, 5_000)?,
+        timeout_ms: duration(&h.timeout, 3_000)?,
+        retries: h.retries.unwrap_or(3),
+        start_period_ms: duration(&h.start_period, 0)?,
+    })
+}
+
+/// The default project: the name of the directory holding components.toml, reduced to the
+/// characters Docker accepts in names.
+pub fn default_project(components: &Path) -> String {
+    let dir = std::fs::canonicalize(components)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("god"));
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "god".to_string())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = name.trim_matches('-').to_string();
+    if trimmed.is_empty() {
+        "god".to_string()
+    } else {
+        trimmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::tests::{WEB, env, load};
+    use crate::inputs::SourceFile;
+    use crate::inputs::components::load_components;
+    use crate::model::containers::EnvSource;
+
+    #[test]
+    fn the_documented_form_gives_containers_in_dependency_order() {
+        let loaded = load(WEB).unwrap();
+        let desired = loaded.desired("p", &env).unwrap();
+        let names: Vec<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["p-queue-worker", "p-web"]);
+        let web = &desired.containers[1];
+        assert_eq!(
+            web.env["API_TOKEN"],
+            EnvSource::Secret {
+                from_env: "API_TOKEN".into(),
+                shown: None,
+            }
+        );
+        assert_eq!(web.healthcheck.as_ref().unwrap().interval_ms, 2000);
+        assert!(
+            web.config_lines()
+                .contains("env.API_TOKEN: *** (secret, from $API_TOKEN)")
+        );
+        assert!(!web.config_lines().contains("s3cret"));
+        let worker = &desired.containers[0];
+        assert_eq!(worker.ports[0].to_string(), "127.0.0.1:9000:9000/tcp");
+        assert_eq!(worker.ports[1].to_string(), "0.0.0.0:9001:9001/udp");
+    }
+
+    #[test]
+    fn a_rotated_secret_changes_the_hash() {
+        let loaded = load(WEB).unwrap();
+        let a = loaded.desired("p", &env).unwrap().containers[1]
+            .config_hash
+            .clone();
+        let b = loaded
+            .desired("p", &|v: &str| {
+                (v == "API_TOKEN").then(|| "other".to_string())
+            })
+            .unwrap()
+            .containers[1]
+            .config_hash
+            .clone();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn upstream_manifests_have_no_containers() {
+        for f in [
+            "components-2026-02-06.toml",
+            "components-2026-03-15.toml",
+            "components-2026-04-09.toml",
+            "components-2026-04-19.toml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/upstream")
+                .join(f);
+            let loaded = load_components(SourceFile::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{f}: {e:?}"));
+            assert!(
+                loaded.desired("p", &env).unwrap().containers.is_empty(),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_naming_it() {
+        let loaded =
+            load("[components.a]\nimage = \"x\"\nenv = { T = { from_env = \"NOPE_NOT_SET\" } }\n")
+                .unwrap();
+        let errs = loaded.desired("p", &env).unwrap_err();
+        assert!(
+            errs[0]
+                .headline()
+                .contains("env T of component \"a\": $NOPE_NOT_SET is not set"),
+            "{errs:?}"
+        );
+    }
+}
