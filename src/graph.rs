@@ -235,9 +235,23 @@ pub fn dot(g: &Graph) -> String {
 mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
+    use indoc::indoc;
 
     fn desired() -> DesiredState {
-        let text = "version: \"1\"\nexchange: {name: bus.v1, type: topic, durable: true}\nservices:\n  producer:\n    produces: [task.done]\n  worker:\n    queue_name: q.work\n    routing_keys: [\"task.*\"]\n  later:\n    status: planned\n    queue_name: q.later\n    routing_keys: [x]\n";
+        let text = indoc! {r#"
+            version: "1"
+            exchange: {name: bus.v1, type: topic, durable: true}
+            services:
+              producer:
+                produces: [task.done]
+              worker:
+                queue_name: q.work
+                routing_keys: ["task.*"]
+              later:
+                status: planned
+                queue_name: q.later
+                routing_keys: [x]
+        "#};
         registry_from_text(text).desired_state()
     }
 

@@ -2,6 +2,7 @@
 //! registry text (which is why they live in this crate, beside the registry's parser),
 //! observed state written by hand.
 
+use indoc::indoc;
 use serde_json::json;
 
 use crate::inputs::validate::registry_from_text;
@@ -38,9 +39,12 @@ pub(crate) fn converged(desired: &DesiredState) -> ObservedState {
     }
 }
 
+/// The desired state of a registry with exchange `bus` and the given services, written
+/// unindented (they are indented under `services:` here).
 fn desired(services: &str) -> DesiredState {
+    let indented: String = services.lines().map(|l| format!("  {l}\n")).collect();
     let text = format!(
-        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{services}"
+        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{indented}"
     );
     registry_from_text(&text).desired_state()
 }
@@ -51,7 +55,11 @@ const PRUNE: PlanOptions = PlanOptions {
     allow_data_loss: false,
 };
 
-const ONE: &str = "  svc:\n    queue_name: q\n    routing_keys: [a.b, \"c.#\"]\n";
+const ONE: &str = indoc! {r#"
+    svc:
+      queue_name: q
+      routing_keys: [a.b, "c.#"]
+"#};
 
 fn ids(plan: &Plan, action: Action) -> Vec<String> {
     plan.changes
@@ -111,9 +119,11 @@ fn converged_broker_plans_nothing() {
 
 #[test]
 fn equal_meanings_in_other_spellings_are_not_changes() {
-    let d = desired(
-        "  svc:\n    queue_name: q\n    arguments: {x-max-length: \"10\", x-queue-type: classic}\n",
-    );
+    let d = desired(indoc! {r#"
+            svc:
+              queue_name: q
+              arguments: {x-max-length: "10", x-queue-type: classic}
+        "#});
     let mut o = converged(&d);
     let mut found = queue(
         "q",
@@ -138,9 +148,12 @@ fn existing_matching_queues_are_adopted_and_get_dead_lettering_by_policy() {
 
 #[test]
 fn argument_drift_with_messages_is_a_refused_replace() {
-    let d = desired(
-        "  svc:\n    queue_name: q\n    routing_keys: [a]\n    arguments: {x-max-length: 200}\n",
-    );
+    let d = desired(indoc! {"
+            svc:
+              queue_name: q
+              routing_keys: [a]
+              arguments: {x-max-length: 200}
+        "});
     let mut o = converged(&d);
     let mut found = d.topology.queues["q"].clone();
     found.arguments.insert("x-max-length".into(), json!(100));
@@ -191,7 +204,11 @@ fn argument_drift_with_messages_is_a_refused_replace() {
 
 #[test]
 fn changed_routing_keys_add_before_they_remove() {
-    let d = desired("  svc:\n    queue_name: q\n    routing_keys: [new.key]\n");
+    let d = desired(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [new.key]
+    "});
     let mut o = converged(&d);
     o.topology.bindings.remove(&binding("q", "new.key"));
     o.topology.bindings.insert(binding("q", "old.key"));
@@ -301,9 +318,12 @@ fn orphans_are_kept_unless_pruned_and_created_by_god_and_empty() {
 
 #[test]
 fn paired_queue_names_bind_one_key_each() {
-    let d = desired(
-        "  trig:\n    queue_names: [q1, q2]\n    routing_keys: [k1, k2]\n    dead_letter: false\n",
-    );
+    let d = desired(indoc! {"
+            trig:
+              queue_names: [q1, q2]
+              routing_keys: [k1, k2]
+              dead_letter: false
+        "});
     let keys: Vec<(String, String)> = d
         .topology
         .bindings
@@ -326,9 +346,17 @@ fn paired_queue_names_bind_one_key_each() {
 
 #[test]
 fn producers_planned_and_deprecated_services_get_no_queues() {
-    let d = desired(
-        "  prod:\n    produces: [a.b]\n  later:\n    queue_name: ql\n    status: planned\n  old:\n    queue_name: qo\n    routing_keys: [x]\n    status: deprecated\n",
-    );
+    let d = desired(indoc! {"
+            prod:
+              produces: [a.b]
+            later:
+              queue_name: ql
+              status: planned
+            old:
+              queue_name: qo
+              routing_keys: [x]
+              status: deprecated
+        "});
     assert!(d.topology.queues.is_empty());
     let mut o = converged(&d);
     o.topology
@@ -390,9 +418,16 @@ fn exchange_drift_is_a_refused_replace() {
 
 #[test]
 fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
-    let was = desired("  svc:\n    queue_name: work\n    dead_letter: dead\n");
+    let was = desired(indoc! {"
+        svc:
+          queue_name: work
+          dead_letter: dead
+    "});
     let observed = converged(&was);
-    let now = desired("  other:\n    produces: [x]\n");
+    let now = desired(indoc! {"
+        other:
+          produces: [x]
+    "});
     let p = plan(&now, &observed, PRUNE);
     assert_eq!(ids(&p, Action::Delete), vec!["queue/work", "queue/dead"]);
     assert_eq!(
@@ -429,7 +464,10 @@ fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
 
 #[test]
 fn an_adopted_queue_keeps_the_dead_letter_queue_its_policy_names() {
-    let was = desired("  svc:\n    queue_name: q\n");
+    let was = desired(indoc! {"
+        svc:
+          queue_name: q
+    "});
     let mut observed = converged(&was);
     observed.managed_queues.insert("q".into(), Origin::Adopted);
     let dead_letter = observed.topology.queues["q"].dead_letter_arguments();
@@ -442,7 +480,14 @@ fn an_adopted_queue_keeps_the_dead_letter_queue_its_policy_names() {
         .topology
         .queues
         .insert("q".into(), queue("q", json!({})));
-    let p = plan(&desired("  other:\n    produces: [x]\n"), &observed, PRUNE);
+    let p = plan(
+        &desired(indoc! {"
+        other:
+          produces: [x]
+    "}),
+        &observed,
+        PRUNE,
+    );
     let dlq = p.changes.iter().find(|c| c.id == "queue/q_dlq").unwrap();
     assert!(
         dlq.blocked

@@ -2,6 +2,7 @@
 
 mod support;
 
+use indoc::indoc;
 use support::*;
 
 #[test]
@@ -81,9 +82,15 @@ fn rendered_json_pairs_queue_names_by_position() {
 
 #[test]
 fn malformed_yaml_is_reported_with_its_line_and_column() {
-    let (_d, registry) = registry(
-        "version: \"1.0\"\nexchange:\n  name: bus\nservices:\n  svc:\n    queue_name: [unclosed\n    routing_keys: [a]\n",
-    );
+    let (_d, registry) = registry(indoc! {r#"
+        version: "1.0"
+        exchange:
+          name: bus
+        services:
+          svc:
+            queue_name: [unclosed
+            routing_keys: [a]
+    "#});
     let out = validate(&registry);
     assert_exit(&out, 1);
     let shown = text(&out);
@@ -98,13 +105,30 @@ fn malformed_yaml_is_reported_with_its_line_and_column() {
     );
 }
 
-/// Services with four problems a schema cannot see.
-const BROKEN: &str = "  a:\n    queue_names: [q1, q2]\n    routing_keys: [k1]\n  b:\n    queue_name: q1\n    routing_keys: [\"bad..key\"]\n  c:\n    queue_name: amq.reserved\n";
+/// A registry with four problems a schema cannot see (lines 8, 11, 12 and 14).
+const BROKEN: &str = indoc! {r#"
+    version: "1.0"
+    exchange:
+      name: bus
+      type: topic
+      durable: true
+    services:
+      a:
+        queue_names: [q1, q2]
+        routing_keys: [k1]
+      b:
+        queue_name: q1
+        routing_keys: ["bad..key"]
+      c:
+        queue_name: amq.reserved
+"#};
 
 #[test]
 fn schema_violations_name_the_json_pointer_and_the_place() {
-    let (_d, registry) = registry_with(&format!(
-        "{BROKEN}  d:\n    queue_name: qd\n    status: live\n"
+    // Lines 15 to 17, after BROKEN: service d, whose status (line 17) is not one.
+    let (_d, registry) = registry(&format!(
+        "{BROKEN}{}",
+        concat!("  d:\n", "    queue_name: qd\n", "    status: live\n")
     ));
     let out = validate(&registry);
     assert_exit(&out, 1);
@@ -118,7 +142,7 @@ fn schema_violations_name_the_json_pointer_and_the_place() {
 
 #[test]
 fn semantic_problems_are_all_reported() {
-    let (_d, registry) = registry_with(BROKEN);
+    let (_d, registry) = registry(BROKEN);
     let out = validate(&registry);
     assert_exit(&out, 1);
     let shown = text(&out);
@@ -214,7 +238,12 @@ fn compose_disagreements_are_warnings_with_both_places() {
     .unwrap();
     std::fs::write(
         dir.path().join("docker-compose.yml"),
-        "services:\n  web:\n    image: busybox:1.36\n    ports: [\"8080:80\"]\n",
+        indoc! {r#"
+            services:
+              web:
+                image: busybox:1.36
+                ports: ["8080:80"]
+        "#},
     )
     .unwrap();
     let out = validate_in(dir.path());

@@ -3,6 +3,7 @@
 
 mod support;
 
+use indoc::indoc;
 use serde_json::Value;
 use support::*;
 
@@ -262,8 +263,11 @@ fn god_runs_its_own_gateway_and_relay_as_containers_and_waits_for_them() {
     let v = TestVhost::new("builtin");
     let p = TestProject::new("builtin");
     let (gateway, relay) = (free_port(), free_port());
-    let (_d, registry) =
-        registry_with("  s:\n    queue_name: q\n    routing_keys: [\"agent.#\"]\n");
+    let (_d, registry) = registry_with(indoc! {r#"
+            s:
+              queue_name: q
+              routing_keys: ["agent.#"]
+        "#});
     p.write(&format!(
         r#"
 [components.gateway]

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use indoc::indoc;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
@@ -18,7 +19,7 @@ use support::*;
 /// [`Consumers::attach`].
 fn two_services(health: &str) -> String {
     format!(
-        "  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [task.done]\n{health}  b:\n    queue_name: qb\n    routing_keys: [task.done]\n    prefetch: 10\n"
+        "a:\n  queue_name: qa\n  routing_keys: [\"agent.#\"]\n  produces: [task.done]\n{health}b:\n  queue_name: qb\n  routing_keys: [task.done]\n  prefetch: 10\n"
     )
 }
 
@@ -169,7 +170,7 @@ fn a_healthy_stack_is_all_green_and_exits_0() {
         "[components.web]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{port}\", \"-h\", \"/www\"]\nnetwork_mode = \"host\"\n[components.web.healthcheck]\ntest = [\"CMD\", \"/bin/busybox\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1:{port}/\"]\ninterval = \"1s\"\ntimeout = \"2s\"\nretries = 10\n"
     ));
     assert_exit(&project.run(&["apply", "--auto-approve"]), 0);
-    let health = format!("    endpoints: {{health: \"http://127.0.0.1:{port}/index.html\"}}\n");
+    let health = format!("  endpoints: {{health: \"http://127.0.0.1:{port}/index.html\"}}\n");
     let (_dir, registry) = registry_with(&two_services(&health));
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     let _consumers = Consumers::attach(&v, &["qa", "qb"]);
@@ -366,7 +367,7 @@ fn an_endpoint_that_never_answers_fails_within_the_timeout() {
     // Accepts connections (the kernel does, into the backlog) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let health = format!("    endpoints: {{health: \"http://127.0.0.1:{port}/healthz\"}}\n");
+    let health = format!("  endpoints: {{health: \"http://127.0.0.1:{port}/healthz\"}}\n");
     let (_dir, registry) = registry_with(&two_services(&health));
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     let started = Instant::now();
@@ -509,9 +510,16 @@ fn an_engine_that_is_down_fails_services_containers_with_its_fix() {
 #[test]
 fn a_consumer_with_another_prefetch_than_its_service_is_a_warning_with_the_fix() {
     let v = TestVhost::new("doc-prefetch");
-    let (_dir, registry) = registry_with(
-        "  a:\n    queue_name: qa\n    routing_keys: [x]\n    prefetch: 10\n  b:\n    queue_name: qb\n    routing_keys: [y]\n    prefetch: 1\n",
-    );
+    let (_dir, registry) = registry_with(indoc! {"
+            a:
+              queue_name: qa
+              routing_keys: [x]
+              prefetch: 10
+            b:
+              queue_name: qb
+              routing_keys: [y]
+              prefetch: 1
+        "});
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     let _ten = Consumers::attach(&v, &["qa"]);
     let _too_many = Consumers::with_prefetch(&v, &["qb"], 50);

@@ -2,11 +2,16 @@
 
 mod support;
 
+use indoc::indoc;
 use serde_json::{Value, json};
 use support::*;
 
-const BOUND: &str =
-    "  s:\n    queue_name: q\n    routing_keys: [\"agent.#\"]\n    dead_letter: false\n";
+const BOUND: &str = indoc! {r#"
+        s:
+          queue_name: q
+          routing_keys: ["agent.#"]
+          dead_letter: false
+    "#};
 
 fn started(v: &TestVhost, env: &[(&str, &str)]) -> GatewayProcess {
     let (_d, registry) = registry_with(BOUND);

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use indoc::indoc;
 use serde_json::{Value, json};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -55,9 +56,12 @@ async fn received_keys(socket: &mut Socket) -> Vec<String> {
 }
 
 fn setup(v: &TestVhost, relay_args: &[&str]) -> (ServiceProcess, ServiceProcess) {
-    let (_d, registry) = registry_with(
-        "  s:\n    queue_name: q\n    routing_keys: [\"#\"]\n    dead_letter: false\n",
-    );
+    let (_d, registry) = registry_with(indoc! {"
+            s:
+              queue_name: q
+              routing_keys: [\"#\"]
+              dead_letter: false
+        "});
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     let gateway = ServiceProcess::start(&v.amqp_url(), "bus", &[]);
     let relay = ServiceProcess::relay(&v.amqp_url(), "bus", relay_args);
@@ -165,9 +169,12 @@ fn a_stalled_client_is_dropped_while_another_keeps_receiving() {
 #[test]
 fn the_relay_is_degraded_while_the_broker_is_down_and_reconnects_by_itself() {
     let mut broker = DedicatedBroker::start();
-    let (_d, registry) = registry_with(
-        "  s:\n    queue_name: q\n    routing_keys: [\"#\"]\n    dead_letter: false\n",
-    );
+    let (_d, registry) = registry_with(indoc! {"
+            s:
+              queue_name: q
+              routing_keys: [\"#\"]
+              dead_letter: false
+        "});
     broker.apply(&registry);
     let relay = ServiceProcess::relay(&broker.amqp_url(), "bus", &[]);
     relay.await_status("/health", 200);

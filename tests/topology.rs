@@ -4,6 +4,7 @@ mod support;
 
 use std::path::PathBuf;
 
+use indoc::indoc;
 use serde_json::{Value, json};
 use support::*;
 
@@ -179,7 +180,11 @@ fn rejected_messages_from_every_managed_queue_land_in_their_dead_letter_queue() 
 #[test]
 fn existing_queues_are_adopted_with_their_messages() {
     let v = TestVhost::new("adopt");
-    let (_dir, registry) = registry_with("  svc:\n    queue_name: q\n    routing_keys: [a.b]\n");
+    let (_dir, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [a.b]
+    "});
     v.put_queue(
         "q",
         json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q_dlq"}),
@@ -200,7 +205,16 @@ fn existing_queues_are_adopted_with_their_messages() {
 #[test]
 fn routing_keys_follow_the_registry_with_topic_semantics() {
     let v = TestVhost::new("keys");
-    let services = "  trig:\n    queue_names: [t1, t2]\n    routing_keys: [\"a.*.c\", \"a.#\"]\n  prod:\n    produces: [a.b.c]\n  sole:\n    queue_name: s\n    routing_keys: [x.y, old.key]\n";
+    let services = indoc! {r#"
+        trig:
+          queue_names: [t1, t2]
+          routing_keys: ["a.*.c", "a.#"]
+        prod:
+          produces: [a.b.c]
+        sole:
+          queue_name: s
+          routing_keys: [x.y, old.key]
+    "#};
     let (_dir, registry) = registry_with(services);
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     v.publish("bus", "a.b.c", "abc");
@@ -225,14 +239,21 @@ fn routing_keys_follow_the_registry_with_topic_semantics() {
 #[test]
 fn planned_services_are_skipped_and_deprecated_queues_kept_until_prune() {
     let v = TestVhost::new("status");
-    let active = "  old:\n    queue_name: qo\n    routing_keys: [o]\n  later:\n    queue_name: ql\n    status: planned\n";
+    let active = indoc! {"
+        old:
+          queue_name: qo
+          routing_keys: [o]
+        later:
+          queue_name: ql
+          status: planned
+    "};
     let (_d1, registry) = registry_with(active);
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     assert!(v.queue("ql").is_none(), "planned services get no queue");
 
     let (_d2, deprecated) = registry_with(&active.replace(
         "routing_keys: [o]\n",
-        "routing_keys: [o]\n    status: deprecated\n",
+        "routing_keys: [o]\n  status: deprecated\n",
     ));
     let out = v.run(&deprecated, &["plan", "--detailed-exitcode"]);
     assert_exit(&out, 0);
@@ -261,9 +282,14 @@ fn planned_services_are_skipped_and_deprecated_queues_kept_until_prune() {
 #[test]
 fn argument_drift_is_a_replace_refused_while_the_queue_holds_messages() {
     let v = TestVhost::new("drift");
-    let (_d, registry) = registry_with(
-        "  svc:\n    queue_name: q\n    routing_keys: [k]\n    dead_letter: false\n    arguments:\n      x-max-length: 200\n",
-    );
+    let (_d, registry) = registry_with(indoc! {"
+            svc:
+              queue_name: q
+              routing_keys: [k]
+              dead_letter: false
+              arguments:
+                x-max-length: 200
+        "});
     v.put_queue("q", json!({"x-max-length": 100}));
     v.publish("", "q", "precious");
     v.await_stats("q", 1);
@@ -299,16 +325,27 @@ fn argument_drift_is_a_replace_refused_while_the_queue_holds_messages() {
 #[test]
 fn prune_spares_foreign_queues_adopted_queues_and_queues_with_messages() {
     let v = TestVhost::new("prune");
-    let (_d1, full) = registry_with(
-        "  a:\n    queue_name: qa\n    dead_letter: false\n  b:\n    queue_name: qb\n    dead_letter: false\n  c:\n    queue_name: qc\n    dead_letter: false\n",
-    );
+    let (_d1, full) = registry_with(indoc! {"
+            a:
+              queue_name: qa
+              dead_letter: false
+            b:
+              queue_name: qb
+              dead_letter: false
+            c:
+              queue_name: qc
+              dead_letter: false
+        "});
     v.put_queue("qc", json!({}));
     v.put_queue("foreign", json!({}));
     assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
     v.publish("", "qb", "still needed");
     v.await_stats("qb", 1);
 
-    let (_d2, empty) = registry_with("  z:\n    produces: [x]\n");
+    let (_d2, empty) = registry_with(indoc! {"
+        z:
+          produces: [x]
+    "});
     let plan = plan_json(&v, &empty, &[]);
     assert!(
         plan["changes"].as_array().unwrap().is_empty(),
@@ -333,7 +370,11 @@ fn prune_spares_foreign_queues_adopted_queues_and_queues_with_messages() {
 #[test]
 fn a_saved_plan_is_applied_exactly_and_refused_once_the_broker_moved() {
     let v = TestVhost::new("saved");
-    let (dir, registry) = registry_with("  svc:\n    queue_name: q\n    routing_keys: [k]\n");
+    let (dir, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+    "});
     let saved = dir.path().join("plan.json");
     let out = v.run(&registry, &["plan", "--out", saved.to_str().unwrap()]);
     assert_exit(&out, 0);
@@ -366,7 +407,11 @@ fn a_saved_plan_is_applied_exactly_and_refused_once_the_broker_moved() {
 #[test]
 fn concurrent_applies_never_interleave() {
     let v = TestVhost::new("lock");
-    let (_d, registry) = registry_with("  svc:\n    queue_name: q\n    routing_keys: [k]\n");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+    "});
     // Hold the lock the way a running apply does: an exclusive queue on a live connection.
     let url = v.amqp_url();
     let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -437,7 +482,10 @@ fn concurrent_applies_never_interleave() {
 
 #[test]
 fn an_unreachable_broker_is_a_clear_error() {
-    let (_d, registry) = registry_with("  svc:\n    queue_name: q\n");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+    "});
     let out = god()
         .arg("--registry")
         .arg(&registry)
@@ -457,7 +505,10 @@ fn an_unreachable_broker_is_a_clear_error() {
 #[test]
 fn wrong_credentials_are_named_and_the_password_is_never_printed() {
     let v = TestVhost::new("creds");
-    let (_d, registry) = registry_with("  svc:\n    queue_name: q\n");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+    "});
     let url = v.amqp_url().replace("guest:guest", "guest:Sup3rSecretPw");
     for cmd in [["plan", "--json"], ["apply", "--auto-approve"]] {
         let out = god()
@@ -483,7 +534,10 @@ fn wrong_credentials_are_named_and_the_password_is_never_printed() {
 
 #[test]
 fn a_missing_vhost_is_named_and_never_created() {
-    let (_d, registry) = registry_with("  svc:\n    queue_name: q\n");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+    "});
     let vhost = format!("god-test-missing-{}", std::process::id());
     let out = god()
         .arg("--registry")
@@ -514,7 +568,10 @@ fn a_missing_vhost_is_named_and_never_created() {
 #[test]
 fn apply_without_a_terminal_needs_auto_approve() {
     let v = TestVhost::new("approve");
-    let (_d, registry) = registry_with("  svc:\n    queue_name: q\n");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+    "});
     let out = v.run(&registry, &["apply"]);
     assert_exit(&out, 1);
     assert!(text(&out).contains("--auto-approve"), "{}", text(&out));
@@ -526,9 +583,7 @@ fn a_broker_stopped_mid_apply_exits_3_and_says_what_was_done() {
     let mut broker = DedicatedBroker::start();
     // Enough services for several import chunks, so that the stop lands between two of them.
     let services: String = (0..3000)
-        .map(|i| {
-            format!("  s{i}:\n    queue_name: q{i:04}\n    routing_keys: [k.{i}, \"w.{i}.#\"]\n")
-        })
+        .map(|i| format!("s{i}:\n  queue_name: q{i:04}\n  routing_keys: [k.{i}, \"w.{i}.#\"]\n"))
         .collect();
     let (dir, registry) = registry_with(&services);
     let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -597,9 +652,14 @@ fn a_broker_stopped_mid_apply_exits_3_and_says_what_was_done() {
 #[test]
 fn a_queue_drained_a_moment_ago_is_counted_exactly_and_pruned_at_once() {
     let v = TestVhost::new("drained");
-    let (_d1, full) = registry_with(
-        "  a:\n    queue_name: qa\n    dead_letter: false\n  b:\n    queue_name: qb\n    dead_letter: false\n",
-    );
+    let (_d1, full) = registry_with(indoc! {"
+            a:
+              queue_name: qa
+              dead_letter: false
+            b:
+              queue_name: qb
+              dead_letter: false
+        "});
     assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
     v.publish_many("", "qa", b"x", 2);
     v.publish_many("", "qb", b"y", 3);
@@ -609,7 +669,10 @@ fn a_queue_drained_a_moment_ago_is_counted_exactly_and_pruned_at_once() {
     assert!(v.get("qa").is_some() && v.get("qa").is_some());
     assert!(v.get("qb").is_some() && v.get("qb").is_some());
 
-    let (_d2, empty) = registry_with("  z:\n    produces: [x]\n");
+    let (_d2, empty) = registry_with(indoc! {"
+        z:
+          produces: [x]
+    "});
     let plan = v.run(&empty, &["plan", "--prune"]);
     assert_exit(&plan, 0);
     let shown = text(&plan);
@@ -632,8 +695,15 @@ fn a_queue_drained_a_moment_ago_is_counted_exactly_and_pruned_at_once() {
 /// A service with a queue and its dead-letter queue, and the registry without it.
 fn service_and_nothing() -> ((tempfile::TempDir, PathBuf), (tempfile::TempDir, PathBuf)) {
     (
-        registry_with("  a:\n    queue_name: qa\n    routing_keys: [k]\n"),
-        registry_with("  z:\n    produces: [x]\n"),
+        registry_with(indoc! {"
+            a:
+              queue_name: qa
+              routing_keys: [k]
+        "}),
+        registry_with(indoc! {"
+            z:
+              produces: [x]
+        "}),
     )
 }
 

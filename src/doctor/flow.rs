@@ -446,9 +446,19 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
 mod tests {
     use super::*;
     use crate::inputs::validate::registry_from_text;
+    use indoc::indoc;
 
     fn desired() -> DesiredState {
-        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [\"agent.#\"]\n    produces: [agent.x.said, task.done]\n    prefetch: 10\n";
+        let text = indoc! {r#"
+            version: "1"
+            exchange: {name: bus, type: topic, durable: true}
+            services:
+              a:
+                queue_name: qa
+                routing_keys: ["agent.#"]
+                produces: [agent.x.said, task.done]
+                prefetch: 10
+        "#};
         registry_from_text(text).desired_state()
     }
 

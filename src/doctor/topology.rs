@@ -180,9 +180,17 @@ mod tests {
     use crate::model::ObservedState;
     use crate::plan::diff::{PlanOptions, plan};
     use crate::plan_tests::converged;
+    use indoc::indoc;
 
     fn desired() -> DesiredState {
-        let text = "version: \"1\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  a:\n    queue_name: qa\n    routing_keys: [x.y, x.z]\n";
+        let text = indoc! {r#"
+            version: "1"
+            exchange: {name: bus, type: topic, durable: true}
+            services:
+              a:
+                queue_name: qa
+                routing_keys: [x.y, x.z]
+        "#};
         registry_from_text(text).desired_state()
     }
 

@@ -187,17 +187,40 @@ pub fn beside(components: &std::path::Path) -> Option<std::path::PathBuf> {
 mod tests {
     use super::*;
     use crate::inputs::components::load_components;
+    use indoc::indoc;
 
     #[test]
     fn disagreements_on_image_ports_and_env_are_warned() {
         let components = load_components(SourceFile {
             path: "components.toml".into(),
-            text: "[components.web]\nimage = \"busybox:local\"\nports = [\"8080:80\"]\nenv = { MODE = \"demo\", ONLY_HERE = \"x\" }\n[components.same]\nimage = \"a:1\"\n".into(),
+            text: indoc! {r#"
+                [components.web]
+                image = "busybox:local"
+                ports = ["8080:80"]
+                env = { MODE = "demo", ONLY_HERE = "x" }
+                [components.same]
+                image = "a:1"
+            "#}
+            .into(),
         })
         .unwrap();
         let compose = SourceFile {
             path: "docker-compose.yml".into(),
-            text: "services:\n  web:\n    image: busybox:1.36\n    ports:\n      - \"9090:80\"\n    environment:\n      MODE: live\n      TOKEN: ${TOKEN}\n  same:\n    image: a:1\n  other:\n    image: x\n".into(),
+            text: indoc! {r#"
+                services:
+                  web:
+                    image: busybox:1.36
+                    ports:
+                      - "9090:80"
+                    environment:
+                      MODE: live
+                      TOKEN: ${TOKEN}
+                  same:
+                    image: a:1
+                  other:
+                    image: x
+            "#}
+            .into(),
         };
         let warnings: Vec<String> = compare(&compose, &components)
             .iter()

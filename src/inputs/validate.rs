@@ -332,6 +332,7 @@ pub(crate) fn registry_from_text(text: &str) -> crate::inputs::registry::Registr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use indoc::indoc;
     use std::path::PathBuf;
 
     fn load(text: &str) -> Result<LoadedRegistry, Vec<Diagnostic>> {
@@ -350,8 +351,19 @@ mod tests {
             .collect()
     }
 
-    const HEAD: &str =
-        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n";
+    /// A registry of these services (written unindented): its first service is on line 7.
+    fn with_services(services: &str) -> String {
+        let head = indoc! {r#"
+            version: "1.0"
+            exchange:
+              name: bus
+              type: topic
+              durable: true
+            services:
+        "#};
+        let indented: String = services.lines().map(|l| format!("  {l}\n")).collect();
+        format!("{head}{indented}")
+    }
 
     #[test]
     fn binding_keys() {
@@ -365,7 +377,11 @@ mod tests {
 
     #[test]
     fn mismatched_pairing_is_reported_at_queue_names() {
-        let text = format!("{HEAD}  s:\n    queue_names: [q1, q2]\n    routing_keys: [a]\n");
+        let text = with_services(indoc! {"
+            s:
+              queue_names: [q1, q2]
+              routing_keys: [a]
+        "});
         assert_eq!(
             errors(&text),
             vec![
@@ -376,7 +392,12 @@ mod tests {
 
     #[test]
     fn duplicate_queues_name_both_places() {
-        let text = format!("{HEAD}  a:\n    queue_name: q\n  b:\n    queue_name: q\n");
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+            b:
+              queue_name: q
+        "});
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
@@ -388,13 +409,22 @@ mod tests {
 
     #[test]
     fn a_dead_letter_queue_colliding_with_a_queue_is_a_duplicate() {
-        let text = format!("{HEAD}  a:\n    queue_name: q\n  b:\n    queue_name: q_dlq\n");
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+            b:
+              queue_name: q_dlq
+        "});
         assert_eq!(errors(&text).len(), 1);
     }
 
     #[test]
     fn schema_violations_carry_the_pointer_and_position() {
-        let text = format!("{HEAD}  a:\n    queue_name: q\n    status: live\n");
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+              status: live
+        "});
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
@@ -405,16 +435,23 @@ mod tests {
 
     #[test]
     fn reserved_and_invalid_names_are_errors() {
-        let text = format!("{HEAD}  a:\n    queue_name: amq.mine\n    routing_keys: [\"a..b\"]\n");
+        let text = with_services(indoc! {r#"
+            a:
+              queue_name: amq.mine
+              routing_keys: ["a..b"]
+        "#});
         let errs = errors(&text);
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]
     fn named_dead_letter_on_several_queues_is_an_error() {
-        let text = format!(
-            "{HEAD}  a:\n    queue_names: [q1, q2]\n    routing_keys: [a, b]\n    dead_letter: mine\n"
-        );
+        let text = with_services(indoc! {"
+            a:
+              queue_names: [q1, q2]
+              routing_keys: [a, b]
+              dead_letter: mine
+        "});
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("named dead_letter"), "{errs:?}");
@@ -422,20 +459,25 @@ mod tests {
 
     #[test]
     fn yaml_syntax_errors_have_a_line() {
-        let errs = errors("exchange:\n  name: [bus\nservices: {}\n");
+        let errs = errors(indoc! {"
+            exchange:
+              name: [bus
+            services: {}
+        "});
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("registry.yaml:3:"), "{errs:?}");
     }
 
     #[test]
     fn a_typo_in_a_key_is_caught_at_the_key_with_the_key_it_misspells() {
-        let text = format!("{HEAD}  a:\n    queue_name: q\n    dead_leter: false\n");
-        let line = HEAD.lines().count() + 3;
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+              dead_leter: false
+        "});
         assert_eq!(
             errors(&text),
-            vec![format!(
-                "registry.yaml:{line}:5: unknown key \"dead_leter\" in /services/a"
-            )]
+            vec!["registry.yaml:9:5: unknown key \"dead_leter\" in /services/a"]
         );
         let problems = load_registry(SourceFile {
             path: "registry.yaml".into(),

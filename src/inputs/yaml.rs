@@ -136,10 +136,19 @@ fn scalar_text(scalar: &Scalar<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use indoc::indoc;
 
     #[test]
     fn values_and_positions_are_kept() {
-        let doc = parse("version: \"1.0\"\nservices:\n  a:\n    routing_keys:\n      - \"#\" # all\n      - x.y\n").unwrap();
+        let doc = parse(indoc! {"
+            version: \"1.0\"
+            services:
+              a:
+                routing_keys:
+                  - \"#\" # all
+                  - x.y
+        "})
+        .unwrap();
         assert_eq!(doc.value["version"], "1.0");
         assert_eq!(doc.value["services"]["a"]["routing_keys"][1], "x.y");
         assert_eq!(
@@ -158,19 +167,35 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_their_line() {
-        let err = parse("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        let err = parse(indoc! {"
+            a: 1
+            b: [1, 2
+            c: 3
+        "})
+        .unwrap_err();
         assert!(err.position.line >= 2, "{err:?}");
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = parse("a: 1\na: 2\n").unwrap_err();
+        let err = parse(indoc! {"
+            a: 1
+            a: 2
+        "})
+        .unwrap_err();
         assert_eq!(err.position.line, 2, "{err:?}");
     }
 
     #[test]
     fn scalars_keep_their_types() {
-        let doc = parse("i: 10\ns: \"10\"\nb: true\nf: 1.5\nn: ~\n").unwrap();
+        let doc = parse(indoc! {r#"
+            i: 10
+            s: "10"
+            b: true
+            f: 1.5
+            n: ~
+        "#})
+        .unwrap();
         assert_eq!(doc.value["i"], 10);
         assert_eq!(doc.value["s"], "10");
         assert_eq!(doc.value["b"], true);

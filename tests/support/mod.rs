@@ -333,10 +333,12 @@ pub fn registry(text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// A registry with the usual header and the given services block.
+/// A registry with the usual header (exchange `bus`) and the given services, written
+/// unindented (`svc:\n  queue_name: q`): they are indented under `services:` here.
 pub fn registry_with(services: &str) -> (tempfile::TempDir, PathBuf) {
+    let indented: String = services.lines().map(|l| format!("  {l}\n")).collect();
     registry(&format!(
-        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{services}"
+        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{indented}"
     ))
 }
 

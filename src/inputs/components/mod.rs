@@ -200,6 +200,7 @@ impl LoadedComponents {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use indoc::indoc;
 
     pub(crate) fn load(text: &str) -> Result<LoadedComponents, Vec<Diagnostic>> {
         load_components(SourceFile {
@@ -240,7 +241,12 @@ ports = ["9000:9000", "0.0.0.0:9001:9001/udp"]
 
     #[test]
     fn schema_violations_are_located() {
-        let errs = load("[components.a]\nimage = \"x\"\nrestart = \"sometimes\"\n").unwrap_err();
+        let errs = load(indoc! {r#"
+            [components.a]
+            image = "x"
+            restart = "sometimes"
+        "#})
+        .unwrap_err();
         assert!(
             errs[0]
                 .headline()

@@ -72,15 +72,29 @@ impl LoadedComponents {
 #[cfg(test)]
 mod tests {
     use super::super::tests::load;
+    use indoc::indoc;
 
     #[test]
     fn unknown_dependencies_and_cycles_are_errors_at_their_place() {
-        let errs = load("[components.a]\nimage = \"x\"\ndepends_on = [\"nope\"]\n").unwrap_err();
+        let errs = load(indoc! {r#"
+            [components.a]
+            image = "x"
+            depends_on = ["nope"]
+        "#})
+        .unwrap_err();
         assert_eq!(
             errs[0].headline(),
             "/p/components.toml:3:15: component \"a\" depends on \"nope\", which is not an enabled container component"
         );
-        let errs = load("[components.a]\nimage = \"x\"\ndepends_on = [\"b\"]\n[components.b]\nimage = \"x\"\ndepends_on = [\"a\"]\n").unwrap_err();
+        let errs = load(indoc! {r#"
+            [components.a]
+            image = "x"
+            depends_on = ["b"]
+            [components.b]
+            image = "x"
+            depends_on = ["a"]
+        "#})
+        .unwrap_err();
         assert!(errs[0].message.contains("cycle: a -> b -> a"), "{errs:?}");
     }
 }

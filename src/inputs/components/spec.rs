@@ -291,6 +291,7 @@ pub fn default_project(components: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    use indoc::indoc;
     use std::path::Path;
 
     use super::super::tests::{WEB, env, load};
@@ -362,9 +363,12 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_an_error_naming_it() {
-        let loaded =
-            load("[components.a]\nimage = \"x\"\nenv = { T = { from_env = \"NOPE_NOT_SET\" } }\n")
-                .unwrap();
+        let loaded = load(indoc! {r#"
+                [components.a]
+                image = "x"
+                env = { T = { from_env = "NOPE_NOT_SET" } }
+            "#})
+        .unwrap();
         let errs = loaded.desired("p", &env).unwrap_err();
         assert!(
             errs[0]
