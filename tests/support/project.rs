@@ -1,0 +1,91 @@
+//! A container project of its own per test: its components.toml in a temporary directory and
+//! every container of it removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use super::{god, next_id};
+
+/// A container project of its own for one test: a components.toml in a temporary directory, a
+/// unique project label, and every container of that project removed on drop.
+pub struct TestProject {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// A project named `godtest-<tag>-<pid>-<n>`; the test image is built if missing.
+    pub fn new(tag: &str) -> Self {
+        static IMAGE: std::sync::Once = std::sync::Once::new();
+        IMAGE.call_once(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-image");
+            assert!(
+                Command::new(script).status().unwrap().success(),
+                "scripts/test-image failed"
+            );
+        });
+        Self {
+            name: format!("godtest-{tag}-{}-{}", std::process::id(), next_id()),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes components.toml.
+    pub fn write(&self, components: &str) -> PathBuf {
+        let path = self.dir.path().join("components.toml");
+        std::fs::write(&path, components).unwrap();
+        path
+    }
+
+    /// Runs god on the containers only, for this project.
+    pub fn run(&self, args: &[&str]) -> Output {
+        god()
+            .arg("--components")
+            .arg(self.dir.path().join("components.toml"))
+            .args(["--project", &self.name])
+            .args(args)
+            .args(["--only", "docker"])
+            .output()
+            .unwrap()
+    }
+
+    /// `docker inspect` of one of this project's containers, when it exists.
+    pub fn inspect(&self, component: &str) -> Option<Value> {
+        let out = Command::new("docker")
+            .args(["inspect", &format!("{}-{component}", self.name)])
+            .output()
+            .unwrap();
+        let all: Value = serde_json::from_slice(&out.stdout).ok()?;
+        all.as_array()?.first().cloned()
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(god::apply::lock::project_lock_path(&self.name));
+        remove_project_containers(&self.name);
+    }
+}
+
+/// Removes every container labelled as belonging to `project`.
+pub fn remove_project_containers(project: &str) {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=god.project={project}"),
+        ])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
+    }
+}

@@ -1,0 +1,282 @@
+//! A private vhost per test on the real broker: created on start, deleted on drop, so tests
+//! run in parallel without seeing each other; AMQP and management helpers bound to it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{Value, json};
+
+use super::{MANAGEMENT, encode, god, next_id};
+
+/// A vhost of its own for one test.
+pub struct TestVhost {
+    pub name: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl TestVhost {
+    /// Creates `god-test-<tag>-<pid>-<n>` and grants guest everything on it.
+    pub fn new(tag: &str) -> Self {
+        let name = format!("god-test-{tag}-{}-{}", std::process::id(), next_id());
+        let vhost = Self {
+            name,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+        };
+        vhost.api("PUT", &format!("vhosts/{}", vhost.enc()), Some(json!({})));
+        vhost.api(
+            "PUT",
+            &format!("permissions/{}/guest", vhost.enc()),
+            Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+        );
+        vhost
+    }
+
+    fn enc(&self) -> String {
+        encode(&self.name)
+    }
+
+    /// The AMQP URL of this vhost.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.enc())
+    }
+
+    /// Calls the management API; panics on an error status.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_api(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Calls the management API; returns the status and body on an error status.
+    pub fn try_api(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{MANAGEMENT}/api/{path}");
+        self.rt.block_on(async {
+            let mut req = self
+                .http
+                .request(method.parse().unwrap(), url)
+                .basic_auth("guest", Some("guest"));
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(format!("{status}: {text}"));
+            }
+            Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+
+    /// Declares a queue through the management API.
+    pub fn put_queue(&self, name: &str, arguments: Value) {
+        self.api(
+            "PUT",
+            &format!("queues/{}/{}", self.enc(), encode(name)),
+            Some(json!({"durable": true, "auto_delete": false, "arguments": arguments})),
+        );
+    }
+
+    /// Whether a queue exists, with its definition.
+    pub fn queue(&self, name: &str) -> Option<Value> {
+        self.try_api(
+            "GET",
+            &format!("queues/{}/{}", self.enc(), encode(name)),
+            None,
+        )
+        .ok()
+    }
+
+    /// The bindings of the vhost as (source, destination, routing key).
+    pub fn bindings(&self) -> Vec<(String, String, String)> {
+        let all = self.api("GET", &format!("bindings/{}", self.enc()), None);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["source"] != "")
+            .map(|b| {
+                (
+                    b["source"].as_str().unwrap().to_string(),
+                    b["destination"].as_str().unwrap().to_string(),
+                    b["routing_key"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs an async block against this vhost over AMQP.
+    pub fn amqp<F, T>(&self, f: impl FnOnce(lapin::Channel) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        self.rt.block_on(async {
+            let conn = Connection::connect(&self.amqp_url(), ConnectionProperties::default())
+                .await
+                .unwrap();
+            let channel = conn.create_channel().await.unwrap();
+            let out = f(channel).await;
+            let _ = conn.close(200, "done".into()).await;
+            out
+        })
+    }
+
+    /// Publishes a persistent message (with confirms); returns once the broker has it.
+    pub fn publish(&self, exchange: &str, routing_key: &str, body: &str) {
+        self.amqp(|ch| async move {
+            ch.confirm_select(Default::default()).await.unwrap();
+            ch.basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        })
+    }
+
+    /// Gets one message from a queue and acknowledges it; None when the queue is empty.
+    pub fn get(&self, queue: &str) -> Option<String> {
+        self.get_with_properties(queue).map(|(body, _)| body)
+    }
+
+    /// Gets one message with its AMQP properties and acknowledges it.
+    pub fn get_with_properties(&self, queue: &str) -> Option<(String, BasicProperties)> {
+        self.amqp(|ch| async move {
+            let msg = ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()?;
+            let body = String::from_utf8_lossy(&msg.delivery.data).into_owned();
+            Some((body, msg.delivery.properties))
+        })
+    }
+
+    /// Publishes `n` persistent messages on one channel, then waits for all the confirms.
+    pub fn publish_many(&self, exchange: &str, routing_key: &str, body: &[u8], n: usize) {
+        self.amqp(|ch| async move {
+            ch.confirm_select(Default::default()).await.unwrap();
+            let mut confirms = Vec::with_capacity(n);
+            for _ in 0..n {
+                confirms.push(
+                    ch.basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .unwrap(),
+                );
+            }
+            for c in confirms {
+                c.await.unwrap();
+            }
+        })
+    }
+
+    /// Gets one message from a queue, waiting up to 10 s for it (dead-lettering is asynchronous).
+    pub fn await_message(&self, queue: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(m) = self.get(queue) {
+                return Some(m);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Gets one message from a queue and rejects it without requeueing (a consumer giving up).
+    pub fn reject_one(&self, queue: &str) -> bool {
+        self.amqp(|ch| async move {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                Some(msg) => {
+                    msg.delivery
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await
+                        .unwrap();
+                    // A reject has no reply: a synchronous call on the same channel proves the
+                    // broker has processed it before the connection closes (an unprocessed
+                    // reject would be undone by the close, requeueing the message).
+                    ch.basic_qos(1, Default::default()).await.unwrap();
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Exact depth of a queue, through a passive declare (no statistics delay).
+    pub fn depth(&self, queue: &str) -> u32 {
+        self.amqp(|ch| async move {
+            let q = ch
+                .queue_declare(
+                    queue.into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            q.message_count()
+        })
+    }
+
+    /// Waits until the management API's statistics show at least `n` messages in a queue.
+    pub fn await_stats(&self, queue: &str, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if self
+                .queue(queue)
+                .is_some_and(|q| q["messages"].as_u64().unwrap_or(0) >= n)
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("the statistics of {queue} never showed {n} messages");
+    }
+
+    /// A `god` command bound to this vhost and to nothing from the environment.
+    pub fn god(&self) -> Command {
+        let mut cmd = god();
+        cmd.env("RABBITMQ_URL", self.amqp_url());
+        cmd
+    }
+
+    /// Runs god with a registry and arguments.
+    pub fn run(&self, registry: &Path, args: &[&str]) -> Output {
+        self.god()
+            .arg("--registry")
+            .arg(registry)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = self.try_api("DELETE", &format!("vhosts/{}", self.enc()), None);
+    }
+}
