@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod graph;
 pub mod inputs;
 pub mod logging;
+pub mod metrics;
 pub mod observe;
 pub mod rabbit;
 pub mod reconcile;

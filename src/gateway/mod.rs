@@ -97,11 +97,7 @@ async fn ready(State(g): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        g.metrics.render(),
-    )
-        .into_response()
+    crate::metrics::response(g.metrics.render())
 }
 
 /// The request headers the event routes read, taken without copying the whole header map.

@@ -3,6 +3,7 @@
 //! `{"type":"event","routing_key":...,"envelope":{...}}`. A client that cannot keep up is
 //! dropped (its buffer is bounded) so that it never slows the others or the broker.
 
+pub mod metrics;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
@@ -55,8 +56,7 @@ pub struct Relay {
     clients: Mutex<HashMap<u64, Client>>,
     next_id: AtomicU64,
     connected: AtomicBool,
-    delivered: AtomicU64,
-    dropped_slow: AtomicU64,
+    metrics: metrics::Metrics,
 }
 
 impl Relay {
@@ -67,8 +67,7 @@ impl Relay {
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             connected: AtomicBool::new(false),
-            delivered: AtomicU64::new(0),
-            dropped_slow: AtomicU64::new(0),
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -151,14 +150,14 @@ impl Relay {
             }
             match client.frames.try_send(frame.clone()) {
                 Ok(()) => {
-                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.delivered.inc();
                 }
                 Err(_) => slow.push(*id),
             }
         }
         for id in slow {
             clients.remove(&id);
-            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped_slow_clients.inc();
         }
     }
 }
@@ -199,13 +198,8 @@ async fn health(State(relay): State<Arc<Relay>>) -> Response {
 
 async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
     let clients = relay.clients.lock().await.len();
-    let text = format!(
-        "# TYPE god_relay_clients gauge\ngod_relay_clients {clients}\n# TYPE god_relay_delivered_total counter\ngod_relay_delivered_total {}\n# TYPE god_relay_dropped_slow_clients_total counter\ngod_relay_dropped_slow_clients_total {}\n# TYPE god_relay_connected gauge\ngod_relay_connected {}\n",
-        relay.delivered.load(Ordering::Relaxed),
-        relay.dropped_slow.load(Ordering::Relaxed),
-        u8::from(relay.connected.load(Ordering::SeqCst))
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let connected = relay.connected.load(Ordering::SeqCst);
+    crate::metrics::response(relay.metrics.render(clients, connected))
 }
 
 async fn upgrade(
