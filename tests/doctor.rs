@@ -362,7 +362,7 @@ fn a_stopped_container_fails_services_containers() {
 }
 
 #[test]
-fn an_endpoint_that_never_answers_fails_within_the_timeout() {
+fn an_endpoint_that_never_answers_warns_within_the_timeout() {
     let v = TestVhost::new("doc-hang");
     // Accepts connections (the kernel does, into the backlog) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -373,8 +373,9 @@ fn an_endpoint_that_never_answers_fails_within_the_timeout() {
     let started = Instant::now();
     let (report, out) = doctor(&v, &registry, &["--timeout", "1"]);
     let elapsed = started.elapsed();
-    assert_exit(&out, 1);
-    let endpoints = assert_check(&report, "services.endpoints", "fail");
+    // A platform service god does not run is a warning: the bus itself is healthy.
+    assert_exit(&out, 0);
+    let endpoints = assert_check(&report, "services.endpoints", "warn");
     assert!(
         endpoints.contains(&format!(
             "a: http://127.0.0.1:{port}/healthz no answer within 1s"

@@ -82,7 +82,7 @@ pub async fn gather(
     desired: &DesiredState,
 ) -> crate::error::Result<FlowFacts> {
     let mut queues: BTreeMap<String, QueueFacts> = api
-        .queue_statistics()
+        .queue_list()
         .await?
         .into_iter()
         .map(|q| {

@@ -105,7 +105,8 @@ pub struct ExportedPolicy {
     pub definition: crate::model::Arguments,
 }
 
-/// Depth and consumers of one queue, from the queue list.
+/// Depth, consumers and growth of one queue, from the queue list (the statistics lag by up
+/// to 5 s).
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueueListEntry {
     /// Name.
@@ -119,6 +120,9 @@ pub struct QueueListEntry {
     /// Messages delivered to a consumer and not acknowledged yet.
     #[serde(default)]
     pub messages_unacknowledged: Option<u64>,
+    /// How the depth changes.
+    #[serde(default)]
+    pub messages_details: Option<Rate>,
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
@@ -143,22 +147,6 @@ pub struct NodeEntry {
     /// Whether it runs.
     #[serde(default)]
     pub running: bool,
-}
-
-/// A queue's statistics, with the rate its depth changes at.
-#[derive(Debug, Clone, Deserialize)]
-pub struct QueueStatistics {
-    /// Name.
-    pub name: String,
-    /// Messages, ready and unacknowledged (lags by up to 5 s).
-    #[serde(default)]
-    pub messages: Option<u64>,
-    /// Consumers.
-    #[serde(default)]
-    pub consumers: Option<u64>,
-    /// How the depth changes.
-    #[serde(default)]
-    pub messages_details: Option<Rate>,
 }
 
 /// A rate of change, per second.
@@ -289,16 +277,7 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "queues/{}?columns=name,messages,consumers,messages_unacknowledged",
-            encode(&self.endpoints.vhost)
-        );
-        self.get_json(&path, "the queue list").await
-    }
-
-    /// Every queue's statistics with its growth rate (one request).
-    pub async fn queue_statistics(&self) -> Result<Vec<QueueStatistics>> {
-        let path = format!(
-            "queues/{}?columns=name,messages,consumers,messages_details.rate",
+            "queues/{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate",
             encode(&self.endpoints.vhost)
         );
         self.get_json(&path, "the queue list").await
