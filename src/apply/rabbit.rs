@@ -2,14 +2,19 @@
 //! chunk, the way RabbitMQ's own import works); removals go one by one through the management
 //! API, except bindings, which AMQP removes exactly, arguments included.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 
 use super::Outcome;
 use crate::error::GodError;
+use crate::model::QueueSpec;
+use crate::model::queue_type::QueueType;
 use crate::model::{DestinationType, Origin, record_binding};
-use crate::plan::{Action, Change, Plan, Resource, ResourceKind, removal_prerequisites};
+use crate::observe::rabbit::exact_counts;
+use crate::plan::{Action, Change, Plan, Resource, removal_prerequisites};
 use crate::rabbit::amqp::{AmqpSession, field_table};
-use crate::rabbit::management::ManagementApi;
+use crate::rabbit::management::{ExportedBinding, ManagementApi};
 
 /// Objects per definitions document. Large enough that request overhead vanishes, small enough
 /// that a failure part-way leaves little in doubt.
@@ -102,23 +107,17 @@ impl<'a> RabbitExecutor<'a> {
             if c.action != Action::Replace || !self.pending(i) {
                 continue;
             }
-            let name = c.name();
-            let result = match c.kind {
-                ResourceKind::Queue => {
-                    self.api
-                        .delete_queue(name, !self.options.allow_data_loss)
-                        .await
-                }
-                _ => self.api.delete_exchange_forcibly(name).await.map(|_| true),
+            let result = match &c.before {
+                Some(Resource::Queue(q)) => self.delete_queue(q).await,
+                _ => self
+                    .api
+                    .delete_exchange_forcibly(c.name())
+                    .await
+                    .map(|()| Outcome::Done),
             };
             match result {
-                Ok(true) => {}
-                Ok(false) => self.finish(
-                    i,
-                    Outcome::Refused(
-                        "the queue received messages since the plan; it is kept".to_string(),
-                    ),
-                ),
+                Ok(Outcome::Done) => {}
+                Ok(refused) => self.finish(i, refused),
                 Err(e) => return self.fail(i, e),
             }
         }
@@ -185,13 +184,7 @@ impl<'a> RabbitExecutor<'a> {
                 Some(Resource::Policy(p)) => {
                     self.api.delete_policy(&p.name).await.map(|_| Outcome::Done)
                 }
-                Some(Resource::Queue(q)) => self
-                    .api
-                    .delete_queue(&q.name, !self.options.allow_data_loss)
-                    .await
-                    .map(|deleted| {
-                        refused_unless(deleted, "the queue holds messages now; it is kept")
-                    }),
+                Some(Resource::Queue(q)) => self.delete_queue(q).await,
                 Some(Resource::Exchange(e)) => {
                     self.api.delete_exchange(&e.name).await.map(|deleted| {
                         refused_unless(deleted, "other objects are still bound to it; it is kept")
@@ -205,6 +198,74 @@ impl<'a> RabbitExecutor<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Deletes a queue unless it holds messages now (with `--allow-data-loss`, whatever it
+    /// holds). A classic queue is deleted `if-empty` by the broker itself; quorum and stream
+    /// queues do not implement that, so god unbinds them first (nothing new is routed to them),
+    /// counts their messages exactly, and deletes them only when empty, else binds them again.
+    async fn delete_queue(&self, queue: &QueueSpec) -> Result<Outcome, GodError> {
+        let name = &queue.name;
+        if self.options.allow_data_loss {
+            return self
+                .api
+                .delete_queue(name, false)
+                .await
+                .map(|_| Outcome::Done);
+        }
+        if queue.queue_type() == QueueType::Classic {
+            if self.api.delete_queue(name, true).await? {
+                return Ok(Outcome::Done);
+            }
+            return Ok(kept(self.ready_messages(name).await?, ""));
+        }
+        let bindings: Vec<ExportedBinding> = self
+            .api
+            .queue_bindings(name)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| !b.source.is_empty())
+            .collect();
+        let channel = self.amqp.channel().await?;
+        for b in &bindings {
+            channel
+                .queue_unbind(
+                    name.as_str().into(),
+                    b.source.as_str().into(),
+                    b.routing_key.as_str().into(),
+                    field_table(&b.arguments),
+                )
+                .await
+                .map_err(|e| self.amqp.error(e, "unbinding a queue before deleting it"))?;
+        }
+        let messages = self.ready_messages(name).await?;
+        if messages == 0 {
+            return self
+                .api
+                .delete_queue(name, false)
+                .await
+                .map(|_| Outcome::Done);
+        }
+        for b in &bindings {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    b.source.as_str().into(),
+                    b.routing_key.as_str().into(),
+                    Default::default(),
+                    field_table(&b.arguments),
+                )
+                .await
+                .map_err(|e| self.amqp.error(e, "binding a kept queue again"))?;
+        }
+        Ok(kept(messages, " with its bindings"))
+    }
+
+    /// The messages ready in a queue now, as the broker counts them (0 when it is gone).
+    async fn ready_messages(&self, queue: &str) -> Result<u64, GodError> {
+        let counts = exact_counts(self.amqp, &BTreeSet::from([queue.to_string()])).await?;
+        Ok(counts.get(queue).map(|s| s.messages).unwrap_or(0))
     }
 
     /// Removes bindings over AMQP, pipelined on one channel.
@@ -271,6 +332,14 @@ impl<'a> RabbitExecutor<'a> {
         }
         if failed { Err(()) } else { Ok(()) }
     }
+}
+
+/// A queue kept because it holds messages now.
+fn kept(messages: u64, with: &str) -> Outcome {
+    let plural = if messages == 1 { "" } else { "s" };
+    Outcome::Refused(format!(
+        "the queue holds {messages} message{plural} now; it is kept{with}"
+    ))
 }
 
 fn refused_unless(done: bool, why: &str) -> Outcome {

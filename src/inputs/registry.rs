@@ -1,5 +1,6 @@
 //! `registry.yaml`: the platform's service registry, read as the upstream writes it, plus god's
-//! optional extensions (`vhost`, and per service `dead_letter`, `arguments`, `prefetch`).
+//! optional extensions (`vhost`, `defaults`, and per service `dead_letter`, `arguments`,
+//! `prefetch` and the queue settings: `queue_type` and the quorum options).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use crate::model::desired::{
     DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, ServiceSpec,
 };
+use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
     Arguments, BindingSpec, DLK_ARG, DLX_ARG, ExchangeSpec, QueueSpec, normalize_arguments,
 };
@@ -22,6 +24,9 @@ pub struct Registry {
     /// god extension: the vhost of the topology.
     #[serde(default)]
     pub vhost: Option<String>,
+    /// god extension: queue settings of every service that does not set its own.
+    #[serde(default)]
+    pub defaults: QueueSettings,
     /// The bus exchange.
     pub exchange: ExchangeDecl,
     /// Services by id.
@@ -60,12 +65,6 @@ pub enum DeadLetter {
     Named(String),
 }
 
-impl Default for DeadLetter {
-    fn default() -> Self {
-        DeadLetter::Enabled(true)
-    }
-}
-
 /// One service of the registry.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Service {
@@ -87,9 +86,12 @@ pub struct Service {
     /// Endpoints (free-form).
     #[serde(default)]
     pub endpoints: BTreeMap<String, String>,
-    /// god extension: dead-lettering.
+    /// god extension: dead-lettering (on unless said otherwise, but for streams).
     #[serde(default)]
-    pub dead_letter: DeadLetter,
+    pub dead_letter: Option<DeadLetter>,
+    /// god extension: the queue's type and its options by name.
+    #[serde(flatten)]
+    pub settings: QueueSettings,
     /// god extension: extra queue arguments.
     #[serde(default)]
     pub arguments: Arguments,
@@ -134,12 +136,15 @@ impl Service {
         }
     }
 
-    /// The dead-letter queue of one of the service's queues, when dead-lettering is on.
-    pub fn dead_letter_queue(&self, queue: &str) -> Option<String> {
+    /// The dead-letter queue of one of the service's queues of type `queue_type`, when
+    /// dead-lettering is on: by default `<queue>_dlq`, except for streams, which cannot
+    /// dead-letter.
+    pub fn dead_letter_queue(&self, queue: &str, queue_type: QueueType) -> Option<String> {
         match &self.dead_letter {
-            DeadLetter::Enabled(false) => None,
-            DeadLetter::Enabled(true) => Some(format!("{queue}_dlq")),
-            DeadLetter::Named(name) => Some(name.clone()),
+            None if !queue_type.dead_letters() => None,
+            None | Some(DeadLetter::Enabled(true)) => Some(format!("{queue}_dlq")),
+            Some(DeadLetter::Enabled(false)) => None,
+            Some(DeadLetter::Named(name)) => Some(name.clone()),
         }
     }
 }
@@ -165,15 +170,104 @@ impl Registry {
                 state.inactive.push(InactiveService {
                     service: id.clone(),
                     status: service.status,
-                    queues: all_queue_names(service),
+                    queues: self.all_queue_names(service),
                 });
                 continue;
             }
             for (queue, keys) in service.queue_bindings() {
-                add_service_queue(&mut state, id, service, &queue, &keys, &exchange_name);
+                self.add_service_queue(&mut state, id, service, &queue, &keys);
             }
         }
         state
+    }
+
+    /// The queues a service has or would have: its own and their dead-letter queues.
+    fn all_queue_names(&self, service: &Service) -> Vec<String> {
+        let queue_type = self.queue_type_of(service);
+        service
+            .queues()
+            .into_iter()
+            .flat_map(|q| {
+                let dlq = service.dead_letter_queue(&q, queue_type);
+                std::iter::once(q).chain(dlq)
+            })
+            .collect()
+    }
+
+    /// Adds one queue of a service to the desired state: the queue with its type, options and
+    /// dead-letter arguments, its dead-letter queue (of the queue's type unless told
+    /// otherwise), and a binding per routing key.
+    fn add_service_queue(
+        &self,
+        state: &mut DesiredState,
+        service_id: &str,
+        service: &Service,
+        queue: &str,
+        keys: &[String],
+    ) {
+        let settings = self.settings_of(service);
+        let queue_type = self.queue_type_of(service);
+        let dead_letter_queue = service.dead_letter_queue(queue, queue_type);
+        let mut arguments = service.arguments.clone();
+        arguments.extend(settings.queue_arguments(queue_type));
+        if let Some(dlq) = &dead_letter_queue {
+            arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
+            arguments.insert(DLK_ARG.to_string(), Value::String(dlq.clone()));
+            let dlq_type = settings.dead_letter_queue_type.unwrap_or(queue_type);
+            let dlq_arguments = settings.dead_letter_queue_arguments(dlq_type);
+            state
+                .topology
+                .queues
+                .insert(dlq.clone(), durable_queue(dlq, dlq_arguments));
+            state.owners.insert(
+                dlq.clone(),
+                QueueOwner {
+                    service: service_id.to_string(),
+                    role: QueueRole::DeadLetter {
+                        of: queue.to_string(),
+                    },
+                },
+            );
+        }
+        state
+            .topology
+            .queues
+            .insert(queue.to_string(), durable_queue(queue, arguments));
+        state.owners.insert(
+            queue.to_string(),
+            QueueOwner {
+                service: service_id.to_string(),
+                role: QueueRole::Main { dead_letter_queue },
+            },
+        );
+        for key in keys {
+            state
+                .topology
+                .bindings
+                .insert(BindingSpec::queue(&self.exchange.name, queue, key));
+        }
+    }
+
+    /// A service's queue settings, the registry's `defaults` filling in what it leaves unset.
+    pub fn settings_of(&self, service: &Service) -> QueueSettings {
+        service.settings.or(&self.defaults)
+    }
+
+    /// The type of a service's queues: its `queue_type`, else the one its `arguments` name,
+    /// else the registry's default, else classic.
+    pub fn queue_type_of(&self, service: &Service) -> QueueType {
+        service
+            .settings
+            .queue_type
+            .or_else(|| {
+                service
+                    .arguments
+                    .contains_key(crate::model::queue_type::QUEUE_TYPE_ARG)
+                    .then(|| QueueType::of(&service.arguments))
+                    .flatten()
+            })
+            .or(self.defaults.queue_type)
+            .unwrap_or_default()
     }
 
     /// The bus exchange as god declares it.
@@ -186,63 +280,6 @@ impl Registry {
             internal: false,
             arguments: Arguments::new(),
         }
-    }
-}
-
-fn all_queue_names(service: &Service) -> Vec<String> {
-    service
-        .queues()
-        .into_iter()
-        .flat_map(|q| {
-            let dlq = service.dead_letter_queue(&q);
-            std::iter::once(q).chain(dlq)
-        })
-        .collect()
-}
-
-fn add_service_queue(
-    state: &mut DesiredState,
-    service_id: &str,
-    service: &Service,
-    queue: &str,
-    keys: &[String],
-    exchange: &str,
-) {
-    let dead_letter_queue = service.dead_letter_queue(queue);
-    let mut arguments = service.arguments.clone();
-    if let Some(dlq) = &dead_letter_queue {
-        arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
-        arguments.insert(DLK_ARG.to_string(), Value::String(dlq.clone()));
-        state
-            .topology
-            .queues
-            .insert(dlq.clone(), durable_queue(dlq, Arguments::new()));
-        state.owners.insert(
-            dlq.clone(),
-            QueueOwner {
-                service: service_id.to_string(),
-                role: QueueRole::DeadLetter {
-                    of: queue.to_string(),
-                },
-            },
-        );
-    }
-    state
-        .topology
-        .queues
-        .insert(queue.to_string(), durable_queue(queue, arguments));
-    state.owners.insert(
-        queue.to_string(),
-        QueueOwner {
-            service: service_id.to_string(),
-            role: QueueRole::Main { dead_letter_queue },
-        },
-    );
-    for key in keys {
-        state
-            .topology
-            .bindings
-            .insert(BindingSpec::queue(exchange, queue, key));
     }
 }
 

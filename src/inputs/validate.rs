@@ -10,6 +10,7 @@ use super::document::{PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
 use super::{schema, yaml};
 use crate::model::desired::Lifecycle;
+use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
 const MAX_NAME_BYTES: usize = 255;
@@ -123,6 +124,7 @@ impl RuleCheck<'_> {
             self.check_pairing(id, &base, &mut out);
             self.check_routing_keys(&base, &service.routing_keys, &mut out);
             self.check_queue_names(id, &base, &mut seen, &mut out);
+            self.check_queue_type(id, &base, &mut out);
             if service.queues().is_empty() && !service.routing_keys.is_empty() {
                 out.push(self.warning_at(
                     &format!("{base}/routing_keys"),
@@ -173,7 +175,7 @@ impl RuleCheck<'_> {
                     "give exactly one routing key per queue, in the same order",
                 ));
             }
-            if matches!(service.dead_letter, DeadLetter::Named(_)) {
+            if matches!(service.dead_letter, Some(DeadLetter::Named(_))) {
                 out.push(self.at(
                     &format!("{base}/dead_letter"),
                     format!(
@@ -183,6 +185,64 @@ impl RuleCheck<'_> {
                     "use dead_letter: true (each queue gets <queue>_dlq) or false",
                 ));
             }
+        }
+    }
+
+    /// What RabbitMQ refuses for the service's queue type: a `queue_type` that contradicts
+    /// `arguments`, quorum options on another type, arguments of other types, dead-lettering
+    /// from a stream.
+    fn check_queue_type(&self, id: &str, base: &str, out: &mut Vec<Diagnostic>) {
+        let service = &self.registry.services[id];
+        if service.queues().is_empty() {
+            return;
+        }
+        let queue_type = self.registry.queue_type_of(service);
+        let kind = queue_type.as_str();
+        if let (Some(declared), Some(raw)) = (
+            service.settings.queue_type,
+            service
+                .arguments
+                .get(QUEUE_TYPE_ARG)
+                .and_then(|v| v.as_str()),
+        ) && declared.as_str() != raw
+        {
+            out.push(self.at(
+                &format!("{base}/queue_type"),
+                format!(
+                    "service \"{id}\": queue_type is {kind} but arguments.x-queue-type is {raw:?}"
+                ),
+                "keep one of the two: queue_type is the named form of x-queue-type",
+            ));
+        }
+        if queue_type != QueueType::Quorum {
+            for option in service.settings.quorum_options() {
+                out.push(self.at(
+                    &format!("{base}/{option}"),
+                    format!("service \"{id}\": {option} applies to quorum queues, and its queues are {kind}"),
+                    "set queue_type: quorum (or defaults: {queue_type: quorum}), or remove it",
+                ));
+            }
+        }
+        for key in service.arguments.keys() {
+            if let Some(owner) = queue_type.refuses(key) {
+                out.push(self.at(
+                    &format!("{base}/arguments/{}", escape_pointer(key)),
+                    format!("service \"{id}\": {key} is an argument of {owner} queues; RabbitMQ refuses it for a {kind} queue (406 from 3.11 on, silently ignored before)"),
+                    "remove it, or change queue_type",
+                ));
+            }
+        }
+        if !queue_type.dead_letters()
+            && matches!(
+                service.dead_letter,
+                Some(DeadLetter::Enabled(true) | DeadLetter::Named(_))
+            )
+        {
+            out.push(self.at(
+                &format!("{base}/dead_letter"),
+                format!("service \"{id}\": stream queues cannot dead-letter"),
+                "remove dead_letter: a stream keeps its messages, and consumers read them again from an offset",
+            ));
         }
     }
 
@@ -222,13 +282,14 @@ impl RuleCheck<'_> {
                 sound = false;
             }
             sound &= self.check_unique(id, &queue, &pointer, seen, out);
-            let named = matches!(service.dead_letter, DeadLetter::Named(_));
+            let named = matches!(service.dead_letter, Some(DeadLetter::Named(_)));
             // A dead-letter queue derived from a broken name, or a named one on several queues
             // (reported by check_pairing), would only repeat a problem already reported.
             if !sound || (named && several) {
                 continue;
             }
-            if let Some(dlq) = service.dead_letter_queue(&queue) {
+            let queue_type = self.registry.queue_type_of(service);
+            if let Some(dlq) = service.dead_letter_queue(&queue, queue_type) {
                 let dl_pointer = if named {
                     format!("{base}/dead_letter")
                 } else {

@@ -57,13 +57,20 @@ pub struct QueueSpec {
 
 impl QueueSpec {
     /// The arguments that make up the queue's identity: all but the dead-letter pair, which a
-    /// policy can supply instead.
+    /// policy can supply instead, and those read only at declaration (where its members and
+    /// leader go).
     pub fn identity_arguments(&self) -> Arguments {
         self.arguments
             .iter()
             .filter(|(k, _)| !is_dead_letter_argument(k))
+            .filter(|(k, _)| !queue_type::DECLARATION_ONLY_ARGUMENTS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Its type (classic when its arguments name none or one god does not know).
+    pub fn queue_type(&self) -> queue_type::QueueType {
+        queue_type::QueueType::of(&self.arguments).unwrap_or_default()
     }
 
     /// The queue its rejected messages go to, when its arguments name one through the default
@@ -448,3 +455,4 @@ impl ObservedState {
 
 pub mod containers;
 pub mod desired;
+pub mod queue_type;

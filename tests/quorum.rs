@@ -1,0 +1,180 @@
+//! Queue types on the real broker (one node): quorum queues and their dead-letter queues, their
+//! options by name, and deleting them safely although the broker cannot delete a quorum queue
+//! "only if empty".
+
+mod support;
+
+use indoc::indoc;
+use serde_json::Value;
+use support::*;
+
+/// The type of a live queue, as the broker reports it.
+fn queue_type(v: &TestVhost, queue: &str) -> String {
+    let q = v.queue(queue).unwrap_or_else(|| panic!("no queue {queue}"));
+    q["type"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_dead_letter_queue_of_a_quorum_queue_is_a_quorum_queue() {
+    let v = TestVhost::new("qdlq");
+    let (_d, registry) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+          arguments: {x-queue-type: quorum}
+    "});
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    assert_eq!(queue_type(&v, "q"), "quorum");
+    assert_eq!(
+        queue_type(&v, "q_dlq"),
+        "quorum",
+        "the dead letters of a replicated queue are replicated too"
+    );
+    let again = v.run(&registry, &["plan", "--detailed-exitcode"]);
+    assert_exit(&again, 0);
+}
+
+#[test]
+fn an_empty_quorum_queue_is_pruned_with_its_dead_letter_queue() {
+    let v = TestVhost::new("qprune");
+    let (_d1, full) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+          arguments: {x-queue-type: quorum}
+    "});
+    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
+    let shown = text(&out);
+    assert_exit(&out, 0);
+    assert!(
+        v.queue("q").is_none() && v.queue("q_dlq").is_none(),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_quorum_queue_holding_a_message_is_kept_with_its_bindings_and_its_dead_letter_queue() {
+    let v = TestVhost::new("qkeep");
+    let (_d1, full) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+          arguments: {x-queue-type: quorum}
+    "});
+    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    v.publish("bus", "k", "still needed");
+    let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
+    let shown = text(&out);
+    assert_exit(&out, 1);
+    assert!(
+        shown.contains("- queue/q (refused: the queue holds 1 message;"),
+        "{shown}"
+    );
+    assert_eq!(v.depth("q"), 1);
+    assert!(v.queue("q_dlq").is_some(), "{shown}");
+    assert!(
+        v.bindings()
+            .contains(&("bus".into(), "q".into(), "k".into())),
+        "a kept queue keeps its bindings: {shown}"
+    );
+}
+
+#[test]
+fn a_quorum_queue_that_fills_between_plan_and_apply_is_kept_with_its_bindings() {
+    let v = TestVhost::new("qrace");
+    let (dir, full) = registry_with(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [k]
+          arguments: {x-queue-type: quorum}
+    "});
+    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
+    let saved = dir.path().join("prune.json");
+    assert_exit(
+        &v.run(
+            &empty,
+            &["plan", "--prune", "--out", saved.to_str().unwrap()],
+        ),
+        0,
+    );
+    v.publish("bus", "k", "arrived after the plan");
+    let out = v
+        .god()
+        .args(["apply", saved.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_exit(&out, 1);
+    assert!(
+        shown.contains("- queue/q (refused: the queue holds 1 message now;"),
+        "{shown}"
+    );
+    assert_eq!(v.depth("q"), 1, "{shown}");
+    assert!(v.queue("q_dlq").is_some(), "{shown}");
+    assert!(
+        v.bindings()
+            .contains(&("bus".into(), "q".into(), "k".into())),
+        "its bindings are back: {shown}"
+    );
+    let plan: Value = serde_json::from_slice(&v.run(&full, &["plan", "--json"]).stdout).unwrap();
+    assert!(
+        plan["changes"].as_array().unwrap().is_empty(),
+        "nothing drifted: {plan:#}"
+    );
+}
+
+#[test]
+fn queue_settings_by_name_and_the_registry_defaults_become_the_queues_arguments() {
+    let v = TestVhost::new("qnamed");
+    let (_d, registry) = registry(indoc! {r##"
+        version: "1.0"
+        exchange: {name: bus, type: topic, durable: true}
+        defaults:
+          queue_type: quorum
+          delivery_limit: 5
+        services:
+          orders:
+            queue_name: orders
+            routing_keys: [order.#]
+            dead_letter_strategy: at-least-once
+            initial_group_size: 1
+            leader_locator: balanced
+          audit:
+            queue_name: audit
+            routing_keys: ["#"]
+            queue_type: stream
+          legacy:
+            queue_name: legacy
+            queue_type: classic
+            dead_letter_queue_type: quorum
+    "##});
+    let out = v.run(&registry, &["apply", "--auto-approve"]);
+    assert_exit(&out, 0);
+    let arguments = |queue: &str| v.queue(queue).unwrap()["arguments"].clone();
+    assert_eq!(
+        arguments("orders"),
+        serde_json::json!({
+            "x-queue-type": "quorum",
+            "x-delivery-limit": 5,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-quorum-initial-group-size": 1,
+            "x-queue-leader-locator": "balanced",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "orders_dlq",
+        })
+    );
+    assert_eq!(queue_type(&v, "orders_dlq"), "quorum");
+    assert_eq!(queue_type(&v, "audit"), "stream");
+    assert!(
+        v.queue("audit_dlq").is_none(),
+        "a stream cannot dead-letter, so it gets no dead-letter queue"
+    );
+    assert_eq!(queue_type(&v, "legacy"), "classic");
+    assert_eq!(queue_type(&v, "legacy_dlq"), "quorum");
+    assert_exit(&v.run(&registry, &["plan", "--detailed-exitcode"]), 0);
+}
