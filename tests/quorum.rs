@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::PathBuf;
+
 use indoc::indoc;
 use serde_json::Value;
 use support::*;
@@ -14,15 +16,24 @@ fn queue_type(v: &TestVhost, queue: &str) -> String {
     q["type"].as_str().unwrap_or_default().to_string()
 }
 
+/// A service whose queue `q` (bound with `k`) is a quorum queue, in the raw `arguments` form
+/// (which today's registries can write), and the registry without it.
+fn quorum_service_and_nothing() -> ((tempfile::TempDir, PathBuf), (tempfile::TempDir, PathBuf)) {
+    (
+        registry_with(indoc! {"
+            svc:
+              queue_name: q
+              routing_keys: [k]
+              arguments: {x-queue-type: quorum}
+        "}),
+        registry_with("z:\n  produces: [x]\n"),
+    )
+}
+
 #[test]
 fn the_dead_letter_queue_of_a_quorum_queue_is_a_quorum_queue() {
     let v = TestVhost::new("qdlq");
-    let (_d, registry) = registry_with(indoc! {"
-        svc:
-          queue_name: q
-          routing_keys: [k]
-          arguments: {x-queue-type: quorum}
-    "});
+    let ((_d, registry), _) = quorum_service_and_nothing();
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     assert_eq!(queue_type(&v, "q"), "quorum");
     assert_eq!(
@@ -37,13 +48,7 @@ fn the_dead_letter_queue_of_a_quorum_queue_is_a_quorum_queue() {
 #[test]
 fn an_empty_quorum_queue_is_pruned_with_its_dead_letter_queue() {
     let v = TestVhost::new("qprune");
-    let (_d1, full) = registry_with(indoc! {"
-        svc:
-          queue_name: q
-          routing_keys: [k]
-          arguments: {x-queue-type: quorum}
-    "});
-    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    let ((_d1, full), (_d2, empty)) = quorum_service_and_nothing();
     assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
     let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
     let shown = text(&out);
@@ -57,13 +62,7 @@ fn an_empty_quorum_queue_is_pruned_with_its_dead_letter_queue() {
 #[test]
 fn a_quorum_queue_holding_a_message_is_kept_with_its_bindings_and_its_dead_letter_queue() {
     let v = TestVhost::new("qkeep");
-    let (_d1, full) = registry_with(indoc! {"
-        svc:
-          queue_name: q
-          routing_keys: [k]
-          arguments: {x-queue-type: quorum}
-    "});
-    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    let ((_d1, full), (_d2, empty)) = quorum_service_and_nothing();
     assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
     v.publish("bus", "k", "still needed");
     let out = v.run(&empty, &["apply", "--auto-approve", "--prune"]);
@@ -85,13 +84,7 @@ fn a_quorum_queue_holding_a_message_is_kept_with_its_bindings_and_its_dead_lette
 #[test]
 fn a_quorum_queue_that_fills_between_plan_and_apply_is_kept_with_its_bindings() {
     let v = TestVhost::new("qrace");
-    let (dir, full) = registry_with(indoc! {"
-        svc:
-          queue_name: q
-          routing_keys: [k]
-          arguments: {x-queue-type: quorum}
-    "});
-    let (_d2, empty) = registry_with("z:\n  produces: [x]\n");
+    let ((dir, full), (_d2, empty)) = quorum_service_and_nothing();
     assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
     let saved = dir.path().join("prune.json");
     assert_exit(
