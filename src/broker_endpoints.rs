@@ -225,11 +225,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Shows a URL with its password replaced by `***`.
 pub fn mask_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
+    crate::model::containers::masked_url(url.as_str()).unwrap_or_else(|| url.to_string())
 }
 
 /// Masks the password of something that may or may not parse as a URL.

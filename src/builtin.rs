@@ -80,25 +80,35 @@ impl Builtin {
     /// [`Self::health_path`]; None when the component has no HTTP check.
     pub fn health_url(self, spec: &ContainerSpec) -> Option<String> {
         match spec.healthcheck.as_ref().map(|h| &h.probe) {
-            Some(HealthProbe::Http(url)) => url::Url::parse(url)
-                .ok()?
-                .join(self.health_path())
-                .ok()
-                .map(String::from),
+            Some(HealthProbe::Http(url)) => self.health_url_at(url),
             _ => None,
         }
+    }
+
+    /// Its health URL on the host and port of `base` (None when `base` is no URL).
+    pub fn health_url_at(self, base: &str) -> Option<String> {
+        url::Url::parse(base)
+            .ok()?
+            .join(self.health_path())
+            .ok()
+            .map(String::from)
     }
 }
 
 /// The image of god's own services: this binary, tagged with a digest of its content, so a new
-/// god recreates them.
+/// god recreates them. The binary is read and hashed once per run, however many services use it.
 pub fn image() -> String {
     use sha2::{Digest, Sha256};
-    let digest = std::env::current_exe()
-        .and_then(std::fs::read)
-        .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("god-builtin:{digest}")
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let digest = std::env::current_exe()
+                .and_then(std::fs::read)
+                .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
+                .unwrap_or_else(|_| "unknown".to_string());
+            format!("god-builtin:{digest}")
+        })
+        .clone()
 }
 
 /// Fills `dir` with the build context of god's image: a root filesystem holding only this

@@ -145,12 +145,13 @@ impl Globals {
     }
 
     /// The desired containers of the project (`--project`, else the directory of the file),
-    /// with what god gives its bundled services: the broker URL it resolved and the registry's
-    /// exchange.
+    /// with what god gives its bundled services: the broker URL of `endpoints` and the
+    /// registry's exchange.
     pub fn desired_containers(
         &self,
         loaded: &LoadedComponents,
         registry: Option<&LoadedRegistry>,
+        endpoints: &BrokerEndpoints,
     ) -> Result<DesiredContainers> {
         let project = self
             .project
@@ -159,7 +160,6 @@ impl Globals {
         let mut desired = loaded
             .desired(&project, &environment)
             .map_err(GodError::Invalid)?;
-        let endpoints = self.endpoints_for(registry)?;
         let exchange = registry.map(|r| r.registry.exchange.name.as_str());
         builtin::give_defaults(
             &mut desired,
@@ -178,6 +178,7 @@ impl Globals {
             Some(Only::Docker) => self.read_registry().ok(),
             _ => Some(self.load_registry()?),
         };
+        let endpoints = self.endpoints_for(registry.as_ref())?;
         let containers = match (only, self.load_components()?) {
             (Some(Only::Rabbitmq), _) => None,
             (Some(Only::Docker), None) => {
@@ -186,10 +187,10 @@ impl Globals {
                 ));
             }
             (Some(Only::Docker), Some(loaded)) => {
-                Some(self.desired_containers(&loaded, registry.as_ref())?)
+                Some(self.desired_containers(&loaded, registry.as_ref(), &endpoints)?)
             }
             (None, Some(loaded)) if loaded.containers().next().is_some() => {
-                Some(self.desired_containers(&loaded, registry.as_ref())?)
+                Some(self.desired_containers(&loaded, registry.as_ref(), &endpoints)?)
             }
             (None, _) => None,
         };
@@ -199,26 +200,21 @@ impl Globals {
         };
         Ok(Targets {
             broker,
-            endpoints: self.endpoints_for(registry.as_ref())?,
+            endpoints,
             containers,
         })
     }
 
     /// The broker endpoints, with the vhost from the registry when the URL names none.
     pub fn endpoints(&self, registry: &LoadedRegistry) -> Result<BrokerEndpoints> {
-        let endpoints = self.url_endpoints()?;
-        match &registry.registry.vhost {
-            Some(wanted) if endpoints.vhost_explicit && *wanted != endpoints.vhost => {
-                Err(GodError::Usage(format!(
-                    "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
-                    registry.source.path.display(),
-                    endpoints.amqp_display(),
-                    endpoints.vhost
-                )))
-            }
-            Some(wanted) => Ok(endpoints.with_vhost(wanted)),
-            None => Ok(endpoints),
-        }
+        self.endpoints_on(registry.registry.vhost.as_deref(), |endpoints, wanted| {
+            format!(
+                "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
+                registry.source.path.display(),
+                endpoints.amqp_display(),
+                endpoints.vhost
+            )
+        })
     }
 
     /// The broker endpoints of the registry when there is one, else of the URLs alone.
@@ -236,13 +232,25 @@ impl Globals {
 
     /// The endpoints a saved plan is applied with: its vhost, on the broker the URLs name.
     pub fn saved_plan_endpoints(&self, saved: &SavedPlan) -> Result<BrokerEndpoints> {
+        self.endpoints_on(saved.plan.vhost.as_deref(), |endpoints, wanted| {
+            format!(
+                "the saved plan is for vhost \"{wanted}\" but the AMQP URL names vhost \"{}\"",
+                endpoints.vhost
+            )
+        })
+    }
+
+    /// The endpoints the URLs name, on the `wanted` vhost when there is one; a URL that names
+    /// another vhost is a usage error, worded by `conflict`.
+    fn endpoints_on(
+        &self,
+        wanted: Option<&str>,
+        conflict: impl FnOnce(&BrokerEndpoints, &str) -> String,
+    ) -> Result<BrokerEndpoints> {
         let endpoints = self.url_endpoints()?;
-        match saved.plan.vhost.as_deref() {
+        match wanted {
             Some(vhost) if endpoints.vhost_explicit && endpoints.vhost != vhost => {
-                Err(GodError::Usage(format!(
-                    "the saved plan is for vhost \"{vhost}\" but the AMQP URL names vhost \"{}\"",
-                    endpoints.vhost
-                )))
+                Err(GodError::Usage(conflict(&endpoints, vhost)))
             }
             Some(vhost) => Ok(endpoints.with_vhost(vhost)),
             None => Ok(endpoints),

@@ -85,21 +85,9 @@ fn a_quorum_queue_holding_a_message_is_kept_with_its_bindings_and_its_dead_lette
 fn a_quorum_queue_that_fills_between_plan_and_apply_is_kept_with_its_bindings() {
     let v = TestVhost::new("qrace");
     let ((dir, full), (_d2, empty)) = quorum_service_and_nothing();
-    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
-    let saved = dir.path().join("prune.json");
-    assert_exit(
-        &v.run(
-            &empty,
-            &["plan", "--prune", "--out", saved.to_str().unwrap()],
-        ),
-        0,
-    );
-    v.publish("bus", "k", "arrived after the plan");
-    let out = v
-        .god()
-        .args(["apply", saved.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = v.apply_saved_prune_after(&full, &empty, dir.path(), || {
+        v.publish("bus", "k", "arrived after the plan")
+    });
     let shown = text(&out);
     assert_exit(&out, 1);
     assert!(

@@ -753,20 +753,9 @@ fn a_kept_queue_keeps_its_dead_letter_queue_and_they_go_together() {
 fn a_dead_letter_queue_is_kept_when_its_queue_fills_between_plan_and_apply() {
     let v = TestVhost::new("racedlq");
     let ((dir, full), (_d2, empty)) = service_and_nothing();
-    assert_exit(&v.run(&full, &["apply", "--auto-approve"]), 0);
-    let saved = dir.path().join("prune.json");
-    let plan = v.run(
-        &empty,
-        &["plan", "--prune", "--out", saved.to_str().unwrap()],
-    );
-    assert_exit(&plan, 0);
-    v.publish("", "qa", "arrived after the plan");
-
-    let out = v
-        .god()
-        .args(["apply", saved.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = v.apply_saved_prune_after(&full, &empty, dir.path(), || {
+        v.publish("", "qa", "arrived after the plan")
+    });
     let shown = text(&out);
     assert_exit(&out, 1);
     assert_eq!(v.depth("qa"), 1, "{shown}");

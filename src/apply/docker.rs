@@ -62,7 +62,7 @@ pub async fn execute(
 }
 
 async fn run(docker: &Docker, change: &Change, secrets: &SecretValues<'_>) -> Result<()> {
-    let Some(Resource::Container(spec)) = change.after.as_ref().or(change.before.as_ref()) else {
+    let Some(Resource::Container(spec)) = change.resource() else {
         return Ok(());
     };
     match change.action {

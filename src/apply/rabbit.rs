@@ -206,60 +206,65 @@ impl<'a> RabbitExecutor<'a> {
     /// counts their messages exactly, and deletes them only when empty, else binds them again.
     async fn delete_queue(&self, queue: &QueueSpec) -> Result<Outcome, GodError> {
         let name = &queue.name;
-        if self.options.allow_data_loss {
-            return self
-                .api
-                .delete_queue(name, false)
-                .await
-                .map(|_| Outcome::Done);
-        }
-        if queue.queue_type() == QueueType::Classic {
-            if self.api.delete_queue(name, true).await? {
-                return Ok(Outcome::Done);
+        if !self.options.allow_data_loss {
+            if queue.queue_type() == QueueType::Classic {
+                if self.api.delete_queue(name, true).await? {
+                    return Ok(Outcome::Done);
+                }
+                return Ok(kept(self.ready_messages(name).await?, ""));
             }
-            return Ok(kept(self.ready_messages(name).await?, ""));
-        }
-        let bindings: Vec<ExportedBinding> = self
-            .api
-            .queue_bindings(name)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|b| !b.source.is_empty())
-            .collect();
-        let channel = self.amqp.channel().await?;
-        for b in &bindings {
-            channel
-                .queue_unbind(
-                    name.as_str().into(),
-                    b.source.as_str().into(),
-                    b.routing_key.as_str().into(),
-                    field_table(&b.arguments),
-                )
-                .await
-                .map_err(|e| self.amqp.error(e, "unbinding a queue before deleting it"))?;
-        }
-        let messages = self.ready_messages(name).await?;
-        if messages == 0 {
-            return self
+            let bindings: Vec<ExportedBinding> = self
                 .api
-                .delete_queue(name, false)
-                .await
-                .map(|_| Outcome::Done);
+                .queue_bindings(name)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| !b.source.is_empty())
+                .collect();
+            let channel = self.amqp.channel().await?;
+            self.set_bindings(&channel, name, &bindings, false).await?;
+            let messages = self.ready_messages(name).await?;
+            if messages > 0 {
+                self.set_bindings(&channel, name, &bindings, true).await?;
+                return Ok(kept(messages, " with its bindings"));
+            }
         }
-        for b in &bindings {
-            channel
-                .queue_bind(
-                    name.as_str().into(),
-                    b.source.as_str().into(),
-                    b.routing_key.as_str().into(),
-                    Default::default(),
-                    field_table(&b.arguments),
-                )
-                .await
-                .map_err(|e| self.amqp.error(e, "binding a kept queue again"))?;
+        self.api
+            .delete_queue(name, false)
+            .await
+            .map(|_| Outcome::Done)
+    }
+
+    /// Binds a queue with each of `bindings` (`bound`), or unbinds it from them.
+    async fn set_bindings(
+        &self,
+        channel: &lapin::Channel,
+        queue: &str,
+        bindings: &[ExportedBinding],
+        bound: bool,
+    ) -> Result<(), GodError> {
+        for b in bindings {
+            let (source, key) = (b.source.as_str().into(), b.routing_key.as_str().into());
+            let arguments = field_table(&b.arguments);
+            let done = if bound {
+                channel
+                    .queue_bind(queue.into(), source, key, Default::default(), arguments)
+                    .await
+            } else {
+                channel
+                    .queue_unbind(queue.into(), source, key, arguments)
+                    .await
+            };
+            done.map_err(|e| {
+                let operation = if bound {
+                    "binding a kept queue again"
+                } else {
+                    "unbinding a queue before deleting it"
+                };
+                self.amqp.error(e, operation)
+            })?;
         }
-        Ok(kept(messages, " with its bindings"))
+        Ok(())
     }
 
     /// The messages ready in a queue now, as the broker counts them (0 when it is gone).

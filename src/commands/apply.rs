@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Exit, Globals, Only, runtime};
+use super::{Exit, Globals, Only, runtime, seconds};
 use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
 use crate::broker_endpoints::BrokerEndpoints;
@@ -45,15 +45,6 @@ pub struct ApplyArgs {
     /// Apply only the broker (rabbitmq) or only the containers (docker).
     #[arg(long, value_enum, value_name = "SYSTEM")]
     pub only: Option<Only>,
-}
-
-/// Parses a number of seconds (`60`, `0.5`).
-pub fn seconds(text: &str) -> std::result::Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 /// What apply works from: fresh plans from the inputs, or a saved plan.

@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use super::{Exit, Globals, runtime};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::doctor::render::{self, Colour};
 use crate::doctor::{Options, Report, audit, config};
 use crate::error::Result;
@@ -29,9 +28,8 @@ pub struct DoctorArgs {
 pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
     let started = Instant::now();
     let mut inputs = config::load(globals);
-    let endpoints = globals.endpoints_for(inputs.registry.as_ref());
     let mut checks = std::mem::take(&mut inputs.checks);
-    checks.extend(runtime()?.block_on(audit(&inputs, endpoints.as_ref(), &args.options)));
+    checks.extend(runtime()?.block_on(audit(&inputs, &args.options)));
     let elapsed = started.elapsed().as_millis() as u64;
     let report = Report::new(checks, args.strict, elapsed);
     if args.json {
@@ -42,10 +40,7 @@ pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
         } else {
             Colour::Off
         };
-        print!(
-            "{}",
-            render::table(&report, &heading(endpoints.as_ref().ok(), &inputs), colour)
-        );
+        print!("{}", render::table(&report, &heading(&inputs), colour));
     }
     Ok(if report.failed {
         Exit::Failure
@@ -54,9 +49,9 @@ pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
     })
 }
 
-fn heading(endpoints: Option<&BrokerEndpoints>, inputs: &config::Inputs) -> String {
+fn heading(inputs: &config::Inputs) -> String {
     let mut text = "god doctor".to_string();
-    if let Some(e) = endpoints {
+    if let Ok(e) = &inputs.endpoints {
         text.push_str(&format!(
             ": vhost \"{}\" at {}",
             e.vhost,

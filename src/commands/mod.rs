@@ -13,6 +13,8 @@ pub mod validate;
 
 pub use crate::reconcile::{Globals, Only, runtime};
 
+use std::time::Duration;
+
 /// How a command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -36,4 +38,13 @@ impl Exit {
             Exit::Partial => 3,
         }
     }
+}
+
+/// Parses a number of seconds (`60`, `0.5`): the value parser of the commands' time options.
+pub fn seconds(text: &str) -> std::result::Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }

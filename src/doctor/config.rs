@@ -2,6 +2,7 @@
 //! docker-compose.yml agrees with components.toml. Loading the inputs is these checks.
 
 use super::{Area, Check, Verdict, first_few, first_line};
+use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::inputs::SourceFile;
 use crate::inputs::components::LoadedComponents;
@@ -19,6 +20,8 @@ pub struct Inputs {
     pub registry: Option<LoadedRegistry>,
     /// The desired containers, when components.toml turned into some.
     pub containers: Option<DesiredContainers>,
+    /// The broker's endpoints (the registry's vhost on the URLs), or why they are invalid.
+    pub endpoints: Result<BrokerEndpoints, GodError>,
 }
 
 /// Loads registry.yaml and components.toml without printing, and reports on them (and on
@@ -27,10 +30,14 @@ pub fn load(globals: &Globals) -> Inputs {
     let (registry_check, registry) = registry_input(globals);
     let (components_check, components) = components_input(globals);
     let compose_check = compose_input(components.as_ref());
-    let (containers_problem, containers) = match components
-        .as_ref()
-        .map(|c| globals.desired_containers(c, registry.as_ref()))
-    {
+    let endpoints = globals.endpoints_for(registry.as_ref());
+    let desired = components.as_ref().map(|c| match &endpoints {
+        Ok(endpoints) => globals
+            .desired_containers(c, registry.as_ref(), endpoints)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    });
+    let (containers_problem, containers) = match desired {
         Some(Ok(d)) => (None, Some(d)),
         Some(Err(e)) => (Some(e), None),
         None => (None, None),
@@ -42,7 +49,7 @@ pub fn load(globals: &Globals) -> Inputs {
             Verdict::Fail,
             "components.toml cannot be turned into containers",
         )
-        .with_details(e.to_string().lines().map(str::to_string).collect())
+        .with_details(e.lines().map(str::to_string).collect())
         .with_fix("set the environment variables it names (`from_env`), or fix the file"),
         None => components_check,
     };
@@ -50,6 +57,7 @@ pub fn load(globals: &Globals) -> Inputs {
         checks: vec![registry_check, components_check, compose_check],
         registry,
         containers,
+        endpoints,
     }
 }
 

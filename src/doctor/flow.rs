@@ -209,8 +209,7 @@ fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
             format!("all {n} service queues have a consumer"),
         );
     }
-    let mut services: Vec<&str> = idle.iter().map(|(_, s, _)| *s).collect();
-    services.dedup();
+    let services: BTreeSet<&str> = idle.iter().map(|(_, s, _)| *s).collect();
     let lines: Vec<String> = idle
         .iter()
         .map(|(q, s, f)| {
@@ -229,7 +228,7 @@ fn consumers_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     .with_details(first_few(&lines))
     .with_fix(format!(
         "start the consumer of {}; a service that is gone for good gets `status: deprecated` in registry.yaml",
-        services.join(", ")
+        services.into_iter().collect::<Vec<_>>().join(", ")
     ))
 }
 
@@ -252,7 +251,7 @@ fn prefetch_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     }
     let mut compared = 0;
     let mut differing = Vec::new();
-    let mut fixes = Vec::new();
+    let mut fixes = BTreeSet::new();
     for c in &facts.consumers {
         let Some((service, wanted)) = declared.get(c.queue.as_str()) else {
             continue;
@@ -267,7 +266,7 @@ fn prefetch_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
                 "{} (service {service}): consumer {} on {} has {theirs}, the registry says {wanted}",
                 c.queue, c.tag, c.connection
             ));
-            fixes.push(format!("{service}: {wanted}"));
+            fixes.insert(format!("{service}: {wanted}"));
         }
     }
     if differing.is_empty() {
@@ -277,7 +276,6 @@ fn prefetch_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
             format!("all {compared} consumer(s) use the prefetch their service declares"),
         );
     }
-    fixes.dedup();
     Check::new(
         id,
         Area::Flow,
@@ -287,7 +285,7 @@ fn prefetch_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     .with_details(first_few(&differing))
     .with_fix(format!(
         "set the consumer's prefetch (basic.qos; aio-pika: `await channel.set_qos(prefetch_count=N)`) to what the registry says ({}), or change `prefetch` in registry.yaml to what the consumer needs",
-        fixes.join(", ")
+        fixes.into_iter().collect::<Vec<_>>().join(", ")
     ))
 }
 

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::builtin::Builtin;
 use crate::error::GodError;
 use crate::model::desired::QueueRole;
@@ -250,21 +249,12 @@ pub struct Options {
 
 /// A check timeout: a number of seconds, at least 0.1.
 fn check_timeout(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.max(0.1)))
-        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+    crate::commands::seconds(text).map(|d| d.max(Duration::from_millis(100)))
 }
 
 /// Runs the live checks of every area concurrently: the broker (with topology and flow), the
-/// bundled services, the containers and the registry's health endpoints. `endpoints` is the
-/// broker, or why it could not be resolved.
-pub async fn audit(
-    inputs: &config::Inputs,
-    endpoints: Result<&BrokerEndpoints, &GodError>,
-    options: &Options,
-) -> Vec<Check> {
+/// bundled services, the containers and the registry's health endpoints.
+pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
     let limit = options.timeout;
     let desired = inputs.registry.as_ref().map(|r| r.registry.desired_state());
     let builtin = |kind: Builtin| {
@@ -285,7 +275,7 @@ pub async fn audit(
         Builtin::Relay,
     );
     let broker = async {
-        match endpoints {
+        match &inputs.endpoints {
             Ok(endpoints) => {
                 let target = broker::Target {
                     endpoints,
@@ -307,8 +297,8 @@ pub async fn audit(
     };
     let (mut checks, gateway, relay, containers, endpoint_check) = tokio::join!(
         broker,
-        services::bundled(Builtin::Gateway, gateway_url.clone(), limit),
-        services::bundled(Builtin::Relay, relay_url.clone(), limit),
+        services::bundled(Builtin::Gateway, gateway_url, limit),
+        services::bundled(Builtin::Relay, relay_url, limit),
         services::containers(inputs.containers.as_ref(), limit),
         services::endpoints(desired.as_ref(), limit),
     );

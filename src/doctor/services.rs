@@ -20,11 +20,7 @@ pub fn bundled_url(
     service: Builtin,
 ) -> Option<String> {
     match explicit {
-        Some(base) => url::Url::parse(base)
-            .ok()?
-            .join(service.health_path())
-            .ok()
-            .map(String::from),
+        Some(base) => service.health_url_at(base),
         None => service.health_url(component?),
     }
 }

@@ -260,11 +260,10 @@ impl Registry {
             .settings
             .queue_type
             .or_else(|| {
-                service
+                let raw = service
                     .arguments
-                    .contains_key(crate::model::queue_type::QUEUE_TYPE_ARG)
-                    .then(|| QueueType::of(&service.arguments))
-                    .flatten()
+                    .get(crate::model::queue_type::QUEUE_TYPE_ARG);
+                raw.and_then(|_| QueueType::of(&service.arguments))
             })
             .or(self.defaults.queue_type)
             .unwrap_or_default()

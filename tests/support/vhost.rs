@@ -264,6 +264,27 @@ impl TestVhost {
         cmd
     }
 
+    /// Applies `registry`, saves a `--prune` plan of `next` in `dir`, lets `meanwhile` change the
+    /// broker, then applies the saved plan: returns that apply's output.
+    pub fn apply_saved_prune_after(
+        &self,
+        registry: &Path,
+        next: &Path,
+        dir: &Path,
+        meanwhile: impl FnOnce(),
+    ) -> Output {
+        let applied = self.run(registry, &["apply", "--auto-approve"]);
+        assert!(applied.status.success(), "{applied:?}");
+        let saved = dir.join("prune.json");
+        let planned = self.run(next, &["plan", "--prune", "--out", saved.to_str().unwrap()]);
+        assert!(planned.status.success(), "{planned:?}");
+        meanwhile();
+        self.god()
+            .args(["apply", saved.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
     /// Runs god with a registry and arguments.
     pub fn run(&self, registry: &Path, args: &[&str]) -> Output {
         self.god()

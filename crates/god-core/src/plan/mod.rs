@@ -60,17 +60,6 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    /// The kind as a word (what `id`s start with).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Exchange => "exchange",
-            ResourceKind::Queue => "queue",
-            ResourceKind::Binding => "binding",
-            ResourceKind::Policy => "policy",
-            ResourceKind::Container => "container",
-        }
-    }
-
     /// Whether objects of this kind live on the broker (as opposed to the Docker engine).
     pub fn is_broker(self) -> bool {
         self != ResourceKind::Container

@@ -58,7 +58,7 @@ fn change_lines(change: &Change) -> String {
         (Action::Update, ResourceKind::Container) => "start ",
         _ => "",
     };
-    let resource = change.after.as_ref().or(change.before.as_ref());
+    let resource = change.resource();
     let description = resource.map(describe).unwrap_or_else(|| change.id.clone());
     let _ = writeln!(
         out,
