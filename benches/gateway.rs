@@ -356,10 +356,9 @@ async fn publisher_alone(
     seconds: u64,
     rounds: u32,
 ) -> String {
-    let address = BrokerEndpoints::resolve(Some(amqp), None)
-        .unwrap()
-        .amqp_address();
-    let publisher = Publisher::new(address, "bus");
+    let endpoints = BrokerEndpoints::resolve(Some(amqp), None).unwrap();
+    let addresses = endpoints.amqp_endpoints().map(|e| e.address()).collect();
+    let publisher = Publisher::new(addresses, "bus");
     publisher.keep_connected();
     while !publisher.connected().await {
         tokio::time::sleep(Duration::from_millis(50)).await;

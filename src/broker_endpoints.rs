@@ -1,6 +1,7 @@
 //! Where the broker is and who god is there: the AMQP URL, the management URL, the
 //! credentials and the vhost. Passwords never leave this module in printable form.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use url::Url;
@@ -56,13 +57,14 @@ pub struct AmqpAddress {
     pub tls: bool,
 }
 
-/// The resolved connection settings of one god run.
+/// The resolved connection settings of one god run. Each URL option may list several nodes of
+/// one cluster, comma-separated: god uses the first that answers and moves on when it fails.
 #[derive(Clone)]
 pub struct BrokerEndpoints {
-    /// The full AMQP URL, with credentials and vhost (never print it: use [`Self::amqp_display`]).
-    amqp_url: Url,
-    /// The management API base URL, without credentials.
-    pub management_url: Url,
+    /// The AMQP URLs, with credentials and vhost (never print them: use [`Self::amqp_display`]).
+    amqp_urls: Vec<Url>,
+    /// The management API base URLs, without credentials.
+    management_urls: Vec<Url>,
     /// Credentials for the management API.
     pub management_credentials: Credentials,
     /// The vhost god works on.
@@ -71,11 +73,46 @@ pub struct BrokerEndpoints {
     pub vhost_explicit: bool,
 }
 
+/// One AMQP URL of the list: what to connect with, and what may be shown of it.
+#[derive(Clone, Copy)]
+pub struct AmqpEndpoint<'a> {
+    url: &'a Url,
+}
+
+impl AmqpEndpoint<'_> {
+    /// The URL to connect with (contains the password: never print it).
+    pub fn secret(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The URL as it may be shown: password masked.
+    pub fn display(&self) -> String {
+        mask_url(self.url)
+    }
+
+    /// The user name.
+    pub fn user(&self) -> String {
+        credentials_of(self.url).user
+    }
+
+    /// The URL taken apart, for clients that connect from its parts.
+    pub fn address(&self) -> AmqpAddress {
+        let tls = self.url.scheme() == "amqps";
+        AmqpAddress {
+            host: self.url.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: self.url.port().unwrap_or(if tls { 5671 } else { 5672 }),
+            credentials: credentials_of(self.url),
+            vhost: vhost_of(self.url),
+            tls,
+        }
+    }
+}
+
 impl fmt::Debug for BrokerEndpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BrokerEndpoints")
-            .field("amqp_url", &self.amqp_display())
-            .field("management_url", &self.management_display())
+            .field("amqp_urls", &self.amqp_display())
+            .field("management_urls", &self.management_display())
             .field("management_credentials", &self.management_credentials)
             .field("vhost", &self.vhost)
             .finish()
@@ -83,37 +120,45 @@ impl fmt::Debug for BrokerEndpoints {
 }
 
 impl BrokerEndpoints {
-    /// Resolves the endpoints from the (optional) user-given URLs.
-    pub fn resolve(amqp_url: Option<&str>, management_url: Option<&str>) -> Result<Self> {
-        let explicit = amqp_url.is_some();
-        let amqp = parse_amqp(amqp_url.unwrap_or(DEFAULT_AMQP_URL))?;
-        let vhost = vhost_of(&amqp);
-        let amqp_credentials = credentials_of(&amqp);
-        let mut management =
-            Url::parse(management_url.unwrap_or(DEFAULT_MANAGEMENT_URL)).map_err(|e| {
-                GodError::Usage(format!(
-                    "invalid management URL {}: {e}\nhint: it looks like http://127.0.0.1:15672",
-                    mask_url_str(management_url.unwrap_or_default())
-                ))
-            })?;
-        if !matches!(management.scheme(), "http" | "https") {
-            return Err(GodError::Usage(format!(
-                "invalid management URL {}: the scheme must be http or https",
-                mask_url(&management)
-            )));
+    /// Resolves the endpoints from the (optional) user-given URL lists.
+    pub fn resolve(amqp_urls: Option<&str>, management_urls: Option<&str>) -> Result<Self> {
+        let mut amqp: Vec<Url> = list(amqp_urls.unwrap_or(DEFAULT_AMQP_URL))
+            .map(parse_amqp)
+            .collect::<Result<_>>()?;
+        if amqp.is_empty() {
+            return Err(empty_list(
+                "AMQP",
+                "amqp://user:password@127.0.0.1:5672/%2f",
+            ));
         }
-        let management_credentials = if management.username().is_empty() {
-            amqp_credentials
-        } else {
-            credentials_of(&management)
-        };
-        let _ = management.set_username("");
-        let _ = management.set_password(None);
+        let explicit: Vec<&str> = list(amqp_urls.unwrap_or_default())
+            .filter(|raw| has_vhost_path(raw))
+            .collect();
+        let vhost = agreed_vhost(&amqp, &explicit)?;
+        let encoded = percent_encoding::utf8_percent_encode(&vhost, SEGMENT).to_string();
+        for url in amqp.iter_mut().filter(|url| url.path().len() <= 1) {
+            url.set_path(&format!("/{encoded}"));
+        }
+        let mut management: Vec<Url> = list(management_urls.unwrap_or(DEFAULT_MANAGEMENT_URL))
+            .map(parse_management)
+            .collect::<Result<_>>()?;
+        if management.is_empty() {
+            return Err(empty_list("management", "http://127.0.0.1:15672"));
+        }
+        let management_credentials = management
+            .iter()
+            .find(|url| !url.username().is_empty())
+            .map(credentials_of)
+            .unwrap_or_else(|| credentials_of(&amqp[0]));
+        for url in &mut management {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
         Ok(Self {
-            amqp_url: amqp,
-            management_url: management,
+            amqp_urls: amqp,
+            management_urls: management,
             management_credentials,
-            vhost_explicit: explicit && has_vhost_path(amqp_url.unwrap_or_default()),
+            vhost_explicit: !explicit.is_empty(),
             vhost,
         })
     }
@@ -121,48 +166,126 @@ impl BrokerEndpoints {
     /// Points the endpoints at another vhost (the registry's `vhost`), keeping everything else.
     pub fn with_vhost(mut self, vhost: &str) -> Self {
         let encoded = percent_encoding::utf8_percent_encode(vhost, SEGMENT).to_string();
-        self.amqp_url.set_path(&format!("/{encoded}"));
+        for url in &mut self.amqp_urls {
+            url.set_path(&format!("/{encoded}"));
+        }
         self.vhost = vhost.to_string();
         self
     }
 
-    /// The AMQP URL to connect with (contains the password: never print it).
-    pub fn amqp_url_secret(&self) -> &str {
-        self.amqp_url.as_str()
+    /// The AMQP URLs, comma-separated, as the bundled services are given them (contains the
+    /// passwords: never print it).
+    pub fn amqp_urls_secret(&self) -> String {
+        self.amqp_urls
+            .iter()
+            .map(Url::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// The AMQP URL as it may be shown: password masked.
-    pub fn amqp_display(&self) -> String {
-        mask_url(&self.amqp_url)
+    /// The AMQP URLs in the order they are tried.
+    pub fn amqp_endpoints(&self) -> impl Iterator<Item = AmqpEndpoint<'_>> {
+        self.amqp_urls.iter().map(|url| AmqpEndpoint { url })
     }
 
-    /// The AMQP user name.
-    pub fn amqp_user(&self) -> String {
-        percent_decode(self.amqp_url.username())
-    }
-
-    /// The AMQP URL taken apart, for clients that connect from its parts.
-    pub fn amqp_address(&self) -> AmqpAddress {
-        let tls = self.amqp_url.scheme() == "amqps";
-        AmqpAddress {
-            host: self.amqp_url.host_str().unwrap_or("127.0.0.1").to_string(),
-            port: self
-                .amqp_url
-                .port()
-                .unwrap_or(if tls { 5671 } else { 5672 }),
-            credentials: credentials_of(&self.amqp_url),
-            vhost: vhost_of(&self.amqp_url),
-            tls,
+    /// The first AMQP URL (the one god names the broker by).
+    pub fn first_amqp(&self) -> AmqpEndpoint<'_> {
+        AmqpEndpoint {
+            url: &self.amqp_urls[0],
         }
     }
 
-    /// The management URL as it may be shown (it never holds credentials).
-    pub fn management_display(&self) -> String {
-        self.management_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_string()
+    /// The AMQP URLs as they may be shown: passwords masked, comma-separated.
+    pub fn amqp_display(&self) -> String {
+        self.amqp_endpoints()
+            .map(|e| e.display())
+            .collect::<Vec<_>>()
+            .join(",")
     }
+
+    /// The management API base URLs in the order they are tried (they never hold credentials).
+    pub fn management_bases(&self) -> Vec<String> {
+        self.management_urls
+            .iter()
+            .map(|url| url.as_str().trim_end_matches('/').to_string())
+            .collect()
+    }
+
+    /// The management URLs as they may be shown, comma-separated.
+    pub fn management_display(&self) -> String {
+        self.management_bases().join(",")
+    }
+}
+
+/// The nodes that did not answer, each with why: `URL (reason), …`.
+pub fn listed(unreachable: &[(String, String)]) -> String {
+    unreachable
+        .iter()
+        .map(|(node, reason)| format!("{node} ({reason})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why no node of a list answered: the reason when there is one node, else each node's.
+pub fn unreachable_reason(unreachable: &[(String, String)]) -> String {
+    match unreachable {
+        [(_, reason)] => reason.clone(),
+        _ => format!("no node answers: {}", listed(unreachable)),
+    }
+}
+
+/// The items of a comma-separated URL list (a comma inside a password is written `%2C`).
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+fn empty_list(kind: &str, example: &str) -> GodError {
+    GodError::Usage(format!(
+        "the {kind} URL list is empty\nhint: give at least one URL, such as {example}; several nodes are comma-separated"
+    ))
+}
+
+/// The vhost all the AMQP URLs name: the URLs that name one must agree.
+fn agreed_vhost(urls: &[Url], explicit: &[&str]) -> Result<String> {
+    let named: BTreeSet<String> = urls
+        .iter()
+        .filter(|url| url.path().len() > 1)
+        .map(vhost_of)
+        .collect();
+    if named.len() > 1 {
+        return Err(GodError::Usage(format!(
+            "the AMQP URLs {} name different vhosts ({})\nhint: every URL of the list is a node of one broker: give them the same path, or a path on the first only",
+            explicit
+                .iter()
+                .map(|raw| mask_url_str(raw))
+                .collect::<Vec<_>>()
+                .join(","),
+            named
+                .into_iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(named.into_iter().next().unwrap_or_else(|| "/".to_string()))
+}
+
+fn parse_management(raw: &str) -> Result<Url> {
+    let url = Url::parse(raw).map_err(|e| {
+        GodError::Usage(format!(
+            "invalid management URL {}: {e}\nhint: it looks like http://127.0.0.1:15672 (several nodes: comma-separated)",
+            mask_url_str(raw)
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(GodError::Usage(format!(
+            "invalid management URL {}: the scheme must be http or https",
+            mask_url(&url)
+        )));
+    }
+    Ok(url)
 }
 
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -294,24 +417,69 @@ mod tests {
             .unwrap()
             .with_vhost("a b/c");
         assert_eq!(e.vhost, "a b/c");
-        assert!(e.amqp_url_secret().ends_with("/a%20b%2Fc"));
+        assert!(e.amqp_urls_secret().ends_with("/a%20b%2Fc"));
     }
 
     #[test]
     fn the_amqp_address_is_the_url_decoded_into_parts() {
         let e = BrokerEndpoints::resolve(Some("amqp://ops:s3cr%2Ft@[::1]/team%2Fa"), None).unwrap();
-        let address = e.amqp_address();
+        let address = e.first_amqp().address();
         assert_eq!((address.host.as_str(), address.port), ("[::1]", 5672));
         assert_eq!(address.credentials.user, "ops");
         assert_eq!(address.credentials.password(), "s3cr/t");
         assert_eq!(address.vhost, "team/a");
         assert!(!address.tls);
         let tls = BrokerEndpoints::resolve(Some("amqps://broker.example"), None).unwrap();
-        let address = tls.amqp_address();
+        let address = tls.first_amqp().address();
         assert_eq!(
             (address.port, address.vhost.as_str(), address.tls),
             (5671, "/", true)
         );
         assert_eq!(address.credentials.user, "guest");
+    }
+
+    #[test]
+    fn comma_separated_lists_are_nodes_of_one_broker_on_one_vhost() {
+        let e = BrokerEndpoints::resolve(
+            Some("amqp://ops:pw@127.0.0.1:5701/team, amqp://ops:pw@127.0.0.1:5702"),
+            Some("http://127.0.0.1:15701,http://admin:secret@127.0.0.1:15702/"),
+        )
+        .unwrap();
+        assert_eq!(e.vhost, "team");
+        assert!(e.vhost_explicit);
+        let shown: Vec<String> = e.amqp_endpoints().map(|a| a.display()).collect();
+        assert_eq!(
+            shown,
+            [
+                "amqp://ops:***@127.0.0.1:5701/team",
+                "amqp://ops:***@127.0.0.1:5702/team"
+            ]
+        );
+        assert_eq!(
+            e.management_bases(),
+            ["http://127.0.0.1:15701", "http://127.0.0.1:15702"]
+        );
+        assert_eq!(e.management_credentials.user, "admin");
+        assert!(!format!("{e:?}").contains("secret") && !format!("{e:?}").contains("pw"));
+        let moved = e.with_vhost("other");
+        assert!(
+            moved
+                .amqp_endpoints()
+                .all(|a| a.secret().ends_with("/other"))
+        );
+        assert_eq!(moved.amqp_urls_secret().matches(',').count(), 1);
+    }
+
+    #[test]
+    fn urls_of_one_list_naming_different_vhosts_or_none_are_refused() {
+        let err = BrokerEndpoints::resolve(Some("amqp://u:hunter2@a/x,amqp://u:hunter2@b/y"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("different vhosts"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = BrokerEndpoints::resolve(Some(" , "), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("URL list is empty"), "{err}");
     }
 }

@@ -502,3 +502,103 @@ fn an_adopted_queue_keeps_the_dead_letter_queue_its_policy_names() {
         p.changes
     );
 }
+
+/// The state a broker shows with a node down: `queues` listed (the definitions keep them) but
+/// without their bindings and god's records of them.
+fn with_node_down(mut observed: ObservedState, queues: &[&str]) -> ObservedState {
+    for q in queues {
+        observed.topology.bindings.retain(|b| b.destination != *q);
+        observed.managed_queues.remove(*q);
+        observed
+            .unavailable
+            .insert(q.to_string(), "its node n1@host is down".into());
+    }
+    observed.cluster_nodes = 3;
+    observed
+}
+
+#[test]
+fn queues_on_a_node_that_is_down_are_neither_adopted_nor_bound_again_but_reported() {
+    let d = desired(indoc! {"
+        svc:
+          queue_name: q
+          routing_keys: [a.b]
+        other:
+          queue_name: o
+          routing_keys: [o.#]
+    "});
+    let observed = with_node_down(converged(&d), &["q", "q_dlq"]);
+    let p = plan(&d, &observed, PRUNE);
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    let reported: Vec<(NoteKind, &str)> = p.notes.iter().map(|n| (n.kind, n.id.as_str())).collect();
+    assert_eq!(
+        reported,
+        [
+            (NoteKind::Unavailable, "queue/q"),
+            (NoteKind::Unavailable, "queue/q_dlq")
+        ]
+    );
+}
+
+#[test]
+fn a_change_the_inputs_ask_of_an_unavailable_queue_is_refused_until_it_is_back() {
+    let d =
+        desired("svc:\n  queue_name: q\n  routing_keys: [a.b]\n  arguments: {x-max-length: 5}\n");
+    let mut observed = converged(&d);
+    observed.topology.queues.insert(
+        "q".into(),
+        queue(
+            "q",
+            json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q_dlq"}),
+        ),
+    );
+    let observed = with_node_down(observed, &["q"]);
+    let p = plan(&d, &observed, PlanOptions::default());
+    let replace = p
+        .changes
+        .iter()
+        .find(|c| c.id == "queue/q")
+        .expect("the replacement stays in the plan");
+    assert_eq!(replace.action, Action::Replace);
+    let why = replace.blocked.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("queue q is unavailable (its node n1@host is down)"),
+        "{why}"
+    );
+    assert!(
+        p.changes.iter().all(|c| c.kind != ResourceKind::Binding),
+        "its bindings are not planned: {:#?}",
+        p.changes
+    );
+}
+
+#[test]
+fn in_a_cluster_a_new_replicated_queue_gets_a_balanced_leader_and_a_declared_one_no_change() {
+    let d = desired("svc:\n  queue_name: q\n  queue_type: quorum\n  routing_keys: [a.b]\n");
+    let single = plan(&d, &ObservedState::default(), PlanOptions::default());
+    let cluster = ObservedState {
+        cluster_nodes: 3,
+        ..ObservedState::default()
+    };
+    let spread = plan(&d, &cluster, PlanOptions::default());
+    let locator = |p: &Plan, name: &str| match p
+        .changes
+        .iter()
+        .find(|c| c.id == format!("queue/{name}"))
+        .and_then(|c| c.after.clone())
+    {
+        Some(Resource::Queue(q)) => q.arguments.get("x-queue-leader-locator").cloned(),
+        other => panic!("no queue {name}: {other:?}"),
+    };
+    assert_eq!(locator(&single, "q"), None, "one node: nothing to balance");
+    assert_eq!(locator(&spread, "q"), Some(json!("balanced")));
+    assert_eq!(locator(&spread, "q_dlq"), Some(json!("balanced")));
+    let mut declared_before = converged(&d);
+    declared_before.cluster_nodes = 3;
+    assert!(
+        plan(&d, &declared_before, PlanOptions::default())
+            .changes
+            .is_empty(),
+        "a queue declared without the locator is no difference"
+    );
+}

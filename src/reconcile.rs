@@ -164,7 +164,7 @@ impl Globals {
         builtin::give_defaults(
             &mut desired,
             exchange,
-            endpoints.amqp_url_secret(),
+            &endpoints.amqp_urls_secret(),
             &environment,
         );
         Ok(desired)
@@ -285,12 +285,14 @@ pub async fn plan_targets(
 ) -> Result<LivePlan> {
     let mut plan = None;
     let mut broker = None;
+    let mut target = targets.endpoints.management_display();
     if let Some(desired) = &targets.broker {
         let api = ManagementApi::new(&targets.endpoints)?;
         let (observed, p) =
             plan_broker(&api, &targets.endpoints, session, desired, options).await?;
         plan = Some(p);
         broker = Some(observed);
+        target = api.endpoint().to_string();
     }
     let mut containers = None;
     if let Some(desired) = &targets.containers {
@@ -306,7 +308,7 @@ pub async fn plan_targets(
         plan: plan.unwrap_or_else(|| Plan::new(None, Vec::new(), Vec::new())),
         broker,
         containers,
-        target: targets.endpoints.management_display(),
+        target,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::error::{GodError, Result};
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::plan::{Plan, Summary};
+use crate::plan::{NoteKind, Plan, Summary};
 use crate::reconcile::{Session, Targets, check_saved, execute, plan_targets, read_saved_plan};
 
 /// Plans with at least this many changes show a progress bar (on a terminal).
@@ -137,7 +137,7 @@ async fn apply(
     let outcomes = execute(
         &plan,
         session,
-        endpoints.amqp_url_secret(),
+        &endpoints.amqp_urls_secret(),
         options,
         &progress,
     )
@@ -246,6 +246,16 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
         counts.change,
         counts.destroy
     ));
+    let unavailable = plan
+        .notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::Unavailable)
+        .count();
+    if unavailable > 0 {
+        out.push_str(&format!(
+            "Left alone: {unavailable} queue(s) on a node that is down (listed above), with their bindings and god's records; plan again once the node is back.\n"
+        ));
+    }
     out
 }
 

@@ -56,7 +56,10 @@ pub fn run(globals: &Globals, args: &GatewayArgs) -> Result<Exit> {
     let schemas = Schemas::load(Some(&args.schemas))
         .map_err(|e| GodError::Usage(format!("cannot load the payload schemas: {e}")))?;
     let gateway = Arc::new(Gateway {
-        publisher: Publisher::new(endpoints.amqp_address(), &exchange),
+        publisher: Publisher::new(
+            endpoints.amqp_endpoints().map(|e| e.address()).collect(),
+            &exchange,
+        ),
         schemas,
         metrics: Metrics::default(),
         token: std::env::var("GOD_GATEWAY_TOKEN")

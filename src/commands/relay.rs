@@ -35,7 +35,10 @@ pub fn run(globals: &Globals, args: &RelayArgs) -> Result<Exit> {
         globals.management_url.as_deref(),
     )?;
     let relay = Relay::new(RelayConfig {
-        amqp_url: endpoints.amqp_url_secret().to_string(),
+        amqp_urls: endpoints
+            .amqp_endpoints()
+            .map(|e| e.secret().to_string())
+            .collect(),
         exchange: exchange(globals, args.exchange.as_deref())?,
         binding_key: args.binding_key.clone(),
         prefetch: args.prefetch,

@@ -50,7 +50,7 @@ pub async fn checks(target: &Target<'_>) -> Vec<Check> {
             AmqpSession::connect(target.endpoints, "doctor")
         ),
     );
-    let mut checks = management_checks(target.endpoints, &overview);
+    let mut checks = management_checks(target.endpoints, api.endpoint(), &overview);
     checks.push(amqp_check(target.endpoints, &amqp));
     let session = amqp.ok();
     if overview.is_ok() {
@@ -87,11 +87,16 @@ fn skipped_bus_checks(why: &str) -> Vec<Check> {
     ]
 }
 
+/// `answering` is the management URL that answered (the first of the list when none did).
 fn management_checks(
     endpoints: &BrokerEndpoints,
+    answering: &str,
     overview: &Result<Overview, Problem>,
 ) -> Vec<Check> {
-    let at = endpoints.management_display();
+    let at = match overview {
+        Err(_) => endpoints.management_display(),
+        Ok(_) => answering.to_string(),
+    };
     let user = &endpoints.management_credentials.user;
     let answers = || {
         Check::ok(
@@ -149,7 +154,11 @@ fn amqp_check(endpoints: &BrokerEndpoints, amqp: &Result<AmqpSession, Problem>) 
     let id = "broker.amqp";
     let at = endpoints.amqp_display();
     match amqp {
-        Ok(_) => Check::ok(id, Area::Broker, format!("AMQP login accepted at {at}")),
+        Ok(session) => Check::ok(
+            id,
+            Area::Broker,
+            format!("AMQP login accepted at {}", session.endpoint()),
+        ),
         Err(Problem::Failed(GodError::BadCredentials { user, .. })) => Check::new(
             id,
             Area::Broker,

@@ -8,6 +8,7 @@
 //! publish, which is most of what the gateway spends besides HTTP (README, "Benchmarks").
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amqprs::callbacks::ChannelCallback;
@@ -212,18 +213,22 @@ impl ChannelCallback for ConfirmListener {
     }
 }
 
-/// A publisher bound to one exchange, shared by all requests.
+/// A publisher bound to one exchange, shared by all requests. Given several nodes of a
+/// cluster, it connects to the first that answers and, when that connection breaks, to the
+/// next one (round the list).
 pub struct Publisher {
-    address: AmqpAddress,
+    addresses: Vec<AmqpAddress>,
+    next_node: AtomicUsize,
     exchange: String,
     link: RwLock<Option<Arc<Link>>>,
 }
 
 impl Publisher {
     /// A publisher that is not connected yet; call [`Publisher::keep_connected`].
-    pub fn new(address: AmqpAddress, exchange: &str) -> Arc<Self> {
+    pub fn new(addresses: Vec<AmqpAddress>, exchange: &str) -> Arc<Self> {
         Arc::new(Self {
-            address,
+            addresses,
+            next_node: AtomicUsize::new(0),
             exchange: exchange.to_string(),
             link: RwLock::new(None),
         })
@@ -258,11 +263,35 @@ impl Publisher {
         });
     }
 
+    /// Connects to the first node that answers, starting with the one after the node of the
+    /// last connection when that one broke.
     async fn connect(&self) -> Result<Link, String> {
-        if self.address.tls {
+        let start = self.next_node.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.addresses.len() {
+            let node = (start + step) % self.addresses.len();
+            let address = &self.addresses[node];
+            match self.connect_to(address).await {
+                Ok(link) => {
+                    self.next_node
+                        .store((node + 1) % self.addresses.len(), Ordering::Relaxed);
+                    tracing::info!(
+                        "gateway: connected to the broker at {}:{}",
+                        address.host,
+                        address.port
+                    );
+                    return Ok(link);
+                }
+                Err(e) => failures.push(format!("{}:{} ({e})", address.host, address.port)),
+            }
+        }
+        Err(failures.join(", "))
+    }
+
+    async fn connect_to(&self, address: &AmqpAddress) -> Result<Link, String> {
+        if address.tls {
             return Err("amqps (TLS) is not supported by the gateway; use amqp://".to_string());
         }
-        let address = &self.address;
         let mut arguments = OpenConnectionArguments::new(
             &address.host,
             address.port,

@@ -6,20 +6,72 @@ use std::collections::{BTreeMap, BTreeSet};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
-use crate::error::Result;
+use crate::error::{GodError, Result};
 use crate::model::{
     BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin,
     PolicySpec, QueueSpec, QueueStats, normalize_arguments,
 };
 use crate::rabbit::amqp::{AmqpSession, reply_code};
-use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry};
+use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry, QueuePlacement};
 
 /// Reads the vhost's objects (without queue depths): fails with a clear error when the broker
 /// is unreachable, refuses the credentials, or the vhost does not exist.
 pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     api.check_vhost().await?;
-    let definitions = api.definitions().await?;
-    Ok(observed_state(api.vhost(), definitions))
+    let (definitions, nodes) = tokio::join!(api.definitions(), api.nodes());
+    let mut state = observed_state(api.vhost(), definitions?);
+    // A user without the `monitoring` tag may not list nodes: the queues' own state says
+    // which are down, at the cost of one more request.
+    let down: Option<BTreeSet<String>> = match nodes {
+        Ok(nodes) => {
+            state.cluster_nodes = nodes.len();
+            Some(
+                nodes
+                    .into_iter()
+                    .filter(|n| !n.running)
+                    .map(|n| n.name)
+                    .collect(),
+            )
+        }
+        Err(GodError::Forbidden { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if down.as_ref().is_none_or(|down| !down.is_empty()) {
+        let placement = api.queue_placement().await?;
+        state.unavailable = unavailable_queues(&placement, &down.unwrap_or_default());
+    }
+    Ok(state)
+}
+
+/// The queues a node that is down makes unavailable, with why: a classic queue on it, a
+/// quorum queue or stream with fewer than a majority of its members online.
+pub fn unavailable_queues(
+    queues: &[QueuePlacement],
+    down: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    queues
+        .iter()
+        .filter_map(|q| {
+            let why = if q.members.is_empty() {
+                let node = q.node.as_deref().unwrap_or_default();
+                (down.contains(node) || q.state.as_deref() == Some("down"))
+                    .then(|| format!("its node {node} is down"))
+            } else {
+                let online = if down.is_empty() {
+                    q.online.len()
+                } else {
+                    q.members.iter().filter(|m| !down.contains(*m)).count()
+                };
+                (online <= q.members.len() / 2).then(|| {
+                    format!(
+                        "{online} of its {} members online, short of a majority",
+                        q.members.len()
+                    )
+                })
+            };
+            why.map(|why| (q.name.clone(), why))
+        })
+        .collect()
 }
 
 /// Adds the exact depth and consumers of `queues` to an observed state: ready messages and

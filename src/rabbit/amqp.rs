@@ -5,34 +5,54 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-use crate::broker_endpoints::BrokerEndpoints;
+use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, listed, unreachable_reason};
 use crate::error::{GodError, Result};
 use crate::model::Arguments;
 
-/// An open AMQP connection to the vhost of the endpoints.
+/// An open AMQP connection to the vhost of the endpoints, on the first node that answers.
 pub struct AmqpSession {
     connection: Connection,
-    endpoints: BrokerEndpoints,
+    /// The URL connected to, as it may be shown.
+    endpoint: String,
 }
 
 impl AmqpSession {
-    /// Connects, naming the connection so that operators see who holds it.
+    /// Connects to the first AMQP URL that answers (saying so when it is not the first),
+    /// naming the connection so that operators see who holds it. A refusal of the
+    /// credentials or the vhost stops at once: the other nodes would refuse them too.
     pub async fn connect(endpoints: &BrokerEndpoints, purpose: &str) -> Result<Self> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(LongString::from(process_label(purpose)));
-        let connect = Connection::connect(endpoints.amqp_url_secret(), properties);
-        let connection = tokio::time::timeout(std::time::Duration::from_secs(15), connect)
-            .await
-            .map_err(|_| GodError::Unreachable {
-                endpoint: endpoints.amqp_display(),
-                reason: "no answer within 15s".to_string(),
-                variable: "RABBITMQ_URL",
-            })?
-            .map_err(|e| connect_error(e, endpoints))?;
-        Ok(Self {
-            connection,
-            endpoints: endpoints.clone(),
+        let mut unreachable = Vec::new();
+        for endpoint in endpoints.amqp_endpoints() {
+            match connect_to(endpoint, &endpoints.vhost, purpose).await {
+                Ok(connection) => {
+                    if !unreachable.is_empty() {
+                        tracing::warn!(
+                            "RabbitMQ at {} does not answer; using {}",
+                            listed(&unreachable),
+                            endpoint.display()
+                        );
+                    }
+                    return Ok(Self {
+                        connection,
+                        endpoint: endpoint.display(),
+                    });
+                }
+                Err(GodError::Unreachable { reason, .. }) => {
+                    unreachable.push((endpoint.display(), reason));
+                }
+                Err(refused) => return Err(refused),
+            }
+        }
+        Err(GodError::Unreachable {
+            endpoint: endpoints.amqp_display(),
+            reason: unreachable_reason(&unreachable),
+            variable: "RABBITMQ_URL",
         })
+    }
+
+    /// The URL connected to, as it may be shown.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Opens a channel.
@@ -47,13 +67,13 @@ impl AmqpSession {
     pub fn error(&self, error: lapin::Error, operation: &str) -> GodError {
         if error.is_io_error() {
             return GodError::Unreachable {
-                endpoint: self.endpoints.amqp_display(),
+                endpoint: self.endpoint.clone(),
                 reason: format!("the connection broke while {operation}"),
                 variable: "RABBITMQ_URL",
             };
         }
         GodError::Broker {
-            endpoint: self.endpoints.amqp_display(),
+            endpoint: self.endpoint.clone(),
             operation: operation.to_string(),
             detail: error.to_string(),
         }
@@ -82,25 +102,40 @@ pub fn reply_code(error: &lapin::Error) -> Option<u16> {
     }
 }
 
-fn connect_error(error: lapin::Error, endpoints: &BrokerEndpoints) -> GodError {
+/// One connection attempt, within 15 s.
+async fn connect_to(endpoint: AmqpEndpoint<'_>, vhost: &str, purpose: &str) -> Result<Connection> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(LongString::from(process_label(purpose)));
+    let connect = Connection::connect(endpoint.secret(), properties);
+    tokio::time::timeout(std::time::Duration::from_secs(15), connect)
+        .await
+        .map_err(|_| GodError::Unreachable {
+            endpoint: endpoint.display(),
+            reason: "no answer within 15s".to_string(),
+            variable: "RABBITMQ_URL",
+        })?
+        .map_err(|e| connect_error(e, endpoint, vhost))
+}
+
+fn connect_error(error: lapin::Error, endpoint: AmqpEndpoint<'_>, vhost: &str) -> GodError {
     match reply_code(&error) {
         Some(403) => GodError::BadCredentials {
-            endpoint: endpoints.amqp_display(),
-            user: endpoints.amqp_user(),
+            endpoint: endpoint.display(),
+            user: endpoint.user(),
             detail: "AMQP ACCESS_REFUSED".to_string(),
         },
         Some(530) => GodError::VhostMissing {
-            vhost: endpoints.vhost.clone(),
-            endpoint: endpoints.amqp_display(),
-            user: endpoints.amqp_user(),
+            vhost: vhost.to_string(),
+            endpoint: endpoint.display(),
+            user: endpoint.user(),
         },
         _ if error.is_io_error() => GodError::Unreachable {
-            endpoint: endpoints.amqp_display(),
+            endpoint: endpoint.display(),
             reason: "connection refused or closed".to_string(),
             variable: "RABBITMQ_URL",
         },
         _ => GodError::Broker {
-            endpoint: endpoints.amqp_display(),
+            endpoint: endpoint.display(),
             operation: "connecting".to_string(),
             detail: error.to_string(),
         },

@@ -2,21 +2,28 @@
 //! where its calls fit, and through the same `reqwest` client where they do not (each such
 //! place says why). Every failure becomes a [`GodError`] that says what to do.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use reqwest::Method;
 
 use rabbitmq_http_client::api::{Client, ClientBuilder, HttpClientError};
 use rabbitmq_http_client::error::Error as ClientError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::broker_endpoints::BrokerEndpoints;
+use crate::broker_endpoints::{BrokerEndpoints, listed, unreachable_reason};
 use crate::error::{GodError, Result};
 
 type HttpClient = Client<String, String, String>;
 
-/// A management API session for one vhost.
+/// A management API session for one vhost, on the first node of the list that answers; a
+/// request that cannot reach its node is sent to the next (every request god sends is
+/// idempotent), and the node that answered is used from then on.
 pub struct ManagementApi {
-    client: HttpClient,
+    bases: Vec<String>,
+    clients: Vec<HttpClient>,
+    current: AtomicUsize,
     http: reqwest::Client,
     endpoints: BrokerEndpoints,
 }
@@ -128,6 +135,32 @@ pub struct QueueListEntry {
     pub owner_pid_details: Option<OwnerField>,
 }
 
+/// Where a queue lives in the cluster: its node (classic), or its members and which of them
+/// are online (quorum, stream).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueuePlacement {
+    /// Name.
+    pub name: String,
+    /// `classic`, `quorum` or `stream`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// The node of a classic queue; the leader's node of a quorum queue.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// `running`, `down`, … (absent until the broker's next statistics round).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The leader of a quorum queue or stream.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The nodes holding a replica.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The members that are online.
+    #[serde(default)]
+    pub online: Vec<String>,
+}
+
 /// The broker's overview, as far as god reads it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Overview {
@@ -231,19 +264,76 @@ impl ManagementApi {
             .timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| GodError::Other(format!("cannot set up the HTTP client: {e}")))?;
-        let base = format!("{}/api", endpoints.management_display());
+        let bases = endpoints.management_bases();
         let creds = &endpoints.management_credentials;
-        let client = ClientBuilder::new()
-            .with_endpoint(base)
-            .with_basic_auth_credentials(creds.user.clone(), creds.password().to_string())
-            .with_client(http.clone())
-            .build()
-            .map_err(|e| GodError::Usage(format!("invalid management URL: {e}")))?;
+        let clients = bases
+            .iter()
+            .map(|base| {
+                ClientBuilder::new()
+                    .with_endpoint(format!("{base}/api"))
+                    .with_basic_auth_credentials(creds.user.clone(), creds.password().to_string())
+                    .with_client(http.clone())
+                    .build()
+                    .map_err(|e| GodError::Usage(format!("invalid management URL: {e}")))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
-            client,
+            bases,
+            clients,
+            current: AtomicUsize::new(0),
             http,
             endpoints: endpoints.clone(),
         })
+    }
+
+    /// The management URL in use: the node that answered last.
+    pub fn endpoint(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed)]
+    }
+
+    /// Runs `attempt` on the node in use, then on each other node in turn while the node cannot
+    /// be reached; the first node that answers becomes the one in use (and god says so).
+    async fn failover<T>(&self, attempt: impl AsyncFn(usize) -> Result<T>) -> Result<T> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for step in 0..self.bases.len() {
+            let node = (start + step) % self.bases.len();
+            match attempt(node).await {
+                Err(GodError::Unreachable { reason, .. }) => {
+                    unreachable.push((self.bases[node].clone(), reason));
+                }
+                answered => {
+                    if node != start {
+                        self.current.store(node, Ordering::Relaxed);
+                        tracing::warn!(
+                            "the management API at {} does not answer; using {}",
+                            listed(&unreachable),
+                            self.bases[node]
+                        );
+                    }
+                    return answered;
+                }
+            }
+        }
+        Err(GodError::Unreachable {
+            endpoint: self.endpoints.management_display(),
+            reason: unreachable_reason(&unreachable),
+            variable: "RABBITMQ_MANAGEMENT_URL",
+        })
+    }
+
+    /// Calls the HTTP client crate on each node in turn, like [`Self::failover`].
+    async fn with_client<T>(
+        &self,
+        operation: &str,
+        call: impl AsyncFn(&HttpClient) -> std::result::Result<T, HttpClientError>,
+    ) -> Result<T> {
+        self.failover(async |node| {
+            call(&self.clients[node])
+                .await
+                .map_err(|e| self.client_error(node, e, operation))
+        })
+        .await
     }
 
     /// The vhost this session works on.
@@ -256,7 +346,7 @@ impl ManagementApi {
     /// sends `tags` as a string where the crate expects a list).
     pub async fn check_vhost(&self) -> Result<()> {
         let path = format!("vhosts/{}", encode(&self.endpoints.vhost));
-        self.send(self.http.get(self.url(&path)), "the vhost lookup")
+        self.send(Method::GET, &path, "the vhost lookup")
             .await
             .map(|_| ())
     }
@@ -264,12 +354,15 @@ impl ManagementApi {
     /// The vhost's definitions (one request). The crate's typed export drops exchanges'
     /// `internal` flag, which god's record exchange relies on, so its JSON text is parsed here.
     pub async fn definitions(&self) -> Result<DefinitionsExport> {
+        let operation = "the definitions export";
         let text = self
-            .client
-            .export_vhost_definitions_as_string(&self.endpoints.vhost)
-            .await
-            .map_err(|e| self.client_error(e, "the definitions export"))?;
-        serde_json::from_str(&text).map_err(|e| self.unexpected("the definitions export", e))
+            .with_client(operation, async |client| {
+                client
+                    .export_vhost_definitions_as_string(&self.endpoints.vhost)
+                    .await
+            })
+            .await?;
+        serde_json::from_str(&text).map_err(|e| self.unexpected(operation, e))
     }
 
     /// Depth and consumers of every queue (one request). Called with reqwest: the crate's
@@ -281,6 +374,22 @@ impl ManagementApi {
             encode(&self.endpoints.vhost)
         );
         self.get_json(&path, "the queue list").await
+    }
+
+    /// Where each queue of the vhost lives (one request).
+    pub async fn queue_placement(&self) -> Result<Vec<QueuePlacement>> {
+        let path = format!(
+            "queues/{}?columns=name,type,node,state,leader,members,online",
+            encode(&self.endpoints.vhost)
+        );
+        let operation = "the queue placement";
+        // The broker may send a key twice (`online`, from its statistics and live): read
+        // through a JSON value, where the last one wins, as it does in RabbitMQ's own UI.
+        let entries: Vec<Value> = self.get_json(&path, operation).await?;
+        entries
+            .into_iter()
+            .map(|entry| serde_json::from_value(entry).map_err(|e| self.unexpected(operation, e)))
+            .collect()
     }
 
     /// The vhost's consumers (one request).
@@ -319,7 +428,7 @@ impl ManagementApi {
     pub async fn connection_name(&self, connection: &str) -> Option<String> {
         let path = format!("connections/{}", encode(connection));
         let response = self
-            .send(self.http.get(self.url(&path)), "a connection lookup")
+            .send(Method::GET, &path, "a connection lookup")
             .await
             .ok()?;
         let details: Value = response.json().await.ok()?;
@@ -334,7 +443,7 @@ impl ManagementApi {
         path: &str,
         operation: &str,
     ) -> Result<T> {
-        let response = self.send(self.http.get(self.url(path)), operation).await?;
+        let response = self.send(Method::GET, path, operation).await?;
         response
             .json()
             .await
@@ -347,7 +456,7 @@ impl ManagementApi {
         path: &str,
         operation: &str,
     ) -> Result<Option<T>> {
-        let response = self.deliver(self.http.get(self.url(path))).await?;
+        let response = self.deliver(Method::GET, path).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -363,9 +472,7 @@ impl ManagementApi {
     /// node statistics): empty when it passes (200), the alarms when it fails (503).
     pub async fn alarms(&self) -> Result<Vec<Alarm>> {
         let operation = "the alarms health check";
-        let response = self
-            .deliver(self.http.get(self.url("health/checks/alarms")))
-            .await?;
+        let response = self.deliver(Method::GET, "health/checks/alarms").await?;
         if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
             self.check_status(response, operation).await?;
             return Ok(Vec::new());
@@ -379,10 +486,12 @@ impl ManagementApi {
 
     /// Imports a partial definitions document into the vhost (one request).
     pub async fn import(&self, document: Value) -> Result<()> {
-        self.client
-            .import_vhost_definitions(&self.endpoints.vhost, document)
-            .await
-            .map_err(|e| self.client_error(e, "the definitions import"))
+        self.with_client("the definitions import", async |client| {
+            client
+                .import_vhost_definitions(&self.endpoints.vhost, document.clone())
+                .await
+        })
+        .await
     }
 
     /// Deletes a queue; with `if_empty`, the broker refuses when it holds messages (returns
@@ -397,10 +506,12 @@ impl ManagementApi {
 
     /// Deletes an exchange and every binding to or from it (a replace that was allowed).
     pub async fn delete_exchange_forcibly(&self, name: &str) -> Result<()> {
-        self.client
-            .delete_exchange(&self.endpoints.vhost, name, true)
-            .await
-            .map_err(|e| self.client_error(e, "an exchange deletion"))
+        self.with_client("an exchange deletion", async |client| {
+            client
+                .delete_exchange(&self.endpoints.vhost, name, true)
+                .await
+        })
+        .await
     }
 
     /// Deletes an exchange unless other objects are still bound to it (returns `Ok(false)`).
@@ -416,14 +527,16 @@ impl ManagementApi {
 
     /// Deletes a policy (a missing one is fine).
     pub async fn delete_policy(&self, name: &str) -> Result<()> {
-        self.client
-            .delete_policy(&self.endpoints.vhost, name, true)
-            .await
-            .map_err(|e| self.client_error(e, "a policy deletion"))
+        self.with_client("a policy deletion", async |client| {
+            client
+                .delete_policy(&self.endpoints.vhost, name, true)
+                .await
+        })
+        .await
     }
 
     async fn guarded_delete(&self, path: &str, operation: &str) -> Result<bool> {
-        let response = self.deliver(self.http.delete(self.url(path))).await?;
+        let response = self.deliver(Method::DELETE, path).await?;
         match response.status().as_u16() {
             200..=299 | 404 => Ok(true),
             400 => Ok(false),
@@ -431,31 +544,25 @@ impl ManagementApi {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/{path}", self.endpoints.management_display())
-    }
-
-    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let creds = &self.endpoints.management_credentials;
-        request.basic_auth(&creds.user, Some(creds.password()))
-    }
-
     /// Sends an authenticated request and checks its status.
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        operation: &str,
-    ) -> Result<reqwest::Response> {
-        let response = self.deliver(request).await?;
+    async fn send(&self, method: Method, path: &str, operation: &str) -> Result<reqwest::Response> {
+        let response = self.deliver(method, path).await?;
         self.check_status(response, operation).await
     }
 
-    /// Sends an authenticated request; the status is left to the caller.
-    async fn deliver(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        self.authed(request)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))
+    /// Sends an authenticated request to `/api/PATH` on the first node that answers; the
+    /// status is left to the caller.
+    async fn deliver(&self, method: Method, path: &str) -> Result<reqwest::Response> {
+        let creds = &self.endpoints.management_credentials;
+        self.failover(async |node| {
+            self.http
+                .request(method.clone(), format!("{}/api/{path}", self.bases[node]))
+                .basic_auth(&creds.user, Some(creds.password()))
+                .send()
+                .await
+                .map_err(|e| self.transport_error(node, e))
+        })
+        .await
     }
 
     async fn check_status(
@@ -472,7 +579,7 @@ impl ManagementApi {
     }
 
     fn status_error(&self, status: u16, body: &str, operation: &str) -> GodError {
-        let endpoint = self.endpoints.management_display();
+        let endpoint = self.endpoint().to_string();
         let user = self.endpoints.management_credentials.user.clone();
         match status {
             401 => GodError::BadCredentials {
@@ -498,7 +605,7 @@ impl ManagementApi {
         }
     }
 
-    fn client_error(&self, error: HttpClientError, operation: &str) -> GodError {
+    fn client_error(&self, node: usize, error: HttpClientError, operation: &str) -> GodError {
         match error {
             ClientError::ClientErrorResponse {
                 status_code, body, ..
@@ -511,16 +618,16 @@ impl ManagementApi {
                 operation,
             ),
             ClientError::NotFound => self.status_error(404, "not found", operation),
-            ClientError::RequestError { error, .. } => self.transport_error(error),
+            ClientError::RequestError { error, .. } => self.transport_error(node, error),
             other => GodError::Broker {
-                endpoint: self.endpoints.management_display(),
+                endpoint: self.bases[node].clone(),
                 operation: operation.to_string(),
                 detail: other.to_string(),
             },
         }
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> GodError {
+    fn transport_error(&self, node: usize, error: reqwest::Error) -> GodError {
         let reason = if error.is_connect() {
             "connection refused or host unreachable".to_string()
         } else if error.is_timeout() {
@@ -532,7 +639,7 @@ impl ManagementApi {
             error.to_string()
         };
         GodError::Unreachable {
-            endpoint: self.endpoints.management_display(),
+            endpoint: self.bases[node].clone(),
             reason,
             variable: "RABBITMQ_MANAGEMENT_URL",
         }
@@ -540,7 +647,7 @@ impl ManagementApi {
 
     fn unexpected(&self, operation: &str, error: impl std::fmt::Display) -> GodError {
         GodError::Broker {
-            endpoint: self.endpoints.management_display(),
+            endpoint: self.endpoint().to_string(),
             operation: operation.to_string(),
             detail: format!("an answer god cannot read ({error})"),
         }

@@ -9,7 +9,7 @@ pub mod topic;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,8 +33,8 @@ pub const CONSUMER_TAG: &str = "god-relay";
 /// Settings of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// AMQP URL (with credentials).
-    pub amqp_url: String,
+    /// AMQP URLs (with credentials): nodes of one cluster, tried in turn.
+    pub amqp_urls: Vec<String>,
     /// Exchange to read from.
     pub exchange: String,
     /// Binding key of the relay's queue.
@@ -56,6 +56,8 @@ pub struct Relay {
     clients: Mutex<HashMap<u64, Client>>,
     next_id: AtomicU64,
     connected: AtomicBool,
+    /// The node of the next connection attempt.
+    next_node: AtomicUsize,
     metrics: metrics::Metrics,
 }
 
@@ -67,12 +69,14 @@ impl Relay {
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             connected: AtomicBool::new(false),
+            next_node: AtomicUsize::new(0),
             metrics: metrics::Metrics::default(),
         })
     }
 
     /// Consumes from the broker until the process ends, reconnecting (and declaring its queue
-    /// and binding again) whenever the connection is lost.
+    /// and binding again) whenever the connection is lost: to the next node of the list, so that
+    /// a cluster with a node down keeps the relay delivering.
     pub fn keep_consuming(self: &Arc<Self>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -89,7 +93,13 @@ impl Relay {
     async fn consume(&self) -> Result<(), lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(LongString::from("god relay"));
-        let connection = Connection::connect(&self.config.amqp_url, properties).await?;
+        let urls = &self.config.amqp_urls;
+        let node = self.next_node.fetch_add(1, Ordering::Relaxed) % urls.len();
+        let connection = Connection::connect(&urls[node], properties).await?;
+        tracing::info!(
+            "relay: connected to the broker at {}",
+            crate::broker_endpoints::mask_url_str(&urls[node])
+        );
         let channel = connection.create_channel().await?;
         channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())

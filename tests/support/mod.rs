@@ -1,12 +1,14 @@
 //! Test support, one fixture per file: a private vhost per test ([`TestVhost`]), a container
 //! project per test ([`TestProject`]), god's bundled services as processes ([`ServiceProcess`]),
-//! a RabbitMQ node of a test's own ([`DedicatedBroker`]), and god run as a user does ([`cli`]).
+//! a RabbitMQ node of a test's own ([`DedicatedBroker`]), the local 3-node cluster ([`Cluster`]),
+//! and god run as a user does ([`cli`]).
 
 // Each test crate and benchmark includes this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
 
 mod broker;
 mod cli;
+pub mod cluster;
 mod project;
 mod service;
 mod vhost;
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use broker::DedicatedBroker;
 pub use cli::*;
+pub use cluster::Cluster;
 pub use project::{TestProject, remove_project_containers};
 pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of};
 pub use vhost::TestVhost;

@@ -14,16 +14,35 @@ use super::{MANAGEMENT, encode, god, next_id};
 /// A vhost of its own for one test.
 pub struct TestVhost {
     pub name: String,
+    /// Management API base URLs: the test's own requests use the first.
+    management: Vec<String>,
+    /// AMQP `host:port` of each node: the test's own connections use the first.
+    amqp_nodes: Vec<String>,
+    /// The node the test's own requests and connections use (0-based).
+    own: usize,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
 }
 
 impl TestVhost {
-    /// Creates `god-test-<tag>-<pid>-<n>` and grants guest everything on it.
+    /// Creates `god-test-<tag>-<pid>-<n>` on the default node and grants guest everything on it.
     pub fn new(tag: &str) -> Self {
+        Self::on_nodes(
+            tag,
+            vec![MANAGEMENT.to_string()],
+            vec!["127.0.0.1:5672".to_string()],
+        )
+    }
+
+    /// Creates the vhost on a broker of several nodes, given by their management URLs and
+    /// AMQP `host:port`s; god is given all of them, in this order.
+    pub fn on_nodes(tag: &str, management: Vec<String>, amqp_nodes: Vec<String>) -> Self {
         let name = format!("god-test-{tag}-{}-{}", std::process::id(), next_id());
         let vhost = Self {
             name,
+            management,
+            amqp_nodes,
+            own: 0,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -43,9 +62,33 @@ impl TestVhost {
         encode(&self.name)
     }
 
-    /// The AMQP URL of this vhost.
+    /// The AMQP URL of this vhost on the node the test uses.
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.enc())
+        self.amqp_url_at(self.own)
+    }
+
+    /// The AMQP URL of this vhost on node `i` (0-based).
+    pub fn amqp_url_at(&self, i: usize) -> String {
+        format!("amqp://guest:guest@{}/{}", self.amqp_nodes[i], self.enc())
+    }
+
+    /// The AMQP URLs of this vhost on every node, comma-separated, as god takes them.
+    pub fn amqp_urls(&self) -> String {
+        (0..self.amqp_nodes.len())
+            .map(|i| self.amqp_url_at(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The management URLs, comma-separated, as god takes them.
+    pub fn management_urls(&self) -> String {
+        self.management.join(",")
+    }
+
+    /// Uses node `i` (0-based) for the test's own requests and connections from now on
+    /// (when the first node is stopped); god is still given every node, in their order.
+    pub fn use_node(&mut self, i: usize) {
+        self.own = i;
     }
 
     /// Calls the management API; panics on an error status.
@@ -56,7 +99,7 @@ impl TestVhost {
 
     /// Calls the management API; returns the status and body on an error status.
     pub fn try_api(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let url = format!("{MANAGEMENT}/api/{path}");
+        let url = format!("{}/api/{path}", self.management[self.own]);
         self.rt.block_on(async {
             let mut req = self
                 .http
@@ -186,6 +229,21 @@ impl TestVhost {
         })
     }
 
+    /// Gets every message of a queue on one connection (acknowledged), in order.
+    pub fn drain(&self, queue: &str) -> Vec<String> {
+        self.amqp(|ch| async move {
+            let mut messages = Vec::new();
+            while let Some(msg) = ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                messages.push(String::from_utf8_lossy(&msg.delivery.data).into_owned());
+            }
+            messages
+        })
+    }
+
     /// Gets one message from a queue, waiting up to 10 s for it (dead-lettering is asynchronous).
     pub fn await_message(&self, queue: &str) -> Option<String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -257,10 +315,13 @@ impl TestVhost {
         panic!("the statistics of {queue} never showed {n} messages");
     }
 
-    /// A `god` command bound to this vhost and to nothing from the environment.
+    /// A `god` command bound to this vhost (on every node) and to nothing from the environment.
     pub fn god(&self) -> Command {
         let mut cmd = god();
-        cmd.env("RABBITMQ_URL", self.amqp_url());
+        cmd.env("RABBITMQ_URL", self.amqp_urls());
+        if self.management != [MANAGEMENT] {
+            cmd.env("RABBITMQ_MANAGEMENT_URL", self.management_urls());
+        }
         cmd
     }
 

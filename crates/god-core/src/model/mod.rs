@@ -444,6 +444,12 @@ pub struct ObservedState {
     pub managed_queues: BTreeMap<String, Origin>,
     /// Exchanges god manages, and how it came to.
     pub managed_exchanges: BTreeMap<String, Origin>,
+    /// Queues on a node that is down (a classic queue's node, or a majority of a quorum
+    /// queue's members), with why: the broker lists them without their bindings, so god
+    /// neither sees nor touches them until they are back.
+    pub unavailable: BTreeMap<String, String>,
+    /// Nodes of the broker's cluster, running or not (0 when the broker would not say).
+    pub cluster_nodes: usize,
 }
 
 impl ObservedState {

@@ -130,7 +130,8 @@ pub enum LeaderLocator {
 }
 
 impl LeaderLocator {
-    fn as_str(self) -> &'static str {
+    /// The value of `x-queue-leader-locator`.
+    pub fn as_str(self) -> &'static str {
         match self {
             LeaderLocator::Balanced => "balanced",
             LeaderLocator::ClientLocal => "client-local",

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Note, NoteKind, Plan, Resource, ResourceKind, line_diff};
 use crate::model::desired::{DesiredState, Lifecycle, QueueRole};
+use crate::model::queue_type::{LeaderLocator, QueueType};
 use crate::model::{
     BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
     Origin, PolicySpec, QueueSpec, format_arguments, record_exchange,
@@ -39,10 +40,59 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.policies();
     planner.inactive_services();
     let Planner {
-        mut changes, notes, ..
+        mut changes,
+        mut notes,
+        ..
     } = planner;
     changes.sort_by_key(|c| execution_phase(c, desired));
-    Plan::new(Some(&observed.vhost), after_prerequisites(changes), notes)
+    let changes = withhold_unavailable(after_prerequisites(changes), observed);
+    notes.extend(observed.unavailable.iter().map(|(queue, why)| Note {
+        kind: NoteKind::Unavailable,
+        id: format!("queue/{queue}"),
+        message: why.clone(),
+    }));
+    Plan::new(Some(&observed.vhost), changes, notes)
+}
+
+/// The changes without what a node that is down hides: the broker lists an unavailable queue
+/// without its bindings and god's records of it, so adopting it or binding it again would
+/// only answer that absence, and are left out. A change the inputs really ask of it (a
+/// replacement, a deletion), or a removal that waits for one, stays in the plan, refused until
+/// the node is back.
+fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<Change> {
+    if observed.unavailable.is_empty() {
+        return changes;
+    }
+    let unavailable_queue = |c: &Change| {
+        (matches!(c.kind, ResourceKind::Queue | ResourceKind::Binding)
+            && observed.unavailable.contains_key(c.name()))
+        .then(|| c.name().to_string())
+    };
+    let prerequisites = super::removal_prerequisites(&changes);
+    let waits_for: Vec<Option<String>> = changes
+        .iter()
+        .zip(&prerequisites)
+        .map(|(c, first)| {
+            unavailable_queue(c).or_else(|| first.and_then(|i| unavailable_queue(&changes[i])))
+        })
+        .collect();
+    changes
+        .into_iter()
+        .zip(waits_for)
+        .filter_map(|(mut c, queue)| {
+            let Some(queue) = queue else {
+                return Some(c);
+            };
+            if matches!(c.action, Action::Adopt | Action::Create) && c.name() == queue {
+                return None;
+            }
+            c.blocked = Some(format!(
+                "queue {queue} is unavailable ({}): this change waits until it is back",
+                observed.unavailable[&queue]
+            ));
+            Some(c)
+        })
+        .collect()
 }
 
 /// Order of execution: additions first (exchanges, dead-letter queues, queues, policies,
@@ -196,11 +246,30 @@ impl Planner<'_> {
 
     fn queues(&mut self) {
         for (name, wanted) in &self.desired.topology.queues {
+            let wanted = self.placed(wanted);
             match self.observed.topology.queues.get(name) {
-                None => self.create(Resource::Queue(wanted.clone()), self.queue_cause(name)),
-                Some(found) => self.compare_queue(found, wanted),
+                None => self.create(Resource::Queue(wanted), self.queue_cause(name)),
+                Some(found) => self.compare_queue(found, &wanted),
             }
         }
+    }
+
+    /// A replicated queue as it is declared on this broker: in a cluster, unless the inputs
+    /// say otherwise, its leader goes to the node with the fewest leaders (`balanced`), not to
+    /// the node god happens to be connected to. The locator only matters at declaration, so a
+    /// queue declared without it is not a difference.
+    fn placed(&self, wanted: &QueueSpec) -> QueueSpec {
+        let mut queue = wanted.clone();
+        if self.observed.cluster_nodes > 1
+            && queue.queue_type() != QueueType::Classic
+            && !queue.arguments.contains_key("x-queue-leader-locator")
+        {
+            queue.arguments.insert(
+                "x-queue-leader-locator".into(),
+                LeaderLocator::Balanced.as_str().into(),
+            );
+        }
+        queue
     }
 
     fn queue_cause(&self, queue: &str) -> String {

@@ -195,6 +195,8 @@ pub enum NoteKind {
     Deprecated,
     /// Something god noticed and leaves alone.
     Info,
+    /// An object on a node that is down: not observed whole, left alone until it is back.
+    Unavailable,
 }
 
 /// A remark that is not a change.

@@ -149,6 +149,10 @@ fn notes(plan: &Plan) -> String {
         (NoteKind::Deprecated, "Deprecated services:"),
         (NoteKind::Skipped, "Skipped services:"),
         (NoteKind::Info, "Notes:"),
+        (
+            NoteKind::Unavailable,
+            "Unavailable (on a node that is down; left alone, with their bindings, until it is back):",
+        ),
     ];
     for (kind, title) in sections {
         let lines: Vec<String> = plan
