@@ -53,6 +53,7 @@ fn desired(services: &str) -> DesiredState {
 const PRUNE: PlanOptions = PlanOptions {
     prune: true,
     allow_data_loss: false,
+    migrate: false,
 };
 
 const ONE: &str = indoc! {r#"
@@ -192,6 +193,7 @@ fn argument_drift_with_messages_is_a_refused_replace() {
         PlanOptions {
             prune: false,
             allow_data_loss: true,
+            ..PlanOptions::default()
         },
     );
     assert!(allowed.changes.iter().all(|c| c.blocked.is_none()));
@@ -244,7 +246,8 @@ fn bindings_of_other_queues_and_exchanges_are_left_alone() {
             &o,
             PlanOptions {
                 prune: true,
-                allow_data_loss: false
+                allow_data_loss: false,
+                ..PlanOptions::default()
             }
         )
         .changes
@@ -600,5 +603,54 @@ fn in_a_cluster_a_new_replicated_queue_gets_a_balanced_leader_and_a_declared_one
             .changes
             .is_empty(),
         "a queue declared without the locator is no difference"
+    );
+}
+
+#[test]
+fn the_plan_says_what_a_missing_delivery_limit_means_on_the_live_version() {
+    let d = desired(indoc! {"
+        capped:
+          queue_name: c
+          queue_type: quorum
+          delivery_limit: 5
+          routing_keys: [a.b]
+        open:
+          queue_name: o
+          queue_type: quorum
+          routing_keys: [o.#]
+          dead_letter: false
+    "});
+    let on = |version: Option<&str>| {
+        let observed = ObservedState {
+            broker_version: version.map(str::to_string),
+            ..ObservedState::default()
+        };
+        plan(&d, &observed, PlanOptions::default())
+            .notes
+            .into_iter()
+            .find(|n| n.id == "delivery_limit")
+            .map(|n| n.message)
+    };
+    let three = on(Some("3.10.8")).expect("a note on 3.x");
+    assert!(
+        three.contains("1 quorum queue(s) declared without a delivery limit (o)"),
+        "{three}"
+    );
+    assert!(
+        three.contains(
+            "on RabbitMQ 3.10.8, this broker, a message that keeps failing is redelivered forever"
+        ),
+        "{three}"
+    );
+    let four = on(Some("4.1.0")).expect("a note on 4.x");
+    assert!(four.contains("limit redeliveries to 20"), "{four}");
+    assert_eq!(on(None), None, "no version, no guess");
+    let converged_note = plan(&d, &converged(&d), PlanOptions::default())
+        .notes
+        .into_iter()
+        .any(|n| n.id == "delivery_limit");
+    assert!(
+        !converged_note,
+        "said when queues are declared, not on every plan"
     );
 }

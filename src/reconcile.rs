@@ -44,7 +44,8 @@ pub struct Globals {
         hide_env_values = true
     )]
     pub registry: Option<PathBuf>,
-    /// AMQP URL; its path is the vhost. Default: amqp://guest:guest@127.0.0.1:5672/%2f
+    /// AMQP URL; its path is the vhost. Nodes of a cluster: comma-separated, the first that
+    /// answers is used. Default: amqp://guest:guest@127.0.0.1:5672/%2f
     #[arg(
         long,
         global = true,
@@ -53,8 +54,8 @@ pub struct Globals {
         hide_env_values = true
     )]
     pub amqp_url: Option<String>,
-    /// Management API URL; credentials come from the AMQP URL unless given here.
-    /// Default: http://127.0.0.1:15672
+    /// Management API URL; credentials come from the AMQP URL unless given here. Nodes of a
+    /// cluster: comma-separated, the first that answers is used. Default: http://127.0.0.1:15672
     #[arg(
         long,
         global = true,

@@ -159,3 +159,151 @@ fn queue_settings_by_name_and_the_registry_defaults_become_the_queues_arguments(
     assert_eq!(queue_type(&v, "legacy_dlq"), "quorum");
     assert_exit(&v.run(&registry, &["plan", "--detailed-exitcode"]), 0);
 }
+
+/// A consumer of `queue` that takes its time (1 ms a message, 10 unacknowledged at most),
+/// records every message it acknowledges, and subscribes again whenever its queue goes away,
+/// until `stop` is set.
+fn slow_consumer(
+    amqp_url: String,
+    queue: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    use futures::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let connection =
+                lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default())
+                    .await
+                    .unwrap();
+            let (mut received, mut subscriptions) = (Vec::new(), 0);
+            while !stop.load(Ordering::SeqCst) {
+                let channel = connection.create_channel().await.unwrap();
+                channel
+                    .basic_qos(10, BasicQosOptions::default())
+                    .await
+                    .unwrap();
+                let Ok(mut deliveries) = channel
+                    .basic_consume(
+                        queue.into(),
+                        "slow".into(),
+                        BasicConsumeOptions::default(),
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await
+                else {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                };
+                subscriptions += 1;
+                loop {
+                    let next = tokio::time::timeout(
+                        std::time::Duration::from_millis(500),
+                        deliveries.next(),
+                    )
+                    .await;
+                    match next {
+                        Ok(Some(Ok(delivery))) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                            received.push(String::from_utf8_lossy(&delivery.data).into_owned());
+                            delivery.ack(BasicAckOptions::default()).await.unwrap();
+                        }
+                        Ok(_) => break,
+                        Err(_) if stop.load(Ordering::SeqCst) => break,
+                        Err(_) => {}
+                    }
+                }
+                let _ = channel.close(200, "again".into()).await;
+            }
+            (received, subscriptions)
+        })
+    })
+}
+
+#[test]
+fn a_classic_queue_migrates_to_quorum_with_its_messages_and_a_consumer_attached() {
+    const MESSAGES: usize = 10_000;
+    let v = TestVhost::new("qmigrate");
+    let service = |queue_type: &str| {
+        registry_with(&format!(
+            "svc:\n  queue_name: q\n  routing_keys: [k]\n  queue_type: {queue_type}\n"
+        ))
+    };
+    let ((_d1, classic), (_d2, quorum)) = (service("classic"), service("quorum"));
+    assert_exit(&v.run(&classic, &["apply", "--auto-approve"]), 0);
+    v.amqp(|ch| async move {
+        ch.confirm_select(Default::default()).await.unwrap();
+        let mut confirms = Vec::with_capacity(MESSAGES);
+        for i in 0..MESSAGES {
+            confirms.push(
+                ch.basic_publish(
+                    "bus".into(),
+                    "k".into(),
+                    Default::default(),
+                    format!("m{i}").as_bytes(),
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for c in confirms {
+            c.await.unwrap();
+        }
+    });
+
+    let refused = v.run(&quorum, &["apply", "--auto-approve"]);
+    assert_exit(&refused, 1);
+    assert!(
+        text(&refused).contains("Rerun with --migrate"),
+        "{}",
+        text(&refused)
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = slow_consumer(v.amqp_url(), "q", stop.clone());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = v.run(&quorum, &["apply", "--auto-approve", "--migrate"]);
+    let migration = started.elapsed();
+    assert_exit(&out, 0);
+    assert_eq!(queue_type(&v, "q"), "quorum", "{}", text(&out));
+    assert!(
+        v.queue("q.god-migrating").is_none(),
+        "the holding queue is gone"
+    );
+    assert!(
+        v.bindings()
+            .contains(&("bus".into(), "q".into(), "k".into())),
+        "the queue keeps its binding"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while v.depth("q") > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (received, subscriptions) = consumer.join().unwrap();
+    let unique: std::collections::BTreeSet<&String> = received.iter().collect();
+    let duplicated = received.len() - unique.len();
+    eprintln!(
+        "{MESSAGES} messages: {} received, {} lost, {duplicated} duplicated; the migration took {migration:?}; the consumer subscribed {subscriptions} times",
+        received.len(),
+        MESSAGES - unique.len()
+    );
+    assert_eq!(unique.len(), MESSAGES, "no message is lost");
+    assert!(
+        subscriptions >= 2,
+        "the consumer saw its queue go and subscribed again"
+    );
+    assert_eq!(
+        duplicated, 0,
+        "the queue went only once its consumer held nothing"
+    );
+    assert_exit(&v.run(&quorum, &["plan", "--detailed-exitcode"]), 0);
+}

@@ -2,6 +2,7 @@
 
 pub mod docker;
 pub mod lock;
+pub mod migrate;
 pub mod rabbit;
 
 use serde::Serialize;

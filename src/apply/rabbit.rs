@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::Outcome;
+use super::migrate::{self, Evacuated};
 use crate::error::GodError;
 use crate::model::QueueSpec;
 use crate::model::queue_type::QueueType;
@@ -25,6 +26,8 @@ pub const IMPORT_CHUNK: usize = 2000;
 pub struct ApplyOptions {
     /// Replace and delete queues even when they hold messages.
     pub allow_data_loss: bool,
+    /// Replace queues through a holding queue that keeps their messages and bindings.
+    pub migrate: bool,
 }
 
 /// Executes plans against one vhost.
@@ -34,6 +37,8 @@ pub struct RabbitExecutor<'a> {
     options: ApplyOptions,
     outcomes: Vec<Option<Outcome>>,
     progress: &'a (dyn Fn(u64) + Sync),
+    /// Queues replaced with `--migrate` whose messages wait in their holding queue, by change.
+    evacuated: Vec<(usize, Evacuated)>,
 }
 
 /// One object of a definitions document, and the change it belongs to.
@@ -57,6 +62,7 @@ impl<'a> RabbitExecutor<'a> {
             options,
             outcomes: Vec::new(),
             progress,
+            evacuated: Vec::new(),
         }
     }
 
@@ -73,7 +79,10 @@ impl<'a> RabbitExecutor<'a> {
             }
         }
         // Each step stops the run at its first failure; what did not run stays NotAttempted.
-        if self.remove_replaced(plan).await.is_ok() && self.import_additions(plan).await.is_ok() {
+        if self.remove_replaced(plan).await.is_ok()
+            && self.import_additions(plan).await.is_ok()
+            && self.bring_back().await.is_ok()
+        {
             let _ = self.removals(plan).await;
         }
         plan.changes
@@ -107,8 +116,19 @@ impl<'a> RabbitExecutor<'a> {
             if c.action != Action::Replace || !self.pending(i) {
                 continue;
             }
-            let result = match &c.before {
-                Some(Resource::Queue(q)) => self.delete_queue(q).await,
+            let result = match (&c.before, &c.after) {
+                (Some(Resource::Queue(old)), Some(Resource::Queue(new)))
+                    if self.options.migrate =>
+                {
+                    match migrate::evacuate(self.api, self.amqp, old, new).await {
+                        Ok(evacuated) => {
+                            self.evacuated.push((i, evacuated));
+                            Ok(Outcome::Done)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                (Some(Resource::Queue(q)), _) => self.delete_queue(q).await,
                 _ => self
                     .api
                     .delete_exchange_forcibly(c.name())
@@ -119,6 +139,23 @@ impl<'a> RabbitExecutor<'a> {
                 Ok(Outcome::Done) => {}
                 Ok(refused) => self.finish(i, refused),
                 Err(e) => return self.fail(i, e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Last half of each migrating replace, once the queue is declared again: its messages come
+    /// back from the holding queue. Until then the replace is not done.
+    async fn bring_back(&mut self) -> Result<(), ()> {
+        for (i, evacuated) in std::mem::take(&mut self.evacuated) {
+            match migrate::bring_back(self.api, self.amqp, &evacuated).await {
+                Ok(_) => self.finish(i, Outcome::Done),
+                Err(e) => {
+                    let why = format!("{e}; its messages wait in {}", evacuated.holding);
+                    // The import marked the replace done when the queue came back.
+                    self.outcomes[i] = None;
+                    return self.fail(i, GodError::Other(why));
+                }
             }
         }
         Ok(())

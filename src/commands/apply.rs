@@ -36,6 +36,11 @@ pub struct ApplyArgs {
     /// Replace or delete queues even when they hold messages (the messages are lost).
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// Replace queues that hold messages (a new type, new arguments) without losing them: their
+    /// messages and bindings wait in `<queue>.god-migrating` while the queue is declared again.
+    /// Consumers see their queue deleted and must reconnect.
+    #[arg(long)]
+    pub migrate: bool,
     /// Print the plan and the result of each change as JSON.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +110,7 @@ async fn apply(
             let options = PlanOptions {
                 prune: args.prune,
                 allow_data_loss: args.allow_data_loss,
+                migrate: args.migrate,
             };
             let live = plan_targets(targets, session.amqp(), options).await?;
             (live.plan, live.target)
@@ -132,6 +138,7 @@ async fn apply(
     let bar = progress_bar(plan.changes.len());
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
+        migrate: args.migrate,
     };
     let progress = |n: u64| bar.inc(n);
     let outcomes = execute(

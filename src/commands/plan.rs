@@ -21,6 +21,10 @@ pub struct PlanArgs {
     /// Also plan the deletion of objects god created that the registry no longer wants.
     #[arg(long)]
     pub prune: bool,
+    /// Plan replacing queues that hold messages by moving them through a temporary queue
+    /// (what `god apply --migrate` does).
+    #[arg(long)]
+    pub migrate: bool,
     /// Save the plan, with a fingerprint of the live state, for `god apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -35,6 +39,7 @@ pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
     let options = PlanOptions {
         prune: args.prune,
         allow_data_loss: false,
+        migrate: args.migrate,
     };
     let live = runtime()?.block_on(plan_targets(&targets, None, options))?;
     if args.json {

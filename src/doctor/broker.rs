@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Area, Check, Problem, Thresholds, Verdict, flow, topology, within};
+use super::{Area, Check, Problem, Thresholds, Verdict, cluster, flow, topology, within};
 use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::model::desired::DesiredState;
@@ -63,6 +63,7 @@ pub async fn checks(target: &Target<'_>) -> Vec<Check> {
         let vhost_ok = vhost.status == Verdict::Ok;
         checks.push(vhost);
         if vhost_ok {
+            checks.extend(cluster_checks(&api, target).await);
             checks.extend(topology_and_flow(&api, session.as_ref(), target).await);
         } else {
             checks.extend(skipped_bus_checks("the vhost does not exist"));
@@ -251,6 +252,25 @@ async fn vhost_check(api: &ManagementApi, endpoints: &BrokerEndpoints, limit: Du
             Verdict::Fail,
             format!("vhost lookup: {problem}"),
         ),
+    }
+}
+
+/// The cluster checks (none on one node), from the node list and the vhost's queue placement.
+async fn cluster_checks(api: &ManagementApi, target: &Target<'_>) -> Vec<Check> {
+    let facts = async { Ok::<_, GodError>((api.nodes().await?, api.queue_placement().await?)) };
+    match within(target.timeout, facts).await {
+        Ok((nodes, queues)) => cluster::checks(&nodes, &queues, target.desired),
+        Err(Problem::Failed(GodError::Forbidden { .. })) => vec![Check::skip(
+            "broker.cluster",
+            Area::Broker,
+            "not checked: the user may not list the nodes (it needs the monitoring tag)",
+        )],
+        Err(problem) => vec![Check::new(
+            "broker.cluster",
+            Area::Broker,
+            Verdict::Fail,
+            format!("cannot read the cluster's state: {problem}"),
+        )],
     }
 }
 

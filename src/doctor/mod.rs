@@ -4,6 +4,7 @@
 //! concurrently; [`render`] prints the report as a table or JSON.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod flow;
 pub mod render;

@@ -18,8 +18,10 @@ use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry
 /// is unreachable, refuses the credentials, or the vhost does not exist.
 pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     api.check_vhost().await?;
-    let (definitions, nodes) = tokio::join!(api.definitions(), api.nodes());
+    let (definitions, nodes, overview) =
+        tokio::join!(api.definitions(), api.nodes(), api.overview());
     let mut state = observed_state(api.vhost(), definitions?);
+    state.broker_version = overview.ok().map(|o| o.rabbitmq_version);
     // A user without the `monitoring` tag may not list nodes: the queues' own state says
     // which are down, at the cost of one more request.
     let down: Option<BTreeSet<String>> = match nodes {

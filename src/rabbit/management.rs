@@ -180,6 +180,9 @@ pub struct NodeEntry {
     /// Whether it runs.
     #[serde(default)]
     pub running: bool,
+    /// The nodes it cannot reach (a network partition).
+    #[serde(default)]
+    pub partitions: Vec<String>,
 }
 
 /// A rate of change, per second.

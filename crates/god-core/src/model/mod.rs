@@ -450,6 +450,8 @@ pub struct ObservedState {
     pub unavailable: BTreeMap<String, String>,
     /// Nodes of the broker's cluster, running or not (0 when the broker would not say).
     pub cluster_nodes: usize,
+    /// RabbitMQ's version (`3.10.8`), when known: some defaults depend on it.
+    pub broker_version: Option<String>,
 }
 
 impl ObservedState {

@@ -280,6 +280,7 @@ mod tests {
             PlanOptions {
                 prune: true,
                 allow_data_loss: false,
+                ..PlanOptions::default()
             },
         );
         assert_eq!(pruned.changes[1].action, Action::Delete);

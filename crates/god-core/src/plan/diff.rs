@@ -17,6 +17,8 @@ pub struct PlanOptions {
     pub prune: bool,
     /// Allow changes that lose messages (replacing or deleting queues that hold some).
     pub allow_data_loss: bool,
+    /// Replace queues that hold messages by moving the messages through a temporary queue.
+    pub migrate: bool,
 }
 
 /// Computes the changes that take the observed vhost to the desired state.
@@ -46,12 +48,71 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     } = planner;
     changes.sort_by_key(|c| execution_phase(c, desired));
     let changes = withhold_unavailable(after_prerequisites(changes), observed);
+    notes.extend(delivery_limit_note(&changes, desired, observed));
     notes.extend(observed.unavailable.iter().map(|(queue, why)| Note {
         kind: NoteKind::Unavailable,
         id: format!("queue/{queue}"),
         message: why.clone(),
     }));
     Plan::new(Some(&observed.vhost), changes, notes)
+}
+
+/// What declaring services' quorum queues without a delivery limit means on the live broker's
+/// version: unlimited redeliveries on 3.x, 20 on 4.0 and later (then the message is
+/// dead-lettered). Dead-letter queues are left out: nothing redelivers from them in a loop.
+fn delivery_limit_note(
+    changes: &[Change],
+    desired: &DesiredState,
+    observed: &ObservedState,
+) -> Option<Note> {
+    let is_dead_letter_queue = |name: &str| {
+        desired
+            .owners
+            .get(name)
+            .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
+    };
+    let version = observed.broker_version.as_deref()?;
+    let unlimited: Vec<&str> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter_map(|c| match &c.after {
+            Some(Resource::Queue(q))
+                if q.queue_type() == QueueType::Quorum
+                    && !q.arguments.contains_key("x-delivery-limit")
+                    && !is_dead_letter_queue(&q.name) =>
+            {
+                Some(q.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    if unlimited.is_empty() {
+        return None;
+    }
+    let major: u32 = version.split('.').next()?.parse().ok()?;
+    let meaning = if major >= 4 {
+        "RabbitMQ 4.0 and later limit redeliveries to 20, then dead-letter the message"
+    } else {
+        "a message that keeps failing is redelivered forever (RabbitMQ 4.0 and later stop at 20)"
+    };
+    Some(Note {
+        kind: NoteKind::Info,
+        id: "delivery_limit".into(),
+        message: format!(
+            "{} quorum queue(s) declared without a delivery limit ({}): on RabbitMQ {version}, this broker, {meaning}; set `delivery_limit` in registry.yaml to choose",
+            unlimited.len(),
+            first_names(&unlimited)
+        ),
+    })
+}
+
+/// Up to three names, then how many more.
+fn first_names(names: &[&str]) -> String {
+    let shown = names.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        n if n > 3 => format!("{shown} and {} more", n - 3),
+        _ => shown,
+    }
 }
 
 /// The changes without what a node that is down hides: the broker lists an unavailable queue
@@ -318,14 +379,23 @@ impl Planner<'_> {
         };
         let before = Resource::Queue(found.clone());
         let after = Resource::Queue(wanted.clone());
+        let why = if self.options.migrate {
+            format!(
+                "{why}; --migrate moves its messages and bindings through {}{} meanwhile",
+                found.name,
+                crate::plan::MIGRATION_HOLDING_SUFFIX
+            )
+        } else {
+            why.to_string()
+        };
         let mut c = Change::new(Action::Replace, &after, why);
         c.diff = line_diff(&queue_lines(found), &queue_lines(wanted));
         c.messages = Some(messages);
         c.before = Some(before);
         c.after = Some(after);
-        if messages > 0 && !self.options.allow_data_loss {
+        if messages > 0 && !self.options.allow_data_loss && !self.options.migrate {
             c.blocked = Some(format!(
-                "the queue holds {messages} message{}; replacing it would lose them. Drain it, or rerun with --allow-data-loss",
+                "the queue holds {messages} message{}; replacing it would lose them. Rerun with --migrate to move them through a temporary queue, drain it, or rerun with --allow-data-loss",
                 plural(messages)
             ));
         }

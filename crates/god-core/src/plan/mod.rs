@@ -12,6 +12,9 @@ use similar::{ChangeTag, TextDiff};
 use crate::model::containers::ContainerSpec;
 use crate::model::{BindingSpec, ExchangeSpec, PolicySpec, QueueSpec};
 
+/// The holding queue of a queue replaced with `--migrate` is `<queue>.god-migrating`.
+pub const MIGRATION_HOLDING_SUFFIX: &str = ".god-migrating";
+
 /// Version of the plan's JSON format (`schemas/plan.schema.json`).
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
