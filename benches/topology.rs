@@ -10,6 +10,11 @@
 //!
 //! Needs the broker of `scripts/bootstrap`. Environment: GOD_BENCH_SERVICES (default 5000),
 //! GOD_BENCH_REPEATS (default 3).
+//!
+//! With GOD_BENCH_CLUSTER=1 the same measurements run on the local 3-node cluster
+//! (`scripts/cluster up`, started here when it is not running) with quorum queues: the
+//! registry says `defaults: { queue_type: quorum }`, so every service queue and every
+//! dead-letter queue is a quorum queue; god is given all three nodes. Default services: 1000.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -21,14 +26,71 @@ use std::time::{Duration, Instant};
 
 use common::{MANAGEMENT, env_number};
 
+/// Where the benchmark runs.
+struct Target {
+    /// The management API (`http://…/api`) the references use.
+    api: String,
+    /// What god is given: AMQP `host:port` of each node, and the management URLs.
+    amqp_nodes: Vec<String>,
+    management_urls: Option<String>,
+    /// Quorum queues (the cluster) or classic ones (one node).
+    quorum: bool,
+}
+
+impl Target {
+    fn from_env() -> Self {
+        if std::env::var("GOD_BENCH_CLUSTER").is_ok_and(|v| v == "1") {
+            let up = std::process::Command::new(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster"),
+            )
+            .arg("up")
+            .status()
+            .unwrap();
+            assert!(up.success(), "scripts/cluster up failed");
+            Self {
+                api: format!("{}/api", support::cluster::management_url(1)),
+                amqp_nodes: (1..=support::cluster::NODES)
+                    .map(|i| format!("127.0.0.1:{}", support::cluster::amqp_port(i)))
+                    .collect(),
+                management_urls: Some(
+                    (1..=support::cluster::NODES)
+                        .map(support::cluster::management_url)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                quorum: true,
+            }
+        } else {
+            Self {
+                api: MANAGEMENT.to_string(),
+                amqp_nodes: vec!["127.0.0.1:5672".to_string()],
+                management_urls: None,
+                quorum: false,
+            }
+        }
+    }
+}
+
 fn main() {
-    let services: usize = env_number("GOD_BENCH_SERVICES", 5000);
+    let target = Target::from_env();
+    let services: usize = env_number(
+        "GOD_BENCH_SERVICES",
+        if target.quorum { 1000 } else { 5000 },
+    );
     let repeats: usize = env_number("GOD_BENCH_REPEATS", 3);
     let dir = tempfile::tempdir().unwrap();
     let registry = dir.path().join("registry.yaml");
-    std::fs::write(&registry, generated_registry(services)).unwrap();
-    let http = Http::new();
-    println!("god topology benchmark: {services} services, median of {repeats} runs\n");
+    std::fs::write(&registry, generated_registry(services, target.quorum)).unwrap();
+    let http = Http::new(&target.api);
+    let god = |registry: &Path, vhost: &str, args: &[&str], expected: i32| {
+        god(&target, registry, vhost, args, expected)
+    };
+    let kind = if target.quorum {
+        format!("quorum queues on {} nodes", target.amqp_nodes.len())
+    } else {
+        "classic queues on one node".to_string()
+    };
+    println!("god topology benchmark: {services} services ({kind}), median of {repeats} runs\n");
 
     let mut plan_empty = Vec::new();
     let mut apply = Vec::new();
@@ -86,11 +148,16 @@ fn main() {
 }
 
 /// A registry like the platform's, scaled: every service consumes one queue with two keys
-/// (one exact, one wildcard), dead-lettering on (the default).
-fn generated_registry(services: usize) -> String {
+/// (one exact, one wildcard), dead-lettering on (the default); `quorum`: every queue a quorum
+/// queue, by the registry's default.
+fn generated_registry(services: usize, quorum: bool) -> String {
     let mut out = String::from(
-        "version: \"1.0\"\nexchange:\n  name: bloodbank.events.v1\n  type: topic\n  durable: true\nservices:\n",
+        "version: \"1.0\"\nexchange:\n  name: bloodbank.events.v1\n  type: topic\n  durable: true\n",
     );
+    if quorum {
+        out.push_str("defaults:\n  queue_type: quorum\n");
+    }
+    out.push_str("services:\n");
     for i in 0..services {
         let _ = write!(
             out,
@@ -101,17 +168,22 @@ fn generated_registry(services: usize) -> String {
     out
 }
 
-fn god(registry: &Path, vhost: &str, args: &[&str], expected: i32) {
-    let out = support::god()
+fn god(target: &Target, registry: &Path, vhost: &str, args: &[&str], expected: i32) {
+    let urls: Vec<String> = target
+        .amqp_nodes
+        .iter()
+        .map(|node| format!("amqp://guest:guest@{node}/{vhost}"))
+        .collect();
+    let mut command = support::god();
+    command
         .arg("--registry")
         .arg(registry)
         .args(args)
-        .env(
-            "RABBITMQ_URL",
-            format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
-        )
-        .output()
-        .unwrap();
+        .env("RABBITMQ_URL", urls.join(","));
+    if let Some(management) = &target.management_urls {
+        command.env("RABBITMQ_MANAGEMENT_URL", management);
+    }
+    let out = command.output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(expected),
@@ -142,13 +214,15 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 /// Blocking calls to the management API.
 struct Http {
+    api: String,
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
 }
 
 impl Http {
-    fn new() -> Self {
+    fn new(api: &str) -> Self {
         Self {
+            api: api.to_string(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -164,7 +238,7 @@ impl Http {
         self.rt.block_on(async {
             let mut req = self
                 .client
-                .request(method, format!("{MANAGEMENT}/{path}"))
+                .request(method, format!("{}/{path}", self.api))
                 .basic_auth("guest", Some("guest"));
             if let Some(b) = body {
                 req = req.header("content-type", "application/json").body(b);
@@ -181,12 +255,14 @@ impl Http {
     }
 
     fn fresh_vhost(&self, name: &str) -> String {
-        self.rt.block_on(common::fresh_vhost(&self.client, name));
+        self.rt
+            .block_on(common::fresh_vhost_at(&self.client, &self.api, name));
         name.to_string()
     }
 
     fn delete_vhost(&self, name: &str) {
-        self.rt.block_on(common::delete_vhost(&self.client, name));
+        self.rt
+            .block_on(common::delete_vhost_at(&self.client, &self.api, name));
     }
 
     fn export(&self, vhost: &str) -> String {

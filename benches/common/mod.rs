@@ -9,15 +9,20 @@ pub const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
 
 /// Deletes `vhost` if it exists, creates it, and grants guest everything on it.
 pub async fn fresh_vhost(http: &reqwest::Client, vhost: &str) {
-    delete_vhost(http, vhost).await;
+    fresh_vhost_at(http, MANAGEMENT, vhost).await;
+}
+
+/// [`fresh_vhost`] on the broker whose management API is at `api` (`http://…/api`).
+pub async fn fresh_vhost_at(http: &reqwest::Client, api: &str, vhost: &str) {
+    delete_vhost_at(http, api, vhost).await;
     let auth = |r: reqwest::RequestBuilder| r.basic_auth("guest", Some("guest"));
-    auth(http.put(format!("{MANAGEMENT}/vhosts/{vhost}")))
+    auth(http.put(format!("{api}/vhosts/{vhost}")))
         .json(&serde_json::json!({}))
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .unwrap();
-    auth(http.put(format!("{MANAGEMENT}/permissions/{vhost}/guest")))
+    auth(http.put(format!("{api}/permissions/{vhost}/guest")))
         .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
         .send()
         .await
@@ -27,8 +32,13 @@ pub async fn fresh_vhost(http: &reqwest::Client, vhost: &str) {
 
 /// Deletes `vhost` (a missing one is fine; any other refusal stops the benchmark).
 pub async fn delete_vhost(http: &reqwest::Client, vhost: &str) {
+    delete_vhost_at(http, MANAGEMENT, vhost).await;
+}
+
+/// [`delete_vhost`] on the broker whose management API is at `api`.
+pub async fn delete_vhost_at(http: &reqwest::Client, api: &str, vhost: &str) {
     let response = http
-        .delete(format!("{MANAGEMENT}/vhosts/{vhost}"))
+        .delete(format!("{api}/vhosts/{vhost}"))
         .basic_auth("guest", Some("guest"))
         .send()
         .await
