@@ -14,10 +14,14 @@ use lapin::types::FieldTable;
 use crate::error::{GodError, Result};
 use crate::model::QueueSpec;
 use crate::model::queue_type::QueueType;
-use crate::rabbit::amqp::{AmqpSession, field_table};
-use crate::rabbit::management::{ExportedBinding, ManagementApi};
+use crate::observe::rabbit::{queue_now, ready_messages};
+use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::management::ManagementApi;
 
 use crate::plan::MIGRATION_HOLDING_SUFFIX as HOLDING_SUFFIX;
+
+/// What a failure to move bindings is reported as.
+const BINDING: &str = "moving a queue's bindings for a migration";
 
 /// Messages moved per round: fetched, published, confirmed, then acknowledged together.
 const BATCH: usize = 500;
@@ -52,15 +56,11 @@ pub async fn evacuate(
     let holding = format!("{}{HOLDING_SUFFIX}", old.name);
     let channel = amqp.channel().await?;
     declare_holding(amqp, &channel, &holding, new.queue_type()).await?;
-    let bindings: Vec<ExportedBinding> = api
-        .queue_bindings(&old.name)
-        .await?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| !b.source.is_empty())
-        .collect();
-    bind(amqp, &channel, &holding, &bindings, true).await?;
-    bind(amqp, &channel, &old.name, &bindings, false).await?;
+    let bindings = api.exchange_bindings_of(&old.name).await?;
+    amqp.set_bindings(&channel, &holding, &bindings, true, BINDING)
+        .await?;
+    amqp.set_bindings(&channel, &old.name, &bindings, false, BINDING)
+        .await?;
     let mut moved = move_messages(amqp, &old.name, &holding).await?;
     let drained_at = Instant::now();
     loop {
@@ -71,7 +71,7 @@ pub async fn evacuate(
             if api.delete_queue(&old.name, true).await? {
                 break;
             }
-        } else if exact_ready(amqp, &old.name).await? == 0 {
+        } else if ready_messages(amqp, &old.name).await? == 0 {
             api.delete_queue(&old.name, false).await?;
             break;
         }
@@ -88,18 +88,13 @@ pub async fn evacuate(
 /// moves its messages back, and deletes it. Returns how many messages came back.
 pub async fn bring_back(api: &ManagementApi, amqp: &AmqpSession, e: &Evacuated) -> Result<u64> {
     let channel = amqp.channel().await?;
-    let bindings: Vec<ExportedBinding> = api
-        .queue_bindings(&e.holding)
-        .await?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| !b.source.is_empty())
-        .collect();
-    bind(amqp, &channel, &e.holding, &bindings, false).await?;
+    let bindings = api.exchange_bindings_of(&e.holding).await?;
+    amqp.set_bindings(&channel, &e.holding, &bindings, false, BINDING)
+        .await?;
     let mut moved = 0;
     loop {
         moved += move_messages(amqp, &e.holding, &e.queue).await?;
-        if exact_ready(amqp, &e.holding).await? == 0 {
+        if ready_messages(amqp, &e.holding).await? == 0 {
             api.delete_queue(&e.holding, false).await?;
             return Ok(moved);
         }
@@ -126,31 +121,6 @@ async fn declare_holding(
         .await
         .map(|_| ())
         .map_err(|e| amqp.error(e, "declaring the holding queue of a migration"))
-}
-
-/// Binds `queue` with each of `bindings` (`bound`), or unbinds it from them.
-async fn bind(
-    amqp: &AmqpSession,
-    channel: &lapin::Channel,
-    queue: &str,
-    bindings: &[ExportedBinding],
-    bound: bool,
-) -> Result<()> {
-    for b in bindings {
-        let (source, key) = (b.source.as_str().into(), b.routing_key.as_str().into());
-        let arguments = field_table(&b.arguments);
-        let done = if bound {
-            channel
-                .queue_bind(queue.into(), source, key, Default::default(), arguments)
-                .await
-        } else {
-            channel
-                .queue_unbind(queue.into(), source, key, arguments)
-                .await
-        };
-        done.map_err(|e| amqp.error(e, "moving a queue's bindings for a migration"))?;
-    }
-    Ok(())
 }
 
 /// Moves every ready message of `from` to `to` (default exchange), in order, a batch at a
@@ -226,11 +196,8 @@ async fn settle(
 ) -> Result<()> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
-        let (ready, consumers) = exact_count(amqp, queue).await?;
-        if ready > 0 {
-            return Ok(());
-        }
-        if consumers == 0 {
+        let now = queue_now(amqp, queue).await?;
+        if now.messages > 0 || now.consumers == 0 {
             return Ok(());
         }
         let fresh = drained_at.elapsed() >= STATISTICS_LAG;
@@ -254,26 +221,4 @@ async fn settle(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-async fn exact_ready(amqp: &AmqpSession, queue: &str) -> Result<u64> {
-    Ok(exact_count(amqp, queue).await?.0)
-}
-
-/// Ready messages and consumers of a queue, now (a passive declare).
-async fn exact_count(amqp: &AmqpSession, queue: &str) -> Result<(u64, u64)> {
-    let channel = amqp.channel().await?;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let declared = channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .map_err(|e| amqp.error(e, "counting a queue's messages"))?;
-    let _ = channel.close(200, "counted".into()).await;
-    Ok((
-        u64::from(declared.message_count()),
-        u64::from(declared.consumer_count()),
-    ))
 }

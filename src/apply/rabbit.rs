@@ -2,8 +2,6 @@
 //! chunk, the way RabbitMQ's own import works); removals go one by one through the management
 //! API, except bindings, which AMQP removes exactly, arguments included.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Value, json};
 
 use super::Outcome;
@@ -12,10 +10,10 @@ use crate::error::GodError;
 use crate::model::QueueSpec;
 use crate::model::queue_type::QueueType;
 use crate::model::{DestinationType, Origin, record_binding};
-use crate::observe::rabbit::exact_counts;
+use crate::observe::rabbit::ready_messages;
 use crate::plan::{Action, Change, Plan, Resource, removal_prerequisites};
 use crate::rabbit::amqp::{AmqpSession, field_table};
-use crate::rabbit::management::{ExportedBinding, ManagementApi};
+use crate::rabbit::management::ManagementApi;
 
 /// Objects per definitions document. Large enough that request overhead vanishes, small enough
 /// that a failure part-way leaves little in doubt.
@@ -248,21 +246,30 @@ impl<'a> RabbitExecutor<'a> {
                 if self.api.delete_queue(name, true).await? {
                     return Ok(Outcome::Done);
                 }
-                return Ok(kept(self.ready_messages(name).await?, ""));
+                return Ok(kept(ready_messages(self.amqp, name).await?, ""));
             }
-            let bindings: Vec<ExportedBinding> = self
-                .api
-                .queue_bindings(name)
-                .await?
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|b| !b.source.is_empty())
-                .collect();
+            let bindings = self.api.exchange_bindings_of(name).await?;
             let channel = self.amqp.channel().await?;
-            self.set_bindings(&channel, name, &bindings, false).await?;
-            let messages = self.ready_messages(name).await?;
+            self.amqp
+                .set_bindings(
+                    &channel,
+                    name,
+                    &bindings,
+                    false,
+                    "unbinding a queue before deleting it",
+                )
+                .await?;
+            let messages = ready_messages(self.amqp, name).await?;
             if messages > 0 {
-                self.set_bindings(&channel, name, &bindings, true).await?;
+                self.amqp
+                    .set_bindings(
+                        &channel,
+                        name,
+                        &bindings,
+                        true,
+                        "binding a kept queue again",
+                    )
+                    .await?;
                 return Ok(kept(messages, " with its bindings"));
             }
         }
@@ -270,44 +277,6 @@ impl<'a> RabbitExecutor<'a> {
             .delete_queue(name, false)
             .await
             .map(|_| Outcome::Done)
-    }
-
-    /// Binds a queue with each of `bindings` (`bound`), or unbinds it from them.
-    async fn set_bindings(
-        &self,
-        channel: &lapin::Channel,
-        queue: &str,
-        bindings: &[ExportedBinding],
-        bound: bool,
-    ) -> Result<(), GodError> {
-        for b in bindings {
-            let (source, key) = (b.source.as_str().into(), b.routing_key.as_str().into());
-            let arguments = field_table(&b.arguments);
-            let done = if bound {
-                channel
-                    .queue_bind(queue.into(), source, key, Default::default(), arguments)
-                    .await
-            } else {
-                channel
-                    .queue_unbind(queue.into(), source, key, arguments)
-                    .await
-            };
-            done.map_err(|e| {
-                let operation = if bound {
-                    "binding a kept queue again"
-                } else {
-                    "unbinding a queue before deleting it"
-                };
-                self.amqp.error(e, operation)
-            })?;
-        }
-        Ok(())
-    }
-
-    /// The messages ready in a queue now, as the broker counts them (0 when it is gone).
-    async fn ready_messages(&self, queue: &str) -> Result<u64, GodError> {
-        let counts = exact_counts(self.amqp, &BTreeSet::from([queue.to_string()])).await?;
-        Ok(counts.get(queue).map(|s| s.messages).unwrap_or(0))
     }
 
     /// Removes bindings over AMQP, pipelined on one channel.

@@ -131,6 +131,18 @@ pub async fn exact_counts(
     Ok(counts)
 }
 
+/// The messages ready in a queue and its consumers now, as the broker counts them (zero when
+/// it is gone).
+pub async fn queue_now(session: &AmqpSession, queue: &str) -> Result<QueueStats> {
+    let counts = exact_counts(session, &BTreeSet::from([queue.to_string()])).await?;
+    Ok(counts.get(queue).copied().unwrap_or_default())
+}
+
+/// The messages ready in a queue now, as the broker counts them (0 when it is gone).
+pub async fn ready_messages(session: &AmqpSession, queue: &str) -> Result<u64> {
+    Ok(queue_now(session, queue).await?.messages)
+}
+
 /// Builds observed state from the definitions export (which leaves exclusive queues out): god's
 /// record bindings become the managed sets.
 pub fn observed_state(vhost: &str, definitions: DefinitionsExport) -> ObservedState {

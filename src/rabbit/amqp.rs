@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, listed, unreachable_reason};
 use crate::error::{GodError, Result};
 use crate::model::Arguments;
+use crate::rabbit::management::ExportedBinding;
 
 /// An open AMQP connection to the vhost of the endpoints, on the first node that answers.
 pub struct AmqpSession {
@@ -77,6 +78,33 @@ impl AmqpSession {
             operation: operation.to_string(),
             detail: error.to_string(),
         }
+    }
+
+    /// Binds `queue` with each of `bindings` (`bound`), or unbinds it from them, on `channel`;
+    /// a failure is reported as `operation`.
+    pub async fn set_bindings(
+        &self,
+        channel: &lapin::Channel,
+        queue: &str,
+        bindings: &[ExportedBinding],
+        bound: bool,
+        operation: &str,
+    ) -> Result<()> {
+        for b in bindings {
+            let (source, key) = (b.source.as_str().into(), b.routing_key.as_str().into());
+            let arguments = field_table(&b.arguments);
+            let done = if bound {
+                channel
+                    .queue_bind(queue.into(), source, key, Default::default(), arguments)
+                    .await
+            } else {
+                channel
+                    .queue_unbind(queue.into(), source, key, arguments)
+                    .await
+            };
+            done.map_err(|e| self.error(e, operation))?;
+        }
+        Ok(())
     }
 
     /// Closes the connection politely.

@@ -411,6 +411,18 @@ impl ManagementApi {
         self.get_json_if_exists(&path, "a queue's bindings").await
     }
 
+    /// A queue's bindings from exchanges (not the default exchange's implicit one); none when
+    /// the queue does not exist.
+    pub async fn exchange_bindings_of(&self, queue: &str) -> Result<Vec<ExportedBinding>> {
+        Ok(self
+            .queue_bindings(queue)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| !b.source.is_empty())
+            .collect())
+    }
+
     /// The broker's overview (its version).
     pub async fn overview(&self) -> Result<Overview> {
         self.get_json("overview", "the overview").await
