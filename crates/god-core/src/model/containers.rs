@@ -70,9 +70,14 @@ impl SecretValues<'_> {
     }
 }
 
-/// A value with its password masked when it is a URL with a host (`amqp://u:***@h/v`); None
-/// when it is not such a URL.
+/// A value with its passwords masked when it is a URL with a host (`amqp://u:***@h/v`), or a
+/// comma-separated list of them (the nodes of a cluster); None when it is not.
 pub fn masked_url(value: &str) -> Option<String> {
+    let masked: Option<Vec<String>> = value.split(',').map(|item| mask_one(item.trim())).collect();
+    masked.map(|items| items.join(","))
+}
+
+fn mask_one(value: &str) -> Option<String> {
     let mut url = url::Url::parse(value).ok().filter(url::Url::has_host)?;
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
@@ -81,9 +86,27 @@ pub fn masked_url(value: &str) -> Option<String> {
 }
 
 /// The parts that differ between two URLs (`scheme`, `user`, `host`, `port`, `vhost` for AMQP
-/// URLs, else `path`): what moved when a URL-valued secret changed. Empty when the URLs do not
-/// parse or nothing but the password differs.
+/// URLs, else `path`), or between two lists of them node by node (`nodes` when their number
+/// changed): what moved when a URL-valued secret changed. Empty when the URLs do not parse or
+/// nothing but the passwords differ.
 pub fn url_moves(before: &str, after: &str) -> Vec<&'static str> {
+    let (before, after): (Vec<&str>, Vec<&str>) =
+        (before.split(',').collect(), after.split(',').collect());
+    if before.len() != after.len() {
+        return vec!["nodes"];
+    }
+    let mut moves: Vec<&'static str> = Vec::new();
+    for (a, b) in before.iter().zip(&after) {
+        for part in one_url_moves(a.trim(), b.trim()) {
+            if !moves.contains(&part) {
+                moves.push(part);
+            }
+        }
+    }
+    moves
+}
+
+fn one_url_moves(before: &str, after: &str) -> Vec<&'static str> {
     let (Ok(a), Ok(b)) = (url::Url::parse(before), url::Url::parse(after)) else {
         return Vec::new();
     };
@@ -319,4 +342,31 @@ pub struct ObservedContainers {
     pub managed: BTreeMap<String, ObservedContainer>,
     /// Containers without god's labels, by name.
     pub foreign_names: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_password_of_a_list_of_nodes_is_masked() {
+        let list = "amqp://ops:s3cret@10.0.0.1:5672/v, amqp://ops:s3cret@10.0.0.2:5672/v";
+        assert_eq!(
+            masked_url(list).as_deref(),
+            Some("amqp://ops:***@10.0.0.1:5672/v,amqp://ops:***@10.0.0.2:5672/v")
+        );
+        assert_eq!(masked_url("amqp://ops:s3cret@10.0.0.1/v,not a url"), None);
+        assert_eq!(masked_url("plain"), None);
+    }
+
+    #[test]
+    fn lists_of_nodes_move_node_by_node() {
+        let one = "amqp://u:p@a:5672/v,amqp://u:p@b:5672/v";
+        assert!(url_moves(one, "amqp://u:other@a:5672/v,amqp://u:p@b:5672/v").is_empty());
+        assert_eq!(
+            url_moves(one, "amqp://u:p@a:5672/v,amqp://u:p@c:5672/w"),
+            ["host", "vhost"]
+        );
+        assert_eq!(url_moves(one, "amqp://u:p@a:5672/v"), ["nodes"]);
+    }
 }
