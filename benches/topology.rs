@@ -229,6 +229,8 @@ impl Http {
                 .unwrap(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3600))
+                // A node closes idle connections while god runs between two calls: no reuse.
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
         }

@@ -346,6 +346,18 @@ impl TestVhost {
             .unwrap()
     }
 
+    /// Runs god with a registry and arguments, given node `i` (0-based) alone.
+    pub fn run_on_node(&self, i: usize, registry: &Path, args: &[&str]) -> Output {
+        self.god()
+            .env("RABBITMQ_URL", self.amqp_url_at(i))
+            .env("RABBITMQ_MANAGEMENT_URL", &self.management[i])
+            .arg("--registry")
+            .arg(registry)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs god with a registry and arguments.
     pub fn run(&self, registry: &Path, args: &[&str]) -> Output {
         self.god()
