@@ -160,6 +160,49 @@ fn queue_settings_by_name_and_the_registry_defaults_become_the_queues_arguments(
     assert_exit(&v.run(&registry, &["plan", "--detailed-exitcode"]), 0);
 }
 
+/// One subscription of the slow consumer, until its queue or connection goes away or `stop`.
+async fn consume(
+    amqp_url: &str,
+    queue: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    received: &mut Vec<String>,
+    subscriptions: &mut usize,
+) -> Result<(), lapin::Error> {
+    use futures::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+    use std::sync::atomic::Ordering;
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(10, BasicQosOptions::default()).await?;
+    let mut deliveries = channel
+        .basic_consume(
+            queue.into(),
+            "slow".into(),
+            BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    *subscriptions += 1;
+    loop {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_millis(500), deliveries.next()).await;
+        match next {
+            Ok(Some(Ok(delivery))) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                let body = String::from_utf8_lossy(&delivery.data).into_owned();
+                delivery.ack(BasicAckOptions::default()).await?;
+                received.push(body);
+            }
+            Ok(_) => break,
+            Err(_) if stop.load(Ordering::SeqCst) => break,
+            Err(_) => {}
+        }
+    }
+    let _ = connection.close(200, "again".into()).await;
+    Ok(())
+}
+
 /// A consumer of `queue` that takes its time (1 ms a message, 10 unacknowledged at most),
 /// records every message it acknowledges, and subscribes again whenever its queue goes away,
 /// until `stop` is set.
@@ -168,8 +211,6 @@ fn slow_consumer(
     queue: &'static str,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<(Vec<String>, usize)> {
-    use futures::StreamExt;
-    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
     use std::sync::atomic::Ordering;
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -177,48 +218,11 @@ fn slow_consumer(
             .build()
             .unwrap();
         rt.block_on(async {
-            let connection =
-                lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default())
-                    .await
-                    .unwrap();
             let (mut received, mut subscriptions) = (Vec::new(), 0);
             while !stop.load(Ordering::SeqCst) {
-                let channel = connection.create_channel().await.unwrap();
-                channel
-                    .basic_qos(10, BasicQosOptions::default())
-                    .await
-                    .unwrap();
-                let Ok(mut deliveries) = channel
-                    .basic_consume(
-                        queue.into(),
-                        "slow".into(),
-                        BasicConsumeOptions::default(),
-                        lapin::types::FieldTable::default(),
-                    )
-                    .await
-                else {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                };
-                subscriptions += 1;
-                loop {
-                    let next = tokio::time::timeout(
-                        std::time::Duration::from_millis(500),
-                        deliveries.next(),
-                    )
-                    .await;
-                    match next {
-                        Ok(Some(Ok(delivery))) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                            received.push(String::from_utf8_lossy(&delivery.data).into_owned());
-                            delivery.ack(BasicAckOptions::default()).await.unwrap();
-                        }
-                        Ok(_) => break,
-                        Err(_) if stop.load(Ordering::SeqCst) => break,
-                        Err(_) => {}
-                    }
-                }
-                let _ = channel.close(200, "again".into()).await;
+                // A broken connection or channel (the queue went away) means: connect again.
+                let _ = consume(&amqp_url, queue, &stop, &mut received, &mut subscriptions).await;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             (received, subscriptions)
         })
