@@ -654,3 +654,26 @@ fn the_plan_says_what_a_missing_delivery_limit_means_on_the_live_version() {
         "said when queues are declared, not on every plan"
     );
 }
+
+#[test]
+fn a_holding_queue_left_by_an_interrupted_migration_is_reported() {
+    let d = desired(ONE);
+    let mut observed = converged(&d);
+    observed.topology.queues.insert(
+        "q.god-migrating".into(),
+        queue("q.god-migrating", json!({"x-queue-type": "quorum"})),
+    );
+    let p = plan(&d, &observed, PRUNE);
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.id == "queue/q.god-migrating")
+        .expect("a note");
+    assert!(
+        note.message
+            .contains("a migration of q stopped part-way: its messages may wait here"),
+        "{}",
+        note.message
+    );
+}

@@ -41,6 +41,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.keep_dead_letter_queues_of_kept_queues();
     planner.policies();
     planner.inactive_services();
+    planner.interrupted_migrations();
     let Planner {
         mut changes,
         mut notes,
@@ -627,6 +628,30 @@ impl Planner<'_> {
         let exists = self.observed.topology.queues.contains_key(queue);
         let desired = self.desired.topology.queues.contains_key(queue);
         !exists || desired || self.pruned_queues.contains(queue)
+    }
+
+    /// Holding queues a migration left behind (god stopped part-way): their messages wait
+    /// there, and nothing moves them back by itself.
+    fn interrupted_migrations(&mut self) {
+        let left: Vec<(String, String)> = self
+            .observed
+            .topology
+            .queues
+            .keys()
+            .filter_map(|name| {
+                let queue = name.strip_suffix(super::MIGRATION_HOLDING_SUFFIX)?;
+                Some((name.clone(), queue.to_string()))
+            })
+            .collect();
+        for (holding, queue) in left {
+            self.note(
+                NoteKind::Info,
+                format!("queue/{holding}"),
+                format!(
+                    "a migration of {queue} stopped part-way: its messages may wait here. Move them back to {queue} (a shovel, or `rabbitmqadmin` get and publish), then delete {holding}"
+                ),
+            );
+        }
     }
 
     fn inactive_services(&mut self) {
