@@ -180,6 +180,14 @@ fn with_a_node_stopped_god_works_through_the_next_and_leaves_that_nodes_queues_a
         report.contains("godc1@localhost"),
         "the stopped node is named: {report}"
     );
+    assert!(
+        report.contains("r: replica on godc1@localhost down"),
+        "the quorum queue serving without one replica is named: {report}"
+    );
+    assert!(
+        report.contains("c on godc1@localhost"),
+        "the classic queue is a single point of failure: {report}"
+    );
 
     down.start();
     assert_exit(&v.run(&two, &["plan", "--detailed-exitcode"]), 0);
