@@ -109,6 +109,13 @@ impl DesiredState {
             .filter(|(_, s)| s.lifecycle == Lifecycle::Active)
     }
 
+    /// Whether a desired queue is the dead-letter queue of another.
+    pub fn is_dead_letter_queue(&self, queue: &str) -> bool {
+        self.owners
+            .get(queue)
+            .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
+    }
+
     /// The dead-letter queue of a desired queue, if it has one.
     pub fn dead_letter_queue_of(&self, queue: &str) -> Option<&str> {
         match &self.owners.get(queue)?.role {

@@ -66,12 +66,6 @@ fn delivery_limit_note(
     desired: &DesiredState,
     observed: &ObservedState,
 ) -> Option<Note> {
-    let is_dead_letter_queue = |name: &str| {
-        desired
-            .owners
-            .get(name)
-            .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
-    };
     let version = observed.broker_version.as_deref()?;
     let unlimited: Vec<&str> = changes
         .iter()
@@ -80,7 +74,7 @@ fn delivery_limit_note(
             Some(Resource::Queue(q))
                 if q.queue_type() == QueueType::Quorum
                     && !q.arguments.contains_key("x-delivery-limit")
-                    && !is_dead_letter_queue(&q.name) =>
+                    && !desired.is_dead_letter_queue(&q.name) =>
             {
                 Some(q.name.as_str())
             }
@@ -162,17 +156,10 @@ fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<C
 /// routing key is ever unbound while its replacement is pending.
 fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
     use ResourceKind::{Binding, Exchange, Policy, Queue};
-    let is_dead_letter_queue = |c: &Change| {
-        c.kind == Queue
-            && desired
-                .owners
-                .get(c.name())
-                .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
-    };
     match (change.action, change.kind) {
         (Action::Create | Action::Replace, Exchange) => 0,
         (Action::Replace, Queue) => 1,
-        (Action::Create, Queue) if is_dead_letter_queue(change) => 2,
+        (Action::Create, Queue) if desired.is_dead_letter_queue(change.name()) => 2,
         (Action::Create, Queue) => 3,
         (Action::Create | Action::Update, Policy) => 4,
         (Action::Create, Binding) => 5,
