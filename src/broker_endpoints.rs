@@ -217,20 +217,65 @@ impl BrokerEndpoints {
     }
 }
 
-/// The nodes that did not answer, each with why: `URL (reason), …`.
-pub fn listed(unreachable: &[(String, String)]) -> String {
-    unreachable
-        .iter()
-        .map(|(node, reason)| format!("{node} ({reason})"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The nodes of one broker as one of god's clients tries them: their URLs as they may be
+/// shown, what they serve (for messages: "the management API", "RabbitMQ"), and the
+/// environment variable that lists them.
+pub struct NodeList<'a> {
+    /// Each node's URL, without password.
+    pub shown: &'a [String],
+    /// What the nodes serve.
+    pub service: &'a str,
+    /// The variable that lists them.
+    pub variable: &'static str,
 }
 
-/// Why no node of a list answered: the reason when there is one node, else each node's.
-pub fn unreachable_reason(unreachable: &[(String, String)]) -> String {
-    match unreachable {
-        [(_, reason)] => reason.clone(),
-        _ => format!("no node answers: {}", listed(unreachable)),
+impl NodeList<'_> {
+    /// Runs `attempt` on node `start`, then on each next node (round the list) while a node
+    /// cannot be reached. Returns the node that answered, with its answer, and says on stderr
+    /// when that was not the node tried first; when no node answers, returns `start` with an
+    /// error naming each node and why.
+    pub async fn first_answering<T>(
+        &self,
+        start: usize,
+        attempt: impl AsyncFn(usize) -> Result<T>,
+    ) -> (usize, Result<T>) {
+        let mut unreachable = Vec::new();
+        for step in 0..self.shown.len() {
+            let node = (start + step) % self.shown.len();
+            match attempt(node).await {
+                Err(GodError::Unreachable { reason, .. }) => unreachable.push((node, reason)),
+                answered => {
+                    if node != start {
+                        tracing::warn!(
+                            "{} at {} does not answer; using {}",
+                            self.service,
+                            self.listed(&unreachable),
+                            self.shown[node]
+                        );
+                    }
+                    return (node, answered);
+                }
+            }
+        }
+        let reason = match unreachable.as_slice() {
+            [(_, reason)] => reason.clone(),
+            _ => format!("no node answers: {}", self.listed(&unreachable)),
+        };
+        let error = GodError::Unreachable {
+            endpoint: self.shown.join(","),
+            reason,
+            variable: self.variable,
+        };
+        (start, Err(error))
+    }
+
+    /// The nodes that did not answer, each with why: `URL (reason), …`.
+    fn listed(&self, unreachable: &[(usize, String)]) -> String {
+        unreachable
+            .iter()
+            .map(|(node, reason)| format!("{} ({reason})", self.shown[*node]))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -5,7 +5,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, listed, unreachable_reason};
+use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
 use crate::model::Arguments;
 use crate::rabbit::management::ExportedBinding;
@@ -22,32 +22,21 @@ impl AmqpSession {
     /// naming the connection so that operators see who holds it. A refusal of the
     /// credentials or the vhost stops at once: the other nodes would refuse them too.
     pub async fn connect(endpoints: &BrokerEndpoints, purpose: &str) -> Result<Self> {
-        let mut unreachable = Vec::new();
-        for endpoint in endpoints.amqp_endpoints() {
-            match connect_to(endpoint, &endpoints.vhost, purpose).await {
-                Ok(connection) => {
-                    if !unreachable.is_empty() {
-                        tracing::warn!(
-                            "RabbitMQ at {} does not answer; using {}",
-                            listed(&unreachable),
-                            endpoint.display()
-                        );
-                    }
-                    return Ok(Self {
-                        connection,
-                        endpoint: endpoint.display(),
-                    });
-                }
-                Err(GodError::Unreachable { reason, .. }) => {
-                    unreachable.push((endpoint.display(), reason));
-                }
-                Err(refused) => return Err(refused),
-            }
-        }
-        Err(GodError::Unreachable {
-            endpoint: endpoints.amqp_display(),
-            reason: unreachable_reason(&unreachable),
+        let candidates: Vec<AmqpEndpoint<'_>> = endpoints.amqp_endpoints().collect();
+        let shown: Vec<String> = candidates.iter().map(AmqpEndpoint::display).collect();
+        let nodes = NodeList {
+            shown: &shown,
+            service: "RabbitMQ",
             variable: "RABBITMQ_URL",
+        };
+        let (node, connection) = nodes
+            .first_answering(0, async |node| {
+                connect_to(candidates[node], &endpoints.vhost, purpose).await
+            })
+            .await;
+        Ok(Self {
+            connection: connection?,
+            endpoint: shown[node].clone(),
         })
     }
 

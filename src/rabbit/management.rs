@@ -12,7 +12,7 @@ use rabbitmq_http_client::error::Error as ClientError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::broker_endpoints::{BrokerEndpoints, listed, unreachable_reason};
+use crate::broker_endpoints::{BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
 
 type HttpClient = Client<String, String, String>;
@@ -297,32 +297,15 @@ impl ManagementApi {
     /// Runs `attempt` on the node in use, then on each other node in turn while the node cannot
     /// be reached; the first node that answers becomes the one in use (and god says so).
     async fn failover<T>(&self, attempt: impl AsyncFn(usize) -> Result<T>) -> Result<T> {
-        let start = self.current.load(Ordering::Relaxed);
-        let mut unreachable = Vec::new();
-        for step in 0..self.bases.len() {
-            let node = (start + step) % self.bases.len();
-            match attempt(node).await {
-                Err(GodError::Unreachable { reason, .. }) => {
-                    unreachable.push((self.bases[node].clone(), reason));
-                }
-                answered => {
-                    if node != start {
-                        self.current.store(node, Ordering::Relaxed);
-                        tracing::warn!(
-                            "the management API at {} does not answer; using {}",
-                            listed(&unreachable),
-                            self.bases[node]
-                        );
-                    }
-                    return answered;
-                }
-            }
-        }
-        Err(GodError::Unreachable {
-            endpoint: self.endpoints.management_display(),
-            reason: unreachable_reason(&unreachable),
+        let nodes = NodeList {
+            shown: &self.bases,
+            service: "the management API",
             variable: "RABBITMQ_MANAGEMENT_URL",
-        })
+        };
+        let start = self.current.load(Ordering::Relaxed);
+        let (node, answer) = nodes.first_answering(start, attempt).await;
+        self.current.store(node, Ordering::Relaxed);
+        answer
     }
 
     /// Calls the HTTP client crate on each node in turn, like [`Self::failover`].
