@@ -122,29 +122,16 @@ impl fmt::Debug for BrokerEndpoints {
 impl BrokerEndpoints {
     /// Resolves the endpoints from the (optional) user-given URL lists.
     pub fn resolve(amqp_urls: Option<&str>, management_urls: Option<&str>) -> Result<Self> {
-        let mut amqp: Vec<Url> = list(amqp_urls.unwrap_or(DEFAULT_AMQP_URL))
-            .map(parse_amqp)
-            .collect::<Result<_>>()?;
-        if amqp.is_empty() {
-            return Err(empty_list(
-                "AMQP",
-                "amqp://user:password@127.0.0.1:5672/%2f",
-            ));
-        }
-        let explicit: Vec<&str> = list(amqp_urls.unwrap_or_default())
-            .filter(|raw| has_vhost_path(raw))
-            .collect();
-        let vhost = agreed_vhost(&amqp, &explicit)?;
-        let encoded = percent_encoding::utf8_percent_encode(&vhost, SEGMENT).to_string();
+        let mut amqp = AMQP.parse_list(amqp_urls.unwrap_or(DEFAULT_AMQP_URL))?;
+        let explicit: Vec<&Url> = amqp.iter().filter(|url| url.path().len() > 1).collect();
+        // The default URL's path is not the user's choice.
+        let vhost_explicit = amqp_urls.is_some() && !explicit.is_empty();
+        let vhost = agreed_vhost(&explicit)?;
         for url in amqp.iter_mut().filter(|url| url.path().len() <= 1) {
-            url.set_path(&format!("/{encoded}"));
+            url.set_path(&vhost_path(&vhost));
         }
-        let mut management: Vec<Url> = list(management_urls.unwrap_or(DEFAULT_MANAGEMENT_URL))
-            .map(parse_management)
-            .collect::<Result<_>>()?;
-        if management.is_empty() {
-            return Err(empty_list("management", "http://127.0.0.1:15672"));
-        }
+        let mut management =
+            MANAGEMENT.parse_list(management_urls.unwrap_or(DEFAULT_MANAGEMENT_URL))?;
         let management_credentials = management
             .iter()
             .find(|url| !url.username().is_empty())
@@ -158,16 +145,15 @@ impl BrokerEndpoints {
             amqp_urls: amqp,
             management_urls: management,
             management_credentials,
-            vhost_explicit: !explicit.is_empty(),
+            vhost_explicit,
             vhost,
         })
     }
 
     /// Points the endpoints at another vhost (the registry's `vhost`), keeping everything else.
     pub fn with_vhost(mut self, vhost: &str) -> Self {
-        let encoded = percent_encoding::utf8_percent_encode(vhost, SEGMENT).to_string();
         for url in &mut self.amqp_urls {
-            url.set_path(&format!("/{encoded}"));
+            url.set_path(&vhost_path(vhost));
         }
         self.vhost = vhost.to_string();
         self
@@ -286,25 +272,15 @@ fn list(raw: &str) -> impl Iterator<Item = &str> {
         .filter(|item| !item.is_empty())
 }
 
-fn empty_list(kind: &str, example: &str) -> GodError {
-    GodError::Usage(format!(
-        "the {kind} URL list is empty\nhint: give at least one URL, such as {example}; several nodes are comma-separated"
-    ))
-}
-
-/// The vhost all the AMQP URLs name: the URLs that name one must agree.
-fn agreed_vhost(urls: &[Url], explicit: &[&str]) -> Result<String> {
-    let named: BTreeSet<String> = urls
-        .iter()
-        .filter(|url| url.path().len() > 1)
-        .map(vhost_of)
-        .collect();
+/// The vhost the AMQP URLs that name one (`explicit`) agree on; "/" when none names one.
+fn agreed_vhost(explicit: &[&Url]) -> Result<String> {
+    let named: BTreeSet<String> = explicit.iter().map(|url| vhost_of(url)).collect();
     if named.len() > 1 {
         return Err(GodError::Usage(format!(
             "the AMQP URLs {} name different vhosts ({})\nhint: every URL of the list is a node of one broker: give them the same path, or a path on the first only",
             explicit
                 .iter()
-                .map(|raw| mask_url_str(raw))
+                .map(|url| mask_url(url))
                 .collect::<Vec<_>>()
                 .join(","),
             named
@@ -317,20 +293,69 @@ fn agreed_vhost(urls: &[Url], explicit: &[&str]) -> Result<String> {
     Ok(named.into_iter().next().unwrap_or_else(|| "/".to_string()))
 }
 
-fn parse_management(raw: &str) -> Result<Url> {
-    let url = Url::parse(raw).map_err(|e| {
-        GodError::Usage(format!(
-            "invalid management URL {}: {e}\nhint: it looks like http://127.0.0.1:15672 (several nodes: comma-separated)",
-            mask_url_str(raw)
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(GodError::Usage(format!(
-            "invalid management URL {}: the scheme must be http or https",
-            mask_url(&url)
-        )));
+/// One kind of URL god takes: its name in messages, its schemes, and what one looks like.
+struct UrlKind {
+    name: &'static str,
+    schemes: [&'static str; 2],
+    example: &'static str,
+    hint: &'static str,
+}
+
+const AMQP: UrlKind = UrlKind {
+    name: "AMQP",
+    schemes: ["amqp", "amqps"],
+    example: "amqp://user:password@127.0.0.1:5672/%2f",
+    hint: "the path is the vhost",
+};
+
+const MANAGEMENT: UrlKind = UrlKind {
+    name: "management",
+    schemes: ["http", "https"],
+    example: "http://127.0.0.1:15672",
+    hint: "several nodes: comma-separated",
+};
+
+impl UrlKind {
+    /// The URLs of a comma-separated list, each checked; an empty list is an error.
+    fn parse_list(&self, raw: &str) -> Result<Vec<Url>> {
+        let urls: Vec<Url> = list(raw)
+            .map(|item| self.parse(item))
+            .collect::<Result<_>>()?;
+        if urls.is_empty() {
+            return Err(GodError::Usage(format!(
+                "the {} URL list is empty\nhint: give at least one URL, such as {}; several nodes are comma-separated",
+                self.name, self.example
+            )));
+        }
+        Ok(urls)
     }
-    Ok(url)
+
+    fn parse(&self, raw: &str) -> Result<Url> {
+        let url = Url::parse(raw).map_err(|e| {
+            GodError::Usage(format!(
+                "invalid {} URL {}: {e}\nhint: it looks like {} ({})",
+                self.name,
+                mask_url_str(raw),
+                self.example,
+                self.hint
+            ))
+        })?;
+        if !self.schemes.contains(&url.scheme()) {
+            return Err(GodError::Usage(format!(
+                "invalid {} URL {}: the scheme must be {} or {}",
+                self.name,
+                mask_url(&url),
+                self.schemes[0],
+                self.schemes[1]
+            )));
+        }
+        Ok(url)
+    }
+}
+
+/// The path of an AMQP URL naming `vhost`.
+fn vhost_path(vhost: &str) -> String {
+    format!("/{}", percent_encoding::utf8_percent_encode(vhost, SEGMENT))
 }
 
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -338,26 +363,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-fn parse_amqp(raw: &str) -> Result<Url> {
-    let url = Url::parse(raw).map_err(|e| {
-        GodError::Usage(format!(
-            "invalid AMQP URL {}: {e}\nhint: it looks like amqp://user:password@127.0.0.1:5672/%2f (the path is the vhost)",
-            mask_url_str(raw)
-        ))
-    })?;
-    if !matches!(url.scheme(), "amqp" | "amqps") {
-        return Err(GodError::Usage(format!(
-            "invalid AMQP URL {}: the scheme must be amqp or amqps",
-            mask_url(&url)
-        )));
-    }
-    Ok(url)
-}
-
-fn has_vhost_path(raw: &str) -> bool {
-    Url::parse(raw).map(|u| u.path().len() > 1).unwrap_or(false)
-}
 
 /// The vhost named by an AMQP URL's path; no path means the default vhost "/".
 fn vhost_of(url: &Url) -> String {
