@@ -11,7 +11,7 @@ use crate::model::desired::DesiredState;
 use crate::observe::rabbit::observe;
 use crate::plan::diff::{self, PlanOptions};
 use crate::rabbit::amqp::AmqpSession;
-use crate::rabbit::management::{ManagementApi, Overview};
+use crate::rabbit::management::{ManagementApi, NodeEntry, Overview};
 
 /// What the broker, topology and flow checks need.
 pub struct Target<'a> {
@@ -54,16 +54,16 @@ pub async fn checks(target: &Target<'_>) -> Vec<Check> {
     checks.push(amqp_check(target.endpoints, &amqp));
     let session = amqp.ok();
     if overview.is_ok() {
-        let (node, alarms) = tokio::join!(
-            node_check(&api, target.timeout),
+        let (nodes, alarms) = tokio::join!(
+            within(target.timeout, api.nodes()),
             alarm_check(&api, target.timeout)
         );
-        checks.extend([node, alarms]);
+        checks.extend([node_check(&nodes), alarms]);
         let vhost = vhost_check(&api, target.endpoints, target.timeout).await;
         let vhost_ok = vhost.status == Verdict::Ok;
         checks.push(vhost);
         if vhost_ok {
-            checks.extend(cluster_checks(&api, target).await);
+            checks.extend(cluster_checks(&api, &nodes, target).await);
             checks.extend(topology_and_flow(&api, session.as_ref(), target).await);
         } else {
             checks.extend(skipped_bus_checks("the vhost does not exist"));
@@ -179,8 +179,8 @@ fn amqp_check(endpoints: &BrokerEndpoints, amqp: &Result<AmqpSession, Problem>) 
     }
 }
 
-async fn node_check(api: &ManagementApi, limit: Duration) -> Check {
-    let nodes = match within(limit, api.nodes()).await {
+fn node_check(nodes: &Result<Vec<NodeEntry>, Problem>) -> Check {
+    let nodes = match nodes {
         Ok(nodes) => nodes,
         Err(problem) => {
             return Check::new(
@@ -256,21 +256,37 @@ async fn vhost_check(api: &ManagementApi, endpoints: &BrokerEndpoints, limit: Du
 }
 
 /// The cluster checks (none on one node), from the node list and the vhost's queue placement.
-async fn cluster_checks(api: &ManagementApi, target: &Target<'_>) -> Vec<Check> {
-    let facts = async { Ok::<_, GodError>((api.nodes().await?, api.queue_placement().await?)) };
-    match within(target.timeout, facts).await {
-        Ok((nodes, queues)) => cluster::checks(&nodes, &queues, target.desired),
-        Err(Problem::Failed(GodError::Forbidden { .. })) => vec![Check::skip(
+async fn cluster_checks(
+    api: &ManagementApi,
+    nodes: &Result<Vec<NodeEntry>, Problem>,
+    target: &Target<'_>,
+) -> Vec<Check> {
+    let nodes = match nodes {
+        Ok(nodes) if nodes.len() < 2 => return Vec::new(),
+        Ok(nodes) => nodes,
+        Err(problem) => return vec![cluster_unreadable(problem)],
+    };
+    match within(target.timeout, api.queue_placement()).await {
+        Ok(queues) => cluster::checks(nodes, &queues, target.desired),
+        Err(problem) => vec![cluster_unreadable(&problem)],
+    }
+}
+
+/// Why the cluster checks did not run: a user without the monitoring tag (skipped), or a
+/// failure (failed).
+fn cluster_unreadable(problem: &Problem) -> Check {
+    match problem {
+        Problem::Failed(GodError::Forbidden { .. }) => Check::skip(
             "broker.cluster",
             Area::Broker,
             "not checked: the user may not list the nodes (it needs the monitoring tag)",
-        )],
-        Err(problem) => vec![Check::new(
+        ),
+        problem => Check::new(
             "broker.cluster",
             Area::Broker,
             Verdict::Fail,
             format!("cannot read the cluster's state: {problem}"),
-        )],
+        ),
     }
 }
 

@@ -22,13 +22,12 @@ pub fn checks(
     if nodes.len() < 2 {
         return Vec::new();
     }
-    let down: BTreeSet<&str> = nodes
+    let down: BTreeSet<String> = nodes
         .iter()
         .filter(|n| !n.running)
-        .map(|n| n.name.as_str())
+        .map(|n| n.name.clone())
         .collect();
-    let replicated: Vec<&QueuePlacement> =
-        queues.iter().filter(|q| !q.members.is_empty()).collect();
+    let replicated: Vec<&QueuePlacement> = queues.iter().filter(|q| q.is_replicated()).collect();
     vec![
         partitions(nodes),
         majorities(&replicated, &down),
@@ -59,16 +58,16 @@ fn partitions(nodes: &[NodeEntry]) -> Check {
 
 /// Replicated queues whose online members are not a majority: no leader, no publish confirms,
 /// no deliveries.
-fn majorities(replicated: &[&QueuePlacement], down: &BTreeSet<&str>) -> Check {
+fn majorities(replicated: &[&QueuePlacement], down: &BTreeSet<String>) -> Check {
     let id = "broker.quorum";
     let stuck: Vec<String> = replicated
         .iter()
-        .filter(|q| online(q, down) <= q.members.len() / 2)
+        .filter(|q| q.short_of_majority(Some(down)))
         .map(|q| {
             format!(
                 "{}: {} of {} members online",
                 q.name,
-                online(q, down),
+                q.members_online(Some(down)),
                 q.members.len()
             )
         })
@@ -93,25 +92,19 @@ fn majorities(replicated: &[&QueuePlacement], down: &BTreeSet<&str>) -> Check {
     .with_fix("start the nodes that are down (`rabbitmq-diagnostics status` on each says why it stopped); a quorum queue needs more than half of its members")
 }
 
-fn online(queue: &QueuePlacement, down: &BTreeSet<&str>) -> usize {
-    queue
-        .members
-        .iter()
-        .filter(|m| !down.contains(m.as_str()))
-        .count()
-}
-
-fn replicas_on_down_nodes(replicated: &[&QueuePlacement], down: &BTreeSet<&str>) -> Check {
+fn replicas_on_down_nodes(replicated: &[&QueuePlacement], down: &BTreeSet<String>) -> Check {
     let id = "broker.replicas";
     let short: Vec<String> = replicated
         .iter()
-        .filter(|q| online(q, down) < q.members.len() && online(q, down) > q.members.len() / 2)
+        .filter(|q| {
+            q.members_online(Some(down)) < q.members.len() && !q.short_of_majority(Some(down))
+        })
         .map(|q| {
             let missing: Vec<&str> = q
                 .members
                 .iter()
+                .filter(|m| down.contains(*m))
                 .map(String::as_str)
-                .filter(|m| down.contains(m))
                 .collect();
             format!("{}: replica on {} down", q.name, missing.join(", "))
         })
@@ -145,7 +138,7 @@ fn classic_queues(
     };
     let single: Vec<String> = queues
         .iter()
-        .filter(|q| q.members.is_empty() && desired.topology.queues.contains_key(&q.name))
+        .filter(|q| !q.is_replicated() && desired.topology.queues.contains_key(&q.name))
         .map(|q| {
             format!(
                 "{} on {}",

@@ -40,36 +40,33 @@ pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     };
     if down.as_ref().is_none_or(|down| !down.is_empty()) {
         let placement = api.queue_placement().await?;
-        state.unavailable = unavailable_queues(&placement, &down.unwrap_or_default());
+        state.unavailable = unavailable_queues(&placement, down.as_ref());
     }
     Ok(state)
 }
 
 /// The queues a node that is down makes unavailable, with why: a classic queue on it, a
-/// quorum queue or stream with fewer than a majority of its members online.
+/// quorum queue or stream with fewer than a majority of its members online. `down`: the nodes
+/// that are down, when the broker said (else the queues' own state and members tell).
 pub fn unavailable_queues(
     queues: &[QueuePlacement],
-    down: &BTreeSet<String>,
+    down: Option<&BTreeSet<String>>,
 ) -> BTreeMap<String, String> {
     queues
         .iter()
         .filter_map(|q| {
-            let why = if q.members.is_empty() {
-                let node = q.node.as_deref().unwrap_or_default();
-                (down.contains(node) || q.state.as_deref() == Some("down"))
-                    .then(|| format!("its node {node} is down"))
-            } else {
-                let online = if down.is_empty() {
-                    q.online.len()
-                } else {
-                    q.members.iter().filter(|m| !down.contains(*m)).count()
-                };
-                (online <= q.members.len() / 2).then(|| {
+            let why = if q.is_replicated() {
+                q.short_of_majority(down).then(|| {
                     format!(
-                        "{online} of its {} members online, short of a majority",
+                        "{} of its {} members online, short of a majority",
+                        q.members_online(down),
                         q.members.len()
                     )
                 })
+            } else {
+                let node = q.node.as_deref().unwrap_or_default();
+                (down.is_some_and(|down| down.contains(node)) || q.state.as_deref() == Some("down"))
+                    .then(|| format!("its node {node} is down"))
             };
             why.map(|why| (q.name.clone(), why))
         })

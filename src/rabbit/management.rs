@@ -2,6 +2,7 @@
 //! where its calls fit, and through the same `reqwest` client where they do not (each such
 //! place says why). Every failure becomes a [`GodError`] that says what to do.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -159,6 +160,27 @@ pub struct QueuePlacement {
     /// The members that are online.
     #[serde(default)]
     pub online: Vec<String>,
+}
+
+impl QueuePlacement {
+    /// Whether it is replicated (a quorum queue or a stream: it has members).
+    pub fn is_replicated(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// Its members on running nodes: those not `down` when the down nodes are known, else the
+    /// members the broker lists as online.
+    pub fn members_online(&self, down: Option<&BTreeSet<String>>) -> usize {
+        match down {
+            Some(down) => self.members.iter().filter(|m| !down.contains(*m)).count(),
+            None => self.online.len(),
+        }
+    }
+
+    /// Whether fewer than a majority of its members are online: then it has no leader.
+    pub fn short_of_majority(&self, down: Option<&BTreeSet<String>>) -> bool {
+        self.members_online(down) <= self.members.len() / 2
+    }
 }
 
 /// The broker's overview, as far as god reads it.
