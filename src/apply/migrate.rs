@@ -7,18 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 
 use crate::error::{GodError, Result};
 use crate::model::QueueSpec;
 use crate::model::queue_type::QueueType;
 use crate::observe::rabbit::{queue_now, ready_messages};
-use crate::rabbit::amqp::AmqpSession;
-use crate::rabbit::management::ManagementApi;
-
 use crate::plan::MIGRATION_HOLDING_SUFFIX as HOLDING_SUFFIX;
+use crate::rabbit::amqp::{AmqpSession, field_table};
+use crate::rabbit::management::ManagementApi;
 
 /// What a failure to move bindings is reported as.
 const BINDING: &str = "moving a queue's bindings for a migration";
@@ -39,8 +36,6 @@ pub struct Evacuated {
     pub queue: String,
     /// Its holding queue.
     pub holding: String,
-    /// Messages moved into the holding queue.
-    pub moved: u64,
 }
 
 /// First half of a migrating replace: declares the holding queue (durable, of the new queue's
@@ -61,7 +56,7 @@ pub async fn evacuate(
         .await?;
     amqp.set_bindings(&channel, &old.name, &bindings, false, BINDING)
         .await?;
-    let mut moved = move_messages(amqp, &old.name, &holding).await?;
+    move_messages(amqp, &old.name, &holding).await?;
     let drained_at = Instant::now();
     loop {
         settle(api, amqp, &old.name, drained_at).await?;
@@ -75,28 +70,25 @@ pub async fn evacuate(
             api.delete_queue(&old.name, false).await?;
             break;
         }
-        moved += move_messages(amqp, &old.name, &holding).await?;
+        move_messages(amqp, &old.name, &holding).await?;
     }
     Ok(Evacuated {
         queue: old.name.clone(),
         holding,
-        moved,
     })
 }
 
 /// Second half, once the queue is declared again with its bindings: unbinds the holding queue,
-/// moves its messages back, and deletes it. Returns how many messages came back.
-pub async fn bring_back(api: &ManagementApi, amqp: &AmqpSession, e: &Evacuated) -> Result<u64> {
+/// moves its messages back, and deletes it.
+pub async fn bring_back(api: &ManagementApi, amqp: &AmqpSession, e: &Evacuated) -> Result<()> {
     let channel = amqp.channel().await?;
     let bindings = api.exchange_bindings_of(&e.holding).await?;
     amqp.set_bindings(&channel, &e.holding, &bindings, false, BINDING)
         .await?;
-    let mut moved = 0;
     loop {
-        moved += move_messages(amqp, &e.holding, &e.queue).await?;
+        move_messages(amqp, &e.holding, &e.queue).await?;
         if ready_messages(amqp, &e.holding).await? == 0 {
-            api.delete_queue(&e.holding, false).await?;
-            return Ok(moved);
+            return api.delete_queue(&e.holding, false).await.map(|_| ());
         }
     }
 }
@@ -107,11 +99,7 @@ async fn declare_holding(
     holding: &str,
     queue_type: QueueType,
 ) -> Result<()> {
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString(queue_type.as_str().into()),
-    );
+    let arguments = field_table(&[("x-queue-type".to_string(), queue_type.as_str().into())].into());
     let options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -125,14 +113,13 @@ async fn declare_holding(
 
 /// Moves every ready message of `from` to `to` (default exchange), in order, a batch at a
 /// time: fetched, published with their properties, confirmed, then acknowledged.
-async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<u64> {
+async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<()> {
     let channel = amqp.channel().await?;
     let fail = |e| amqp.error(e, "moving messages for a migration");
     channel
         .confirm_select(Default::default())
         .await
         .map_err(fail)?;
-    let mut moved = 0;
     loop {
         let mut last_tag = None;
         let mut confirms = Vec::with_capacity(BATCH);
@@ -145,7 +132,6 @@ async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<u64> 
                 break;
             };
             let delivery = message.delivery;
-            let properties: BasicProperties = delivery.properties.clone();
             confirms.push(
                 channel
                     .basic_publish(
@@ -156,7 +142,7 @@ async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<u64> 
                             ..BasicPublishOptions::default()
                         },
                         &delivery.data,
-                        properties,
+                        delivery.properties.clone(),
                     )
                     .await
                     .map_err(fail)?,
@@ -165,7 +151,7 @@ async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<u64> 
         }
         let Some(last_tag) = last_tag else {
             let _ = channel.close(200, "moved".into()).await;
-            return Ok(moved);
+            return Ok(());
         };
         for confirm in confirms {
             let confirmation = confirm.await.map_err(fail)?;
@@ -176,7 +162,6 @@ async fn move_messages(amqp: &AmqpSession, from: &str, to: &str) -> Result<u64> 
                     detail: "the broker did not take a message (nack or returned); nothing more is moved, and what was not confirmed stays where it was".into(),
                 });
             }
-            moved += 1;
         }
         channel
             .basic_ack(last_tag, BasicAckOptions { multiple: true })

@@ -118,13 +118,12 @@ impl<'a> RabbitExecutor<'a> {
                 (Some(Resource::Queue(old)), Some(Resource::Queue(new)))
                     if self.options.migrate =>
                 {
-                    match migrate::evacuate(self.api, self.amqp, old, new).await {
-                        Ok(evacuated) => {
+                    migrate::evacuate(self.api, self.amqp, old, new)
+                        .await
+                        .map(|evacuated| {
                             self.evacuated.push((i, evacuated));
-                            Ok(Outcome::Done)
-                        }
-                        Err(e) => Err(e),
-                    }
+                            Outcome::Done
+                        })
                 }
                 (Some(Resource::Queue(q)), _) => self.delete_queue(q).await,
                 _ => self
@@ -146,14 +145,11 @@ impl<'a> RabbitExecutor<'a> {
     /// back from the holding queue. Until then the replace is not done.
     async fn bring_back(&mut self) -> Result<(), ()> {
         for (i, evacuated) in std::mem::take(&mut self.evacuated) {
-            match migrate::bring_back(self.api, self.amqp, &evacuated).await {
-                Ok(_) => self.finish(i, Outcome::Done),
-                Err(e) => {
-                    let why = format!("{e}; its messages wait in {}", evacuated.holding);
-                    // The import marked the replace done when the queue came back.
-                    self.outcomes[i] = None;
-                    return self.fail(i, GodError::Other(why));
-                }
+            if let Err(e) = migrate::bring_back(self.api, self.amqp, &evacuated).await {
+                // The import marked the replace done when the queue came back: it is not.
+                let why = format!("{e}; its messages wait in {}", evacuated.holding);
+                self.outcomes[i] = Some(Outcome::Failed(why));
+                return Err(());
             }
         }
         Ok(())
