@@ -1,6 +1,7 @@
-//! god's bundled services run as containers (`builtin = "gateway"` or `"relay"` in
+//! god's bundled services run as containers (`builtin = "gateway"`, `"relay"` or `"retry"` in
 //! components.toml): their image (god's own binary), how they run, where their health is, and
-//! what god gives them (the broker URL it resolved, the registry's exchange, JSON logs).
+//! what god gives them (the broker URL it resolved, the registry's exchange and retry routes,
+//! JSON logs).
 
 use std::path::Path;
 
@@ -13,10 +14,11 @@ pub const BROKER_URL_VARIABLE: &str = "RABBITMQ_URL";
 /// The variable naming the exchange they publish to and read from.
 pub const EXCHANGE_VARIABLE: &str = "GOD_EXCHANGE";
 /// The variables god sets in its bundled services' containers unless their component does.
-pub const GIVEN_VARIABLES: [&str; 3] = [
+pub const GIVEN_VARIABLES: [&str; 4] = [
     BROKER_URL_VARIABLE,
     EXCHANGE_VARIABLE,
     crate::logging::FORMAT_VARIABLE,
+    crate::retry::ROUTES_VARIABLE,
 ];
 
 /// One of god's bundled services.
@@ -26,6 +28,8 @@ pub enum Builtin {
     Gateway,
     /// `god relay`: every event to WebSocket clients.
     Relay,
+    /// `god retry`: rejected messages to their next retry stage.
+    Retry,
 }
 
 impl Builtin {
@@ -34,6 +38,7 @@ impl Builtin {
         match name {
             "gateway" => Some(Builtin::Gateway),
             "relay" => Some(Builtin::Relay),
+            "retry" => Some(Builtin::Retry),
             _ => None,
         }
     }
@@ -48,14 +53,17 @@ impl Builtin {
         match self {
             Builtin::Gateway => "gateway",
             Builtin::Relay => "relay",
+            Builtin::Retry => "retry",
         }
     }
 
-    /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683.
+    /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683; the retry
+    /// mover's health on the next one.
     pub fn port(self) -> u16 {
         match self {
             Builtin::Gateway => 8682,
             Builtin::Relay => 8683,
+            Builtin::Retry => 8684,
         }
     }
 
@@ -63,7 +71,7 @@ impl Builtin {
     pub fn health_path(self) -> &'static str {
         match self {
             Builtin::Gateway => "/health/ready",
-            Builtin::Relay => "/health",
+            Builtin::Relay | Builtin::Retry => "/health",
         }
     }
 
@@ -143,12 +151,23 @@ pub fn image_context(dir: &Path) -> std::io::Result<()> {
     )
 }
 
+/// What the registry tells god's bundled services: its exchange, and the routes of its
+/// services with `retry` (JSON), when there is a registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryFacts<'a> {
+    /// The bus exchange.
+    pub exchange: Option<&'a str>,
+    /// The retry routes, as `god retry` reads them from `GOD_RETRY_ROUTES`.
+    pub retry_routes: Option<&'a str>,
+}
+
 /// What god gives its bundled services unless their component sets it: the broker URL god
 /// resolved (as a secret: the container gets it, plans and labels only its masked form), the
-/// registry's exchange when known, and JSON logs. Their configuration hash is computed again.
+/// registry's exchange when known, the retry routes to the retry mover, and JSON logs. Their
+/// configuration hash is computed again (a changed route recreates the mover).
 pub fn give_defaults(
     desired: &mut DesiredContainers,
-    exchange: Option<&str>,
+    registry: RegistryFacts<'_>,
     broker_url: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) {
@@ -173,8 +192,14 @@ pub fn give_defaults(
                 EnvSource::Value("json".to_string()),
             ),
         ];
-        if let Some(exchange) = exchange {
+        if let Some(exchange) = registry.exchange {
             defaults.push((EXCHANGE_VARIABLE, EnvSource::Value(exchange.to_string())));
+        }
+        if let (Some(Builtin::Retry), Some(routes)) = (Builtin::of(spec), registry.retry_routes) {
+            defaults.push((
+                crate::retry::ROUTES_VARIABLE,
+                EnvSource::Value(routes.to_string()),
+            ));
         }
         for (key, source) in defaults {
             spec.env.entry(key.to_string()).or_insert(source);

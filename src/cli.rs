@@ -10,6 +10,7 @@ use crate::commands::doctor::DoctorArgs;
 use crate::commands::gateway::GatewayArgs;
 use crate::commands::plan::PlanArgs;
 use crate::commands::relay::RelayArgs;
+use crate::commands::retry::RetryArgs;
 use crate::commands::{self, Exit, Globals};
 
 /// god: declarative reconciler for the 33GOD event bus.
@@ -48,6 +49,9 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run the WebSocket relay: every event on the exchange to every matching client.
     Relay(RelayArgs),
+    /// Run the retry mover: rejected messages of services with `retry` to their next delay
+    /// stage, then to their dead-letter queue.
+    Retry(RetryArgs),
     /// Audit the event bus: broker, topology, flow, services and configuration, with fixes.
     ///
     /// Exit codes: 0 when no check fails (warnings alone pass), 1 when one fails (or warns,
@@ -99,7 +103,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init(match cli.command {
-        Command::Gateway(_) | Command::Relay(_) => crate::logging::SERVICE,
+        Command::Gateway(_) | Command::Relay(_) | Command::Retry(_) => crate::logging::SERVICE,
         _ => crate::logging::QUIET,
     });
     match run(cli) {
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
         Command::Apply(args) => commands::apply::run(globals, &args),
         Command::Gateway(args) => commands::gateway::run(globals, &args),
         Command::Relay(args) => commands::relay::run(globals, &args),
+        Command::Retry(args) => commands::retry::run(globals, &args),
         Command::Doctor(args) => commands::doctor::run(globals, &args),
         Command::Graph { format, live } => commands::graph::run(globals, format, live),
         Command::Completions { shell } => {

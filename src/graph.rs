@@ -125,6 +125,30 @@ pub fn build(desired: &DesiredState, live: Option<&BTreeMap<String, QueueStats>>
                     g.node(svc.clone(), NodeKind::Service, vec![name.clone()]);
                     g.edge(&q, &svc, Vec::new(), false);
                 }
+                QueueRole::Retry { of, stage } => {
+                    let r = g.node(
+                        node_id("retry", queue),
+                        NodeKind::DeadLetter,
+                        queue_label(queue, live),
+                    );
+                    let (from, to, label) = match stage {
+                        0 => (node_id("q", of), r.clone(), "rejected".to_string()),
+                        _ => (
+                            node_id("retry", &format!("{of}.retry")),
+                            r.clone(),
+                            format!("retry {stage}"),
+                        ),
+                    };
+                    g.edge(&from, &to, vec![label], true);
+                    if *stage > 0 {
+                        g.edge(
+                            &r,
+                            &node_id("q", of),
+                            vec!["after the delay".to_string()],
+                            true,
+                        );
+                    }
+                }
                 QueueRole::DeadLetter { of } => {
                     let d = g.node(
                         node_id("dlq", queue),

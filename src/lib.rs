@@ -25,6 +25,7 @@ pub mod observe;
 pub mod rabbit;
 pub mod reconcile;
 pub mod relay;
+pub mod retry;
 
 /// This machine's name from /etc/hostname, read once; None when it cannot be read.
 pub fn host_name() -> Option<&'static str> {

@@ -14,7 +14,8 @@ use crate::builtin;
 use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::inputs::components::{LoadedComponents, default_project, load_components};
-use crate::inputs::validate::{LoadedRegistry, load_registry};
+use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
+use crate::inputs::validate::{LoadedRegistry, load_inputs};
 use crate::inputs::{SourceFile, locate_registry};
 use crate::model::ObservedState;
 use crate::model::containers::{DesiredContainers, ObservedContainers, SecretValues};
@@ -64,6 +65,16 @@ pub struct Globals {
         hide_env_values = true
     )]
     pub management_url: Option<String>,
+    /// The folder of topology files (every *.yaml in it). Default: topology/ beside the
+    /// registry, when present.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_TOPOLOGY",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
+    pub topology: Option<PathBuf>,
     /// The containers manifest. Default: ./components.toml when present.
     #[arg(
         long,
@@ -121,7 +132,18 @@ impl Globals {
     pub fn read_registry(&self) -> Result<LoadedRegistry> {
         let path = locate_registry(self.registry.as_deref())?;
         let source = SourceFile::read(&path)?;
-        load_registry(source).map_err(GodError::Invalid)
+        let dir = match &self.topology {
+            Some(dir) if !dir.is_dir() => {
+                return Err(GodError::Usage(format!(
+                    "--topology {}: no such folder\nhint: pass the folder that holds the topology files (*.yaml)",
+                    dir.display()
+                )));
+            }
+            Some(dir) => dir.clone(),
+            None => path.parent().unwrap_or(Path::new("")).join(TOPOLOGY_DIR),
+        };
+        let topology = read_dir(&dir)?;
+        load_inputs(source, topology).map_err(GodError::Invalid)
     }
 
     /// Finds, reads and validates components.toml (explicit path, else ./components.toml when
@@ -161,10 +183,17 @@ impl Globals {
         let mut desired = loaded
             .desired(&project, &environment)
             .map_err(GodError::Invalid)?;
-        let exchange = registry.map(|r| r.registry.exchange.name.as_str());
+        let retry_routes = registry.map(|r| {
+            let routes: Vec<_> = r.desired_state().retry.into_values().collect();
+            serde_json::to_string(&routes).expect("routes serialise")
+        });
+        let facts = builtin::RegistryFacts {
+            exchange: registry.map(|r| r.registry.exchange.name.as_str()),
+            retry_routes: retry_routes.as_deref(),
+        };
         builtin::give_defaults(
             &mut desired,
-            exchange,
+            facts,
             &endpoints.amqp_urls_secret(),
             &environment,
         );
@@ -197,7 +226,7 @@ impl Globals {
         };
         let broker = match only {
             Some(Only::Docker) => None,
-            _ => registry.as_ref().map(|r| r.registry.desired_state()),
+            _ => registry.as_ref().map(LoadedRegistry::desired_state),
         };
         Ok(Targets {
             broker,

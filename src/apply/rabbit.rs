@@ -9,7 +9,9 @@ use super::migrate::{self, Evacuated};
 use crate::error::GodError;
 use crate::model::QueueSpec;
 use crate::model::queue_type::QueueType;
-use crate::model::{DestinationType, Origin, record_binding};
+use crate::model::{
+    DEAD_LETTER_POLICY_PREFIX, DestinationType, Origin, object_record_binding, record_binding,
+};
 use crate::observe::rabbit::ready_messages;
 use crate::plan::{Action, Change, Plan, Resource, removal_prerequisites};
 use crate::rabbit::amqp::{AmqpSession, field_table};
@@ -78,6 +80,7 @@ impl<'a> RabbitExecutor<'a> {
         }
         // Each step stops the run at its first failure; what did not run stays NotAttempted.
         if self.remove_replaced(plan).await.is_ok()
+            && self.put_settings(plan).await.is_ok()
             && self.import_additions(plan).await.is_ok()
             && self.bring_back().await.is_ok()
         {
@@ -136,6 +139,28 @@ impl<'a> RabbitExecutor<'a> {
                 Ok(Outcome::Done) => {}
                 Ok(refused) => self.finish(i, refused),
                 Err(e) => return self.fail(i, e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Operator policies and vhost limits the plan sets: the management API takes them one by
+    /// one (a definitions import does not carry them). Their records go in with the import.
+    async fn put_settings(&mut self, plan: &Plan) -> Result<(), ()> {
+        for (i, c) in plan.changes.iter().enumerate() {
+            if !self.pending(i) || c.action == Action::Delete || c.after == c.before {
+                continue;
+            }
+            let result = match &c.after {
+                Some(Resource::OperatorPolicy(p)) => self.api.put_operator_policy(p).await,
+                Some(Resource::Limit(l)) => self.api.put_vhost_limit(&l.name, l.value).await,
+                _ => continue,
+            };
+            if let Err(e) = result {
+                return self.fail(i, e);
+            }
+            if c.action == Action::Update {
+                self.finish(i, Outcome::Done);
             }
         }
         Ok(())
@@ -215,6 +240,16 @@ impl<'a> RabbitExecutor<'a> {
                 Some(Resource::Policy(p)) => {
                     self.api.delete_policy(&p.name).await.map(|_| Outcome::Done)
                 }
+                Some(Resource::OperatorPolicy(p)) => self
+                    .api
+                    .delete_operator_policy(&p.name)
+                    .await
+                    .map(|_| Outcome::Done),
+                Some(Resource::Limit(l)) => self
+                    .api
+                    .delete_vhost_limit(&l.name)
+                    .await
+                    .map(|_| Outcome::Done),
                 Some(Resource::Queue(q)) => self.delete_queue(q).await,
                 Some(Resource::Exchange(e)) => {
                     self.api.delete_exchange(&e.name).await.map(|deleted| {
@@ -223,10 +258,39 @@ impl<'a> RabbitExecutor<'a> {
                 }
                 _ => continue,
             };
+            let outcome = match outcome {
+                Ok(Outcome::Done) if has_object_record(c) => {
+                    self.forget(&c.id).await.map(|()| Outcome::Done)
+                }
+                other => other,
+            };
             match outcome {
                 Ok(o) => self.finish(i, o),
                 Err(e) => return self.fail(i, e),
             }
+        }
+        Ok(())
+    }
+
+    /// Removes god's records of a deleted policy, operator policy or limit: an object of that
+    /// name made later by someone else is not god's.
+    async fn forget(&self, id: &str) -> Result<(), GodError> {
+        let channel = self.amqp.channel().await?;
+        for origin in [Origin::Created, Origin::Adopted] {
+            let record = object_record_binding(id, origin);
+            channel
+                .exchange_unbind(
+                    record.destination.as_str().into(),
+                    record.source.as_str().into(),
+                    record.routing_key.as_str().into(),
+                    Default::default(),
+                    field_table(&record.arguments),
+                )
+                .await
+                .map_err(|e| {
+                    self.amqp
+                        .error(e, "removing god's record of a deleted object")
+                })?;
         }
         Ok(())
     }
@@ -398,8 +462,25 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
             "policies",
             json!({"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority, "definition": p.definition}),
         )),
+        Resource::OperatorPolicy(_) | Resource::Limit(_) => {}
+    }
+    if has_object_record(change) && matches!(change.action, Action::Create | Action::Adopt) {
+        items.push(item(
+            "bindings",
+            binding_body(&object_record_binding(&change.id, origin)),
+        ));
     }
     items
+}
+
+/// Whether god records the change's object with a record of its own: policies (but its own
+/// dead-letter policies, which their prefix marks), operator policies and limits.
+fn has_object_record(change: &Change) -> bool {
+    match change.resource() {
+        Some(Resource::Policy(p)) => !p.name.starts_with(DEAD_LETTER_POLICY_PREFIX),
+        Some(Resource::OperatorPolicy(_) | Resource::Limit(_)) => true,
+        _ => false,
+    }
 }
 
 fn binding_body(b: &crate::model::BindingSpec) -> Value {

@@ -28,7 +28,7 @@ pub fn run(globals: &Globals, format: Format, live: bool) -> Result<Exit> {
     } else {
         None
     };
-    let g = graph::build(&loaded.registry.desired_state(), stats.as_ref());
+    let g = graph::build(&loaded.desired_state(), stats.as_ref());
     print!(
         "{}",
         match format {

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod plan;
 pub mod relay;
 pub mod render;
+pub mod retry;
 pub mod tail;
 pub mod validate;
 

@@ -21,7 +21,7 @@ pub enum Format {
 /// Prints the desired topology.
 pub fn run(globals: &Globals, format: Format) -> Result<Exit> {
     let loaded = globals.load_registry()?;
-    let document = rendered(&loaded.registry.desired_state());
+    let document = rendered(&loaded.desired_state());
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&document).expect("JSON serialises") + "\n",
         Format::Yaml => to_yaml(&document)?,
@@ -30,8 +30,8 @@ pub fn run(globals: &Globals, format: Format) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The desired state as a document: exchanges, queues (with owner and role), bindings, and the
-/// services that get nothing.
+/// The desired state as a document: exchanges, queues (with owner and role), bindings,
+/// policies, operator policies and vhost limits, and the services that get nothing.
 pub fn rendered(desired: &DesiredState) -> Value {
     let queues: Vec<Value> = desired
         .topology
@@ -53,6 +53,9 @@ pub fn rendered(desired: &DesiredState) -> Value {
         "exchanges": desired.topology.exchanges.values().collect::<Vec<_>>(),
         "queues": queues,
         "bindings": desired.topology.bindings,
+        "policies": desired.topology.policies.values().collect::<Vec<_>>(),
+        "operator_policies": desired.topology.operator_policies.values().collect::<Vec<_>>(),
+        "limits": desired.topology.limits,
         "inactive_services": desired.inactive,
     })
 }

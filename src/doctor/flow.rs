@@ -171,14 +171,18 @@ pub fn checks(
     thresholds: &Thresholds,
     relay_expected: bool,
 ) -> Vec<Check> {
-    vec![
+    let mut checks = vec![
         consumers_check(desired, facts),
         prefetch_check(desired, facts),
         depth_check(desired, facts, thresholds, QueueKind::Main),
         depth_check(desired, facts, thresholds, QueueKind::DeadLetter),
         unroutable_check(desired, facts),
         relay_check(&desired.exchange, facts, relay_expected),
-    ]
+    ];
+    if !desired.retry.is_empty() {
+        checks.push(depth_check(desired, facts, thresholds, QueueKind::Retry));
+    }
+    checks
 }
 
 /// The desired queues of one kind that exist, with their service and facts.
@@ -302,6 +306,7 @@ fn depth_check(
             "dead-letter queue",
             limits.max_dlq_depth,
         ),
+        QueueKind::Retry => ("flow.retry", "retry queue", limits.max_depth),
     };
     let over: Vec<String> = queues_of(desired, facts, kind)
         .filter(|(_, _, f)| f.messages > max_depth || f.growth > limits.max_growth)
@@ -333,6 +338,9 @@ fn depth_check(
         }
         QueueKind::DeadLetter => {
             "these are messages consumers rejected: read them (`rabbitmqadmin get queue=<dlq>`), fix the cause, then re-publish or purge them; limit: --max-dlq-depth"
+        }
+        QueueKind::Retry => {
+            "messages wait for a retry: their consumer keeps failing them (see its logs), or, in a <queue>.retry inbox, `god retry` is not running (builtin = \"retry\"); limit: --max-depth"
         }
     };
     Check::new(

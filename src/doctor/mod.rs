@@ -74,6 +74,8 @@ pub enum QueueKind {
     Main,
     /// A dead-letter queue.
     DeadLetter,
+    /// A queue of a retry: the mover's inbox or a delay stage.
+    Retry,
 }
 
 impl QueueKind {
@@ -82,6 +84,7 @@ impl QueueKind {
         match role {
             QueueRole::Main { .. } => QueueKind::Main,
             QueueRole::DeadLetter { .. } => QueueKind::DeadLetter,
+            QueueRole::Retry { .. } => QueueKind::Retry,
         }
     }
 }
@@ -257,7 +260,7 @@ fn check_timeout(text: &str) -> Result<Duration, String> {
 /// bundled services, the containers and the registry's health endpoints.
 pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
     let limit = options.timeout;
-    let desired = inputs.registry.as_ref().map(|r| r.registry.desired_state());
+    let desired = inputs.registry.as_ref().map(|r| r.desired_state());
     let builtin = |kind: Builtin| {
         inputs
             .containers
@@ -296,14 +299,19 @@ pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
             )],
         }
     };
-    let (mut checks, gateway, relay, containers, endpoint_check) = tokio::join!(
+    let retry_url = services::bundled_url(None, builtin(Builtin::Retry), Builtin::Retry);
+    let retry_expected = desired.as_ref().is_some_and(|d| !d.retry.is_empty());
+    let (mut checks, gateway, relay, retry, containers, endpoint_check) = tokio::join!(
         broker,
         services::bundled(Builtin::Gateway, gateway_url, limit),
         services::bundled(Builtin::Relay, relay_url, limit),
+        services::retry_mover(retry_expected, retry_url, limit),
         services::containers(inputs.containers.as_ref(), limit),
         services::endpoints(desired.as_ref(), limit),
     );
-    checks.extend([gateway, relay, containers, endpoint_check]);
+    checks.extend([gateway, relay]);
+    checks.extend(retry);
+    checks.extend([containers, endpoint_check]);
     checks
 }
 

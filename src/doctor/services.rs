@@ -43,6 +43,26 @@ pub async fn bundled(service: Builtin, url: Option<String>, limit: Duration) -> 
     }
 }
 
+/// `services.retry`, when the registry has services with `retry`: the mover answers its
+/// health URL; without a `builtin = "retry"` component, a warning that nothing moves their
+/// rejected messages (unless it runs elsewhere).
+pub async fn retry_mover(expected: bool, url: Option<String>, limit: Duration) -> Option<Check> {
+    if !expected {
+        return None;
+    }
+    let check = match url {
+        Some(_) => bundled(Builtin::Retry, url, limit).await,
+        None => Check::new(
+            "services.retry",
+            Area::Services,
+            Verdict::Warn,
+            "services have `retry`, and components.toml runs no retry mover: their rejected messages wait in <queue>.retry unless `god retry` runs elsewhere",
+        )
+        .with_fix("add a component with builtin = \"retry\" (and god apply), or run `god retry`"),
+    };
+    Some(check)
+}
+
 /// One line per managed container: missing, stopped, unhealthy or restarting ones fail or warn.
 pub async fn containers(desired: Option<&DesiredContainers>, limit: Duration) -> Check {
     let id = "services.containers";

@@ -3,11 +3,13 @@
 
 pub mod components;
 pub mod compose;
+pub mod cross_check;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
 pub mod schema;
 pub mod toml_doc;
+pub mod topology;
 pub mod validate;
 pub mod yaml;
 

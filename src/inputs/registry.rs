@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::desired::{
-    DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, ServiceSpec,
+    DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, RETRY_EXCHANGE,
+    RETRY_QUEUE_HEADER, RetryRoute, ServiceSpec,
 };
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
@@ -98,6 +99,9 @@ pub struct Service {
     /// god extension: the prefetch its consumers should use (god doctor compares it).
     #[serde(default)]
     pub prefetch: Option<u32>,
+    /// god extension: the delays of its retry stages (`[5s, 30s, 2m]`).
+    #[serde(default)]
+    pub retry: Vec<Value>,
 }
 
 impl Service {
@@ -211,8 +215,10 @@ impl Registry {
         let mut arguments = service.arguments.clone();
         arguments.extend(settings.queue_arguments(queue_type));
         if let Some(dlq) = &dead_letter_queue {
+            let retry = self.add_retry(state, service_id, service, queue, dlq);
+            let rejected_to = retry.unwrap_or_else(|| dlq.clone());
             arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
-            arguments.insert(DLK_ARG.to_string(), Value::String(dlq.clone()));
+            arguments.insert(DLK_ARG.to_string(), Value::String(rejected_to.clone()));
             let dlq_type = settings.dead_letter_queue_type.unwrap_or(queue_type);
             let dlq_arguments = settings.dead_letter_queue_arguments(dlq_type);
             state
@@ -248,6 +254,71 @@ impl Registry {
         }
     }
 
+    /// Adds a queue's retry (when its service has `retry`): the mover's inbox, a stage queue
+    /// per delay (its TTL the delay, dead-lettering into [`RETRY_EXCHANGE`]), that exchange and
+    /// its binding back to the queue. Returns the inbox, where the queue's rejected messages go.
+    fn add_retry(
+        &self,
+        state: &mut DesiredState,
+        service_id: &str,
+        service: &Service,
+        queue: &str,
+        dead_letter_queue: &str,
+    ) -> Option<String> {
+        let delays: Vec<u64> = service
+            .retry
+            .iter()
+            .filter_map(crate::inputs::topology::milliseconds)
+            .collect();
+        if delays.is_empty() {
+            return None;
+        }
+        let settings = self.settings_of(service);
+        let queue_type = self.queue_type_of(service);
+        let route = RetryRoute::new(queue, delays, dead_letter_queue);
+        let placement = settings.dead_letter_queue_arguments(queue_type);
+        let owned = |state: &mut DesiredState, name: &str, stage: usize, arguments| {
+            state
+                .topology
+                .queues
+                .insert(name.to_string(), durable_queue(name, arguments));
+            let role = QueueRole::Retry {
+                of: queue.to_string(),
+                stage,
+            };
+            let service = service_id.to_string();
+            state
+                .owners
+                .insert(name.to_string(), QueueOwner { service, role });
+        };
+        owned(state, &route.inbox, 0, placement.clone());
+        for (i, (stage, delay)) in route.stages.iter().zip(&route.delays_ms).enumerate() {
+            let mut arguments = placement.clone();
+            arguments.insert("x-message-ttl".into(), Value::from(*delay));
+            arguments.insert(DLX_ARG.into(), Value::from(RETRY_EXCHANGE));
+            if queue_type == QueueType::Quorum {
+                // An expired message then reaches its queue even if a node fails on the way.
+                arguments.insert("x-dead-letter-strategy".into(), "at-least-once".into());
+                arguments.insert("x-overflow".into(), "reject-publish".into());
+            }
+            owned(state, stage, i + 1, arguments);
+        }
+        state
+            .topology
+            .exchanges
+            .insert(RETRY_EXCHANGE.to_string(), retry_exchange());
+        let mut back = BindingSpec::queue(RETRY_EXCHANGE, queue, "");
+        back.arguments = [
+            ("x-match".to_string(), Value::from("all")),
+            (RETRY_QUEUE_HEADER.to_string(), Value::from(queue)),
+        ]
+        .into();
+        state.topology.bindings.insert(back);
+        let inbox = route.inbox.clone();
+        state.retry.insert(queue.to_string(), route);
+        Some(inbox)
+    }
+
     /// A service's queue settings, the registry's `defaults` filling in what it leaves unset.
     pub fn settings_of(&self, service: &Service) -> QueueSettings {
         service.settings.or(&self.defaults)
@@ -279,6 +350,19 @@ impl Registry {
             internal: false,
             arguments: Arguments::new(),
         }
+    }
+}
+
+/// The exchange expired retry stages dead-letter into: headers, so that each message goes back
+/// to the queue its header names with its own routing key.
+fn retry_exchange() -> ExchangeSpec {
+    ExchangeSpec {
+        name: RETRY_EXCHANGE.to_string(),
+        kind: "headers".to_string(),
+        durable: true,
+        auto_delete: false,
+        internal: true,
+        arguments: Arguments::new(),
     }
 }
 

@@ -14,6 +14,8 @@ use super::document::{PositionedDocument, escape_pointer};
 
 /// The registry schema (`schemas/registry.schema.json`).
 pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
+/// The schema of topology files (`schemas/topology.schema.json`).
+pub const TOPOLOGY_SCHEMA: &str = include_str!("../../schemas/topology.schema.json");
 /// The components schema (`schemas/components.schema.json`).
 pub const COMPONENTS_SCHEMA: &str = include_str!("../../schemas/components.schema.json");
 
@@ -28,6 +30,12 @@ pub struct Schema {
 pub fn registry() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| Schema::compile(REGISTRY_SCHEMA, "schemas/registry.schema.json"))
+}
+
+/// The schema of topology files, compiled once.
+pub fn topology() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::compile(TOPOLOGY_SCHEMA, "schemas/topology.schema.json"))
 }
 
 /// The components schema, compiled once.

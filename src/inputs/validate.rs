@@ -8,31 +8,45 @@ use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
-use super::{schema, yaml};
+use super::topology::{self, LoadedTopologyFile};
+use super::{cross_check, schema, yaml};
+use crate::model::desired::DesiredState;
 use crate::model::desired::Lifecycle;
 use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
 const MAX_NAME_BYTES: usize = 255;
 
-/// A registry that parsed and validated, with the warnings found on the way.
+/// A registry that parsed and validated, with the topology files beside it and the warnings
+/// found on the way.
 #[derive(Debug, Clone)]
 pub struct LoadedRegistry {
     /// The file it came from.
     pub source: SourceFile,
     /// The registry.
     pub registry: Registry,
+    /// The files of `topology/`, in name order.
+    pub topology: Vec<LoadedTopologyFile>,
     /// Problems that do not stop god.
     pub warnings: Vec<Diagnostic>,
 }
 
 impl LoadedRegistry {
-    /// One line saying what the valid registry holds.
+    /// The desired state of the broker: the registry's, plus every topology file's objects.
+    pub fn desired_state(&self) -> DesiredState {
+        let mut state = self.registry.desired_state();
+        for file in &self.topology {
+            file.add_to(&mut state);
+        }
+        state
+    }
+
+    /// What the valid registry (and topology) hold, in a line per input.
     pub fn summary(&self) -> String {
         let registry = &self.registry;
         let count = |s: Lifecycle| registry.services.values().filter(|x| x.status == s).count();
         let desired = registry.desired_state();
-        format!(
+        let mut summary = format!(
             "{} is valid: {} services ({} active, {} planned, {} deprecated); {} queues and {} bindings desired.",
             self.source.path.display(),
             registry.services.len(),
@@ -41,19 +55,72 @@ impl LoadedRegistry {
             count(Lifecycle::Deprecated),
             desired.topology.queues.len(),
             desired.topology.bindings.len()
-        )
+        );
+        for file in &self.topology {
+            let f = &file.file;
+            let bindings =
+                f.bindings.len() + f.queues.values().map(|q| q.bindings.len()).sum::<usize>();
+            summary.push_str(&format!(
+                "\n{} is valid: {} exchanges, {} queues, {bindings} bindings, {} policies, {} operator policies, {} limits.",
+                file.source.path.display(),
+                f.exchanges.len(),
+                f.queues.len(),
+                f.policies.len(),
+                f.operator_policies.len(),
+                f.limits.set().len()
+            ));
+        }
+        summary
     }
 }
 
-/// Parses and validates a registry. On failure, every problem found (errors and warnings).
+/// Parses and validates a registry alone. On failure, every problem found (errors and
+/// warnings).
 pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnostic>> {
+    load_inputs(source, Vec::new())
+}
+
+/// Parses and validates a registry and the files of its topology folder, and checks them
+/// against each other (a name defined twice, a binding to an exchange nobody defines). On
+/// failure, every problem found.
+pub fn load_inputs(
+    source: SourceFile,
+    topology: Vec<SourceFile>,
+) -> Result<LoadedRegistry, Vec<Diagnostic>> {
+    let (doc, registry, mut problems) = parse_registry(&source)?;
+    let (topology, unreadable) = topology::parse(topology);
+    problems.extend(cross_check::check(
+        &cross_check::RegistryInput {
+            source: &source,
+            doc: &doc,
+            registry: &registry,
+        },
+        &topology,
+        unreadable.is_empty(),
+    ));
+    problems.extend(unreadable);
+    if problems.iter().any(Diagnostic::is_error) {
+        return Err(problems);
+    }
+    Ok(LoadedRegistry {
+        source,
+        registry,
+        topology,
+        warnings: problems,
+    })
+}
+
+/// Parses a registry and runs its own checks: the document, the registry, and its warnings.
+fn parse_registry(
+    source: &SourceFile,
+) -> Result<(PositionedDocument, Registry, Vec<Diagnostic>), Vec<Diagnostic>> {
     let doc = match yaml::parse(&source.text) {
         Ok(doc) => doc,
         Err(e) => {
-            return Err(vec![yaml_syntax_problem(&source, &e)]);
+            return Err(vec![yaml_syntax_problem(source, &e)]);
         }
     };
-    let mut problems = schema::registry().problems(&source, &doc);
+    let mut problems = schema::registry().problems(source, &doc);
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }
@@ -61,7 +128,7 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
         Ok(r) => r,
         Err(e) => {
             problems.push(Diagnostic::error(
-                &source,
+                source,
                 1,
                 1,
                 format!("cannot read the registry: {e}"),
@@ -71,7 +138,7 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
     };
     problems.extend(
         RuleCheck {
-            source: &source,
+            source,
             doc: &doc,
             registry: &registry,
         }
@@ -80,15 +147,11 @@ pub fn load_registry(source: SourceFile) -> Result<LoadedRegistry, Vec<Diagnosti
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }
-    Ok(LoadedRegistry {
-        source,
-        registry,
-        warnings: problems,
-    })
+    Ok((doc, registry, problems))
 }
 
 /// A YAML syntax error at its place; a tab in the indentation is pointed at, with the fix.
-fn yaml_syntax_problem(source: &SourceFile, error: &yaml::SyntaxError) -> Diagnostic {
+pub(crate) fn yaml_syntax_problem(source: &SourceFile, error: &yaml::SyntaxError) -> Diagnostic {
     let message = format!("YAML syntax error: {}", error.message);
     let line = source
         .text
@@ -100,6 +163,13 @@ fn yaml_syntax_problem(source: &SourceFile, error: &yaml::SyntaxError) -> Diagno
     match tab {
         Some(index) => Diagnostic::error(source, error.position.line, index + 1, message)
             .with_hint("YAML indents with spaces only: replace the tab with spaces"),
+        None if error.message.contains("duplicated key") => Diagnostic::error(
+            source,
+            error.position.line,
+            error.position.col,
+            message,
+        )
+        .with_hint("a key appears once in a mapping: a name is defined once, so remove or rename one of the two"),
         None => Diagnostic::error(source, error.position.line, error.position.col, message)
             .with_hint(
                 "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
@@ -125,6 +195,7 @@ impl RuleCheck<'_> {
             self.check_routing_keys(&base, &service.routing_keys, &mut out);
             self.check_queue_names(id, &base, &mut seen, &mut out);
             self.check_queue_type(id, &base, &mut out);
+            self.check_retry(id, &base, &mut seen, &mut out);
             if service.queues().is_empty() && !service.routing_keys.is_empty() {
                 out.push(self.warning_at(
                     &format!("{base}/routing_keys"),
@@ -243,6 +314,46 @@ impl RuleCheck<'_> {
                 format!("service \"{id}\": stream queues cannot dead-letter"),
                 "remove dead_letter: a stream keeps its messages, and consumers read them again from an offset",
             ));
+        }
+    }
+
+    /// `retry` needs a queue that dead-letters (a stream cannot, `dead_letter: false` does
+    /// not) for the messages that fail every stage; its queues' names must be free.
+    fn check_retry(
+        &self,
+        id: &str,
+        base: &str,
+        seen: &mut BTreeMap<String, (String, String)>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let service = &self.registry.services[id];
+        if service.retry.is_empty() || service.queues().is_empty() {
+            return;
+        }
+        let pointer = format!("{base}/retry");
+        let queue_type = self.registry.queue_type_of(service);
+        let problem = if !queue_type.dead_letters() {
+            Some((
+                "stream queues cannot dead-letter, so a stream service cannot retry",
+                "remove retry, or use queue_type: quorum",
+            ))
+        } else if service.dead_letter == Some(DeadLetter::Enabled(false)) {
+            Some((
+                "retry needs a dead-letter queue for the messages that fail every stage, and dead_letter is false",
+                "remove dead_letter: false (or name the dead-letter queue)",
+            ))
+        } else {
+            None
+        };
+        if let Some((why, hint)) = problem {
+            out.push(self.at(&pointer, format!("service \"{id}\": {why}"), hint));
+            return;
+        }
+        for queue in service.queues() {
+            let stages = (1..=service.retry.len()).map(|i| format!("{queue}.retry.{i}"));
+            for name in std::iter::once(format!("{queue}.retry")).chain(stages) {
+                self.check_unique(id, &name, &pointer, seen, out);
+            }
         }
     }
 
@@ -516,6 +627,48 @@ mod tests {
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("named dead_letter"), "{errs:?}");
+    }
+
+    #[test]
+    fn retry_needs_a_queue_that_dead_letters() {
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+              dead_letter: false
+              retry: [5s]
+            b:
+              queue_name: s
+              queue_type: stream
+              retry: [5s]
+        "});
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0]
+                .starts_with("registry.yaml:10:12: service \"a\": retry needs a dead-letter queue"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("a stream service cannot retry"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_retry_queue_colliding_with_another_queue_is_a_duplicate() {
+        let text = with_services(indoc! {"
+            a:
+              queue_name: q
+              retry: [5s, 30s]
+            b:
+              queue_name: q.retry.2
+        "});
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("duplicate queue name \"q.retry.2\""),
+            "{errs:?}"
+        );
     }
 
     #[test]

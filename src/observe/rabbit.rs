@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use crate::error::{GodError, Result};
 use crate::model::{
     BindingSpec, DestinationType, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin,
-    PolicySpec, QueueSpec, QueueStats, normalize_arguments,
+    PolicySpec, QueueSpec, QueueStats, RECORD_OBJECT_ARG, normalize_arguments,
 };
 use crate::rabbit::amqp::{AmqpSession, reply_code};
 use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry, QueuePlacement};
@@ -18,10 +18,23 @@ use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry
 /// is unreachable, refuses the credentials, or the vhost does not exist.
 pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     api.check_vhost().await?;
-    let (definitions, nodes, overview) =
-        tokio::join!(api.definitions(), api.nodes(), api.overview());
+    let (definitions, nodes, overview, operator_policies, limits) = tokio::join!(
+        api.definitions(),
+        api.nodes(),
+        api.overview(),
+        api.operator_policies(),
+        api.vhost_limits()
+    );
     let mut state = observed_state(api.vhost(), definitions?);
     state.broker_version = overview.ok().map(|o| o.rabbitmq_version);
+    // Only administrators may read operator policies and limits: for others there are none
+    // to see, and declaring some fails at apply with what to do.
+    state.topology.operator_policies = permitted(operator_policies)?
+        .into_iter()
+        .map(policy_spec)
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    state.topology.limits = permitted(limits)?;
     // A user without the `monitoring` tag may not list nodes: the queues' own state says
     // which are down, at the cost of one more request.
     let down: Option<BTreeSet<String>> = match nodes {
@@ -43,6 +56,24 @@ pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
         state.unavailable = unavailable_queues(&placement, down.as_ref());
     }
     Ok(state)
+}
+
+/// An answer, empty when the user may not read it.
+fn permitted<T: Default>(answer: Result<T>) -> Result<T> {
+    match answer {
+        Err(GodError::Forbidden { .. }) => Ok(T::default()),
+        other => other,
+    }
+}
+
+fn policy_spec(p: crate::rabbit::management::ExportedPolicy) -> PolicySpec {
+    PolicySpec {
+        name: p.name,
+        pattern: p.pattern,
+        apply_to: p.apply_to,
+        priority: p.priority,
+        definition: p.definition,
+    }
 }
 
 /// The queues a node that is down makes unavailable, with why: a classic queue on it, a
@@ -174,7 +205,10 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport) -> ObservedSt
             DestinationType::Queue
         };
         if b.source == MANAGED_RECORD_EXCHANGE {
-            record(&mut state, &b.destination, destination_type, &b.routing_key);
+            match b.arguments.get(RECORD_OBJECT_ARG).and_then(|v| v.as_str()) {
+                Some(object) => record_object(&mut state, object, &b.routing_key),
+                None => record(&mut state, &b.destination, destination_type, &b.routing_key),
+            }
             continue;
         }
         state.topology.bindings.insert(BindingSpec {
@@ -185,17 +219,8 @@ pub fn observed_state(vhost: &str, definitions: DefinitionsExport) -> ObservedSt
             arguments: normalize_arguments(&b.arguments),
         });
     }
-    for p in definitions.policies {
-        state.topology.policies.insert(
-            p.name.clone(),
-            PolicySpec {
-                name: p.name,
-                pattern: p.pattern,
-                apply_to: p.apply_to,
-                priority: p.priority,
-                definition: p.definition,
-            },
-        );
+    for p in definitions.policies.into_iter().map(policy_spec) {
+        state.topology.policies.insert(p.name.clone(), p);
     }
     state
 }
@@ -217,15 +242,24 @@ fn stats_of(entry: &QueueListEntry) -> QueueStats {
 }
 
 fn record(state: &mut ObservedState, destination: &str, kind: DestinationType, key: &str) {
-    let Some(origin) = Origin::parse(key) else {
-        return;
-    };
     let managed = match kind {
         DestinationType::Queue => &mut state.managed_queues,
         DestinationType::Exchange => &mut state.managed_exchanges,
     };
-    // A queue recorded both ways (it was re-created after an adoption) counts as created.
-    let entry = managed.entry(destination.to_string()).or_insert(origin);
+    note_origin(managed, destination, key);
+}
+
+fn record_object(state: &mut ObservedState, object: &str, key: &str) {
+    note_origin(&mut state.managed_objects, object, key);
+}
+
+/// Adds a record's origin; an object recorded both ways (re-created after an adoption) counts
+/// as created.
+fn note_origin(managed: &mut BTreeMap<String, Origin>, name: &str, key: &str) {
+    let Some(origin) = Origin::parse(key) else {
+        return;
+    };
+    let entry = managed.entry(name.to_string()).or_insert(origin);
     if origin == Origin::Created {
         *entry = Origin::Created;
     }

@@ -113,6 +113,13 @@ pub struct ExportedPolicy {
     pub definition: crate::model::Arguments,
 }
 
+/// One entry of the vhost limits answer.
+#[derive(Debug, Clone, Deserialize)]
+struct VhostLimitsEntry {
+    #[serde(default)]
+    value: std::collections::BTreeMap<String, i64>,
+}
+
 /// Depth, consumers and growth of one queue, from the queue list (the statistics lag by up
 /// to 5 s).
 #[derive(Debug, Clone, Deserialize)]
@@ -555,6 +562,93 @@ impl ManagementApi {
         .await
     }
 
+    /// The vhost's operator policies (one request).
+    pub async fn operator_policies(&self) -> Result<Vec<ExportedPolicy>> {
+        let path = format!("operator-policies/{}", encode(&self.endpoints.vhost));
+        self.get_json(&path, "the operator policy list").await
+    }
+
+    /// Declares or changes an operator policy of the vhost.
+    pub async fn put_operator_policy(&self, policy: &crate::model::PolicySpec) -> Result<()> {
+        let body = serde_json::json!({
+            "pattern": policy.pattern,
+            "apply-to": policy.apply_to,
+            "priority": policy.priority,
+            "definition": policy.definition,
+        });
+        self.send_json(
+            Method::PUT,
+            &self.operator_policy_path(&policy.name),
+            &body,
+            "an operator policy declaration",
+        )
+        .await
+    }
+
+    /// Deletes an operator policy (a missing one is fine).
+    pub async fn delete_operator_policy(&self, name: &str) -> Result<()> {
+        self.guarded_delete(
+            &self.operator_policy_path(name),
+            "an operator policy deletion",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn operator_policy_path(&self, name: &str) -> String {
+        format!(
+            "operator-policies/{}/{}",
+            encode(&self.endpoints.vhost),
+            encode(name)
+        )
+    }
+
+    /// The vhost's limits by name (`max-queues`, `max-connections`).
+    pub async fn vhost_limits(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        let path = format!("vhost-limits/{}", encode(&self.endpoints.vhost));
+        let entries: Vec<VhostLimitsEntry> = self.get_json(&path, "the vhost limits").await?;
+        Ok(entries.into_iter().flat_map(|e| e.value).collect())
+    }
+
+    /// Sets one limit of the vhost.
+    pub async fn put_vhost_limit(&self, name: &str, value: i64) -> Result<()> {
+        let body = serde_json::json!({ "value": value });
+        self.send_json(
+            Method::PUT,
+            &self.vhost_limit_path(name),
+            &body,
+            "a vhost limit change",
+        )
+        .await
+    }
+
+    /// Clears one limit of the vhost (a missing one is fine).
+    pub async fn delete_vhost_limit(&self, name: &str) -> Result<()> {
+        self.guarded_delete(&self.vhost_limit_path(name), "a vhost limit removal")
+            .await
+            .map(|_| ())
+    }
+
+    fn vhost_limit_path(&self, name: &str) -> String {
+        format!(
+            "vhost-limits/{}/{}",
+            encode(&self.endpoints.vhost),
+            encode(name)
+        )
+    }
+
+    /// Sends a JSON body and checks the answer's status.
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        operation: &str,
+    ) -> Result<()> {
+        let response = self.deliver_with(method, path, Some(body)).await?;
+        self.check_status(response, operation).await.map(|_| ())
+    }
+
     async fn guarded_delete(&self, path: &str, operation: &str) -> Result<bool> {
         let response = self.deliver(Method::DELETE, path).await?;
         match response.status().as_u16() {
@@ -573,14 +667,29 @@ impl ManagementApi {
     /// Sends an authenticated request to `/api/PATH` on the first node that answers; the
     /// status is left to the caller.
     async fn deliver(&self, method: Method, path: &str) -> Result<reqwest::Response> {
+        self.deliver_with(method, path, None).await
+    }
+
+    /// Like [`Self::deliver`], with an optional JSON body.
+    async fn deliver_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
         let creds = &self.endpoints.management_credentials;
         self.failover(async |node| {
-            self.http
+            let request = self
+                .http
                 .request(method.clone(), format!("{}/api/{path}", self.bases[node]))
-                .basic_auth(&creds.user, Some(creds.password()))
-                .send()
-                .await
-                .map_err(|e| self.transport_error(node, e))
+                .basic_auth(&creds.user, Some(creds.password()));
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+            .send()
+            .await
+            .map_err(|e| self.transport_error(node, e))
         })
         .await
     }

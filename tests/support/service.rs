@@ -1,4 +1,4 @@
-//! god's bundled services (`god gateway`, `god relay`) as background processes on free loopback
+//! god's bundled services (`god gateway`, `god relay`, `god retry`) as background processes on free loopback
 //! ports, and the CPU they use.
 
 use std::process::Command;
@@ -20,26 +20,34 @@ pub type GatewayProcess = ServiceProcess;
 impl ServiceProcess {
     /// Starts a gateway publishing to `exchange` through `amqp_url`, with extra environment.
     pub fn start(amqp_url: &str, exchange: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn("gateway", amqp_url, exchange, &[], env)
+        Self::spawn("gateway", amqp_url, &["--exchange", exchange], env)
     }
 
     /// Starts a relay reading `exchange` through `amqp_url`, with extra arguments.
     pub fn relay(amqp_url: &str, exchange: &str, args: &[&str]) -> Self {
-        Self::spawn("relay", amqp_url, exchange, args, &[])
+        let mut all = vec!["--exchange", exchange];
+        all.extend_from_slice(args);
+        Self::spawn("relay", amqp_url, &all, &[])
     }
 
-    fn spawn(
-        service: &str,
-        amqp_url: &str,
-        exchange: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
+    /// Starts the retry mover for the services of `registry` with `retry`.
+    pub fn retry(amqp_url: &str, registry: &std::path::Path) -> Self {
+        let registry = registry.to_str().unwrap();
+        Self::spawn("retry", amqp_url, &["--registry", registry], &[])
+    }
+
+    /// Kills the process (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(service: &str, amqp_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = god()
-            .args([service, "--listen", &listen, "--exchange", exchange])
+            .args([service, "--listen", &listen])
             .args(args)
             .env("RABBITMQ_URL", amqp_url)
             .envs(env.iter().copied())

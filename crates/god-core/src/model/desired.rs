@@ -46,6 +46,58 @@ pub enum QueueRole {
         /// The queue it receives rejected messages from.
         of: String,
     },
+    /// A queue of another queue's retry: where its rejected messages wait for `god retry`
+    /// (stage 0), or wait out a delay (stages 1 and up).
+    Retry {
+        /// The queue whose messages it holds.
+        of: String,
+        /// 0 for the mover's inbox, else the stage's number.
+        stage: usize,
+    },
+}
+
+/// The header exchange expired retry stages dead-letter into: it routes each message back to
+/// the queue its [`RETRY_QUEUE_HEADER`] names, keeping its routing key.
+pub const RETRY_EXCHANGE: &str = "god.retry";
+/// The header `god retry` sets to the queue a message goes back to.
+pub const RETRY_QUEUE_HEADER: &str = "god-retry-queue";
+/// The header counting the retries a message was given.
+pub const RETRIES_HEADER: &str = "x-god-retries";
+/// The header a message that failed every retry carries into its dead-letter queue: how many
+/// times its consumer failed it.
+pub const ATTEMPTS_HEADER: &str = "x-god-attempts";
+
+/// Retry with backoff of one queue (`retry: [5s, 30s, 2m]`): its rejected messages go to
+/// `inbox`, where `god retry` sends each to the next stage (a queue whose TTL is the delay,
+/// dead-lettering back to the queue) or, after the last, to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRoute {
+    /// The service's queue.
+    pub queue: String,
+    /// Where its rejected messages wait for the mover: `<queue>.retry`.
+    pub inbox: String,
+    /// The stage queues, `<queue>.retry.1` and up, in order.
+    pub stages: Vec<String>,
+    /// The delay of each stage, in milliseconds.
+    pub delays_ms: Vec<u64>,
+    /// Where a message goes after its last retry failed.
+    pub dead_letter_queue: String,
+}
+
+impl RetryRoute {
+    /// The route of `queue` with these delays and dead-letter queue.
+    pub fn new(queue: &str, delays_ms: Vec<u64>, dead_letter_queue: &str) -> Self {
+        let inbox = format!("{queue}.retry");
+        Self {
+            stages: (1..=delays_ms.len())
+                .map(|i| format!("{inbox}.{i}"))
+                .collect(),
+            queue: queue.to_string(),
+            inbox,
+            delays_ms,
+            dead_letter_queue: dead_letter_queue.to_string(),
+        }
+    }
 }
 
 /// Who a desired queue belongs to and why it exists.
@@ -99,6 +151,13 @@ pub struct DesiredState {
     pub inactive: Vec<InactiveService>,
     /// Every service of the registry, by id.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Retry with backoff, by the service queue it serves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retry: BTreeMap<String, RetryRoute>,
+    /// Where objects not derived from a service were declared, by resource identifier
+    /// (`exchange/NAME` → `topology/fireflies.yaml`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 impl DesiredState {
@@ -109,18 +168,28 @@ impl DesiredState {
             .filter(|(_, s)| s.lifecycle == Lifecycle::Active)
     }
 
-    /// Whether a desired queue is the dead-letter queue of another.
+    /// The file that declares an object, by its identifier: its topology file, else the
+    /// registry.
+    pub fn source_of(&self, id: &str) -> &str {
+        self.sources.get(id).map_or("registry.yaml", String::as_str)
+    }
+
+    /// Whether a desired queue is the dead-letter queue of another, or one of its retry
+    /// queues: what receives another queue's messages is declared before it.
     pub fn is_dead_letter_queue(&self, queue: &str) -> bool {
-        self.owners
-            .get(queue)
-            .is_some_and(|o| matches!(o.role, QueueRole::DeadLetter { .. }))
+        self.owners.get(queue).is_some_and(|o| {
+            matches!(
+                o.role,
+                QueueRole::DeadLetter { .. } | QueueRole::Retry { .. }
+            )
+        })
     }
 
     /// The dead-letter queue of a desired queue, if it has one.
     pub fn dead_letter_queue_of(&self, queue: &str) -> Option<&str> {
         match &self.owners.get(queue)?.role {
             QueueRole::Main { dead_letter_queue } => dead_letter_queue.as_deref(),
-            QueueRole::DeadLetter { .. } => None,
+            QueueRole::DeadLetter { .. } | QueueRole::Retry { .. } => None,
         }
     }
 }

@@ -216,6 +216,15 @@ impl PolicySpec {
     }
 }
 
+/// A limit of a vhost (`max-queues`, `max-connections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitSpec {
+    /// The limit's name as RabbitMQ spells it.
+    pub name: String,
+    /// Its value (-1: no limit).
+    pub value: i64,
+}
+
 /// A set of broker objects in one vhost.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
@@ -227,6 +236,12 @@ pub struct Topology {
     pub bindings: BTreeSet<BindingSpec>,
     /// Policies by name.
     pub policies: BTreeMap<String, PolicySpec>,
+    /// Operator policies by name (they cap what policies and clients set).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_policies: BTreeMap<String, PolicySpec>,
+    /// Limits of the vhost by name (`max-queues`, `max-connections`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, i64>,
 }
 
 /// Argument keys whose values are integers, whatever type they were written in.
@@ -406,6 +421,21 @@ pub fn record_exchange() -> ExchangeSpec {
     }
 }
 
+/// The argument of a record binding that names the object it records, for objects that are
+/// not a binding's destination (policies, operator policies, limits): such a record binds the
+/// record exchange to itself.
+pub const RECORD_OBJECT_ARG: &str = "x-god-object";
+
+/// The binding that records that god manages a policy, operator policy or limit, by the
+/// object's identifier (`policy/NAME`, `operator_policy/NAME`, `limit/NAME`).
+pub fn object_record_binding(id: &str, origin: Origin) -> BindingSpec {
+    let mut binding = record_binding(MANAGED_RECORD_EXCHANGE, DestinationType::Exchange, origin);
+    binding
+        .arguments
+        .insert(RECORD_OBJECT_ARG.to_string(), Value::from(id));
+    binding
+}
+
 /// The binding that records that god manages an object.
 pub fn record_binding(
     destination: &str,
@@ -444,6 +474,10 @@ pub struct ObservedState {
     pub managed_queues: BTreeMap<String, Origin>,
     /// Exchanges god manages, and how it came to.
     pub managed_exchanges: BTreeMap<String, Origin>,
+    /// Policies, operator policies and limits god manages, by identifier (`policy/NAME`,
+    /// `operator_policy/NAME`, `limit/NAME`), and how it came to.
+    #[serde(default)]
+    pub managed_objects: BTreeMap<String, Origin>,
     /// Queues on a node that is down (a classic queue's node, or a majority of a quorum
     /// queue's members), with why: the broker lists them without their bindings, so god
     /// neither sees nor touches them until they are back.

@@ -40,6 +40,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.orphans();
     planner.keep_dead_letter_queues_of_kept_queues();
     planner.policies();
+    planner.declared_settings();
     planner.inactive_services();
     planner.interrupted_migrations();
     let Planner {
@@ -94,7 +95,7 @@ fn delivery_limit_note(
         kind: NoteKind::Info,
         id: "delivery_limit".into(),
         message: format!(
-            "{} quorum queue(s) declared without a delivery limit ({}): on RabbitMQ {version}, this broker, {meaning}; set `delivery_limit` in registry.yaml to choose",
+            "{} quorum queue(s) declared without a delivery limit ({}): on RabbitMQ {version}, this broker, {meaning}; set `delivery_limit` (registry.yaml or topology/) to choose",
             unlimited.len(),
             first_names(&unlimited)
         ),
@@ -155,17 +156,17 @@ fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<C
 /// bindings, adoptions), then removals (bindings, policies, queues, exchanges), so that no
 /// routing key is ever unbound while its replacement is pending.
 fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
-    use ResourceKind::{Binding, Exchange, Policy, Queue};
+    use ResourceKind::{Binding, Exchange, Limit, OperatorPolicy, Policy, Queue};
     match (change.action, change.kind) {
         (Action::Create | Action::Replace, Exchange) => 0,
         (Action::Replace, Queue) => 1,
         (Action::Create, Queue) if desired.is_dead_letter_queue(change.name()) => 2,
         (Action::Create, Queue) => 3,
-        (Action::Create | Action::Update, Policy) => 4,
+        (Action::Create | Action::Update, Policy | OperatorPolicy | Limit) => 4,
         (Action::Create, Binding) => 5,
         (Action::Adopt, _) => 6,
         (Action::Delete, Binding) => 7,
-        (Action::Delete, Policy) => 8,
+        (Action::Delete, Policy | OperatorPolicy | Limit) => 8,
         (Action::Delete, Queue) => 9,
         (Action::Delete, Exchange) => 10,
         _ => 11,
@@ -249,16 +250,21 @@ impl Planner<'_> {
     fn exchanges(&mut self) {
         for (name, wanted) in &self.desired.topology.exchanges {
             let managed = self.observed.managed_exchanges.contains_key(name);
+            let id = format!("exchange/{name}");
             match self.observed.topology.exchanges.get(name) {
-                None => self.create(
+                None if *name == self.desired.exchange => self.create(
                     Resource::Exchange(wanted.clone()),
                     "the bus exchange of registry.yaml",
+                ),
+                None => self.create(
+                    Resource::Exchange(wanted.clone()),
+                    format!("declared in {}", self.desired.source_of(&id)),
                 ),
                 Some(found) if found == wanted => {
                     if !managed {
                         self.adopt(
                             Resource::Exchange(found.clone()),
-                            "exists and matches registry.yaml",
+                            format!("exists and matches {}", self.desired.source_of(&id)),
                         );
                     }
                 }
@@ -277,10 +283,13 @@ impl Planner<'_> {
             .count();
         let before = Resource::Exchange(found.clone());
         let after = Resource::Exchange(wanted.clone());
+        let source = self.desired.source_of(&after.id());
         let mut c = Change::new(
             Action::Replace,
             &after,
-            "its properties differ from registry.yaml; an exchange cannot be redeclared with other properties",
+            format!(
+                "its properties differ from {source}; an exchange cannot be redeclared with other properties"
+            ),
         );
         c.diff = line_diff(&exchange_lines(found), &exchange_lines(wanted));
         c.before = Some(before);
@@ -328,8 +337,18 @@ impl Planner<'_> {
                 QueueRole::DeadLetter { of } => {
                     format!("dead-letter queue of {of} (service {})", owner.service)
                 }
+                QueueRole::Retry { of, stage: 0 } => format!(
+                    "where `god retry` takes the rejected messages of {of} (service {})",
+                    owner.service
+                ),
+                QueueRole::Retry { of, stage } => {
+                    format!("retry stage {stage} of {of} (service {})", owner.service)
+                }
             },
-            None => "declared in registry.yaml".to_string(),
+            None => format!(
+                "declared in {}",
+                self.desired.source_of(&format!("queue/{queue}"))
+            ),
         }
     }
 
@@ -349,10 +368,13 @@ impl Planner<'_> {
             self.wanted_policies.insert(policy.name.clone(), policy);
         }
         if !self.observed.managed_queues.contains_key(&found.name) {
+            let source = self.desired.source_of(&format!("queue/{}", found.name));
             let cause = if found_dl == wanted_dl {
-                "exists and matches registry.yaml".to_string()
+                format!("exists and matches {source}")
             } else {
-                "exists and matches registry.yaml; dead-lettering is added by a policy, no replacement needed".to_string()
+                format!(
+                    "exists and matches {source}; dead-lettering is added by a policy, no replacement needed"
+                )
             };
             self.adopt(Resource::Queue(found.clone()), cause);
         }
@@ -360,10 +382,13 @@ impl Planner<'_> {
 
     fn replace_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec, same_identity: bool) {
         let messages = self.observed.messages(&found.name);
+        let source = self.desired.source_of(&format!("queue/{}", found.name));
         let why = if same_identity {
-            "its dead-letter arguments differ, and queue arguments override any policy"
+            "its dead-letter arguments differ, and queue arguments override any policy".to_string()
         } else {
-            "its arguments differ from registry.yaml, and RabbitMQ refuses to redeclare a queue with other arguments (406)"
+            format!(
+                "its arguments differ from {source}, and RabbitMQ refuses to redeclare a queue with other arguments (406)"
+            )
         };
         let before = Resource::Queue(found.clone());
         let after = Resource::Queue(wanted.clone());
@@ -374,7 +399,7 @@ impl Planner<'_> {
                 crate::plan::MIGRATION_HOLDING_SUFFIX
             )
         } else {
-            why.to_string()
+            why
         };
         let mut c = Change::new(Action::Replace, &after, why);
         c.diff = line_diff(&queue_lines(found), &queue_lines(wanted));
@@ -400,7 +425,10 @@ impl Planner<'_> {
             if !observed.contains(b) || self.replaced_queues.contains(&b.destination) {
                 let cause = match self.desired.owners.get(&b.destination) {
                     Some(o) => format!("routing key {:?} of service {}", b.routing_key, o.service),
-                    None => format!("routing key {:?}", b.routing_key),
+                    None => format!(
+                        "declared in {}",
+                        self.desired.source_of(&super::binding_id(b))
+                    ),
                 };
                 self.create(Resource::Binding(b.clone()), cause);
             }
@@ -412,21 +440,30 @@ impl Planner<'_> {
                         "routing key {:?} is no longer in registry.yaml for service {}",
                         b.routing_key, o.service
                     ),
-                    None => "no longer in registry.yaml".to_string(),
+                    None => NO_LONGER_DECLARED.to_string(),
                 };
                 self.delete(Resource::Binding(b.clone()), cause);
             }
         }
     }
 
-    /// A binding god removes: from the bus exchange to a queue the registry wants, with a key
-    /// the registry does not list. Bindings of other exchanges and of other queues are not god's.
+    /// A binding god removes: between two objects the inputs declare (an exchange and a queue
+    /// or another exchange), that the inputs do not list. Bindings to or from anything else are
+    /// not god's.
     fn is_stale_binding(&self, b: &BindingSpec) -> bool {
-        self.desired.topology.exchanges.contains_key(&b.source)
-            && b.destination_type == crate::model::DestinationType::Queue
-            && self.desired.topology.queues.contains_key(&b.destination)
-            && !self.replaced_queues.contains(&b.destination)
-            && !self.desired.topology.bindings.contains(b)
+        let topology = &self.desired.topology;
+        let declared_destination = match b.destination_type {
+            crate::model::DestinationType::Queue => {
+                topology.queues.contains_key(&b.destination)
+                    && !self.replaced_queues.contains(&b.destination)
+            }
+            crate::model::DestinationType::Exchange => {
+                topology.exchanges.contains_key(&b.destination)
+            }
+        };
+        topology.exchanges.contains_key(&b.source)
+            && declared_destination
+            && !topology.bindings.contains(b)
     }
 
     fn orphans(&mut self) {
@@ -439,7 +476,8 @@ impl Planner<'_> {
             }
             let why = match deprecated.get(name) {
                 Some(service) => format!("service {service} is deprecated"),
-                None => "no active service in registry.yaml declares it".to_string(),
+                None => "no active service in registry.yaml, and no file of topology/, declares it"
+                    .to_string(),
             };
             self.orphan_queue(name, *origin, &why);
         }
@@ -451,17 +489,41 @@ impl Planner<'_> {
             }
             if self.options.prune && *origin == Origin::Created {
                 let found = self.observed.topology.exchanges[name].clone();
+                self.unbind_from_managed(name);
                 self.delete(
                     Resource::Exchange(found),
-                    "no longer in registry.yaml (--prune)",
+                    format!("{NO_LONGER_DECLARED} (--prune)"),
                 );
             } else {
-                self.orphan_note(
-                    &format!("exchange/{name}"),
-                    *origin,
-                    "no longer in registry.yaml",
-                );
+                self.orphan_note(&format!("exchange/{name}"), *origin, NO_LONGER_DECLARED);
             }
+        }
+    }
+
+    /// Before a pruned exchange goes, its bindings to objects god manages go: god made them.
+    /// Bindings to anything else stay, and keep the exchange (it is deleted only when unused).
+    fn unbind_from_managed(&mut self, exchange: &str) {
+        let bindings: Vec<BindingSpec> = self
+            .observed
+            .topology
+            .bindings
+            .iter()
+            .filter(|b| b.source == exchange)
+            .filter(|b| match b.destination_type {
+                crate::model::DestinationType::Queue => {
+                    self.observed.managed_queues.contains_key(&b.destination)
+                }
+                crate::model::DestinationType::Exchange => {
+                    self.observed.managed_exchanges.contains_key(&b.destination)
+                }
+            })
+            .cloned()
+            .collect();
+        for b in bindings {
+            self.delete(
+                Resource::Binding(b),
+                format!("its exchange {exchange} is pruned"),
+            );
         }
     }
 
@@ -608,6 +670,93 @@ impl Planner<'_> {
         }
     }
 
+    /// The policies, operator policies and limits the inputs declare: created, adopted when
+    /// they exist (and set to the inputs' definition), updated, and pruned like queues: only
+    /// what god created, only with `--prune`.
+    fn declared_settings(&mut self) {
+        let desired = &self.desired.topology;
+        let observed = &self.observed.topology;
+        let wanted: Vec<Resource> = desired
+            .policies
+            .values()
+            .cloned()
+            .map(Resource::Policy)
+            .chain(
+                desired
+                    .operator_policies
+                    .values()
+                    .cloned()
+                    .map(Resource::OperatorPolicy),
+            )
+            .chain(desired.limits.iter().map(limit))
+            .collect();
+        let found: BTreeMap<String, Resource> = observed
+            .policies
+            .values()
+            .cloned()
+            .map(Resource::Policy)
+            .chain(
+                observed
+                    .operator_policies
+                    .values()
+                    .cloned()
+                    .map(Resource::OperatorPolicy),
+            )
+            .chain(observed.limits.iter().map(limit))
+            .map(|r| (r.id(), r))
+            .collect();
+        for want in &wanted {
+            self.declared_setting(want, found.get(&want.id()));
+        }
+        let wanted_ids: BTreeSet<String> = wanted.iter().map(Resource::id).collect();
+        for (id, origin) in &self.observed.managed_objects {
+            let Some(found) = found.get(id).filter(|_| !wanted_ids.contains(id)) else {
+                continue;
+            };
+            if self.options.prune && *origin == Origin::Created {
+                self.delete(found.clone(), format!("{NO_LONGER_DECLARED} (--prune)"));
+            } else {
+                self.orphan_note(id, *origin, NO_LONGER_DECLARED);
+            }
+        }
+    }
+
+    fn declared_setting(&mut self, want: &Resource, found: Option<&Resource>) {
+        let id = want.id();
+        let source = self.desired.source_of(&id).to_string();
+        let managed = self.observed.managed_objects.contains_key(&id);
+        match found {
+            None => self.create(want.clone(), format!("declared in {source}")),
+            Some(found) if found == want => {
+                if !managed {
+                    self.adopt(found.clone(), format!("exists and matches {source}"));
+                }
+            }
+            Some(found) => {
+                // An object god does not manage yet is adopted with the inputs' definition:
+                // `--prune` never deletes it.
+                let (action, cause) = if managed {
+                    (
+                        Action::Update,
+                        format!("its definition differs from {source}"),
+                    )
+                } else {
+                    (
+                        Action::Adopt,
+                        format!(
+                            "exists with another definition; god adopts it and sets the one of {source}"
+                        ),
+                    )
+                };
+                let mut c = Change::new(action, want, cause);
+                c.diff = line_diff(&setting_lines(found), &setting_lines(want));
+                c.before = Some(found.clone());
+                c.after = Some(want.clone());
+                self.push(c);
+            }
+        }
+    }
+
     /// A god dead-letter policy whose queue is gone, pruned, replaced (the new queue carries its
     /// own arguments), or desired with its arguments in place. Policies of kept orphans stay.
     fn policy_is_stale(&self, policy: &PolicySpec) -> bool {
@@ -690,6 +839,9 @@ impl Planner<'_> {
     }
 }
 
+/// Why an object god manages is an orphan.
+const NO_LONGER_DECLARED: &str = "no longer in registry.yaml or topology/";
+
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -712,6 +864,23 @@ fn queue_lines(q: &QueueSpec) -> String {
         q.auto_delete,
         argument_lines(&q.arguments)
     )
+}
+
+/// A vhost limit as a resource.
+fn limit((name, value): (&String, &i64)) -> Resource {
+    Resource::Limit(crate::model::LimitSpec {
+        name: name.clone(),
+        value: *value,
+    })
+}
+
+/// The property listing of a policy, operator policy or limit.
+fn setting_lines(resource: &Resource) -> String {
+    match resource {
+        Resource::Policy(p) | Resource::OperatorPolicy(p) => policy_lines(p),
+        Resource::Limit(l) => format!("value: {}\n", l.value),
+        _ => String::new(),
+    }
 }
 
 fn policy_lines(p: &PolicySpec) -> String {

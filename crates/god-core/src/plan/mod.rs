@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::containers::ContainerSpec;
-use crate::model::{BindingSpec, ExchangeSpec, PolicySpec, QueueSpec};
+use crate::model::{BindingSpec, ExchangeSpec, LimitSpec, PolicySpec, QueueSpec};
 
 /// The holding queue of a queue replaced with `--migrate` is `<queue>.god-migrating`.
 pub const MIGRATION_HOLDING_SUFFIX: &str = ".god-migrating";
@@ -58,6 +58,11 @@ pub enum ResourceKind {
     Binding,
     /// A policy.
     Policy,
+    /// An operator policy.
+    #[serde(rename = "operator_policy")]
+    OperatorPolicy,
+    /// A limit of the vhost.
+    Limit,
     /// A container.
     Container,
 }
@@ -81,6 +86,11 @@ pub enum Resource {
     Binding(BindingSpec),
     /// A policy.
     Policy(PolicySpec),
+    /// An operator policy.
+    #[serde(rename = "operator_policy")]
+    OperatorPolicy(PolicySpec),
+    /// A limit of the vhost.
+    Limit(LimitSpec),
     /// A container.
     Container(Box<ContainerSpec>),
 }
@@ -93,6 +103,8 @@ impl Resource {
             Resource::Queue(_) => ResourceKind::Queue,
             Resource::Binding(_) => ResourceKind::Binding,
             Resource::Policy(_) => ResourceKind::Policy,
+            Resource::OperatorPolicy(_) => ResourceKind::OperatorPolicy,
+            Resource::Limit(_) => ResourceKind::Limit,
             Resource::Container(_) => ResourceKind::Container,
         }
     }
@@ -102,7 +114,8 @@ impl Resource {
         match self {
             Resource::Exchange(e) => &e.name,
             Resource::Queue(q) => &q.name,
-            Resource::Policy(p) => &p.name,
+            Resource::Policy(p) | Resource::OperatorPolicy(p) => &p.name,
+            Resource::Limit(l) => &l.name,
             Resource::Binding(b) => &b.destination,
             Resource::Container(c) => &c.name,
         }
@@ -114,6 +127,8 @@ impl Resource {
             Resource::Exchange(e) => format!("exchange/{}", e.name),
             Resource::Queue(q) => format!("queue/{}", q.name),
             Resource::Policy(p) => format!("policy/{}", p.name),
+            Resource::OperatorPolicy(p) => format!("operator_policy/{}", p.name),
+            Resource::Limit(l) => format!("limit/{}", l.name),
             Resource::Binding(b) => binding_id(b),
             Resource::Container(c) => format!("container/{}", c.name),
         }

@@ -93,8 +93,14 @@ pub fn describe(resource: &Resource) -> String {
             if e.durable {
                 flags.push("durable".into());
             }
+            if e.auto_delete {
+                flags.push("auto-delete".into());
+            }
             if e.internal {
                 flags.push("internal".into());
+            }
+            if !e.arguments.is_empty() {
+                flags.push(format_arguments(&e.arguments));
             }
             format!("exchange {} ({})", e.name, flags.join(", "))
         }
@@ -129,14 +135,21 @@ pub fn describe(resource: &Resource) -> String {
             flags.extend(c.ports.iter().map(|p| format!("port {p}")));
             format!("container {} ({})", c.name, flags.join(", "))
         }
-        Resource::Policy(p) => format!(
-            "policy {} (pattern {}, priority {}, {})",
-            p.name,
-            p.pattern,
-            p.priority,
-            format_arguments(&p.definition)
-        ),
+        Resource::Policy(p) => format!("policy {}", policy_description(p)),
+        Resource::OperatorPolicy(p) => format!("operator policy {}", policy_description(p)),
+        Resource::Limit(l) => format!("vhost limit {} = {}", l.name, l.value),
     }
+}
+
+fn policy_description(p: &crate::model::PolicySpec) -> String {
+    format!(
+        "{} (pattern {}, apply-to {}, priority {}, {})",
+        p.name,
+        p.pattern,
+        p.apply_to,
+        p.priority,
+        format_arguments(&p.definition)
+    )
 }
 
 fn notes(plan: &Plan) -> String {

@@ -1,0 +1,623 @@
+//! The checks across registry.yaml and the files of `topology/`: a name is defined once
+//! (a duplicate names both places), every binding, alternate exchange and dead-letter exchange
+//! names an exchange the inputs define, policy patterns compile, and each standalone queue is
+//! one RabbitMQ accepts for its type.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::SourceFile;
+use super::diagnostic::Diagnostic;
+use super::document::{Position, PositionedDocument, escape_pointer};
+use super::registry::{DeadLetter, Registry};
+use super::topology::{LoadedTopologyFile, QueueDecl};
+use super::validate::{check_binding_key, check_queue_name};
+use crate::model::queue_type::QueueType;
+use crate::model::{DestinationType, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
+
+/// The registry, as the cross checks need it.
+pub struct RegistryInput<'a> {
+    /// Its file.
+    pub source: &'a SourceFile,
+    /// Its document, for positions.
+    pub doc: &'a PositionedDocument,
+    /// Its content.
+    pub registry: &'a Registry,
+}
+
+/// Keys RabbitMQ 3.10 accepts in a policy definition; others are refused at apply.
+const POLICY_KEYS: [&str; 27] = [
+    "alternate-exchange",
+    "dead-letter-exchange",
+    "dead-letter-routing-key",
+    "dead-letter-strategy",
+    "delivery-limit",
+    "expires",
+    "federation-upstream",
+    "federation-upstream-set",
+    "ha-mode",
+    "ha-params",
+    "ha-promote-on-failure",
+    "ha-promote-on-shutdown",
+    "ha-sync-batch-size",
+    "ha-sync-mode",
+    "initial-cluster-size",
+    "max-age",
+    "max-in-memory-bytes",
+    "max-in-memory-length",
+    "max-length",
+    "max-length-bytes",
+    "message-ttl",
+    "overflow",
+    "queue-leader-locator",
+    "queue-master-locator",
+    "queue-mode",
+    "queue-version",
+    "stream-max-segment-size-bytes",
+];
+
+/// Every problem across the inputs. `complete`: whether every topology file could be read
+/// (else a name may be defined in one that could not, and references are not checked).
+pub fn check(
+    registry: &RegistryInput<'_>,
+    files: &[LoadedTopologyFile],
+    complete: bool,
+) -> Vec<Diagnostic> {
+    let mut check = CrossCheck::default();
+    check.declare_registry(registry);
+    for file in files {
+        check.declare_file(file);
+    }
+    for file in files {
+        if complete {
+            check.references(file);
+        }
+        check.policies(file);
+        check.queues(file);
+    }
+    check.out
+}
+
+/// A place in an input file.
+#[derive(Clone)]
+struct Place<'a> {
+    source: &'a SourceFile,
+    at: Position,
+}
+
+impl Place<'_> {
+    fn shown(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.source.path.display(),
+            self.at.line,
+            self.at.col
+        )
+    }
+
+    fn error(&self, message: String, hint: &str) -> Diagnostic {
+        Diagnostic::error(self.source, self.at.line, self.at.col, message).with_hint(hint)
+    }
+
+    fn warning(&self, message: String, hint: &str) -> Diagnostic {
+        Diagnostic::warning(self.source, self.at.line, self.at.col, message).with_hint(hint)
+    }
+}
+
+fn value_at<'a>(source: &'a SourceFile, doc: &PositionedDocument, pointer: &str) -> Place<'a> {
+    Place {
+        source,
+        at: doc.position_of(pointer),
+    }
+}
+
+fn key_at<'a>(source: &'a SourceFile, doc: &PositionedDocument, pointer: &str) -> Place<'a> {
+    Place {
+        source,
+        at: doc.key_position_of(pointer),
+    }
+}
+
+#[derive(Default)]
+struct CrossCheck<'a> {
+    /// Where each (kind, name) was first defined.
+    defined: BTreeMap<(&'static str, String), Place<'a>>,
+    /// The type of each defined exchange.
+    exchange_types: BTreeMap<String, String>,
+    out: Vec<Diagnostic>,
+}
+
+impl<'a> CrossCheck<'a> {
+    fn define(&mut self, kind: &'static str, name: &str, place: Place<'a>) {
+        let key = (kind, name.to_string());
+        if let Some(first) = self.defined.get(&key) {
+            let message = format!(
+                "duplicate {kind} \"{name}\": defined here and at {}",
+                first.shown()
+            );
+            self.out.push(place.error(
+                message,
+                "a name is defined once across registry.yaml and the files of topology/: remove one of the two",
+            ));
+        } else {
+            self.defined.insert(key, place);
+        }
+    }
+
+    fn is_defined(&self, kind: &'static str, name: &str) -> bool {
+        self.defined.contains_key(&(kind, name.to_string()))
+    }
+
+    /// The registry's bus exchange, and every queue of its services (dead-letter queues too).
+    fn declare_registry(&mut self, input: &RegistryInput<'a>) {
+        let registry = input.registry;
+        let place = |pointer: &str| value_at(input.source, input.doc, pointer);
+        self.define("exchange", &registry.exchange.name, place("/exchange/name"));
+        self.exchange_types.insert(
+            registry.exchange.name.clone(),
+            registry.exchange.kind.clone(),
+        );
+        let mut seen = BTreeSet::new();
+        for (id, service) in &registry.services {
+            let base = format!("/services/{}", escape_pointer(id));
+            let queue_type = registry.queue_type_of(service);
+            for (i, queue) in service.queues().into_iter().enumerate() {
+                let pointer = match &service.queue_names {
+                    Some(_) => format!("{base}/queue_names/{i}"),
+                    None => format!("{base}/queue_name"),
+                };
+                let dead_letter = service.dead_letter_queue(&queue, queue_type);
+                // Duplicates within the registry are the registry check's to report.
+                for name in std::iter::once(queue).chain(dead_letter) {
+                    let pointer = match &service.dead_letter {
+                        Some(DeadLetter::Named(named)) if *named == name => {
+                            format!("{base}/dead_letter")
+                        }
+                        _ => pointer.clone(),
+                    };
+                    if seen.insert(name.clone()) {
+                        self.define("queue", &name, place(&pointer));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The names a topology file defines.
+    fn declare_file(&mut self, file: &'a LoadedTopologyFile) {
+        let f = &file.file;
+        let key = |pointer: String| key_at(&file.source, &file.doc, &pointer);
+        for (name, e) in &f.exchanges {
+            let place = key(format!("/exchanges/{}", escape_pointer(name)));
+            self.exchange_name(name, &place);
+            self.define("exchange", name, place);
+            self.exchange_types
+                .entry(name.clone())
+                .or_insert_with(|| e.kind.clone());
+        }
+        for name in f.queues.keys() {
+            let place = key(format!("/queues/{}", escape_pointer(name)));
+            if let Err(why) = check_queue_name(name) {
+                self.out
+                    .push(place.error(format!("queue {name:?}: {why}"), "rename the queue"));
+            }
+            self.define("queue", name, place);
+        }
+        for (kind, section, names) in [
+            ("policy", "policies", f.policies.keys().collect::<Vec<_>>()),
+            (
+                "operator policy",
+                "operator_policies",
+                f.operator_policies.keys().collect(),
+            ),
+        ] {
+            for name in names {
+                let place = key(format!("/{section}/{}", escape_pointer(name)));
+                if name.starts_with(POLICY_PREFIX) {
+                    self.out.push(place.error(
+                        format!("{kind} \"{name}\": names starting with \"{POLICY_PREFIX}\" are god's own"),
+                        "rename it",
+                    ));
+                }
+                self.define(kind, name, place);
+            }
+        }
+        for (name, _) in f.limits.set() {
+            let pointer = format!("/limits/{}", name.replace('-', "_"));
+            self.define("vhost limit", name, key(pointer));
+        }
+    }
+
+    fn exchange_name(&mut self, name: &str, place: &Place<'a>) {
+        let why = if name.starts_with("amq.") {
+            "names starting with \"amq.\" are reserved by RabbitMQ"
+        } else if name == MANAGED_RECORD_EXCHANGE {
+            "god records what it manages in this exchange"
+        } else {
+            return;
+        };
+        self.out
+            .push(place.error(format!("exchange \"{name}\": {why}"), "rename the exchange"));
+    }
+
+    /// An exchange a binding or argument names: one the inputs define, or one of RabbitMQ's
+    /// own (`amq.*`).
+    fn knows_exchange(&self, name: &str) -> bool {
+        name.starts_with("amq.") || self.is_defined("exchange", name)
+    }
+
+    fn references(&mut self, file: &'a LoadedTopologyFile) {
+        let f = &file.file;
+        let value = |pointer: String| value_at(&file.source, &file.doc, &pointer);
+        for (name, e) in &f.exchanges {
+            if let Some(alternate) = &e.alternate_exchange {
+                let pointer = format!("/exchanges/{}/alternate_exchange", escape_pointer(name));
+                self.exchange_reference(alternate, "alternate exchange", value(pointer));
+            }
+        }
+        for (name, q) in &f.queues {
+            let base = format!("/queues/{}", escape_pointer(name));
+            if let Some(dlx) = q.dead_letter_exchange.as_deref().filter(|x| !x.is_empty()) {
+                self.exchange_reference(
+                    dlx,
+                    "dead-letter exchange",
+                    value(format!("{base}/dead_letter_exchange")),
+                );
+            }
+            for (i, b) in q.bindings.iter().enumerate() {
+                let at = format!("{base}/bindings/{i}");
+                self.binding(&b.exchange, &b.routing_key, &b.arguments, &at, file);
+            }
+        }
+        for (i, b) in f.bindings.iter().enumerate() {
+            let at = format!("/bindings/{i}");
+            let (kind, known) = match b.destination_type {
+                DestinationType::Queue => ("queue", self.is_defined("queue", &b.destination)),
+                DestinationType::Exchange => ("exchange", self.knows_exchange(&b.destination)),
+            };
+            if !known {
+                self.out.push(value(format!("{at}/destination")).error(
+                    format!("binding to undefined {kind} \"{}\"", b.destination),
+                    &format!("define the {kind} in registry.yaml or a file of topology/ (god binds only what the inputs define)"),
+                ));
+            }
+            self.binding(&b.source, &b.routing_key, &b.arguments, &at, file);
+        }
+    }
+
+    fn exchange_reference(&mut self, name: &str, role: &str, place: Place<'a>) {
+        if !self.knows_exchange(name) {
+            self.out.push(place.error(
+                format!("{role} \"{name}\" is not defined"),
+                "define the exchange in a file of topology/, or correct the name",
+            ));
+        }
+    }
+
+    /// A binding's source exchange, key and arguments; `at` points at the binding.
+    fn binding(
+        &mut self,
+        source: &str,
+        key: &str,
+        arguments: &crate::model::Arguments,
+        at: &str,
+        file: &'a LoadedTopologyFile,
+    ) {
+        let value = |pointer: String| value_at(&file.source, &file.doc, &pointer);
+        let field = if file.doc.value.pointer(&format!("{at}/exchange")).is_some() {
+            "exchange"
+        } else {
+            "source"
+        };
+        if !self.knows_exchange(source) {
+            self.out.push(value(format!("{at}/{field}")).error(
+                format!("binding from undefined exchange \"{source}\""),
+                "define the exchange in registry.yaml or a file of topology/, or correct the name",
+            ));
+            return;
+        }
+        let kind = self.exchange_types.get(source).map(String::as_str);
+        if kind == Some("topic")
+            && let Err(why) = check_binding_key(key)
+        {
+            self.out.push(value(format!("{at}/routing_key")).error(
+                format!("routing key {key:?}: {why}"),
+                "a binding key is words separated by dots; `*` matches one word and `#` zero or more, each as a whole word",
+            ));
+        }
+        if let Some(matching) = arguments.get("x-match") {
+            let valid = ["all", "any", "all-with-x", "any-with-x"];
+            if !matching.as_str().is_some_and(|m| valid.contains(&m)) {
+                self.out
+                    .push(value(format!("{at}/arguments/x-match")).error(
+                    format!(
+                        "x-match is {matching}; RabbitMQ knows all, any, all-with-x and any-with-x"
+                    ),
+                    "all: every header listed must match; any: one is enough",
+                ));
+            }
+        }
+    }
+
+    fn policies(&mut self, file: &'a LoadedTopologyFile) {
+        let f = &file.file;
+        for (section, policies) in [
+            ("policies", &f.policies),
+            ("operator_policies", &f.operator_policies),
+        ] {
+            for (name, p) in policies {
+                let base = format!("/{section}/{}", escape_pointer(name));
+                if let Err(e) = regex::Regex::new(&p.pattern) {
+                    let why = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    self.out.push(value_at(&file.source, &file.doc, &format!("{base}/pattern")).error(
+                        format!("policy \"{name}\": pattern {:?} is not a valid regular expression ({why})", p.pattern),
+                        "a policy pattern is a regular expression over names, e.g. ^transcripts\\. (escape dots)",
+                    ));
+                }
+                for key in p
+                    .definition
+                    .keys()
+                    .filter(|k| !POLICY_KEYS.contains(&k.as_str()))
+                {
+                    let pointer = format!("{base}/definition/{}", escape_pointer(key));
+                    self.out.push(key_at(&file.source, &file.doc, &pointer).warning(
+                        format!("policy \"{name}\": RabbitMQ 3.10 knows no policy key {key:?} and refuses the policy"),
+                        "policy keys are written without `x-` (message-ttl, max-length, dead-letter-exchange, ...)",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// What RabbitMQ refuses for a queue's type.
+    fn queues(&mut self, file: &'a LoadedTopologyFile) {
+        for (name, q) in &file.file.queues {
+            let base = format!("/queues/{}", escape_pointer(name));
+            let queue_type = q.settings.queue_type.unwrap_or_default();
+            for problem in type_problems(q, queue_type) {
+                let (field, message, hint) = problem;
+                let pointer = format!("{base}/{field}");
+                let place = if field.starts_with("arguments/") {
+                    key_at(&file.source, &file.doc, &pointer)
+                } else {
+                    value_at(&file.source, &file.doc, &pointer)
+                };
+                self.out
+                    .push(place.error(format!("queue \"{name}\": {message}"), hint));
+            }
+        }
+    }
+}
+
+/// A queue's settings its type refuses: (field, problem, hint).
+fn type_problems(q: &QueueDecl, queue_type: QueueType) -> Vec<(String, String, &'static str)> {
+    let kind = queue_type.as_str();
+    let mut out = Vec::new();
+    if queue_type != QueueType::Classic {
+        if !q.durable {
+            out.push((
+                "durable".into(),
+                format!("{kind} queues are always durable"),
+                "remove durable: false",
+            ));
+        }
+        if q.auto_delete {
+            out.push((
+                "auto_delete".into(),
+                format!("{kind} queues cannot be auto-delete"),
+                "remove auto_delete",
+            ));
+        }
+    }
+    if queue_type != QueueType::Quorum {
+        for option in q.settings.quorum_options() {
+            out.push((
+                option.into(),
+                format!("{option} applies to quorum queues, and this one is {kind}"),
+                "set queue_type: quorum, or remove it",
+            ));
+        }
+    }
+    if queue_type == QueueType::Stream {
+        let stream_refuses = [
+            ("message_ttl", q.message_ttl.is_some()),
+            ("expires", q.expires.is_some()),
+            ("dead_letter_exchange", q.dead_letter_exchange.is_some()),
+            (
+                "dead_letter_routing_key",
+                q.dead_letter_routing_key.is_some(),
+            ),
+        ];
+        for (field, set) in stream_refuses {
+            if set {
+                out.push((
+                    field.into(),
+                    format!("stream queues refuse {field}"),
+                    "streams keep messages by size and age (max_length_bytes, arguments.x-max-age)",
+                ));
+            }
+        }
+    }
+    for key in q.arguments.keys() {
+        if let Some(owner) = queue_type.refuses(key) {
+            out.push((
+                format!("arguments/{}", escape_pointer(key)),
+                format!(
+                    "{key} is an argument of {owner} queues; RabbitMQ refuses it for a {kind} queue"
+                ),
+                "remove it, or change queue_type",
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use indoc::indoc;
+
+    use super::super::validate::load_inputs;
+    use super::*;
+
+    const REGISTRY: &str = indoc! {r#"
+        version: "1.0"
+        exchange:
+          name: bus
+          type: topic
+        services:
+          svc:
+            queue_name: svc.q
+            routing_keys: ["a.#"]
+    "#};
+
+    /// The headlines of every problem (errors and warnings) of a registry and topology files.
+    fn problems(files: &[(&str, &str)]) -> Vec<String> {
+        let registry = SourceFile {
+            path: "registry.yaml".into(),
+            text: REGISTRY.into(),
+        };
+        let files = files
+            .iter()
+            .map(|(path, text)| SourceFile {
+                path: path.into(),
+                text: text.to_string(),
+            })
+            .collect();
+        let found = match load_inputs(registry, files) {
+            Ok(loaded) => loaded.warnings,
+            Err(problems) => problems,
+        };
+        found.iter().map(Diagnostic::headline).collect()
+    }
+
+    #[test]
+    fn a_valid_topology_has_no_problem_and_adds_its_objects() {
+        let text = indoc! {r#"
+            exchanges:
+              fireflies.events: {type: topic, alternate_exchange: parked.x}
+              parked.x: {type: fanout}
+            queues:
+              rag:
+                message_ttl: 24h
+                dead_letter_exchange: fireflies.events
+                dead_letter_routing_key: failed
+                bindings:
+                  - {exchange: fireflies.events, routing_key: "fireflies.#"}
+            bindings:
+              - {source: bus, destination: fireflies.events, destination_type: exchange, routing_key: "fireflies.#"}
+            policies:
+              cap: {pattern: "^rag$", apply_to: queues, definition: {max-length: 10}}
+            limits: {max_queues: 10}
+        "#};
+        assert_eq!(problems(&[("topology/f.yaml", text)]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_name_defined_twice_across_files_names_both_places() {
+        let a = "exchanges:\n  x: {type: topic}\n";
+        let b = "queues:\n  q: {}\nexchanges:\n  x: {type: fanout}\n";
+        assert_eq!(
+            problems(&[("topology/a.yaml", a), ("topology/b.yaml", b)]),
+            vec![
+                "topology/b.yaml:4:3: duplicate exchange \"x\": defined here and at topology/a.yaml:2:3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_queue_of_the_registry_defined_again_names_the_service() {
+        let a = "queues:\n  svc.q_dlq: {}\n";
+        assert_eq!(
+            problems(&[("topology/a.yaml", a)]),
+            vec![
+                "topology/a.yaml:2:3: duplicate queue \"svc.q_dlq\": defined here and at registry.yaml:7:17"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_at_its_line() {
+        let a = "queues:\n  q:\n    message_tll: 5s\n";
+        assert_eq!(
+            problems(&[("topology/a.yaml", a)]),
+            vec!["topology/a.yaml:3:5: unknown key \"message_tll\" in /queues/q"]
+        );
+    }
+
+    #[test]
+    fn a_policy_pattern_that_does_not_compile_is_reported_at_its_line() {
+        let a = "policies:\n  p:\n    pattern: \"(unclosed\"\n    definition: {max-length: 1}\n";
+        let found = problems(&[("topology/a.yaml", a)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("topology/a.yaml:3:14: policy \"p\": pattern \"(unclosed\" is not a valid regular expression"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn bindings_to_and_from_undefined_objects_are_reported_at_their_line() {
+        let a = indoc! {"
+            queues:
+              q:
+                bindings:
+                  - exchange: nowhere
+            bindings:
+              - source: bus
+                destination: ghost
+                destination_type: exchange
+              - source: amq.topic
+                destination: q
+        "};
+        assert_eq!(
+            problems(&[("topology/a.yaml", a)]),
+            vec![
+                "topology/a.yaml:4:19: binding from undefined exchange \"nowhere\"",
+                "topology/a.yaml:7:18: binding to undefined exchange \"ghost\"",
+                "topology/a.yaml:6:5: routing key \"\": empty (it would only match events published with an empty routing key)",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_queue_type_refuses_and_bad_references_are_errors() {
+        let a = indoc! {"
+            exchanges:
+              e: {type: headers, alternate_exchange: missing}
+            queues:
+              q:
+                queue_type: quorum
+                auto_delete: true
+                arguments: {x-max-priority: 5}
+              s:
+                queue_type: stream
+                message_ttl: 5s
+            policies:
+              god.mine: {pattern: x, definition: {x-message-ttl: 5}}
+        "};
+        let found = problems(&[("topology/a.yaml", a)]);
+        let expected = [
+            "topology/a.yaml:12:3: policy \"god.mine\": names starting with \"god.\" are god's own",
+            "topology/a.yaml:2:42: alternate exchange \"missing\" is not defined",
+            "topology/a.yaml:12:39: warning: policy \"god.mine\": RabbitMQ 3.10 knows no policy key \"x-message-ttl\" and refuses the policy",
+            "topology/a.yaml:6:18: queue \"q\": quorum queues cannot be auto-delete",
+            "topology/a.yaml:7:17: queue \"q\": x-max-priority is an argument of classic queues; RabbitMQ refuses it for a quorum queue",
+            "topology/a.yaml:10:18: queue \"s\": stream queues refuse message_ttl",
+        ];
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn durations_are_milliseconds_or_written_with_a_unit() {
+        use super::super::topology::milliseconds;
+        assert_eq!(milliseconds(&serde_json::json!(86400000)), Some(86_400_000));
+        assert_eq!(milliseconds(&serde_json::json!("24h")), Some(86_400_000));
+        assert_eq!(milliseconds(&serde_json::json!("7d")), Some(604_800_000));
+        assert_eq!(milliseconds(&serde_json::json!("2m")), Some(120_000));
+    }
+}

@@ -1,0 +1,336 @@
+//! `god retry`: the mover behind `retry: [5s, 30s, 2m]`. A service queue dead-letters what its
+//! consumer rejects into its inbox (`<queue>.retry`); the mover takes each message from there,
+//! counts the retries it was given (its `x-god-retries` header), and publishes it, with
+//! confirms and before it acknowledges it, to the next stage queue (`<queue>.retry.N`, whose
+//! TTL is the delay and which dead-letters back into the queue through the `god.retry` header
+//! exchange) or, once every stage was tried, to the queue's dead-letter queue. A message keeps
+//! its routing key, properties, body and `x-death` history all the way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use serde_json::json;
+
+use crate::model::desired::{ATTEMPTS_HEADER, RETRIES_HEADER, RETRY_QUEUE_HEADER, RetryRoute};
+
+/// The consumer tag of the mover: how `god doctor` finds it on the broker.
+pub const CONSUMER_TAG: &str = "god-retry";
+/// The variable the mover's routes come in, as JSON, when it runs as a container.
+pub const ROUTES_VARIABLE: &str = "GOD_RETRY_ROUTES";
+
+/// Settings of a mover.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// AMQP URLs (with credentials): nodes of one cluster, tried in turn.
+    pub amqp_urls: Vec<String>,
+    /// The queues it serves.
+    pub routes: Vec<RetryRoute>,
+    /// Unacknowledged deliveries at most.
+    pub prefetch: u16,
+}
+
+/// The mover's shared state.
+pub struct Mover {
+    config: RetryConfig,
+    connected: AtomicBool,
+    next_node: AtomicUsize,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// Where one message goes.
+struct Decision<'a> {
+    target: &'a str,
+    retries: u64,
+    final_attempts: Option<u64>,
+}
+
+impl Mover {
+    /// A mover not yet consuming.
+    pub fn new(config: RetryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            connected: AtomicBool::new(false),
+            next_node: AtomicUsize::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+        })
+    }
+
+    /// Moves messages until the process ends, reconnecting (to the next node) whenever the
+    /// connection is lost. An unacknowledged message goes back to its inbox with the
+    /// connection, so nothing is lost on the way.
+    pub fn keep_moving(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.consume().await {
+                    tracing::warn!("retry: broker connection lost: {e}");
+                }
+                me.connected.store(false, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    async fn consume(&self) -> Result<(), lapin::Error> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from("god retry"));
+        let urls = &self.config.amqp_urls;
+        let node = self.next_node.fetch_add(1, Ordering::Relaxed) % urls.len();
+        let connection = Connection::connect(&urls[node], properties).await?;
+        tracing::info!(
+            "retry: connected to the broker at {}",
+            crate::broker_endpoints::mask_url_str(&urls[node])
+        );
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumers = Vec::new();
+        for (i, route) in self.config.routes.iter().enumerate() {
+            let consumer = channel
+                .basic_consume(
+                    route.inbox.as_str().into(),
+                    format!("{CONSUMER_TAG}:{}", route.queue).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.push(consumer.map(move |delivery| (i, delivery)));
+        }
+        self.connected.store(true, Ordering::SeqCst);
+        let mut deliveries = futures::stream::select_all(consumers);
+        while let Some((i, delivery)) = deliveries.next().await {
+            self.move_one(&channel, &self.config.routes[i], delivery?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes one message where it goes next and, once the broker confirmed it, acknowledges
+    /// it. A message the broker could not route (its stage is gone) or refused stays in the
+    /// inbox, and is tried again a second later.
+    async fn move_one(
+        &self,
+        channel: &Channel,
+        route: &RetryRoute,
+        delivery: Delivery,
+    ) -> Result<(), lapin::Error> {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let decision = decide(route, &headers);
+        let routing_key = original_routing_key(route, &headers, delivery.routing_key.as_str());
+        let properties = delivery
+            .properties
+            .clone()
+            .with_headers(next_headers(route, headers, &decision));
+        let confirmation = channel
+            .basic_publish(
+                "".into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                let counter = match decision.final_attempts {
+                    Some(_) => &self.dead_lettered,
+                    None => &self.retried,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                tracing::warn!(
+                    "retry: {} refused or could not route a message of {}; it stays in {} (run god apply?)",
+                    decision.target,
+                    route.queue,
+                    route.inbox
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a message of the inbox goes: a rejected message to its next stage while stages are
+/// left, else (and whatever else brought it here: a TTL, a length limit, a delivery limit) to
+/// the dead-letter queue with the number of times it failed.
+fn decide<'a>(route: &'a RetryRoute, headers: &FieldTable) -> Decision<'a> {
+    let retries = integer(headers.inner().get(RETRIES_HEADER)).unwrap_or(0);
+    let last = deaths(headers).next();
+    let rejected = last
+        .and_then(|d| text(d.inner().get("reason")))
+        .is_some_and(|reason| reason == "rejected");
+    match route.stages.get(retries as usize).filter(|_| rejected) {
+        Some(stage) => Decision {
+            target: stage,
+            retries: retries + 1,
+            final_attempts: None,
+        },
+        None => {
+            let failures = deaths(headers)
+                .find(|d| {
+                    text(d.inner().get("queue")) == Some(route.queue.as_str())
+                        && text(d.inner().get("reason")) == Some("rejected")
+                })
+                .and_then(|d| integer(d.inner().get("count")))
+                .unwrap_or(retries + 1);
+            Decision {
+                target: &route.dead_letter_queue,
+                retries,
+                final_attempts: Some(failures),
+            }
+        }
+    }
+}
+
+/// The message's headers for its next hop: its retries, the queue the `god.retry` exchange sends
+/// it back to, its attempts when it leaves for good, and `BCC` naming where it goes (the broker
+/// routes it there and removes the header).
+fn next_headers(
+    route: &RetryRoute,
+    mut headers: FieldTable,
+    decision: &Decision<'_>,
+) -> FieldTable {
+    headers.insert(
+        ShortString::from(RETRIES_HEADER),
+        AMQPValue::LongLongInt(decision.retries as i64),
+    );
+    headers.insert(
+        ShortString::from(RETRY_QUEUE_HEADER),
+        AMQPValue::LongString(route.queue.as_str().into()),
+    );
+    if let Some(attempts) = decision.final_attempts {
+        headers.insert(
+            ShortString::from(ATTEMPTS_HEADER),
+            AMQPValue::LongLongInt(attempts as i64),
+        );
+    }
+    let target = AMQPValue::LongString(decision.target.into());
+    headers.insert(
+        ShortString::from("BCC"),
+        AMQPValue::FieldArray(FieldArray::from(vec![target])),
+    );
+    headers
+}
+
+/// The routing key the message was published with (kept through every hop, for consumers that
+/// read it), from its `x-death` history. Never the name of one of the route's queues: through
+/// the default exchange it would also be delivered there.
+fn original_routing_key(route: &RetryRoute, headers: &FieldTable, received: &str) -> String {
+    let key = deaths(headers)
+        .filter(|d| text(d.inner().get("queue")) == Some(route.queue.as_str()))
+        .filter_map(|d| match d.inner().get("routing-keys") {
+            Some(AMQPValue::FieldArray(keys)) => {
+                keys.as_slice().first().and_then(|k| text(Some(k)))
+            }
+            _ => None,
+        })
+        .next()
+        .unwrap_or(received)
+        .to_string();
+    let own = [&route.queue, &route.inbox, &route.dead_letter_queue];
+    if own.contains(&&key) || route.stages.contains(&key) {
+        String::new()
+    } else {
+        key
+    }
+}
+
+/// The `x-death` entries of a message, the latest first.
+fn deaths(headers: &FieldTable) -> impl Iterator<Item = &FieldTable> {
+    let entries = match headers.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(entries)) => entries.as_slice(),
+        _ => &[],
+    };
+    entries.iter().filter_map(|e| match e {
+        AMQPValue::FieldTable(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn text(value: Option<&AMQPValue>) -> Option<&str> {
+    match value? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+fn integer(value: Option<&AMQPValue>) -> Option<u64> {
+    match value? {
+        AMQPValue::LongLongInt(i) => u64::try_from(*i).ok(),
+        AMQPValue::LongInt(i) => u64::try_from(*i).ok(),
+        AMQPValue::ShortInt(i) => u64::try_from(*i).ok(),
+        AMQPValue::LongUInt(i) => Some(u64::from(*i)),
+        AMQPValue::Timestamp(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The mover's HTTP side: `/health` answers 200 while it consumes, 503 otherwise, with what it
+/// moved so far.
+pub fn router(mover: Arc<Mover>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(mover)
+}
+
+async fn health(State(mover): State<Arc<Mover>>) -> impl IntoResponse {
+    let connected = mover.connected.load(Ordering::SeqCst);
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if connected { "ok" } else { "disconnected" },
+        "queues": mover.config.routes.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>(),
+        "retried": mover.retried.load(Ordering::Relaxed),
+        "dead_lettered": mover.dead_lettered.load(Ordering::Relaxed),
+    });
+    (status, axum::Json(body))
+}
+
+/// Starts moving and serves `/health` on `listen` until the process ends.
+pub async fn serve(mover: Arc<Mover>, listen: SocketAddr) -> std::io::Result<()> {
+    mover.keep_moving();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(
+        "retry: moving for {} queue(s); health on http://{listen}/health",
+        mover.config.routes.len()
+    );
+    axum::serve(listener, router(mover)).await
+}
