@@ -165,7 +165,78 @@ pub fn build(desired: &DesiredState, live: Option<&BTreeMap<String, QueueStats>>
             }
         }
     }
+    declared_topology(&mut g, desired, live);
+    if let Some(queue) = &desired.unroutable {
+        let alternate = format!("{}.unroutable", desired.exchange);
+        let x = g.node(
+            node_id("x", &alternate),
+            NodeKind::Exchange,
+            vec![alternate.clone()],
+        );
+        let q = g.node(
+            node_id("q", queue),
+            NodeKind::DeadLetter,
+            queue_label(queue, live),
+        );
+        g.edge(&exchange, &x, vec!["unroutable".to_string()], true);
+        g.edge(&x, &q, Vec::new(), false);
+    }
     g
+}
+
+/// What `topology/` declares: its exchanges and queues, and every binding it declares (exchange
+/// to queue, exchange to exchange), labelled with the key or the header match.
+fn declared_topology(
+    g: &mut Graph,
+    desired: &DesiredState,
+    live: Option<&BTreeMap<String, QueueStats>>,
+) {
+    for id in desired.sources.keys() {
+        if let Some(name) = id.strip_prefix("exchange/") {
+            g.node(
+                node_id("x", name),
+                NodeKind::Exchange,
+                vec![name.to_string()],
+            );
+        } else if let Some(name) = id.strip_prefix("queue/") {
+            g.node(node_id("q", name), NodeKind::Queue, queue_label(name, live));
+        }
+    }
+    let declared = desired
+        .topology
+        .bindings
+        .iter()
+        .filter(|b| desired.sources.contains_key(&crate::plan::binding_id(b)));
+    for b in declared {
+        let from = g.node(
+            node_id("x", &b.source),
+            NodeKind::Exchange,
+            vec![b.source.clone()],
+        );
+        let to = match b.destination_type {
+            crate::model::DestinationType::Queue => g.node(
+                node_id("q", &b.destination),
+                NodeKind::Queue,
+                queue_label(&b.destination, live),
+            ),
+            crate::model::DestinationType::Exchange => g.node(
+                node_id("x", &b.destination),
+                NodeKind::Exchange,
+                vec![b.destination.clone()],
+            ),
+        };
+        let label = if b.arguments.is_empty() {
+            b.routing_key.clone()
+        } else {
+            crate::model::format_arguments(&b.arguments)
+        };
+        g.edge(
+            &from,
+            &to,
+            vec![label].into_iter().filter(|l| !l.is_empty()).collect(),
+            false,
+        );
+    }
 }
 
 /// The routing keys a queue is bound with on the bus exchange.
@@ -296,6 +367,49 @@ mod tests {
             !text.contains("later"),
             "planned services are not drawn:\n{text}"
         );
+    }
+
+    #[test]
+    fn topology_exchanges_their_bindings_retry_stages_and_the_unroutable_queue_are_drawn() {
+        use crate::inputs::SourceFile;
+        let registry = SourceFile {
+            path: "registry.yaml".into(),
+            text: indoc! {r#"
+                version: "1"
+                exchange: {name: bus, type: topic, unroutable: parked}
+                services:
+                  worker:
+                    queue_name: q.work
+                    routing_keys: ["task.*"]
+                    retry: [5s, 30s]
+            "#}
+            .into(),
+        };
+        let topology = SourceFile {
+            path: "topology/audit.yaml".into(),
+            text: indoc! {r#"
+                exchanges:
+                  audit: {type: headers}
+                queues:
+                  audit.q:
+                    bindings: [{exchange: audit, arguments: {x-match: any, kind: audit}}]
+                bindings:
+                  - {source: bus, destination: audit, destination_type: exchange, routing_key: "audit.#"}
+            "#}
+            .into(),
+        };
+        let loaded = crate::inputs::validate::load_inputs(registry, vec![topology]).unwrap();
+        let text = mermaid(&build(&loaded.desired_state(), None));
+        for expected in [
+            "x_bus -->|\"audit.#\"| x_audit",
+            "x_audit -->|\"{kind=#quot;audit#quot;, x-match=#quot;any#quot;}\"| q_audit_q",
+            "q_q_work -.->|\"rejected\"| retry_q_work_retry",
+            "retry_q_work_retry -.->|\"retry 2\"| retry_q_work_retry_2",
+            "retry_q_work_retry_2 -.->|\"after the delay\"| q_q_work",
+            "x_bus -.->|\"unroutable\"| x_bus_unroutable",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in\n{text}");
+        }
     }
 
     #[test]

@@ -405,3 +405,70 @@ fn the_root_topology_validates_and_applies() {
     );
     assert_converged(&v, &registry);
 }
+
+#[test]
+fn unroutable_events_are_parked_through_a_policy_and_doctor_counts_them() {
+    let v = TestVhost::new("topo-unroutable");
+    let (_dir, registry) = registry(indoc! {r#"
+        version: "1.0"
+        exchange:
+          name: bus
+          type: topic
+          unroutable: bus.unroutable.events
+        services:
+          svc:
+            queue_name: svc.q
+            routing_keys: ["svc.#"]
+    "#});
+    apply(&v, &registry, &[]);
+    assert_converged(&v, &registry);
+    // The alternate exchange comes from a policy: the exchange keeps no argument, so every
+    // client that declares it as the upstream does (topic, durable, no arguments) still can.
+    assert_eq!(
+        named(&v, "exchanges", "bus").unwrap()["arguments"],
+        json!({})
+    );
+    v.amqp(|ch| async move {
+        ch.exchange_declare(
+            "bus".into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the upstream's declaration of the bus exchange still works");
+    });
+    v.publish("bus", "nobody.listens", "lost?");
+    v.publish("bus", "svc.created", "routed");
+    assert_eq!(v.depth("bus.unroutable.events"), 1);
+    assert_eq!(v.depth("svc.q"), 1);
+    assert_eq!(v.get("bus.unroutable.events").as_deref(), Some("lost?"));
+    v.publish("bus", "nobody.listens", "parked");
+
+    // With an alternate exchange nothing is unroutable: the gateway answers 202, not 422.
+    let gateway = GatewayProcess::start(&v.amqp_url(), "bus", &[]);
+    gateway.await_status("/health/ready", 200);
+    let (status, _, body) = gateway.request("POST", "/events/nobody.listens", Some(b"{}"), &[]);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(v.depth("bus.unroutable.events"), 2);
+
+    let out = v.run(&registry, &["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");
+    let parked = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "flow.parked")
+        .unwrap_or_else(|| panic!("no flow.parked check: {report:#}"));
+    assert_eq!(parked["status"], "warn", "{parked}");
+    assert!(
+        parked["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 unroutable event(s) parked in bus.unroutable.events"),
+        "{parked}"
+    );
+}

@@ -98,6 +98,7 @@ pub async fn gather(
         let wanted: BTreeSet<String> = desired
             .owners
             .keys()
+            .chain(desired.unroutable.iter())
             .filter(|q| observed.topology.queues.contains_key(*q))
             .cloned()
             .collect();
@@ -181,6 +182,9 @@ pub fn checks(
     ];
     if !desired.retry.is_empty() {
         checks.push(depth_check(desired, facts, thresholds, QueueKind::Retry));
+    }
+    if let Some(queue) = &desired.unroutable {
+        checks.push(parked_check(queue, facts));
     }
     checks
 }
@@ -396,6 +400,31 @@ fn unroutable_check(desired: &DesiredState, facts: &FlowFacts) -> Check {
     )
     .with_details(first_few(&unrouted))
     .with_fix("give a consuming service that routing key in registry.yaml and run `god apply`, or drop it from `produces`")
+}
+
+/// `flow.parked`: the events the bus exchange's alternate exchange kept because no binding
+/// routed them (`exchange.unroutable`).
+fn parked_check(queue: &str, facts: &FlowFacts) -> Check {
+    let id = "flow.parked";
+    let Some(found) = facts.queues.get(queue) else {
+        return Check::new(
+            id,
+            Area::Flow,
+            Verdict::Warn,
+            format!("{queue}, the queue of unroutable events, does not exist"),
+        )
+        .with_fix("run `god apply`");
+    };
+    match found.messages {
+        0 => Check::ok(id, Area::Flow, format!("no unroutable event is parked in {queue}")),
+        n => Check::new(
+            id,
+            Area::Flow,
+            Verdict::Warn,
+            format!("{n} unroutable event(s) parked in {queue}: no queue's binding matched their routing key"),
+        )
+        .with_fix(format!("read them (`rabbitmqadmin get queue={queue} count=10`), give the service that should have them their routing key in registry.yaml and god apply, then publish them again or purge {queue}")),
+    }
 }
 
 fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check {

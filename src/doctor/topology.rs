@@ -4,6 +4,7 @@
 
 use super::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
+use crate::model::{DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec};
 use crate::plan::{Action, Change, Plan, ResourceKind};
 
 const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
@@ -31,7 +32,7 @@ pub fn checks(desired: &DesiredState, plan: &Plan) -> Vec<Check> {
         .changes
         .iter()
         .filter(|c| {
-            c.kind == ResourceKind::Policy
+            (c.kind == ResourceKind::Policy && c.name().starts_with(DEAD_LETTER_POLICY_PREFIX))
                 || (c.kind == ResourceKind::Queue
                     && c.action != Action::Adopt
                     && kind_of(desired, c) == Some(QueueKind::DeadLetter))
@@ -60,6 +61,96 @@ pub fn checks(desired: &DesiredState, plan: &Plan) -> Vec<Check> {
     ];
     let drift = drift_check(plan, &categories);
     categories.into_iter().chain([drift]).collect()
+}
+
+/// The checks of what `topology/` declares, when it declares anything: `topology.files` (its
+/// objects exist as declared) and `topology.policies` (each policy matches something).
+pub fn declared_checks(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    plan: &Plan,
+) -> Vec<Check> {
+    if desired.sources.is_empty() {
+        return Vec::new();
+    }
+    let changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| desired.sources.contains_key(&c.id))
+        .collect();
+    let files = changes_check(
+        "topology.files",
+        &changes,
+        format!(
+            "all {} objects of topology/ exist as declared",
+            desired.sources.len()
+        ),
+        "object(s) of topology/ missing or different",
+    );
+    vec![files, policies_check(desired, observed)]
+}
+
+/// `topology.policies`: a declared policy whose pattern matches no name of the kinds it applies
+/// to does nothing, most likely a typo in the pattern.
+fn policies_check(desired: &DesiredState, observed: &ObservedState) -> Check {
+    let id = "topology.policies";
+    let declared: Vec<(&str, &PolicySpec)> = desired
+        .topology
+        .policies
+        .values()
+        .filter(|p| desired.sources.contains_key(&format!("policy/{}", p.name)))
+        .map(|p| ("policy", p))
+        .chain(
+            desired
+                .topology
+                .operator_policies
+                .values()
+                .map(|p| ("operator policy", p)),
+        )
+        .collect();
+    let idle: Vec<String> = declared
+        .iter()
+        .filter(|(_, p)| !matches_anything(p, observed))
+        .map(|(kind, p)| {
+            format!(
+                "{kind} {} (pattern {}, apply-to {})",
+                p.name, p.pattern, p.apply_to
+            )
+        })
+        .collect();
+    if idle.is_empty() {
+        return Check::ok(
+            id,
+            Area::Topology,
+            format!(
+                "each of the {} declared policies matches at least one object",
+                declared.len()
+            ),
+        );
+    }
+    Check::new(
+        id,
+        Area::Topology,
+        Verdict::Warn,
+        format!("{} declared polic(ies) match nothing: they have no effect", idle.len()),
+    )
+    .with_details(first_few(&idle))
+    .with_fix("correct the pattern in topology/ (a regular expression over names, e.g. ^transcripts\\.), or remove the policy")
+}
+
+/// Whether a policy's pattern matches a queue or exchange of the kinds it applies to.
+fn matches_anything(policy: &PolicySpec, observed: &ObservedState) -> bool {
+    let Ok(pattern) = regex::Regex::new(&policy.pattern) else {
+        return false;
+    };
+    let topology = &observed.topology;
+    let queues = topology.queues.keys();
+    let exchanges = topology.exchanges.keys();
+    match policy.apply_to.as_str() {
+        "queues" => queues.into_iter().any(|n| pattern.is_match(n)),
+        "exchanges" => exchanges.into_iter().any(|n| pattern.is_match(n)),
+        _ => queues.chain(exchanges).any(|n| pattern.is_match(n)),
+    }
 }
 
 fn kind_of(desired: &DesiredState, change: &Change) -> Option<QueueKind> {
@@ -253,6 +344,49 @@ mod tests {
             checks[2].details[0].contains("x.z"),
             "{:?}",
             checks[2].details
+        );
+    }
+
+    #[test]
+    fn declared_objects_and_policies_that_match_nothing_are_reported() {
+        let mut desired = desired();
+        let observed = converged(&desired);
+        assert!(
+            declared_checks(
+                &desired,
+                &observed,
+                &plan(&desired, &observed, PlanOptions::default())
+            )
+            .is_empty(),
+            "no topology/: no check"
+        );
+        for (name, pattern) in [("hits", "^q"), ("typo", "^transcripts\\.")] {
+            desired.topology.policies.insert(
+                name.into(),
+                PolicySpec {
+                    name: name.into(),
+                    pattern: pattern.into(),
+                    apply_to: "queues".into(),
+                    priority: 0,
+                    definition: [("max-length".to_string(), 5.into())].into(),
+                },
+            );
+            desired
+                .sources
+                .insert(format!("policy/{name}"), "topology/a.yaml".into());
+        }
+        let p = plan(&desired, &observed, PlanOptions::default());
+        let found = declared_checks(&desired, &observed, &p);
+        assert_eq!(
+            statuses(&found),
+            vec![
+                ("topology.files", Verdict::Fail),
+                ("topology.policies", Verdict::Warn)
+            ]
+        );
+        assert_eq!(
+            found[1].details,
+            vec!["policy typo (pattern ^transcripts\\., apply-to queues)"]
         );
     }
 }

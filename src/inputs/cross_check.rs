@@ -156,6 +156,11 @@ impl<'a> CrossCheck<'a> {
             registry.exchange.name.clone(),
             registry.exchange.kind.clone(),
         );
+        if let Some(queue) = &registry.exchange.unroutable {
+            let alternate = format!("{}.unroutable", registry.exchange.name);
+            self.define("exchange", &alternate, place("/exchange/unroutable"));
+            self.define("queue", queue, place("/exchange/unroutable"));
+        }
         let mut seen = BTreeSet::new();
         for (id, service) in &registry.services {
             let base = format!("/services/{}", escape_pointer(id));
@@ -174,7 +179,8 @@ impl<'a> CrossCheck<'a> {
                         }
                         _ => pointer.clone(),
                     };
-                    if seen.insert(name.clone()) {
+                    let unroutable = registry.exchange.unroutable.as_ref() == Some(&name);
+                    if seen.insert(name.clone()) && !unroutable {
                         self.define("queue", &name, place(&pointer));
                     }
                 }

@@ -13,7 +13,8 @@ use crate::model::desired::{
 };
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
-    Arguments, BindingSpec, DLK_ARG, DLX_ARG, ExchangeSpec, QueueSpec, normalize_arguments,
+    Arguments, BindingSpec, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG, ExchangeSpec,
+    PolicySpec, QueueSpec, UNROUTABLE_POLICY_PREFIX, normalize_arguments,
 };
 
 /// The registry file as written.
@@ -46,6 +47,9 @@ pub struct ExchangeDecl {
     /// Durable (true by default).
     #[serde(default = "yes")]
     pub durable: bool,
+    /// god extension: the queue that keeps the events no queue's binding routes.
+    #[serde(default)]
+    pub unroutable: Option<String>,
 }
 
 fn default_exchange_type() -> String {
@@ -168,6 +172,9 @@ impl Registry {
             .topology
             .exchanges
             .insert(exchange_name.clone(), exchange);
+        if let Some(queue) = &self.exchange.unroutable {
+            add_unroutable(&mut state, &exchange_name, queue);
+        }
         for (id, service) in &self.services {
             state.services.insert(id.clone(), service.spec());
             if service.status != Lifecycle::Active {
@@ -351,6 +358,49 @@ impl Registry {
             arguments: Arguments::new(),
         }
     }
+}
+
+/// Most events the unroutable queue keeps: the oldest go first beyond it.
+pub const UNROUTABLE_MAX_LENGTH: u64 = 10_000;
+
+/// `exchange.unroutable: QUEUE`: a fanout exchange `<exchange>.unroutable` made the bus
+/// exchange's alternate exchange by a policy (an argument would make every client's
+/// redeclaration of the exchange fail with 406), and the bounded queue bound to it.
+fn add_unroutable(state: &mut DesiredState, exchange: &str, queue: &str) {
+    let alternate = format!("{exchange}.unroutable");
+    state.topology.exchanges.insert(
+        alternate.clone(),
+        ExchangeSpec {
+            name: alternate.clone(),
+            kind: "fanout".to_string(),
+            durable: true,
+            auto_delete: false,
+            internal: true,
+            arguments: Arguments::new(),
+        },
+    );
+    let arguments = [(
+        "x-max-length".to_string(),
+        Value::from(UNROUTABLE_MAX_LENGTH),
+    )]
+    .into();
+    state
+        .topology
+        .queues
+        .insert(queue.to_string(), durable_queue(queue, arguments));
+    state
+        .topology
+        .bindings
+        .insert(BindingSpec::queue(&alternate, queue, ""));
+    let policy = PolicySpec {
+        name: format!("{UNROUTABLE_POLICY_PREFIX}{exchange}"),
+        pattern: format!("^{}$", regex::escape(exchange)),
+        apply_to: "exchanges".to_string(),
+        priority: DEAD_LETTER_POLICY_PRIORITY,
+        definition: [("alternate-exchange".to_string(), Value::from(alternate))].into(),
+    };
+    state.topology.policies.insert(policy.name.clone(), policy);
+    state.unroutable = Some(queue.to_string());
 }
 
 /// The exchange expired retry stages dead-letter into: headers, so that each message goes back

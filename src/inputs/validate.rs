@@ -189,6 +189,19 @@ impl RuleCheck<'_> {
         let mut out = Vec::new();
         self.check_exchange(&mut out);
         let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+        if let Some(queue) = &self.registry.exchange.unroutable {
+            let pointer = "/exchange/unroutable";
+            match check_queue_name(queue) {
+                Err(why) => out.push(self.at(
+                    pointer,
+                    format!("queue {queue:?}: {why}"),
+                    "rename the queue",
+                )),
+                Ok(()) => {
+                    self.check_unique("exchange.unroutable", queue, pointer, &mut seen, &mut out);
+                }
+            }
+        }
         for (id, service) in &self.registry.services {
             let base = format!("/services/{}", escape_pointer(id));
             self.check_pairing(id, &base, &mut out);

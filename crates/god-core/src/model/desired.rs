@@ -151,6 +151,9 @@ pub struct DesiredState {
     pub inactive: Vec<InactiveService>,
     /// Every service of the registry, by id.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The queue that keeps the events no binding routes (`exchange.unroutable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unroutable: Option<String>,
     /// Retry with backoff, by the service queue it serves.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retry: BTreeMap<String, RetryRoute>,

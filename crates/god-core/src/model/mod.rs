@@ -15,6 +15,9 @@ pub const MANAGED_RECORD_EXCHANGE: &str = "god.managed";
 pub const POLICY_PREFIX: &str = "god.";
 /// Prefix of the per-queue dead-letter policies god sets on queues that exist without them.
 pub const DEAD_LETTER_POLICY_PREFIX: &str = "god.dlx.";
+/// Prefix of the policy that gives the bus exchange its alternate exchange
+/// (`exchange.unroutable`).
+pub const UNROUTABLE_POLICY_PREFIX: &str = "god.unroutable.";
 /// Priority of god's dead-letter policies: above the usual catch-all policies at 0.
 pub const DEAD_LETTER_POLICY_PRIORITY: i64 = 10;
 /// The queue argument naming the dead-letter exchange.
