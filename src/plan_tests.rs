@@ -677,3 +677,115 @@ fn a_holding_queue_left_by_an_interrupted_migration_is_reported() {
         note.message
     );
 }
+
+/// A policy as topology/ declares it.
+fn declared_policy(name: &str, max_length: u64) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        pattern: "^q$".into(),
+        apply_to: "queues".into(),
+        priority: 0,
+        definition: [("max-length".to_string(), json!(max_length))].into(),
+    }
+}
+
+#[test]
+fn a_declared_policy_is_created_adopted_with_its_definition_or_updated() {
+    let mut d = desired(ONE);
+    d.topology
+        .policies
+        .insert("cap".into(), declared_policy("cap", 10));
+    d.sources
+        .insert("policy/cap".into(), "topology/a.yaml".into());
+    let mut o = converged(&desired(ONE));
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Create), vec!["policy/cap"]);
+    assert_eq!(p.changes[0].cause, "declared in topology/a.yaml");
+
+    // Someone else's policy of that name: adopted, and set to the file's definition.
+    o.topology
+        .policies
+        .insert("cap".into(), declared_policy("cap", 99));
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Adopt), vec!["policy/cap"]);
+    assert_eq!(
+        p.changes[0].diff,
+        vec![
+            "- definition: {max-length=99}",
+            "+ definition: {max-length=10}"
+        ]
+    );
+    // God's own: updated.
+    o.managed_objects
+        .insert("policy/cap".into(), Origin::Created);
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Update), vec!["policy/cap"]);
+    o.topology
+        .policies
+        .insert("cap".into(), declared_policy("cap", 10));
+    assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
+}
+
+#[test]
+fn settings_leaving_topology_are_pruned_only_when_god_created_them() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.topology
+        .policies
+        .insert("mine".into(), declared_policy("mine", 1));
+    o.topology
+        .policies
+        .insert("adopted".into(), declared_policy("adopted", 1));
+    o.topology
+        .policies
+        .insert("foreign".into(), declared_policy("foreign", 1));
+    o.topology.limits.insert("max-queues".into(), 10);
+    o.managed_objects
+        .insert("policy/mine".into(), Origin::Created);
+    o.managed_objects
+        .insert("policy/adopted".into(), Origin::Adopted);
+    o.managed_objects
+        .insert("limit/max-queues".into(), Origin::Created);
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(
+        p.changes.is_empty(),
+        "nothing goes without --prune: {:?}",
+        p.changes
+    );
+    let p = plan(&d, &o, PRUNE);
+    assert_eq!(
+        ids(&p, Action::Delete),
+        vec!["limit/max-queues", "policy/mine"]
+    );
+    let orphans: Vec<&str> = p
+        .notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::Orphan)
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(orphans, vec!["policy/adopted"]);
+}
+
+#[test]
+fn an_exchange_to_exchange_binding_the_inputs_dropped_is_unbound() {
+    let mut d = desired(ONE);
+    let fan = crate::model::ExchangeSpec {
+        name: "fan".into(),
+        kind: "fanout".into(),
+        durable: true,
+        auto_delete: false,
+        internal: false,
+        arguments: Default::default(),
+    };
+    d.topology.exchanges.insert("fan".into(), fan);
+    let mut o = converged(&d);
+    let e2e = BindingSpec {
+        destination_type: crate::model::DestinationType::Exchange,
+        ..BindingSpec::queue("bus", "fan", "audit.#")
+    };
+    o.topology.bindings.insert(e2e.clone());
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(ids(&p, Action::Delete), vec![crate::plan::binding_id(&e2e)]);
+    d.topology.bindings.insert(e2e);
+    assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
+}
