@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Note, NoteKind, Plan, Resource, ResourceKind, line_diff};
-use crate::model::desired::{DesiredState, Lifecycle, QueueRole};
+use crate::model::desired::{DesiredState, Lifecycle, QueueRole, RETRY_EXCHANGE};
 use crate::model::queue_type::{LeaderLocator, QueueType};
 use crate::model::{
     BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
@@ -256,6 +256,10 @@ impl Planner<'_> {
                     Resource::Exchange(wanted.clone()),
                     "the bus exchange of registry.yaml",
                 ),
+                None if name == RETRY_EXCHANGE => self.create(
+                    Resource::Exchange(wanted.clone()),
+                    "expired retry stages send messages back to their queue through it (retry in registry.yaml)",
+                ),
                 None => self.create(
                     Resource::Exchange(wanted.clone()),
                     format!("declared in {}", self.desired.source_of(&id)),
@@ -424,6 +428,9 @@ impl Planner<'_> {
         for b in desired {
             if !observed.contains(b) || self.replaced_queues.contains(&b.destination) {
                 let cause = match self.desired.owners.get(&b.destination) {
+                    Some(o) if b.source == RETRY_EXCHANGE => {
+                        format!("brings messages back from the retry stages (service {})", o.service)
+                    }
                     Some(o) => format!("routing key {:?} of service {}", b.routing_key, o.service),
                     None => format!(
                         "declared in {}",

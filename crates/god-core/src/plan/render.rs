@@ -157,7 +157,7 @@ fn notes(plan: &Plan) -> String {
     let sections = [
         (
             NoteKind::Orphan,
-            "Orphaned (no longer in the registry; not counted as changes):",
+            "Orphaned (no longer in registry.yaml or topology/; not counted as changes):",
         ),
         (NoteKind::Deprecated, "Deprecated services:"),
         (NoteKind::Skipped, "Skipped services:"),
