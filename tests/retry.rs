@@ -333,12 +333,19 @@ fn quorum_queues_retry_the_same_way_with_replicated_stages() {
     apply(&v, &registry);
     let stage = v.queue("svc.q.retry.1").unwrap();
     assert_eq!(stage["arguments"]["x-queue-type"], "quorum");
-    assert_eq!(stage["arguments"]["x-dead-letter-strategy"], "at-least-once");
+    assert_eq!(
+        stage["arguments"]["x-dead-letter-strategy"],
+        "at-least-once"
+    );
     let _mover = start_mover(&v, &registry);
     v.publish("bus", "svc.created", "event");
     let first = receive(&v, "svc.q", Duration::from_secs(10), false);
     let second = receive(&v, "svc.q", Duration::from_secs(10), false);
-    assert_delay(second.at - first.at, Duration::from_secs(1), Duration::from_millis(800));
+    assert_delay(
+        second.at - first.at,
+        Duration::from_secs(1),
+        Duration::from_millis(800),
+    );
     let dead = receive(&v, "svc.q_dlq", Duration::from_secs(10), true);
     assert_eq!(header_int(&dead.headers, "x-god-attempts"), Some(2));
 }

@@ -9,7 +9,7 @@ use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{Position, PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
-use super::topology::{LoadedTopologyFile, QueueDecl};
+use super::topology::{InvalidTopologyFile, LoadedTopologyFile, ParsedTopology, QueueDecl};
 use super::validate::{check_binding_key, check_queue_name};
 use crate::model::queue_type::QueueType;
 use crate::model::{DestinationType, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
@@ -55,20 +55,20 @@ const POLICY_KEYS: [&str; 27] = [
     "stream-max-segment-size-bytes",
 ];
 
-/// Every problem across the inputs. `complete`: whether every topology file could be read
-/// (else a name may be defined in one that could not, and references are not checked).
-pub fn check(
-    registry: &RegistryInput<'_>,
-    files: &[LoadedTopologyFile],
-    complete: bool,
-) -> Vec<Diagnostic> {
+/// Every problem across the inputs. The names of a file that breaks the schema count too;
+/// when a file is not even YAML, its names are unknown, and references are not checked.
+pub fn check(registry: &RegistryInput<'_>, parsed: &ParsedTopology) -> Vec<Diagnostic> {
     let mut check = CrossCheck::default();
     check.declare_registry(registry);
+    let files = &parsed.loaded;
     for file in files {
         check.declare_file(file);
     }
+    for file in &parsed.invalid {
+        check.declare_invalid(file);
+    }
     for file in files {
-        if complete {
+        if parsed.complete {
             check.references(file);
         }
         check.policies(file);
@@ -230,6 +230,31 @@ impl<'a> CrossCheck<'a> {
         for (name, _) in f.limits.set() {
             let pointer = format!("/limits/{}", name.replace('-', "_"));
             self.define("vhost limit", name, key(pointer));
+        }
+    }
+
+    /// The names a file that breaks the schema defines, read from its document.
+    fn declare_invalid(&mut self, file: &'a InvalidTopologyFile) {
+        let sections = [
+            ("exchanges", "exchange"),
+            ("queues", "queue"),
+            ("policies", "policy"),
+            ("operator_policies", "operator policy"),
+        ];
+        for (section, kind) in sections {
+            let Some(names) = file.doc.value.get(section).and_then(|v| v.as_object()) else {
+                continue;
+            };
+            for (name, body) in names {
+                let pointer = format!("/{section}/{}", escape_pointer(name));
+                self.define(kind, name, key_at(&file.source, &file.doc, &pointer));
+                let exchange_type = body.get("type").and_then(|t| t.as_str());
+                if let (true, Some(kind)) = (section == "exchanges", exchange_type) {
+                    self.exchange_types
+                        .entry(name.clone())
+                        .or_insert_with(|| kind.to_string());
+                }
+            }
         }
     }
 

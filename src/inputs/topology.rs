@@ -231,35 +231,59 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>> {
     paths.iter().map(|p| SourceFile::read(p)).collect()
 }
 
-/// Parses each file and checks it against the schema: the files that passed, and every
-/// problem of the others.
-pub fn parse(sources: Vec<SourceFile>) -> (Vec<LoadedTopologyFile>, Vec<Diagnostic>) {
-    let mut loaded = Vec::new();
-    let mut problems = Vec::new();
+/// A topology file that is YAML but breaks the schema: its names still count (a duplicate of
+/// one, a binding to one), its objects are not used.
+#[derive(Debug, Clone)]
+pub struct InvalidTopologyFile {
+    /// The file.
+    pub source: SourceFile,
+    /// Its document.
+    pub doc: PositionedDocument,
+}
+
+/// The topology files parsed: those that passed, those that are YAML but break the schema,
+/// every problem found, and whether every file was at least YAML.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedTopology {
+    /// Files that passed.
+    pub loaded: Vec<LoadedTopologyFile>,
+    /// Files that are YAML but break the schema.
+    pub invalid: Vec<InvalidTopologyFile>,
+    /// Their problems.
+    pub problems: Vec<Diagnostic>,
+    /// Whether every file was at least YAML (else some names are unknown).
+    pub complete: bool,
+}
+
+/// Parses each file and checks it against the schema.
+pub fn parse(sources: Vec<SourceFile>) -> ParsedTopology {
+    let mut parsed = ParsedTopology {
+        complete: true,
+        ..ParsedTopology::default()
+    };
     for source in sources {
         let doc = match yaml::parse(&source.text) {
             Ok(doc) => doc,
             Err(e) => {
-                problems.push(super::validate::yaml_syntax_problem(&source, &e));
+                parsed
+                    .problems
+                    .push(super::validate::yaml_syntax_problem(&source, &e));
+                parsed.complete = false;
                 continue;
             }
         };
         let found = schema::topology().problems(&source, &doc);
-        if !found.is_empty() {
-            problems.extend(found);
-            continue;
-        }
-        match serde_json::from_value(doc.value.clone()) {
-            Ok(file) => loaded.push(LoadedTopologyFile { source, doc, file }),
-            Err(e) => problems.push(Diagnostic::error(
-                &source,
-                1,
-                1,
-                format!("cannot read the topology file: {e}"),
-            )),
-        }
+        let file = match serde_json::from_value(doc.value.clone()) {
+            Ok(file) if found.is_empty() => file,
+            _ => {
+                parsed.problems.extend(found);
+                parsed.invalid.push(InvalidTopologyFile { source, doc });
+                continue;
+            }
+        };
+        parsed.loaded.push(LoadedTopologyFile { source, doc, file });
     }
-    (loaded, problems)
+    parsed
 }
 
 /// A duration of a topology file in milliseconds: an integer is milliseconds already, a

@@ -88,17 +88,17 @@ pub fn load_inputs(
     topology: Vec<SourceFile>,
 ) -> Result<LoadedRegistry, Vec<Diagnostic>> {
     let (doc, registry, mut problems) = parse_registry(&source)?;
-    let (topology, unreadable) = topology::parse(topology);
+    let parsed = topology::parse(topology);
     problems.extend(cross_check::check(
         &cross_check::RegistryInput {
             source: &source,
             doc: &doc,
             registry: &registry,
         },
-        &topology,
-        unreadable.is_empty(),
+        &parsed,
     ));
-    problems.extend(unreadable);
+    problems.extend(parsed.problems);
+    let topology = parsed.loaded;
     if problems.iter().any(Diagnostic::is_error) {
         return Err(problems);
     }

@@ -429,7 +429,10 @@ impl Planner<'_> {
             if !observed.contains(b) || self.replaced_queues.contains(&b.destination) {
                 let cause = match self.desired.owners.get(&b.destination) {
                     Some(o) if b.source == RETRY_EXCHANGE => {
-                        format!("brings messages back from the retry stages (service {})", o.service)
+                        format!(
+                            "brings messages back from the retry stages (service {})",
+                            o.service
+                        )
                     }
                     Some(o) => format!("routing key {:?} of service {}", b.routing_key, o.service),
                     None => format!(
