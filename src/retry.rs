@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,9 +22,11 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
+use lapin::{Channel, Confirmation};
 use serde_json::json;
+
+use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
 
 use crate::model::desired::{ATTEMPTS_HEADER, RETRIES_HEADER, RETRY_QUEUE_HEADER, RetryRoute};
 
@@ -47,8 +49,7 @@ pub struct RetryConfig {
 /// The mover's shared state.
 pub struct Mover {
     config: RetryConfig,
-    connected: AtomicBool,
-    next_node: AtomicUsize,
+    nodes: NodeRotation,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
 }
@@ -64,9 +65,8 @@ impl Mover {
     /// A mover not yet consuming.
     pub fn new(config: RetryConfig) -> Arc<Self> {
         Arc::new(Self {
+            nodes: NodeRotation::new("retry", config.amqp_urls.clone()),
             config,
-            connected: AtomicBool::new(false),
-            next_node: AtomicUsize::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
         })
@@ -76,54 +76,7 @@ impl Mover {
     /// connection is lost. An unacknowledged message goes back to its inbox with the
     /// connection, so nothing is lost on the way.
     pub fn keep_moving(self: &Arc<Self>) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = me.consume().await {
-                    tracing::warn!("retry: broker connection lost: {e}");
-                }
-                me.connected.store(false, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    }
-
-    async fn consume(&self) -> Result<(), lapin::Error> {
-        let properties =
-            ConnectionProperties::default().with_connection_name(LongString::from("god retry"));
-        let urls = &self.config.amqp_urls;
-        let node = self.next_node.fetch_add(1, Ordering::Relaxed) % urls.len();
-        let connection = Connection::connect(&urls[node], properties).await?;
-        tracing::info!(
-            "retry: connected to the broker at {}",
-            crate::broker_endpoints::mask_url_str(&urls[node])
-        );
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channel
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
-            .await?;
-        let mut consumers = Vec::new();
-        for (i, route) in self.config.routes.iter().enumerate() {
-            let consumer = channel
-                .basic_consume(
-                    route.inbox.as_str().into(),
-                    format!("{CONSUMER_TAG}:{}", route.queue).as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            consumers.push(consumer.map(move |delivery| (i, delivery)));
-        }
-        self.connected.store(true, Ordering::SeqCst);
-        let mut deliveries = futures::stream::select_all(consumers);
-        while let Some((i, delivery)) = deliveries.next().await {
-            self.move_one(&channel, &self.config.routes[i], delivery?)
-                .await?;
-        }
-        Ok(())
+        keep_running(self);
     }
 
     /// Publishes one message where it goes next and, once the broker confirmed it, acknowledges
@@ -179,6 +132,43 @@ impl Mover {
                     })
                     .await?;
             }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Session for Mover {
+    fn rotation(&self) -> &NodeRotation {
+        &self.nodes
+    }
+
+    async fn session(&self) -> Result<(), lapin::Error> {
+        let connection = self.nodes.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumers = Vec::new();
+        for (i, route) in self.config.routes.iter().enumerate() {
+            let consumer = channel
+                .basic_consume(
+                    route.inbox.as_str().into(),
+                    format!("{CONSUMER_TAG}:{}", route.queue).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.push(consumer.map(move |delivery| (i, delivery)));
+        }
+        self.nodes.set_connected(true);
+        let mut deliveries = futures::stream::select_all(consumers);
+        while let Some((i, delivery)) = deliveries.next().await {
+            self.move_one(&channel, &self.config.routes[i], delivery?)
+                .await?;
         }
         Ok(())
     }
@@ -309,7 +299,7 @@ pub fn router(mover: Arc<Mover>) -> Router {
 }
 
 async fn health(State(mover): State<Arc<Mover>>) -> impl IntoResponse {
-    let connected = mover.connected.load(Ordering::SeqCst);
+    let connected = mover.nodes.is_connected();
     let status = if connected {
         StatusCode::OK
     } else {

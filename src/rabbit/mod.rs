@@ -2,3 +2,4 @@
 
 pub mod amqp;
 pub mod management;
+pub mod rotation;

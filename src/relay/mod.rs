@@ -9,8 +9,7 @@ pub mod topic;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -22,10 +21,11 @@ use futures::{SinkExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, LongString};
-use lapin::{Connection, ConnectionProperties};
+use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
+
+use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
 
 /// The consumer tag of a relay's queue: how `god doctor` finds relays on the broker.
 pub const CONSUMER_TAG: &str = "god-relay";
@@ -55,9 +55,7 @@ pub struct Relay {
     config: RelayConfig,
     clients: Mutex<HashMap<u64, Client>>,
     next_id: AtomicU64,
-    connected: AtomicBool,
-    /// The node of the next connection attempt.
-    next_node: AtomicUsize,
+    nodes: NodeRotation,
     metrics: metrics::Metrics,
 }
 
@@ -65,11 +63,10 @@ impl Relay {
     /// A relay not yet consuming.
     pub fn new(config: RelayConfig) -> Arc<Self> {
         Arc::new(Self {
+            nodes: NodeRotation::new("relay", config.amqp_urls.clone()),
             config,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            connected: AtomicBool::new(false),
-            next_node: AtomicUsize::new(0),
             metrics: metrics::Metrics::default(),
         })
     }
@@ -78,65 +75,7 @@ impl Relay {
     /// and binding again) whenever the connection is lost: to the next node of the list, so that
     /// a cluster with a node down keeps the relay delivering.
     pub fn keep_consuming(self: &Arc<Self>) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = me.consume().await {
-                    tracing::warn!("relay: broker connection lost: {e}");
-                }
-                me.connected.store(false, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    }
-
-    async fn consume(&self) -> Result<(), lapin::Error> {
-        let properties =
-            ConnectionProperties::default().with_connection_name(LongString::from("god relay"));
-        let urls = &self.config.amqp_urls;
-        let node = self.next_node.fetch_add(1, Ordering::Relaxed) % urls.len();
-        let connection = Connection::connect(&urls[node], properties).await?;
-        tracing::info!(
-            "relay: connected to the broker at {}",
-            crate::broker_endpoints::mask_url_str(&urls[node])
-        );
-        let channel = connection.create_channel().await?;
-        channel
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
-            .await?;
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        };
-        let queue = channel
-            .queue_declare("".into(), options, FieldTable::default())
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                self.config.exchange.as_str().into(),
-                self.config.binding_key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut deliveries = channel
-            .basic_consume(
-                queue.name().clone(),
-                CONSUMER_TAG.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        self.connected.store(true, Ordering::SeqCst);
-        while let Some(delivery) = deliveries.next().await {
-            let delivery = delivery?;
-            self.fan_out(delivery.routing_key.as_str(), &delivery.data)
-                .await;
-            delivery.acker.ack(BasicAckOptions::default()).await?;
-        }
-        Ok(())
+        keep_running(self);
     }
 
     /// Sends one event to every matching client; drops the clients whose buffer is full.
@@ -172,6 +111,54 @@ impl Relay {
     }
 }
 
+#[async_trait::async_trait]
+impl Session for Relay {
+    fn rotation(&self) -> &NodeRotation {
+        &self.nodes
+    }
+
+    async fn session(&self) -> Result<(), lapin::Error> {
+        let connection = self.nodes.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), options, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                self.config.exchange.as_str().into(),
+                self.config.binding_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut deliveries = channel
+            .basic_consume(
+                queue.name().clone(),
+                CONSUMER_TAG.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.nodes.set_connected(true);
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery?;
+            self.fan_out(delivery.routing_key.as_str(), &delivery.data)
+                .await;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The HTTP routes: `/health`, `/metrics`, and a WebSocket on every other path.
 pub fn router(relay: Arc<Relay>) -> Router {
     Router::new()
@@ -195,7 +182,7 @@ pub async fn serve(relay: Arc<Relay>, listen: SocketAddr) -> std::io::Result<()>
 
 async fn health(State(relay): State<Arc<Relay>>) -> Response {
     let clients = relay.clients.lock().await.len();
-    if relay.connected.load(Ordering::SeqCst) {
+    if relay.nodes.is_connected() {
         (
             StatusCode::OK,
             axum::Json(json!({"status": "ok", "clients": clients})),
@@ -208,7 +195,7 @@ async fn health(State(relay): State<Arc<Relay>>) -> Response {
 
 async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
     let clients = relay.clients.lock().await.len();
-    let connected = relay.connected.load(Ordering::SeqCst);
+    let connected = relay.nodes.is_connected();
     crate::metrics::response(relay.metrics.render(clients, connected))
 }
 
