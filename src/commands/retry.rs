@@ -14,7 +14,8 @@ pub struct RetryArgs {
     /// Address of its health endpoint (/health).
     #[arg(long, default_value = "127.0.0.1:8684")]
     pub listen: SocketAddr,
-    /// Messages in flight at most (each is confirmed before the next is acknowledged).
+    /// Deliveries the broker sends ahead of the one being moved (moved one at a time, each
+    /// acknowledged once its copy is confirmed).
     #[arg(long, default_value_t = 50)]
     pub prefetch: u16,
 }
