@@ -668,6 +668,26 @@ mod tests {
     }
 
     #[test]
+    fn the_unroutable_queue_is_a_queue_name_like_any_other() {
+        let text = indoc! {"
+            version: \"1.0\"
+            exchange:
+              name: bus
+              unroutable: parked
+            services:
+              a:
+                queue_name: parked
+        "};
+        let errs = errors(text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("registry.yaml:7:17: duplicate queue name \"parked\""),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("registry.yaml:4:15"), "{errs:?}");
+    }
+
+    #[test]
     fn a_retry_queue_colliding_with_another_queue_is_a_duplicate() {
         let text = with_services(indoc! {"
             a:
