@@ -84,6 +84,16 @@ pub struct Globals {
         hide_env_values = true
     )]
     pub components: Option<PathBuf>,
+    /// Run the components of this profile too (repeatable); a component with `profiles` runs
+    /// only when one of them is named, as with `docker compose --profile`.
+    #[arg(
+        long = "profile",
+        global = true,
+        env = "GOD_PROFILES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub profiles: Vec<String>,
     /// Container project: names are <project>-<component>. Default: the directory of components.toml.
     #[arg(
         long,
@@ -181,7 +191,7 @@ impl Globals {
             .clone()
             .unwrap_or_else(|| default_project(&loaded.source.path));
         let mut desired = loaded
-            .desired(&project, &environment)
+            .desired(&project, &environment, &self.profiles)
             .map_err(GodError::Invalid)?;
         let retry_routes = registry.map(|r| {
             let routes: Vec<_> = r.desired_state().retry.into_values().collect();

@@ -563,3 +563,112 @@ fn a_secret_url_that_moved_is_named_in_the_plan_with_its_password_masked() {
         "{plan:#}"
     );
 }
+
+#[test]
+fn limits_host_name_and_stop_settings_reach_the_engine_and_a_limit_change_recreates() {
+    let p = TestProject::new("limits");
+    let port = free_port();
+    let components = |memory: &str| {
+        httpd(
+            "api",
+            port,
+            &format!(
+                "mem_limit = \"{memory}\"\ncpus = 0.5\nhostname = \"bloodbank\"\nextra_hosts = [\"broker:127.0.0.1\"]\nstop_grace_period = \"5s\"\nulimits = {{ nofile = {{ soft = 1024, hard = 2048 }} }}"
+            ),
+        )
+    };
+    p.write(&components("64m"));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    let inspected = p.inspect("api").unwrap();
+    let host = &inspected["HostConfig"];
+    assert_eq!(host["Memory"], 64 * 1024 * 1024);
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["ExtraHosts"], serde_json::json!(["broker:127.0.0.1"]));
+    assert_eq!(
+        host["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(inspected["Config"]["Hostname"], "bloodbank");
+    assert_eq!(inspected["Config"]["StopTimeout"], 5);
+    assert_exit(&p.run(&["plan", "--detailed-exitcode"]), 0);
+
+    p.write(&components("128m"));
+    let plan = plan_json(&p);
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan:#}");
+    assert_eq!(changes[0]["action"], "replace");
+    assert_eq!(
+        changes[0]["diff"],
+        serde_json::json!(["- memory_bytes: 67108864", "+ memory_bytes: 134217728"])
+    );
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert_eq!(
+        p.inspect("api").unwrap()["HostConfig"]["Memory"],
+        128 * 1024 * 1024
+    );
+}
+
+#[test]
+fn a_limit_written_twice_is_an_error_at_its_line() {
+    let p = TestProject::new("limits-twice");
+    p.write(&httpd(
+        "api",
+        free_port(),
+        "mem_limit = \"64m\"\ndeploy = { resources = { limits = { memory = \"128m\" } } }",
+    ));
+    let out = p.run(&["plan"]);
+    assert_exit(&out, 1);
+    let shown = text(&out);
+    assert!(
+        shown.contains("component \"api\": mem_limit is set twice, as mem_limit and under deploy.resources.limits"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_profile_starts_its_containers_only_when_named_and_never_removes_them_when_not() {
+    let p = TestProject::new("profiles");
+    let (api, grafana) = (free_port(), free_port());
+    p.write(&format!(
+        "{}{}",
+        httpd("api", api, ""),
+        httpd("grafana", grafana, "profiles = [\"observability\"]")
+    ));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert!(p.inspect("api").is_some());
+    assert!(
+        p.inspect("grafana").is_none(),
+        "not started without its profile"
+    );
+
+    assert_exit(
+        &p.run(&["apply", "--auto-approve", "--profile", "observability"]),
+        0,
+    );
+    assert!(p.inspect("grafana").is_some(), "started with --profile");
+    assert_exit(
+        &p.run(&["plan", "--detailed-exitcode", "--profile", "observability"]),
+        0,
+    );
+
+    // Without the profile, even --prune leaves it alone, as `docker compose up` does.
+    let plan = plan_json(&p);
+    assert!(plan["changes"].as_array().unwrap().is_empty(), "{plan:#}");
+    let out = p.run(&["apply", "--auto-approve", "--prune"]);
+    assert_exit(&out, 0);
+    assert!(p.inspect("grafana").is_some(), "kept: {}", text(&out));
+
+    // A component that needs one of an inactive profile says which profile to name.
+    p.write(&format!(
+        "{}{}",
+        httpd("api", api, "depends_on = [\"grafana\"]"),
+        httpd("grafana", grafana, "profiles = [\"observability\"]")
+    ));
+    let out = p.run(&["plan"]);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("component \"api\" depends on \"grafana\", which runs only in profile observability, not active"),
+        "{}",
+        text(&out)
+    );
+}

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
@@ -251,7 +251,24 @@ fn create_body(spec: &ContainerSpec, secrets: &SecretValues) -> Result<Container
         working_dir: spec.working_dir.clone(),
         exposed_ports: (!bindings.is_empty()).then(|| bindings.keys().cloned().collect()),
         healthcheck,
+        hostname: spec.runtime.hostname.clone(),
+        stop_timeout: spec.runtime.stop_grace_period_s,
         host_config: Some(HostConfig {
+            memory: spec.runtime.memory_bytes,
+            nano_cpus: spec.runtime.nano_cpus,
+            extra_hosts: (!spec.runtime.extra_hosts.is_empty())
+                .then(|| spec.runtime.extra_hosts.clone()),
+            ulimits: (!spec.runtime.ulimits.is_empty()).then(|| {
+                spec.runtime
+                    .ulimits
+                    .iter()
+                    .map(|(name, limit)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(limit.soft),
+                        hard: Some(limit.hard),
+                    })
+                    .collect()
+            }),
             network_mode: spec.network_mode.clone(),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),

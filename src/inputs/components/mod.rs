@@ -83,6 +83,72 @@ pub struct Component {
     /// Working directory.
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// Host name inside the container.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// `name:address` entries for its /etc/hosts.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// Memory limit (`512m`, `1g`, or bytes).
+    #[serde(default)]
+    pub mem_limit: Option<Value>,
+    /// CPU limit (`0.5`).
+    #[serde(default)]
+    pub cpus: Option<Value>,
+    /// Compose's `deploy.resources.limits`.
+    #[serde(default)]
+    pub deploy: Option<DeployDecl>,
+    /// Resource limits: a number (soft and hard) or `{ soft, hard }`.
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, UlimitDecl>,
+    /// Time between the stop signal and the kill (`30s`).
+    #[serde(default)]
+    pub stop_grace_period: Option<String>,
+    /// Profiles: the component runs only when one of them is active (`--profile NAME`).
+    #[serde(default)]
+    pub profiles: Vec<String>,
+}
+
+/// Compose's `deploy` section, as far as god reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeployDecl {
+    /// `resources`.
+    #[serde(default)]
+    pub resources: Option<ResourcesDecl>,
+}
+
+/// `deploy.resources`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ResourcesDecl {
+    /// `limits`.
+    #[serde(default)]
+    pub limits: Option<LimitsDecl>,
+}
+
+/// `deploy.resources.limits`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LimitsDecl {
+    /// Memory limit.
+    #[serde(default)]
+    pub memory: Option<Value>,
+    /// CPU limit.
+    #[serde(default)]
+    pub cpus: Option<Value>,
+}
+
+/// One `ulimits` entry.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum UlimitDecl {
+    /// The same soft and hard limit.
+    Both(i64),
+    /// Soft and hard limits.
+    Pair {
+        /// Soft limit.
+        soft: i64,
+        /// Hard limit.
+        hard: i64,
+    },
 }
 
 /// The `build` key.

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::build_context::context_digest;
-use super::fields::{parse_duration, parse_port};
-use super::{BuildDecl, HealthcheckDecl, LoadedComponents};
+use super::fields::{parse_cpus, parse_duration, parse_memory, parse_port};
+use super::{BuildDecl, Component, HealthcheckDecl, LoadedComponents, UlimitDecl};
 use crate::builtin::Builtin;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 use crate::model::containers::{
-    BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, SecretValues,
-    masked_url,
+    BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, RuntimeSpec,
+    SecretValues, Ulimit, masked_url,
 };
 
 impl LoadedComponents {
@@ -25,10 +25,25 @@ impl LoadedComponents {
         &self,
         project: &str,
         lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+        profiles: &[String],
     ) -> Result<DesiredContainers, Vec<Diagnostic>> {
         let order = self
             .dependency_order()
             .map_err(|_| self.dependency_problems())?;
+        let active = |name: &String| {
+            let wanted = &self.file.components[name].profiles;
+            wanted.is_empty() || wanted.iter().any(|p| profiles.contains(p))
+        };
+        let inactive: BTreeMap<String, Vec<String>> = order
+            .iter()
+            .filter(|name| !active(name))
+            .map(|name| (name.clone(), self.file.components[name].profiles.clone()))
+            .collect();
+        let dependency_problems = self.inactive_dependencies(&inactive);
+        if !dependency_problems.is_empty() {
+            return Err(dependency_problems);
+        }
+        let order: Vec<String> = order.into_iter().filter(|n| active(n)).collect();
         let base = self
             .source
             .path
@@ -47,10 +62,32 @@ impl LoadedComponents {
             Ok(DesiredContainers {
                 project: project.to_string(),
                 containers,
+                inactive,
             })
         } else {
             Err(problems)
         }
+    }
+
+    /// A component that runs depending on one whose profiles are all inactive: an error at the
+    /// dependency, naming the profile that would bring it.
+    fn inactive_dependencies(&self, inactive: &BTreeMap<String, Vec<String>>) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for (name, component) in self
+            .containers()
+            .filter(|(n, _)| !inactive.contains_key(*n))
+        {
+            for (i, dep) in component.depends_on.iter().enumerate() {
+                if let Some(profiles) = inactive.get(dep) {
+                    out.push(self.at(
+                        &format!("/components/{}/depends_on/{i}", escape_pointer(name)),
+                        format!("component \"{name}\" depends on \"{dep}\", which runs only in profile {}, not active", profiles.join(", ")),
+                        &format!("pass --profile {} (or take \"{dep}\" out of its profiles)", profiles[0]),
+                    ));
+                }
+            }
+        }
+        out
     }
 
     fn container_spec(
@@ -121,6 +158,17 @@ impl LoadedComponents {
             },
             None => None,
         };
+        let runtime = match runtime_spec(c) {
+            Ok(runtime) => runtime,
+            Err((key, message)) => {
+                problems.push(self.at(
+                    &format!("{pointer}/{key}"),
+                    format!("component \"{name}\": {message}"),
+                    "memory as 512m or 1g, cpus as 0.5, durations as 30s; set a limit once (mem_limit or deploy.resources.limits.memory)",
+                ));
+                RuntimeSpec::default()
+            }
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -162,6 +210,7 @@ impl LoadedComponents {
             healthcheck,
             user: c.user.clone(),
             working_dir: c.working_dir.clone(),
+            runtime,
             config_hash: String::new(),
         };
         spec.config_hash = spec.compute_hash(&SecretValues {
@@ -169,6 +218,73 @@ impl LoadedComponents {
             broker_url: None,
         });
         Ok(spec)
+    }
+}
+
+/// A component's limits, host name and stop settings; on a problem, the key at fault and why.
+fn runtime_spec(c: &Component) -> Result<RuntimeSpec, (&'static str, String)> {
+    let limits = c
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.limits.as_ref());
+    let memory = one_of(
+        c.mem_limit.as_ref(),
+        limits.and_then(|l| l.memory.as_ref()),
+        "mem_limit",
+    )?;
+    let cpus = one_of(
+        c.cpus.as_ref(),
+        limits.and_then(|l| l.cpus.as_ref()),
+        "cpus",
+    )?;
+    let stop_grace_period_s = match &c.stop_grace_period {
+        Some(raw) => Some(
+            parse_duration(raw)
+                .map(|ms| (ms / 1000) as i64)
+                .map_err(|e| ("stop_grace_period", e))?,
+        ),
+        None => None,
+    };
+    Ok(RuntimeSpec {
+        hostname: c.hostname.clone(),
+        extra_hosts: c
+            .extra_hosts
+            .iter()
+            .map(|h| h.replacen('=', ":", 1))
+            .collect(),
+        memory_bytes: memory
+            .map(parse_memory)
+            .transpose()
+            .map_err(|e| ("mem_limit", e))?,
+        nano_cpus: cpus.map(parse_cpus).transpose().map_err(|e| ("cpus", e))?,
+        ulimits: c
+            .ulimits
+            .iter()
+            .map(|(name, limit)| {
+                let (soft, hard) = match *limit {
+                    UlimitDecl::Both(n) => (n, n),
+                    UlimitDecl::Pair { soft, hard } => (soft, hard),
+                };
+                (name.clone(), Ulimit { soft, hard })
+            })
+            .collect(),
+        stop_grace_period_s,
+    })
+}
+
+/// A limit written at most once: as the component's own key or under `deploy`.
+fn one_of<'a>(
+    own: Option<&'a Value>,
+    deployed: Option<&'a Value>,
+    key: &'static str,
+) -> Result<Option<&'a Value>, (&'static str, String)> {
+    match (own, deployed) {
+        (Some(_), Some(_)) => Err((
+            key,
+            format!("{key} is set twice, as {key} and under deploy.resources.limits"),
+        )),
+        (own, deployed) => Ok(own.or(deployed)),
     }
 }
 
@@ -302,7 +418,7 @@ mod tests {
     #[test]
     fn the_documented_form_gives_containers_in_dependency_order() {
         let loaded = load(WEB).unwrap();
-        let desired = loaded.desired("p", &env).unwrap();
+        let desired = loaded.desired("p", &env, &[]).unwrap();
         let names: Vec<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["p-queue-worker", "p-web"]);
         let web = &desired.containers[1];
@@ -327,13 +443,15 @@ mod tests {
     #[test]
     fn a_rotated_secret_changes_the_hash() {
         let loaded = load(WEB).unwrap();
-        let a = loaded.desired("p", &env).unwrap().containers[1]
+        let a = loaded.desired("p", &env, &[]).unwrap().containers[1]
             .config_hash
             .clone();
         let b = loaded
-            .desired("p", &|v: &str| {
-                (v == "API_TOKEN").then(|| "other".to_string())
-            })
+            .desired(
+                "p",
+                &|v: &str| (v == "API_TOKEN").then(|| "other".to_string()),
+                &[],
+            )
             .unwrap()
             .containers[1]
             .config_hash
@@ -355,7 +473,11 @@ mod tests {
             let loaded = load_components(SourceFile::read(&path).unwrap())
                 .unwrap_or_else(|e| panic!("{f}: {e:?}"));
             assert!(
-                loaded.desired("p", &env).unwrap().containers.is_empty(),
+                loaded
+                    .desired("p", &env, &[])
+                    .unwrap()
+                    .containers
+                    .is_empty(),
                 "{f}"
             );
         }
@@ -369,7 +491,7 @@ mod tests {
                 env = { T = { from_env = "NOPE_NOT_SET" } }
             "#})
         .unwrap();
-        let errs = loaded.desired("p", &env).unwrap_err();
+        let errs = loaded.desired("p", &env, &[]).unwrap_err();
         assert!(
             errs[0]
                 .headline()

@@ -228,8 +228,46 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// Working directory.
     pub working_dir: Option<String>,
+    /// Limits, host name and stop settings (absent keys leave older hashes unchanged).
+    #[serde(flatten)]
+    pub runtime: RuntimeSpec,
     /// Hash of all of the above, secret values included (so a rotated secret recreates).
     pub config_hash: String,
+}
+
+/// What a container may use, what it is called inside, and how it is stopped: Compose's
+/// `mem_limit`/`cpus` (or `deploy.resources.limits`), `hostname`, `extra_hosts`, `ulimits` and
+/// `stop_grace_period`. Only the keys set are serialised, so the hash of a container that sets
+/// none is what it was before they existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSpec {
+    /// Host name inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `name:address` entries added to its /etc/hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<i64>,
+    /// CPU limit in billionths of a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    /// Resource limits by name (`nofile`), soft and hard.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Seconds between the stop signal and the kill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_s: Option<i64>,
+}
+
+/// A soft and a hard resource limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
 }
 
 impl ContainerSpec {
@@ -313,6 +351,9 @@ pub struct DesiredContainers {
     pub project: String,
     /// Containers in dependency order.
     pub containers: Vec<ContainerSpec>,
+    /// Components left out because none of their profiles is active, with their profiles: god
+    /// neither starts nor removes their containers.
+    pub inactive: BTreeMap<String, Vec<String>>,
 }
 
 /// A container god found, by its labels.

@@ -22,6 +22,18 @@ pub fn plan(
         if desired.containers.iter().any(|c| &c.component == component) {
             continue;
         }
+        if let Some(profiles) = desired.inactive.get(component) {
+            notes.push(Note {
+                kind: NoteKind::Skipped,
+                id: format!("container/{}", found.name),
+                message: format!(
+                    "in profile {}, not active: left as it is (--profile {} includes it)",
+                    profiles.join(", "),
+                    profiles[0]
+                ),
+            });
+            continue;
+        }
         let id = format!("container/{}", found.name);
         if options.prune {
             let resource = placeholder(&found.name, component, &observed.project);
@@ -130,6 +142,7 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
         healthcheck: None,
         user: None,
         working_dir: None,
+        runtime: Default::default(),
         config_hash: String::new(),
     }))
 }
@@ -172,7 +185,29 @@ mod tests {
         DesiredContainers {
             project: "p".into(),
             containers: specs,
+            inactive: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_container_of_an_inactive_profile_is_left_alone_even_with_prune() {
+        let mut d = desired(Vec::new());
+        d.inactive
+            .insert("grafana".into(), vec!["observability".into()]);
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
+        o.managed
+            .insert("grafana".into(), running(&spec("grafana", "x")));
+        let options = PlanOptions {
+            prune: true,
+            ..PlanOptions::default()
+        };
+        let p = plan(&d, &o, options);
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.notes[0].kind, NoteKind::Skipped);
+        assert!(p.notes[0].message.contains("--profile observability"));
     }
 
     #[test]
