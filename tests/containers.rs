@@ -672,3 +672,40 @@ fn a_profile_starts_its_containers_only_when_named_and_never_removes_them_when_n
         text(&out)
     );
 }
+
+#[test]
+fn container_name_names_the_container_and_a_rename_recreates_it() {
+    let p = TestProject::new("named");
+    let port = free_port();
+    let first = format!("{}-first", p.name);
+    let second = format!("{}-second", p.name);
+    p.write(&httpd(
+        "api",
+        port,
+        &format!("container_name = \"{first}\""),
+    ));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    let inspect = |name: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", name])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    assert!(inspect(&first), "created as {first}");
+    assert_exit(&p.run(&["plan", "--detailed-exitcode"]), 0);
+
+    p.write(&httpd(
+        "api",
+        port,
+        &format!("container_name = \"{second}\""),
+    ));
+    let plan = plan_json(&p);
+    assert_eq!(plan["changes"][0]["action"], "replace", "{plan:#}");
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert!(inspect(&second), "recreated as {second}");
+    assert!(!inspect(&first), "{first} is gone");
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &second])
+        .output();
+}

@@ -68,7 +68,11 @@ async fn run(docker: &Docker, change: &Change, secrets: &SecretValues<'_>) -> Re
     match change.action {
         Action::Create => create_and_start(docker, spec, secrets).await,
         Action::Replace => {
-            remove(docker, &spec.name).await?;
+            let old = change
+                .before
+                .as_ref()
+                .map_or(spec.name.as_str(), |r| r.name());
+            remove(docker, old).await?;
             create_and_start(docker, spec, secrets).await
         }
         Action::Update => {

@@ -83,6 +83,9 @@ pub struct Component {
     /// Working directory.
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// The container's name (default `<project>-<component>`).
+    #[serde(default)]
+    pub container_name: Option<String>,
     /// Host name inside the container.
     #[serde(default)]
     pub hostname: Option<String>,

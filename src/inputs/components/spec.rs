@@ -187,7 +187,10 @@ impl LoadedComponents {
             _ => c.command.clone(),
         };
         let mut spec = ContainerSpec {
-            name: format!("{project}-{name}"),
+            name: runtime
+                .container_name
+                .clone()
+                .unwrap_or_else(|| format!("{project}-{name}")),
             component: name.to_string(),
             project: project.to_string(),
             image,
@@ -247,6 +250,7 @@ fn runtime_spec(c: &Component) -> Result<RuntimeSpec, (&'static str, String)> {
         None => None,
     };
     Ok(RuntimeSpec {
+        container_name: c.container_name.clone(),
         hostname: c.hostname.clone(),
         extra_hosts: c
             .extra_hosts

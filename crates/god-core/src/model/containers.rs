@@ -241,6 +241,10 @@ pub struct ContainerSpec {
 /// none is what it was before they existed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeSpec {
+    /// The container's name when components.toml gives one (`container_name`), instead of
+    /// `<project>-<component>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     /// Host name inside the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,

@@ -88,6 +88,8 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         let mut c = Change::new(Action::Replace, &resource, cause);
         c.diff = diff;
         c.after = Some(resource);
+        // The container to remove, by the name it has (`container_name` may have changed).
+        c.before = Some(placeholder(&found.name, &spec.component, &observed.project));
         return Some(c);
     }
     if !found.running {
