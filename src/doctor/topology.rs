@@ -4,7 +4,9 @@
 
 use super::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
-use crate::model::{DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec};
+use crate::model::{
+    DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,
+};
 use crate::plan::{Action, Change, Plan, ResourceKind};
 
 const APPLY_FIX: &str = "run `god apply` (`god plan` shows exactly what it changes)";
@@ -70,8 +72,12 @@ pub fn declared_checks(
     observed: &ObservedState,
     plan: &Plan,
 ) -> Vec<Check> {
+    let unroutable = desired
+        .unroutable
+        .as_ref()
+        .map(|queue| unroutable_check(desired, observed, queue));
     if desired.sources.is_empty() {
-        return Vec::new();
+        return unroutable.into_iter().collect();
     }
     let changes: Vec<&Change> = plan
         .changes
@@ -87,7 +93,57 @@ pub fn declared_checks(
         ),
         "object(s) of topology/ missing or different",
     );
-    vec![files, policies_check(desired, observed)]
+    let mut checks = vec![files, policies_check(desired, observed)];
+    checks.extend(unroutable);
+    checks
+}
+
+/// `topology.unroutable`: god's policy giving the bus exchange its alternate exchange is the
+/// one in effect. RabbitMQ applies one policy per object, the highest priority: another policy
+/// matching the exchange at god's priority or above would silently stop the parking.
+fn unroutable_check(desired: &DesiredState, observed: &ObservedState, queue: &str) -> Check {
+    let id = "topology.unroutable";
+    let exchange = &desired.exchange;
+    let ours = format!("{UNROUTABLE_POLICY_PREFIX}{exchange}");
+    let Some(mine) = observed.topology.policies.get(&ours) else {
+        return Check::new(
+            id,
+            Area::Topology,
+            Verdict::Fail,
+            format!(
+                "policy {ours} is missing: unroutable events are dropped, not parked in {queue}"
+            ),
+        )
+        .with_fix(APPLY_FIX);
+    };
+    let rivals: Vec<String> = observed
+        .topology
+        .policies
+        .values()
+        .filter(|p| p.name != ours && p.priority >= mine.priority && p.apply_to != "queues")
+        .filter(|p| regex::Regex::new(&p.pattern).is_ok_and(|r| r.is_match(exchange)))
+        .map(|p| {
+            format!(
+                "policy {} (priority {}, pattern {})",
+                p.name, p.priority, p.pattern
+            )
+        })
+        .collect();
+    if rivals.is_empty() {
+        return Check::ok(
+            id,
+            Area::Topology,
+            format!("unroutable events of {exchange} are parked in {queue}"),
+        );
+    }
+    Check::new(
+        id,
+        Area::Topology,
+        Verdict::Warn,
+        format!("another policy may apply to {exchange} instead of {ours}: unroutable events would not be parked"),
+    )
+    .with_details(rivals)
+    .with_fix(format!("give that policy a priority below {} or a pattern that leaves {exchange} out (RabbitMQ applies one policy per exchange)", mine.priority))
 }
 
 /// `topology.policies`: a declared policy whose pattern matches no name of the kinds it applies
@@ -344,6 +400,41 @@ mod tests {
             checks[2].details[0].contains("x.z"),
             "{:?}",
             checks[2].details
+        );
+    }
+
+    #[test]
+    fn a_policy_that_outranks_the_unroutable_one_on_the_bus_is_a_warning() {
+        let text = indoc! {r#"
+            version: "1"
+            exchange: {name: bus, type: topic, unroutable: parked}
+            services:
+              a:
+                queue_name: qa
+                routing_keys: [x.y]
+        "#};
+        let desired = registry_from_text(text).desired_state();
+        let mut observed = converged(&desired);
+        let p = plan(&desired, &observed, PlanOptions::default());
+        let found = declared_checks(&desired, &observed, &p);
+        assert_eq!(statuses(&found), vec![("topology.unroutable", Verdict::Ok)]);
+        let rival = PolicySpec {
+            name: "federate-all".into(),
+            pattern: ".*".into(),
+            apply_to: "all".into(),
+            priority: 20,
+            definition: [("federation-upstream-set".to_string(), "all".into())].into(),
+        };
+        observed.topology.policies.insert(rival.name.clone(), rival);
+        let found = declared_checks(&desired, &observed, &p);
+        assert_eq!(
+            statuses(&found),
+            vec![("topology.unroutable", Verdict::Warn)]
+        );
+        assert!(
+            found[0].details[0].starts_with("policy federate-all (priority 20"),
+            "{:?}",
+            found[0].details
         );
     }
 
