@@ -19,7 +19,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
     ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
@@ -144,13 +144,9 @@ impl Session for Mover {
     }
 
     async fn session(&self) -> Result<(), lapin::Error> {
-        let connection = self.nodes.connect().await?;
-        let channel = connection.create_channel().await?;
+        let (_connection, channel) = self.nodes.channel(self.config.prefetch).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channel
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await?;
         let mut consumers = Vec::new();
         for (i, route) in self.config.routes.iter().enumerate() {

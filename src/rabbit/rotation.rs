@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lapin::options::BasicQosOptions;
 use lapin::types::LongString;
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::broker_endpoints::mask_url_str;
 
@@ -31,8 +32,19 @@ impl NodeRotation {
         }
     }
 
+    /// Connects to the next node and opens a channel that takes `prefetch` unacknowledged
+    /// deliveries at most; the channel lives as long as its connection is kept.
+    pub async fn channel(&self, prefetch: u16) -> Result<(Connection, Channel), lapin::Error> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        Ok((connection, channel))
+    }
+
     /// Connects to the next node of the list, the connection named `god <service>`.
-    pub async fn connect(&self) -> Result<Connection, lapin::Error> {
+    async fn connect(&self) -> Result<Connection, lapin::Error> {
         let node = self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len();
         let name = LongString::from(format!("god {}", self.service));
         let properties = ConnectionProperties::default().with_connection_name(name);

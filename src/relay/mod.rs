@@ -18,9 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
@@ -118,11 +116,7 @@ impl Session for Relay {
     }
 
     async fn session(&self) -> Result<(), lapin::Error> {
-        let connection = self.nodes.connect().await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
-            .await?;
+        let (_connection, channel) = self.nodes.channel(self.config.prefetch).await?;
         let options = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
