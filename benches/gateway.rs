@@ -31,10 +31,12 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOpti
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use common::{MANAGEMENT, delete_vhost, env_number, fresh_vhost};
+use common::{
+    MANAGEMENT, applied_registry, delete_vhost, env_number, fresh_vhost, two_thread_runtime,
+};
 use god::broker_endpoints::BrokerEndpoints;
 use god::gateway::publisher::{Outgoing, Publisher};
-use support::{ServiceProcess, cpu_seconds_of, god};
+use support::{ServiceProcess, cpu_seconds_of};
 
 const VHOST: &str = "god-bench-gateway";
 const RELAY_CLIENTS: usize = 100;
@@ -42,20 +44,12 @@ const RELAY_EVENTS: usize = 2000;
 
 fn main() {
     let seconds: u64 = env_number("GOD_BENCH_SECONDS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_thread_runtime();
     rt.block_on(async move {
         let http = reqwest::Client::new();
         fresh_vhost(&http, VHOST).await;
         let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
-        let dir = tempfile::tempdir().unwrap();
-        let registry = dir.path().join("registry.yaml");
-        std::fs::write(&registry, "version: \"1.0\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  sink:\n    queue_name: sink\n    routing_keys: [\"#\"]\n    dead_letter: false\n").unwrap();
-        let status = god().arg("--registry").arg(&registry).args(["apply", "--auto-approve"]).env("RABBITMQ_URL", &amqp).output().unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let _registry = applied_registry(&amqp, "version: \"1.0\"\nexchange: {name: bus, type: topic, durable: true}\nservices:\n  sink:\n    queue_name: sink\n    routing_keys: [\"#\"]\n    dead_letter: false\n");
 
         let gateway = ServiceProcess::start(&amqp, "bus", &[]);
         gateway.await_status("/health/ready", 200);

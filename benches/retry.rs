@@ -23,8 +23,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-use common::{delete_vhost, env_number, fresh_vhost};
-use support::{ServiceProcess, god};
+use common::{applied_registry, delete_vhost, env_number, fresh_vhost, two_thread_runtime};
+use support::ServiceProcess;
 
 const VHOST: &str = "god-bench-retry";
 const INBOX: &str = "svc.q.retry";
@@ -33,20 +33,12 @@ const STAGE: &str = "svc.q.retry.1";
 fn main() {
     let messages: u32 = env_number("GOD_BENCH_MESSAGES", 20_000);
     let rounds: u32 = env_number("GOD_BENCH_ROUNDS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_thread_runtime();
     rt.block_on(async move {
         let http = reqwest::Client::new();
         fresh_vhost(&http, VHOST).await;
         let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
-        let dir = tempfile::tempdir().unwrap();
-        let registry = dir.path().join("registry.yaml");
-        std::fs::write(&registry, "version: \"1.0\"\nexchange: {name: bus, type: topic}\nservices:\n  svc:\n    queue_name: svc.q\n    routing_keys: [\"svc.#\"]\n    retry: [10m]\n").unwrap();
-        let out = god().arg("--registry").arg(&registry).args(["apply", "--auto-approve"]).env("RABBITMQ_URL", &amqp).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (_dir, registry) = applied_registry(&amqp, "version: \"1.0\"\nexchange: {name: bus, type: topic}\nservices:\n  svc:\n    queue_name: svc.q\n    routing_keys: [\"svc.#\"]\n    retry: [10m]\n");
         let connection = Connection::connect(&amqp, ConnectionProperties::default()).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
 

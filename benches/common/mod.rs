@@ -60,3 +60,33 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         Err(_) => default,
     }
 }
+
+/// The two-thread runtime the service benchmarks run in (the machine has two cores).
+pub fn two_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `text` as a registry in a temporary directory and applies it with god to the vhost
+/// of `amqp`; the directory lives as long as the returned value.
+pub fn applied_registry(amqp: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.yaml");
+    std::fs::write(&registry, text).unwrap();
+    let out = crate::support::god()
+        .arg("--registry")
+        .arg(&registry)
+        .args(["apply", "--auto-approve"])
+        .env("RABBITMQ_URL", amqp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, registry)
+}
