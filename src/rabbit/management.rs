@@ -351,6 +351,16 @@ impl ManagementApi {
         .await
     }
 
+    /// `/api/` path of a collection of this vhost: `queues/%2F`.
+    fn in_vhost(&self, collection: &str) -> String {
+        format!("{collection}/{}", encode(&self.endpoints.vhost))
+    }
+
+    /// `/api/` path of one object of this vhost: `queues/%2F/NAME`.
+    fn object_in_vhost(&self, collection: &str, name: &str) -> String {
+        format!("{}/{}", self.in_vhost(collection), encode(name))
+    }
+
     /// The vhost this session works on.
     pub fn vhost(&self) -> &str {
         &self.endpoints.vhost
@@ -360,8 +370,7 @@ impl ManagementApi {
     /// Called with reqwest: the crate's `get_vhost` cannot read RabbitMQ 3.10's answer (3.10
     /// sends `tags` as a string where the crate expects a list).
     pub async fn check_vhost(&self) -> Result<()> {
-        let path = format!("vhosts/{}", encode(&self.endpoints.vhost));
-        self.send(Method::GET, &path, "the vhost lookup")
+        self.send(Method::GET, &self.in_vhost("vhosts"), "the vhost lookup")
             .await
             .map(|_| ())
     }
@@ -385,8 +394,8 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "queues/{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate",
-            encode(&self.endpoints.vhost)
+            "{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate",
+            self.in_vhost("queues")
         );
         self.get_json(&path, "the queue list").await
     }
@@ -394,8 +403,8 @@ impl ManagementApi {
     /// Where each queue of the vhost lives (one request).
     pub async fn queue_placement(&self) -> Result<Vec<QueuePlacement>> {
         let path = format!(
-            "queues/{}?columns=name,type,node,state,leader,members,online",
-            encode(&self.endpoints.vhost)
+            "{}?columns=name,type,node,state,leader,members,online",
+            self.in_vhost("queues")
         );
         let operation = "the queue placement";
         // The broker may send a key twice (`online`, from its statistics and live): read
@@ -409,17 +418,13 @@ impl ManagementApi {
 
     /// The vhost's consumers (one request).
     pub async fn consumers(&self) -> Result<Vec<ConsumerEntry>> {
-        let path = format!("consumers/{}", encode(&self.endpoints.vhost));
-        self.get_json(&path, "the consumer list").await
+        self.get_json(&self.in_vhost("consumers"), "the consumer list")
+            .await
     }
 
     /// A queue's bindings, or None when the queue does not exist.
     pub async fn queue_bindings(&self, queue: &str) -> Result<Option<Vec<ExportedBinding>>> {
-        let path = format!(
-            "queues/{}/{}/bindings",
-            encode(&self.endpoints.vhost),
-            encode(queue)
-        );
+        let path = format!("{}/bindings", self.object_in_vhost("queues", queue));
         self.get_json_if_exists(&path, "a queue's bindings").await
     }
 
@@ -447,7 +452,7 @@ impl ManagementApi {
 
     /// One queue's entry, or None when it does not exist.
     pub async fn queue(&self, name: &str) -> Result<Option<QueueListEntry>> {
-        let path = format!("queues/{}/{}", encode(&self.endpoints.vhost), encode(name));
+        let path = self.object_in_vhost("queues", name);
         self.get_json_if_exists(&path, "a queue lookup").await
     }
 
@@ -524,7 +529,7 @@ impl ManagementApi {
     /// Deletes a queue; with `if_empty`, the broker refuses when it holds messages (returns
     /// `Ok(false)`). Called with reqwest: the crate's `delete_queue` has no `if-empty`.
     pub async fn delete_queue(&self, name: &str, if_empty: bool) -> Result<bool> {
-        let mut path = format!("queues/{}/{}", encode(&self.endpoints.vhost), encode(name));
+        let mut path = self.object_in_vhost("queues", name);
         if if_empty {
             path.push_str("?if-empty=true");
         }
@@ -544,11 +549,7 @@ impl ManagementApi {
     /// Deletes an exchange unless other objects are still bound to it (returns `Ok(false)`).
     /// Called with reqwest: the crate's `delete_exchange` has no `if-unused`.
     pub async fn delete_exchange(&self, name: &str) -> Result<bool> {
-        let path = format!(
-            "exchanges/{}/{}?if-unused=true",
-            encode(&self.endpoints.vhost),
-            encode(name)
-        );
+        let path = format!("{}?if-unused=true", self.object_in_vhost("exchanges", name));
         self.guarded_delete(&path, "an exchange deletion").await
     }
 
@@ -564,8 +565,11 @@ impl ManagementApi {
 
     /// The vhost's operator policies (one request).
     pub async fn operator_policies(&self) -> Result<Vec<ExportedPolicy>> {
-        let path = format!("operator-policies/{}", encode(&self.endpoints.vhost));
-        self.get_json(&path, "the operator policy list").await
+        self.get_json(
+            &self.in_vhost("operator-policies"),
+            "the operator policy list",
+        )
+        .await
     }
 
     /// Declares or changes an operator policy of the vhost.
@@ -578,7 +582,7 @@ impl ManagementApi {
         });
         self.send_json(
             Method::PUT,
-            &self.operator_policy_path(&policy.name),
+            &self.object_in_vhost("operator-policies", &policy.name),
             &body,
             "an operator policy declaration",
         )
@@ -588,25 +592,18 @@ impl ManagementApi {
     /// Deletes an operator policy (a missing one is fine).
     pub async fn delete_operator_policy(&self, name: &str) -> Result<()> {
         self.guarded_delete(
-            &self.operator_policy_path(name),
+            &self.object_in_vhost("operator-policies", name),
             "an operator policy deletion",
         )
         .await
         .map(|_| ())
     }
 
-    fn operator_policy_path(&self, name: &str) -> String {
-        format!(
-            "operator-policies/{}/{}",
-            encode(&self.endpoints.vhost),
-            encode(name)
-        )
-    }
-
     /// The vhost's limits by name (`max-queues`, `max-connections`).
     pub async fn vhost_limits(&self) -> Result<std::collections::BTreeMap<String, i64>> {
-        let path = format!("vhost-limits/{}", encode(&self.endpoints.vhost));
-        let entries: Vec<VhostLimitsEntry> = self.get_json(&path, "the vhost limits").await?;
+        let entries: Vec<VhostLimitsEntry> = self
+            .get_json(&self.in_vhost("vhost-limits"), "the vhost limits")
+            .await?;
         Ok(entries.into_iter().flat_map(|e| e.value).collect())
     }
 
@@ -615,7 +612,7 @@ impl ManagementApi {
         let body = serde_json::json!({ "value": value });
         self.send_json(
             Method::PUT,
-            &self.vhost_limit_path(name),
+            &self.object_in_vhost("vhost-limits", name),
             &body,
             "a vhost limit change",
         )
@@ -624,17 +621,12 @@ impl ManagementApi {
 
     /// Clears one limit of the vhost (a missing one is fine).
     pub async fn delete_vhost_limit(&self, name: &str) -> Result<()> {
-        self.guarded_delete(&self.vhost_limit_path(name), "a vhost limit removal")
-            .await
-            .map(|_| ())
-    }
-
-    fn vhost_limit_path(&self, name: &str) -> String {
-        format!(
-            "vhost-limits/{}/{}",
-            encode(&self.endpoints.vhost),
-            encode(name)
+        self.guarded_delete(
+            &self.object_in_vhost("vhost-limits", name),
+            "a vhost limit removal",
         )
+        .await
+        .map(|_| ())
     }
 
     /// Sends a JSON body and checks the answer's status.
