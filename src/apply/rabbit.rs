@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::observe::rabbit::ready_messages;
 use crate::plan::{Action, Change, Plan, Resource, removal_prerequisites};
-use crate::rabbit::amqp::{AmqpSession, field_table};
+use crate::rabbit::amqp::{AmqpSession, unbind};
 use crate::rabbit::management::ManagementApi;
 
 /// Objects per definitions document. Large enough that request overhead vanishes, small enough
@@ -277,15 +277,7 @@ impl<'a> RabbitExecutor<'a> {
     async fn forget(&self, id: &str) -> Result<(), GodError> {
         let channel = self.amqp.channel().await?;
         for origin in [Origin::Created, Origin::Adopted] {
-            let record = object_record_binding(id, origin);
-            channel
-                .exchange_unbind(
-                    record.destination.as_str().into(),
-                    record.source.as_str().into(),
-                    record.routing_key.as_str().into(),
-                    Default::default(),
-                    field_table(&record.arguments),
-                )
+            unbind(&channel, &object_record_binding(id, origin))
                 .await
                 .map_err(|e| {
                     self.amqp
@@ -358,35 +350,7 @@ impl<'a> RabbitExecutor<'a> {
             Ok(ch) => ch,
             Err(e) => return self.fail(targets[0].0, e),
         };
-        let requests = targets.iter().map(|(_, b)| {
-            let channel = channel.clone();
-            async move {
-                let args = field_table(&b.arguments);
-                match b.destination_type {
-                    DestinationType::Queue => {
-                        channel
-                            .queue_unbind(
-                                b.destination.as_str().into(),
-                                b.source.as_str().into(),
-                                b.routing_key.as_str().into(),
-                                args,
-                            )
-                            .await
-                    }
-                    DestinationType::Exchange => {
-                        channel
-                            .exchange_unbind(
-                                b.destination.as_str().into(),
-                                b.source.as_str().into(),
-                                b.routing_key.as_str().into(),
-                                Default::default(),
-                                args,
-                            )
-                            .await
-                    }
-                }
-            }
-        });
+        let requests = targets.iter().map(|(_, b)| unbind(&channel, b));
         let results = futures::future::join_all(requests).await;
         let mut failed = false;
         for ((i, _), result) in targets.iter().zip(results) {
@@ -484,11 +448,7 @@ fn has_object_record(change: &Change) -> bool {
 }
 
 fn binding_body(b: &crate::model::BindingSpec) -> Value {
-    let kind = match b.destination_type {
-        DestinationType::Queue => "queue",
-        DestinationType::Exchange => "exchange",
-    };
-    json!({"source": b.source, "destination": b.destination, "destination_type": kind, "routing_key": b.routing_key, "arguments": b.arguments})
+    json!({"source": b.source, "destination": b.destination, "destination_type": b.destination_type.as_str(), "routing_key": b.routing_key, "arguments": b.arguments})
 }
 
 /// A partial definitions document holding a chunk of items.

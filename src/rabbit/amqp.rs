@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
-use crate::model::Arguments;
+use crate::model::{Arguments, BindingSpec, DestinationType};
 use crate::rabbit::management::ExportedBinding;
 
 /// An open AMQP connection to the vhost of the endpoints, on the first node that answers.
@@ -99,6 +99,28 @@ impl AmqpSession {
     /// Closes the connection politely.
     pub async fn close(self) {
         let _ = self.connection.close(200, ShortString::from("bye")).await;
+    }
+}
+
+/// Removes one binding, exactly (arguments included), to a queue or an exchange.
+pub async fn unbind(channel: &lapin::Channel, b: &BindingSpec) -> lapin::Result<()> {
+    let (destination, source, key) = (
+        b.destination.as_str().into(),
+        b.source.as_str().into(),
+        b.routing_key.as_str().into(),
+    );
+    let arguments = field_table(&b.arguments);
+    match b.destination_type {
+        DestinationType::Queue => {
+            channel
+                .queue_unbind(destination, source, key, arguments)
+                .await
+        }
+        DestinationType::Exchange => {
+            channel
+                .exchange_unbind(destination, source, key, Default::default(), arguments)
+                .await
+        }
     }
 }
 
