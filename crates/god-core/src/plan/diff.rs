@@ -7,7 +7,7 @@ use crate::model::desired::{DesiredState, Lifecycle, QueueRole, RETRY_EXCHANGE};
 use crate::model::queue_type::{LeaderLocator, QueueType};
 use crate::model::{
     BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
-    Origin, PolicySpec, QueueSpec, format_arguments, record_exchange,
+    Origin, PolicySpec, QueueSpec, Topology, format_arguments, record_exchange,
 };
 
 /// Choices that change what the plan contains.
@@ -684,35 +684,8 @@ impl Planner<'_> {
     /// they exist (and set to the inputs' definition), updated, and pruned like queues: only
     /// what god created, only with `--prune`.
     fn declared_settings(&mut self) {
-        let desired = &self.desired.topology;
-        let observed = &self.observed.topology;
-        let wanted: Vec<Resource> = desired
-            .policies
-            .values()
-            .cloned()
-            .map(Resource::Policy)
-            .chain(
-                desired
-                    .operator_policies
-                    .values()
-                    .cloned()
-                    .map(Resource::OperatorPolicy),
-            )
-            .chain(desired.limits.iter().map(limit))
-            .collect();
-        let found: BTreeMap<String, Resource> = observed
-            .policies
-            .values()
-            .cloned()
-            .map(Resource::Policy)
-            .chain(
-                observed
-                    .operator_policies
-                    .values()
-                    .cloned()
-                    .map(Resource::OperatorPolicy),
-            )
-            .chain(observed.limits.iter().map(limit))
+        let wanted: Vec<Resource> = settings(&self.desired.topology).collect();
+        let found: BTreeMap<String, Resource> = settings(&self.observed.topology)
             .map(|r| (r.id(), r))
             .collect();
         for want in &wanted {
@@ -874,6 +847,19 @@ fn queue_lines(q: &QueueSpec) -> String {
         q.auto_delete,
         argument_lines(&q.arguments)
     )
+}
+
+/// The policies, operator policies and vhost limits of a topology, as resources.
+fn settings(topology: &Topology) -> impl Iterator<Item = Resource> + '_ {
+    let policies = topology.policies.values().cloned().map(Resource::Policy);
+    let operator_policies = topology
+        .operator_policies
+        .values()
+        .cloned()
+        .map(Resource::OperatorPolicy);
+    policies
+        .chain(operator_policies)
+        .chain(topology.limits.iter().map(limit))
 }
 
 /// A vhost limit as a resource.
