@@ -178,12 +178,12 @@ impl Globals {
     }
 
     /// The desired containers of the project (`--project`, else the directory of the file),
-    /// with what god gives its bundled services: the broker URL of `endpoints` and the
-    /// registry's exchange.
+    /// with what god gives its bundled services: the broker URL of `endpoints`, and the
+    /// exchange and retry routes of the registry's desired state.
     pub fn desired_containers(
         &self,
         loaded: &LoadedComponents,
-        registry: Option<&LoadedRegistry>,
+        broker: Option<&DesiredState>,
         endpoints: &BrokerEndpoints,
     ) -> Result<DesiredContainers> {
         let project = self
@@ -193,12 +193,12 @@ impl Globals {
         let mut desired = loaded
             .desired(&project, &environment, &self.profiles)
             .map_err(GodError::Invalid)?;
-        let retry_routes = registry.map(|r| {
-            let routes: Vec<_> = r.desired_state().retry.into_values().collect();
+        let retry_routes = broker.map(|d| {
+            let routes: Vec<_> = d.retry.values().collect();
             serde_json::to_string(&routes).expect("routes serialise")
         });
         let facts = builtin::RegistryFacts {
-            exchange: registry.map(|r| r.registry.exchange.name.as_str()),
+            exchange: broker.map(|d| d.exchange.as_str()),
             retry_routes: retry_routes.as_deref(),
         };
         builtin::give_defaults(
@@ -219,6 +219,7 @@ impl Globals {
             _ => Some(self.load_registry()?),
         };
         let endpoints = self.endpoints_for(registry.as_ref())?;
+        let broker = registry.as_ref().map(LoadedRegistry::desired_state);
         let containers = match (only, self.load_components()?) {
             (Some(Only::Rabbitmq), _) => None,
             (Some(Only::Docker), None) => {
@@ -227,16 +228,16 @@ impl Globals {
                 ));
             }
             (Some(Only::Docker), Some(loaded)) => {
-                Some(self.desired_containers(&loaded, registry.as_ref(), &endpoints)?)
+                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
             }
             (None, Some(loaded)) if loaded.containers().next().is_some() => {
-                Some(self.desired_containers(&loaded, registry.as_ref(), &endpoints)?)
+                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
             }
             (None, _) => None,
         };
         let broker = match only {
             Some(Only::Docker) => None,
-            _ => registry.as_ref().map(LoadedRegistry::desired_state),
+            _ => broker,
         };
         Ok(Targets {
             broker,

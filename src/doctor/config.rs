@@ -10,14 +10,15 @@ use crate::inputs::compose;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::validate::LoadedRegistry;
 use crate::model::containers::DesiredContainers;
+use crate::model::desired::DesiredState;
 use crate::reconcile::Globals;
 
 /// The inputs that loaded, and the config checks made while loading them.
 pub struct Inputs {
     /// `config.registry`, `config.components`, `config.compose`.
     pub checks: Vec<Check>,
-    /// The registry, when it validated.
-    pub registry: Option<LoadedRegistry>,
+    /// The registry's desired state of the broker, when the registry validated.
+    pub desired: Option<DesiredState>,
     /// The desired containers, when components.toml turned into some.
     pub containers: Option<DesiredContainers>,
     /// The broker's endpoints (the registry's vhost on the URLs), or why they are invalid.
@@ -31,9 +32,10 @@ pub fn load(globals: &Globals) -> Inputs {
     let (components_check, components) = components_input(globals);
     let compose_check = compose_input(components.as_ref());
     let endpoints = globals.endpoints_for(registry.as_ref());
+    let broker = registry.as_ref().map(LoadedRegistry::desired_state);
     let desired = components.as_ref().map(|c| match &endpoints {
         Ok(endpoints) => globals
-            .desired_containers(c, registry.as_ref(), endpoints)
+            .desired_containers(c, broker.as_ref(), endpoints)
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     });
@@ -55,7 +57,7 @@ pub fn load(globals: &Globals) -> Inputs {
     };
     Inputs {
         checks: vec![registry_check, components_check, compose_check],
-        registry,
+        desired: broker,
         containers,
         endpoints,
     }

@@ -260,7 +260,7 @@ fn check_timeout(text: &str) -> Result<Duration, String> {
 /// bundled services, the containers and the registry's health endpoints.
 pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
     let limit = options.timeout;
-    let desired = inputs.registry.as_ref().map(|r| r.desired_state());
+    let desired = inputs.desired.as_ref();
     let builtin = |kind: Builtin| {
         inputs
             .containers
@@ -283,7 +283,7 @@ pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
             Ok(endpoints) => {
                 let target = broker::Target {
                     endpoints,
-                    desired: desired.as_ref(),
+                    desired,
                     thresholds: options.thresholds,
                     relay_expected: builtin(Builtin::Relay).is_some()
                         || options.relay_url.is_some(),
@@ -300,14 +300,14 @@ pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
         }
     };
     let retry_url = services::bundled_url(None, builtin(Builtin::Retry), Builtin::Retry);
-    let retry_expected = desired.as_ref().is_some_and(|d| !d.retry.is_empty());
+    let retry_expected = desired.is_some_and(|d| !d.retry.is_empty());
     let (mut checks, gateway, relay, retry, containers, endpoint_check) = tokio::join!(
         broker,
         services::bundled(Builtin::Gateway, gateway_url, limit),
         services::bundled(Builtin::Relay, relay_url, limit),
         services::retry_mover(retry_expected, retry_url, limit),
         services::containers(inputs.containers.as_ref(), limit),
-        services::endpoints(desired.as_ref(), limit),
+        services::endpoints(desired, limit),
     );
     checks.extend([gateway, relay]);
     checks.extend(retry);
