@@ -11,6 +11,7 @@ use super::document::{Position, PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
 use super::topology::{InvalidTopologyFile, LoadedTopologyFile, ParsedTopology, QueueDecl};
 use super::validate::{check_binding_key, check_queue_name};
+use crate::model::desired::RetryRoute;
 use crate::model::queue_type::QueueType;
 use crate::model::{DestinationType, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
 
@@ -171,14 +172,19 @@ impl<'a> CrossCheck<'a> {
                     None => format!("{base}/queue_name"),
                 };
                 let dead_letter = service.dead_letter_queue(&queue, queue_type);
+                let dead_letter_pointer = match &service.dead_letter {
+                    Some(DeadLetter::Named(_)) => format!("{base}/dead_letter"),
+                    _ => pointer.clone(),
+                };
+                let retry = match (&dead_letter, service.retry.len()) {
+                    (Some(_), stages) if stages > 0 => RetryRoute::queue_names(&queue, stages),
+                    _ => Vec::new(),
+                };
+                let names = std::iter::once((queue, pointer.clone()))
+                    .chain(dead_letter.map(|d| (d, dead_letter_pointer)))
+                    .chain(retry.into_iter().map(|r| (r, format!("{base}/retry"))));
                 // Duplicates within the registry are the registry check's to report.
-                for name in std::iter::once(queue).chain(dead_letter) {
-                    let pointer = match &service.dead_letter {
-                        Some(DeadLetter::Named(named)) if *named == name => {
-                            format!("{base}/dead_letter")
-                        }
-                        _ => pointer.clone(),
-                    };
+                for (name, pointer) in names {
                     let unroutable = registry.exchange.unroutable.as_ref() == Some(&name);
                     if seen.insert(name.clone()) && !unroutable {
                         self.define("queue", &name, place(&pointer));
@@ -567,6 +573,26 @@ mod tests {
             problems(&[("topology/a.yaml", a)]),
             vec![
                 "topology/a.yaml:2:3: duplicate queue \"svc.q_dlq\": defined here and at registry.yaml:7:17"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retry_queue_of_the_registry_defined_again_is_a_duplicate() {
+        let registry = SourceFile {
+            path: "registry.yaml".into(),
+            text: format!("{REGISTRY}    retry: [5s]\n"),
+        };
+        let topology = SourceFile {
+            path: "topology/a.yaml".into(),
+            text: "queues:\n  svc.q.retry.1: {}\n".into(),
+        };
+        let problems = load_inputs(registry, vec![topology]).unwrap_err();
+        let found: Vec<String> = problems.iter().map(Diagnostic::headline).collect();
+        assert_eq!(
+            found,
+            vec![
+                "topology/a.yaml:2:3: duplicate queue \"svc.q.retry.1\": defined here and at registry.yaml:9:12"
             ]
         );
     }

@@ -11,7 +11,7 @@ use super::registry::{DeadLetter, Registry};
 use super::topology::{self, LoadedTopologyFile};
 use super::{cross_check, schema, yaml};
 use crate::model::desired::DesiredState;
-use crate::model::desired::Lifecycle;
+use crate::model::desired::{Lifecycle, RetryRoute};
 use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
@@ -363,8 +363,7 @@ impl RuleCheck<'_> {
             return;
         }
         for queue in service.queues() {
-            let stages = (1..=service.retry.len()).map(|i| format!("{queue}.retry.{i}"));
-            for name in std::iter::once(format!("{queue}.retry")).chain(stages) {
+            for name in RetryRoute::queue_names(&queue, service.retry.len()) {
                 self.check_unique(id, &name, &pointer, seen, out);
             }
         }

@@ -87,16 +87,23 @@ pub struct RetryRoute {
 impl RetryRoute {
     /// The route of `queue` with these delays and dead-letter queue.
     pub fn new(queue: &str, delays_ms: Vec<u64>, dead_letter_queue: &str) -> Self {
-        let inbox = format!("{queue}.retry");
+        let mut names = Self::queue_names(queue, delays_ms.len()).into_iter();
+        let inbox = names.next().expect("the inbox is named first");
         Self {
-            stages: (1..=delays_ms.len())
-                .map(|i| format!("{inbox}.{i}"))
-                .collect(),
+            stages: names.collect(),
             queue: queue.to_string(),
             inbox,
             delays_ms,
             dead_letter_queue: dead_letter_queue.to_string(),
         }
+    }
+
+    /// The queues of `queue`'s retry with `stages` delays: its inbox `<queue>.retry`, then
+    /// `<queue>.retry.1` and up.
+    pub fn queue_names(queue: &str, stages: usize) -> Vec<String> {
+        let inbox = format!("{queue}.retry");
+        let stages = (1..=stages).map(|i| format!("{inbox}.{i}"));
+        std::iter::once(inbox.clone()).chain(stages).collect()
     }
 }
 
