@@ -269,39 +269,12 @@ fn god_runs_its_own_gateway_and_relay_as_containers_and_waits_for_them() {
               routing_keys: ["agent.#"]
         "#});
     p.write(&format!(
-        r#"
-[components.gateway]
-builtin = "gateway"
-command = ["/god", "gateway", "--listen", "127.0.0.1:{gateway}"]
-network_mode = "host"
-[components.gateway.healthcheck]
-http = "http://127.0.0.1:{gateway}/health/ready"
-interval = "500ms"
-retries = 60
-
-[components.relay]
-builtin = "relay"
-command = ["/god", "relay", "--listen", "127.0.0.1:{relay}"]
-network_mode = "host"
-depends_on = ["gateway"]
-[components.relay.healthcheck]
-http = "http://127.0.0.1:{relay}/health"
-interval = "500ms"
-retries = 60
-"#
+        "{}{}",
+        builtin_component("gateway", gateway, "/health/ready", ""),
+        builtin_component("relay", relay, "/health", "depends_on = [\"gateway\"]"),
     ));
     // The broker URL is given as a flag only: god hands the one it resolved to its services.
-    let god_on = |amqp_url: &str, args: &[&str]| {
-        god()
-            .arg("--registry")
-            .arg(&registry)
-            .arg("--components")
-            .arg(p.dir.path().join("components.toml"))
-            .args(["--project", &p.name, "--amqp-url", amqp_url])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let god_on = |amqp_url: &str, args: &[&str]| p.run_with_broker(&registry, amqp_url, args);
     let out = god_on(&v.amqp_url(), &["apply", "--auto-approve"]);
     assert_exit(&out, 0);
     let shown = text(&out);

@@ -283,27 +283,8 @@ fn the_mover_runs_as_a_builtin_container_that_god_starts_and_waits_for() {
     let p = TestProject::new("retry-builtin");
     let port = free_port();
     let (_dir, registry) = service_with_retry("[1s]");
-    p.write(&format!(
-        r#"
-[components.retry]
-builtin = "retry"
-command = ["/god", "retry", "--listen", "127.0.0.1:{port}"]
-network_mode = "host"
-[components.retry.healthcheck]
-http = "http://127.0.0.1:{port}/health"
-interval = "500ms"
-retries = 60
-"#
-    ));
-    let out = god()
-        .arg("--registry")
-        .arg(&registry)
-        .arg("--components")
-        .arg(p.dir.path().join("components.toml"))
-        .args(["--project", &p.name, "--amqp-url", &v.amqp_url()])
-        .args(["apply", "--auto-approve"])
-        .output()
-        .unwrap();
+    p.write(&builtin_component("retry", port, "/health", ""));
+    let out = p.run_with_broker(&registry, &v.amqp_url(), &["apply", "--auto-approve"]);
     assert_exit(&out, 0);
     let env = p.inspect("retry").unwrap()["Config"]["Env"].to_string();
     assert!(env.contains("GOD_RETRY_ROUTES"), "{env}");

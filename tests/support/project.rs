@@ -8,6 +8,15 @@ use serde_json::Value;
 
 use super::{god, next_id};
 
+/// The table of one of god's bundled services (`gateway`, `relay`, `retry`) on the host
+/// network, listening on `port` of loopback, healthy when `health_path` answers; `extra` holds
+/// more keys.
+pub fn builtin_component(builtin: &str, port: u16, health_path: &str, extra: &str) -> String {
+    format!(
+        "[components.{builtin}]\nbuiltin = \"{builtin}\"\ncommand = [\"/god\", \"{builtin}\", \"--listen\", \"127.0.0.1:{port}\"]\nnetwork_mode = \"host\"\n{extra}\n[components.{builtin}.healthcheck]\nhttp = \"http://127.0.0.1:{port}{health_path}\"\ninterval = \"500ms\"\nretries = 60\n\n"
+    )
+}
+
 /// A container project of its own for one test: a components.toml in a temporary directory, a
 /// unique project label, and every container of that project removed on drop.
 pub struct TestProject {
@@ -47,6 +56,20 @@ impl TestProject {
             .args(["--project", &self.name])
             .args(args)
             .args(["--only", "docker"])
+            .output()
+            .unwrap()
+    }
+
+    /// Runs god on the broker and this project's containers, with `registry` and the broker
+    /// given by `--amqp-url` only (god hands the URL it resolved to its bundled services).
+    pub fn run_with_broker(&self, registry: &Path, amqp_url: &str, args: &[&str]) -> Output {
+        god()
+            .arg("--registry")
+            .arg(registry)
+            .arg("--components")
+            .arg(self.dir.path().join("components.toml"))
+            .args(["--project", &self.name, "--amqp-url", amqp_url])
+            .args(args)
             .output()
             .unwrap()
     }
