@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use common::{
-    MANAGEMENT, applied_registry, delete_vhost, env_number, fresh_vhost, two_thread_runtime,
+    MANAGEMENT, applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost,
+    two_thread_runtime,
 };
 use god::broker_endpoints::BrokerEndpoints;
 use god::gateway::publisher::{Outgoing, Publisher};
@@ -576,19 +577,6 @@ fn same_event_as_the_gateway_publishes() -> (Vec<u8>, BasicProperties) {
         .with_message_id(id.as_str().into())
         .with_headers(headers);
     (serde_json::to_vec(&envelope).unwrap(), properties)
-}
-
-/// A connection and a channel in confirm mode, for publishing with confirms.
-async fn confirming_channel(amqp: &str) -> (Connection, lapin::Channel) {
-    let connection = Connection::connect(amqp, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (connection, channel)
 }
 
 async fn raw_load(amqp: &str, clients: usize, seconds: u64) -> Sample {

@@ -17,13 +17,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicNackOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicNackOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 
-use common::{applied_registry, delete_vhost, env_number, fresh_vhost, two_thread_runtime};
+use common::{
+    applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost, two_thread_runtime,
+};
 use support::ServiceProcess;
 
 const VHOST: &str = "god-bench-retry";
@@ -39,8 +39,7 @@ fn main() {
         fresh_vhost(&http, VHOST).await;
         let amqp = format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}");
         let (_dir, registry) = applied_registry(&amqp, "version: \"1.0\"\nexchange: {name: bus, type: topic}\nservices:\n  svc:\n    queue_name: svc.q\n    routing_keys: [\"svc.#\"]\n    retry: [10m]\n");
-        let connection = Connection::connect(&amqp, ConnectionProperties::default()).await.unwrap();
-        let channel = connection.create_channel().await.unwrap();
+        let (connection, channel) = confirming_channel(&amqp).await;
 
         println!("god retry benchmark: {messages} rejected messages moved from {INBOX} to {STAGE}, {rounds} alternating rounds, 2 cores, RabbitMQ 3.10\n");
         println!("| round | god retry msgs/s | raw lapin mover msgs/s | god / raw |");
@@ -74,12 +73,9 @@ fn main() {
     });
 }
 
-/// Publishes `n` messages to the service's queue and rejects them all: its inbox holds `n`.
+/// Publishes `n` messages to the service's queue (on a confirming channel) and rejects them
+/// all: its inbox holds `n`.
 async fn fill_inbox(channel: &Channel, n: u32) {
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .ok();
     let mut confirms = Vec::with_capacity(n as usize);
     for i in 0..n {
         let body = format!("event-{i}");
@@ -137,14 +133,7 @@ async fn fill_inbox(channel: &Channel, n: u32) {
 /// The reference mover: the same safe move, written directly. Both movers are timed the same
 /// way: until the stage holds every message (polled every 50 ms).
 async fn raw_move(amqp: String, n: u32) {
-    let connection = Connection::connect(&amqp, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (connection, channel) = confirming_channel(&amqp).await;
     channel
         .basic_qos(50, BasicQosOptions::default())
         .await

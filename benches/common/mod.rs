@@ -90,3 +90,16 @@ pub fn applied_registry(amqp: &str, text: &str) -> (tempfile::TempDir, std::path
     );
     (dir, registry)
 }
+
+/// A connection and a channel in confirm mode, for publishing with confirms.
+pub async fn confirming_channel(amqp: &str) -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (connection, channel)
+}
