@@ -10,6 +10,9 @@ use crate::error::{GodError, Result};
 use crate::model::{Arguments, BindingSpec, DestinationType};
 use crate::rabbit::management::ExportedBinding;
 
+/// How long closing a connection may wait for the broker's close-ok.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An open AMQP connection to the vhost of the endpoints, on the first node that answers.
 pub struct AmqpSession {
     connection: Connection,
@@ -96,9 +99,11 @@ impl AmqpSession {
         Ok(())
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, waiting at most [`CLOSE_TIMEOUT`] for the broker's
+    /// answer: a connection whose socket is already gone must not keep god from exiting.
     pub async fn close(self) {
-        let _ = self.connection.close(200, ShortString::from("bye")).await;
+        let closing = self.connection.close(200, ShortString::from("bye"));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     }
 }
 
