@@ -75,9 +75,12 @@ impl Builtin {
         }
     }
 
-    /// How it runs in its image when the component gives no command.
-    pub fn command(self) -> Vec<String> {
-        let listen = format!("127.0.0.1:{}", self.port());
+    /// How it runs in its image when the component gives no command: on the host's network
+    /// it listens on loopback only; on a network of its own, on every interface of the
+    /// container (where the other containers and the published port reach it).
+    pub fn command(self, host_network: bool) -> Vec<String> {
+        let address = if host_network { "127.0.0.1" } else { "0.0.0.0" };
+        let listen = format!("{address}:{}", self.port());
         ["/god", self.name(), "--listen", &listen]
             .iter()
             .map(|s| s.to_string())

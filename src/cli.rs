@@ -94,7 +94,7 @@ enum Command {
 /// Parses the command line, runs the command, and returns its exit code. Usage errors exit 1
 /// (not clap's 2, which `plan --detailed-exitcode` uses for "changes").
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
@@ -102,6 +102,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    cli.globals.read_upstream_variables();
     crate::logging::init(match cli.command {
         Command::Gateway(_) | Command::Relay(_) | Command::Retry(_) => crate::logging::SERVICE,
         _ => crate::logging::QUIET,

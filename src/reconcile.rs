@@ -3,7 +3,6 @@
 //! under the apply locks ([`Session`], [`execute`]). `commands/` parse, call these, print and
 //! choose the exit code.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use crate::inputs::{SourceFile, locate_registry};
 use crate::model::ObservedState;
 use crate::model::containers::{DesiredContainers, ObservedContainers, SecretValues};
 use crate::model::desired::DesiredState;
-use crate::observe::docker::observe as observe_containers;
+use crate::observe::docker::{Wanted, observe as observe_containers};
 use crate::observe::rabbit::{observe, observe_exact_depths};
 use crate::plan::Plan;
 use crate::plan::containers::plan as plan_container_changes;
@@ -46,7 +45,8 @@ pub struct Globals {
     )]
     pub registry: Option<PathBuf>,
     /// AMQP URL; its path is the vhost. Nodes of a cluster: comma-separated, the first that
-    /// answers is used. Default: amqp://guest:guest@127.0.0.1:5672/%2f
+    /// answers is used. The upstream's RABBIT_URL is read when RABBITMQ_URL is not set.
+    /// Default: amqp://guest:guest@127.0.0.1:5672/%2f
     #[arg(
         long,
         global = true,
@@ -130,7 +130,19 @@ pub fn environment(variable: &str) -> Option<String> {
     std::env::var(variable).ok()
 }
 
+/// The upstream's name of the broker URL (Bloodbank's services), read when `RABBITMQ_URL` is
+/// not set.
+pub const UPSTREAM_URL_VARIABLE: &str = "RABBIT_URL";
+
 impl Globals {
+    /// Takes the broker URL from the upstream's variable (`RABBIT_URL`) when neither
+    /// `--amqp-url` nor `RABBITMQ_URL` gives one, so the upstream's compose environment works.
+    pub fn read_upstream_variables(&mut self) {
+        if self.amqp_url.is_none() {
+            self.amqp_url = environment(UPSTREAM_URL_VARIABLE).filter(|v| !v.is_empty());
+        }
+    }
+
     /// Finds, reads and validates the registry; prints its warnings to stderr.
     pub fn load_registry(&self) -> Result<LoadedRegistry> {
         let loaded = self.read_registry()?;
@@ -388,8 +400,12 @@ pub async fn plan_containers(
     desired: &DesiredContainers,
     options: PlanOptions,
 ) -> Result<(ObservedContainers, Plan)> {
-    let names: BTreeSet<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
-    let observed = observe_containers(docker, &desired.project, &names).await?;
+    let wanted = Wanted {
+        containers: desired.containers.iter().map(|c| c.name.clone()).collect(),
+        networks: desired.networks.iter().map(|n| n.name.clone()).collect(),
+        volumes: desired.volumes.iter().map(|v| v.name.clone()).collect(),
+    };
+    let observed = observe_containers(docker, &desired.project, &wanted).await?;
     let plan = plan_container_changes(desired, &observed, options);
     Ok((observed, plan))
 }
@@ -461,8 +477,12 @@ pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> R
     let containers = match &saved.plan.project {
         Some(project) => {
             let docker = docker_engine::connect().await?;
-            let names: BTreeSet<String> = saved.plan.container_names().collect();
-            Some(observe_containers(&docker, project, &names).await?)
+            let wanted = Wanted {
+                containers: saved.engine_names("container"),
+                networks: saved.engine_names("network"),
+                volumes: saved.engine_names("volume"),
+            };
+            Some(observe_containers(&docker, project, &wanted).await?)
         }
         None => None,
     };

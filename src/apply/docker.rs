@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, PortBinding, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
 };
 use futures::StreamExt;
 
@@ -21,12 +22,14 @@ use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
     BuildSpec, COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource,
-    HealthProbe, PROJECT_LABEL, SecretValues,
+    HealthProbe, NETWORK_LABEL, NetworkSpec, PROJECT_LABEL, SecretValues, VOLUME_LABEL, VolumeSpec,
 };
-use crate::plan::{Action, Change, Plan, Resource, ResourceKind};
+use crate::plan::{Action, Change, Plan, Resource};
 
 /// Log lines quoted when a container fails.
 const LOG_TAIL: &str = "15";
+/// How long a one-shot container may run, beyond its health check's budget.
+const RUN_ONCE_BUDGET: Duration = Duration::from_secs(300);
 
 /// Runs the container changes of a plan; returns an outcome for each of them (None for the
 /// changes that are not containers').
@@ -39,7 +42,7 @@ pub async fn execute(
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     let mut failed = false;
     for (i, change) in plan.changes.iter().enumerate() {
-        if change.kind != ResourceKind::Container {
+        if change.kind.is_broker() {
             continue;
         }
         let outcome = if failed {
@@ -62,10 +65,32 @@ pub async fn execute(
 }
 
 async fn run(docker: &Docker, change: &Change, secrets: &SecretValues<'_>) -> Result<()> {
-    let Some(Resource::Container(spec)) = change.resource() else {
-        return Ok(());
-    };
-    match change.action {
+    match change.resource() {
+        Some(Resource::Container(spec)) => {
+            run_container(docker, change.action, change, spec, secrets).await
+        }
+        Some(Resource::Network(network)) => match change.action {
+            Action::Create => create_network(docker, network).await,
+            Action::Delete => remove_network(docker, &network.name).await,
+            _ => Ok(()),
+        },
+        Some(Resource::Volume(volume)) => match change.action {
+            Action::Create => create_volume(docker, volume).await,
+            Action::Delete => remove_volume(docker, &volume.name).await,
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+async fn run_container(
+    docker: &Docker,
+    action: Action,
+    change: &Change,
+    spec: &ContainerSpec,
+    secrets: &SecretValues<'_>,
+) -> Result<()> {
+    match action {
         Action::Create => create_and_start(docker, spec, secrets).await,
         Action::Replace => {
             let old = change
@@ -77,7 +102,7 @@ async fn run(docker: &Docker, change: &Change, secrets: &SecretValues<'_>) -> Re
         }
         Action::Update => {
             start(docker, &spec.name).await?;
-            await_healthy(docker, spec).await
+            await_ready(docker, spec).await
         }
         Action::Delete => remove(docker, &spec.name).await,
         Action::Adopt => Ok(()),
@@ -101,8 +126,95 @@ async fn create_and_start(
         .create_container(Some(options), create_body(spec, secrets)?)
         .await
         .map_err(|e| docker_engine::failed(&format!("creating container {}", spec.name), e))?;
+    join_other_networks(docker, spec).await?;
     start(docker, &spec.name).await?;
-    await_healthy(docker, spec).await
+    await_ready(docker, spec).await
+}
+
+/// Connects a created container to its networks after the first (the engine's API before
+/// 1.44 takes one network at creation), with its aliases on each.
+async fn join_other_networks(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+    for (network, aliases) in spec.networks.iter().skip(1) {
+        let request = NetworkConnectRequest {
+            container: spec.name.clone(),
+            endpoint_config: Some(endpoint(aliases)),
+        };
+        docker
+            .connect_network(network, request)
+            .await
+            .map_err(|e| {
+                docker_engine::failed(
+                    &format!("connecting container {} to network {network}", spec.name),
+                    e,
+                )
+            })?;
+    }
+    Ok(())
+}
+
+fn endpoint(aliases: &[String]) -> EndpointSettings {
+    EndpointSettings {
+        aliases: Some(aliases.to_vec()),
+        ..EndpointSettings::default()
+    }
+}
+
+/// The labels god puts on the networks and volumes it creates.
+fn shared_labels(project: &str, label: &str, key: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (PROJECT_LABEL.to_string(), project.to_string()),
+        (label.to_string(), key.to_string()),
+    ])
+}
+
+async fn create_network(docker: &Docker, network: &NetworkSpec) -> Result<()> {
+    let request = NetworkCreateRequest {
+        name: network.name.clone(),
+        driver: Some(network.driver.clone()),
+        labels: Some(shared_labels(&network.project, NETWORK_LABEL, &network.key)),
+        ..NetworkCreateRequest::default()
+    };
+    docker
+        .create_network(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| docker_engine::failed(&format!("creating network {}", network.name), e))
+}
+
+async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
+    match docker.remove_network(name).await {
+        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(
+            &format!("removing network {name}"),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn create_volume(docker: &Docker, volume: &VolumeSpec) -> Result<()> {
+    let request = VolumeCreateRequest {
+        name: Some(volume.name.clone()),
+        driver: Some(volume.driver.clone()),
+        labels: Some(shared_labels(&volume.project, VOLUME_LABEL, &volume.key)),
+        ..VolumeCreateRequest::default()
+    };
+    docker
+        .create_volume(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| docker_engine::failed(&format!("creating volume {}", volume.name), e))
+}
+
+async fn remove_volume(docker: &Docker, name: &str) -> Result<()> {
+    match docker
+        .remove_volume(name, None::<RemoveVolumeOptions>)
+        .await
+    {
+        Err(e) if !docker_engine::is_not_found(&e) => {
+            Err(docker_engine::failed(&format!("removing volume {name}"), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn start(docker: &Docker, name: &str) -> Result<()> {
@@ -256,6 +368,13 @@ fn create_body(spec: &ContainerSpec, secrets: &SecretValues) -> Result<Container
         exposed_ports: (!bindings.is_empty()).then(|| bindings.keys().cloned().collect()),
         healthcheck,
         hostname: spec.runtime.hostname.clone(),
+        networking_config: spec
+            .networks
+            .iter()
+            .next()
+            .map(|(network, aliases)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network.clone(), endpoint(aliases))])),
+            }),
         stop_timeout: spec.runtime.stop_grace_period_s,
         host_config: Some(HostConfig {
             memory: spec.runtime.memory_bytes,
@@ -273,7 +392,10 @@ fn create_body(spec: &ContainerSpec, secrets: &SecretValues) -> Result<Container
                     })
                     .collect()
             }),
-            network_mode: spec.network_mode.clone(),
+            network_mode: spec
+                .network_mode
+                .clone()
+                .or_else(|| spec.networks.keys().next().cloned()),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
             restart_policy: Some(RestartPolicy {
@@ -298,6 +420,39 @@ fn health_deadline(spec: &ContainerSpec) -> Duration {
         None => 0,
     };
     Duration::from_millis(budget + 15_000)
+}
+
+/// Waits until the container is ready: a one-shot container until it exits 0, any other until
+/// it is healthy.
+async fn await_ready(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+    if spec.run_once {
+        await_completed(docker, spec).await
+    } else {
+        await_healthy(docker, spec).await
+    }
+}
+
+/// Waits until a one-shot container exits, and fails unless its exit code is 0.
+async fn await_completed(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
+    let deadline = Instant::now() + health_deadline(spec) + RUN_ONCE_BUDGET;
+    loop {
+        let state = docker
+            .inspect_container(&spec.name, None)
+            .await
+            .map_err(|e| docker_engine::failed(&format!("inspecting container {}", spec.name), e))?
+            .state
+            .unwrap_or_default();
+        if state.running != Some(true) {
+            return match state.exit_code.unwrap_or_default() {
+                0 => Ok(()),
+                code => Err(unhealthy(docker, spec, &format!("it exited with code {code}, where its dependents need it to complete successfully")).await),
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(unhealthy(docker, spec, "it did not complete in time").await);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Waits until the container is healthy (engine health check, or god's HTTP probe), or merely

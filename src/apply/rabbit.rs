@@ -421,7 +421,7 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
             items.push(item("bindings", binding_body(&record_binding(&q.name, DestinationType::Queue, origin))));
         }
         Resource::Binding(b) => items.push(item("bindings", binding_body(b))),
-        Resource::Container(_) => {}
+        Resource::Container(_) | Resource::Network(_) | Resource::Volume(_) => {}
         Resource::Policy(p) => items.push(item(
             "policies",
             json!({"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority, "definition": p.definition}),

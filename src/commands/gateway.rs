@@ -21,7 +21,8 @@ pub struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8682")]
     pub listen: SocketAddr,
-    /// Exchange to publish to. Default: the registry's exchange, else bloodbank.events.v1.
+    /// Exchange to publish to. Default: $EXCHANGE_NAME or $BLOODBANK_EXCHANGE (the upstream's
+    /// names), else the registry's exchange, else bloodbank.events.v1.
     #[arg(long, env = "GOD_EXCHANGE", hide_env_values = true)]
     pub exchange: Option<String>,
     /// Largest accepted request body, in bytes (larger: 413).
@@ -32,10 +33,18 @@ pub struct GatewayArgs {
     pub schemas: PathBuf,
 }
 
-/// The exchange of the bundled services: `--exchange`, else the registry's, else the default.
+/// The upstream's names of the exchange variable (Bloodbank's services), read in this order
+/// when `GOD_EXCHANGE` is not set.
+pub const UPSTREAM_EXCHANGE_VARIABLES: [&str; 2] = ["EXCHANGE_NAME", "BLOODBANK_EXCHANGE"];
+
+/// The exchange of the bundled services: `--exchange` (or `GOD_EXCHANGE`), else the upstream's
+/// `EXCHANGE_NAME` or `BLOODBANK_EXCHANGE`, else the registry's, else the default.
 pub fn exchange(globals: &Globals, explicit: Option<&str>) -> Result<String> {
-    match explicit {
-        Some(e) => Ok(e.to_string()),
+    let upstream = UPSTREAM_EXCHANGE_VARIABLES
+        .iter()
+        .find_map(|v| crate::reconcile::environment(v).filter(|e| !e.is_empty()));
+    match explicit.map(str::to_string).or(upstream) {
+        Some(e) => Ok(e),
         None => match globals.load_registry() {
             Ok(loaded) => Ok(loaded.registry.exchange.name.clone()),
             Err(GodError::Usage(_)) if globals.registry.is_none() => {

@@ -14,7 +14,8 @@ pub struct RelayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8683")]
     pub listen: SocketAddr,
-    /// Exchange to read from. Default: the registry's exchange, else bloodbank.events.v1.
+    /// Exchange to read from. Default: $EXCHANGE_NAME or $BLOODBANK_EXCHANGE (the upstream's
+    /// names), else the registry's exchange, else bloodbank.events.v1.
     #[arg(long, env = "GOD_EXCHANGE", hide_env_values = true)]
     pub exchange: Option<String>,
     /// Binding key of the relay's own queue.

@@ -15,7 +15,9 @@ use serde_json::Value;
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::PositionedDocument;
+use super::document::escape_pointer;
 use super::toml_doc;
+use crate::model::containers::Condition;
 
 pub use build_context::context_digest;
 pub use fields::{parse_duration, parse_port};
@@ -27,6 +29,29 @@ pub struct ComponentsFile {
     /// Components by name (mixed case allowed, as upstream).
     #[serde(default)]
     pub components: BTreeMap<String, Component>,
+    /// The project's networks, by key.
+    #[serde(default)]
+    pub networks: BTreeMap<String, SharedObjectDecl>,
+    /// The project's named volumes, by key.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, SharedObjectDecl>,
+}
+
+/// A `[networks.NAME]` or `[volumes.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SharedObjectDecl {
+    /// The engine's name (default `<project>_<key>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Made outside god.
+    #[serde(default)]
+    pub external: bool,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One component.
@@ -56,9 +81,12 @@ pub struct Component {
     /// Network mode.
     #[serde(default)]
     pub network_mode: Option<String>,
-    /// Networks (one at most).
+    /// Networks of `[networks]` it joins, with their aliases.
     #[serde(default)]
-    pub networks: Vec<String>,
+    pub networks: Attachments,
+    /// It runs the broker god reconciles.
+    #[serde(default)]
+    pub broker: bool,
     /// Published ports.
     #[serde(default)]
     pub ports: Vec<String>,
@@ -68,9 +96,9 @@ pub struct Component {
     /// Restart policy.
     #[serde(default)]
     pub restart: Option<String>,
-    /// Components started (and healthy) first.
+    /// Components started first, with what each must have reached.
     #[serde(default)]
-    pub depends_on: Vec<String>,
+    pub depends_on: Dependencies,
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -110,6 +138,95 @@ pub struct Component {
     /// Profiles: the component runs only when one of them is active (`--profile NAME`).
     #[serde(default)]
     pub profiles: Vec<String>,
+}
+
+/// A component's `networks`: a list of keys, or keys with `{ aliases = [...] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "AttachmentsDecl")]
+pub struct Attachments(pub Vec<(String, Vec<String>)>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AttachmentsDecl {
+    List(Vec<String>),
+    Map(BTreeMap<String, Option<AliasesDecl>>),
+}
+
+#[derive(Deserialize)]
+struct AliasesDecl {
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+impl From<AttachmentsDecl> for Attachments {
+    fn from(decl: AttachmentsDecl) -> Self {
+        Attachments(match decl {
+            AttachmentsDecl::List(keys) => keys.into_iter().map(|k| (k, Vec::new())).collect(),
+            AttachmentsDecl::Map(map) => map
+                .into_iter()
+                .map(|(k, a)| (k, a.map(|a| a.aliases).unwrap_or_default()))
+                .collect(),
+        })
+    }
+}
+
+/// A component's `depends_on`: a list (each healthy first), or names with a `condition`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "DependenciesDecl")]
+pub struct Dependencies {
+    /// The components depended on, with their condition.
+    pub entries: Vec<(String, Condition)>,
+    /// Written as a table (its entries are located by name, not index).
+    pub by_name: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DependenciesDecl {
+    List(Vec<String>),
+    Map(BTreeMap<String, DependencyDecl>),
+}
+
+#[derive(Deserialize)]
+struct DependencyDecl {
+    #[serde(default)]
+    condition: Option<Condition>,
+}
+
+impl From<DependenciesDecl> for Dependencies {
+    fn from(decl: DependenciesDecl) -> Self {
+        match decl {
+            DependenciesDecl::List(names) => Dependencies {
+                entries: names
+                    .into_iter()
+                    .map(|n| (n, Condition::ServiceHealthy))
+                    .collect(),
+                by_name: false,
+            },
+            DependenciesDecl::Map(map) => Dependencies {
+                entries: map
+                    .into_iter()
+                    .map(|(n, d)| (n, d.condition.unwrap_or(Condition::ServiceHealthy)))
+                    .collect(),
+                by_name: true,
+            },
+        }
+    }
+}
+
+impl Dependencies {
+    /// The names depended on.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.entries.iter().map(|(n, _)| n)
+    }
+
+    /// The JSON pointer suffix of the `i`th entry: `/depends_on/2` or `/depends_on/NAME`.
+    pub fn pointer(&self, i: usize) -> String {
+        match self.by_name {
+            true => format!("/depends_on/{}", escape_pointer(&self.entries[i].0)),
+            false => format!("/depends_on/{i}"),
+        }
+    }
 }
 
 /// Compose's `deploy` section, as far as god reads it.

@@ -12,10 +12,14 @@ impl LoadedComponents {
         let names: BTreeSet<&String> = self.containers().map(|(n, _)| n).collect();
         let mut out = Vec::new();
         for (name, component) in self.containers() {
-            for (i, dep) in component.depends_on.iter().enumerate() {
+            for (i, dep) in component.depends_on.names().enumerate() {
                 if !names.contains(dep) {
                     out.push(self.at(
-                        &format!("/components/{}/depends_on/{i}", escape_pointer(name)),
+                        &format!(
+                            "/components/{}{}",
+                            escape_pointer(name),
+                            component.depends_on.pointer(i)
+                        ),
                         format!("component \"{name}\" depends on \"{dep}\", which is not an enabled container component"),
                         "name another component of this file that has an image and is enabled",
                     ));
@@ -36,13 +40,15 @@ impl LoadedComponents {
 
     /// Container component names, each after the ones it depends on (ties by name).
     pub fn dependency_order(&self) -> Result<Vec<String>, Vec<String>> {
-        let deps: BTreeMap<&String, &Vec<String>> =
-            self.containers().map(|(n, c)| (n, &c.depends_on)).collect();
+        let deps: BTreeMap<&String, Vec<String>> = self
+            .containers()
+            .map(|(n, c)| (n, c.depends_on.names().cloned().collect()))
+            .collect();
         let mut order: Vec<String> = Vec::new();
         let mut visiting: Vec<String> = Vec::new();
         fn visit(
             name: &String,
-            deps: &BTreeMap<&String, &Vec<String>>,
+            deps: &BTreeMap<&String, Vec<String>>,
             order: &mut Vec<String>,
             visiting: &mut Vec<String>,
         ) -> Result<(), Vec<String>> {
@@ -55,7 +61,7 @@ impl LoadedComponents {
                 return Err(cycle);
             }
             visiting.push(name.clone());
-            for dep in deps.get(name).copied().into_iter().flatten() {
+            for dep in deps.get(name).into_iter().flatten() {
                 visit(dep, deps, order, visiting)?;
             }
             visiting.pop();

@@ -2,20 +2,22 @@
 //! or god's own), environment (values, `env_file`, `from_env` secrets), ports, mounts, health
 //! check, and the hash of it all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::build_context::context_digest;
 use super::fields::{parse_cpus, parse_duration, parse_memory, parse_port};
-use super::{BuildDecl, Component, HealthcheckDecl, LoadedComponents, UlimitDecl};
+use super::{
+    BuildDecl, Component, HealthcheckDecl, LoadedComponents, SharedObjectDecl, UlimitDecl,
+};
 use crate::builtin::Builtin;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 use crate::model::containers::{
-    BuildSpec, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec, RuntimeSpec,
-    SecretValues, Ulimit, masked_url,
+    BuildSpec, Condition, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec,
+    NetworkSpec, RuntimeSpec, SecretValues, Ulimit, VolumeSpec, masked_url,
 };
 
 impl LoadedComponents {
@@ -44,6 +46,8 @@ impl LoadedComponents {
             return Err(dependency_problems);
         }
         let order: Vec<String> = order.into_iter().filter(|n| active(n)).collect();
+        let networks = self.networks(project);
+        let volumes = self.volumes(project);
         let base = self
             .source
             .path
@@ -52,8 +56,13 @@ impl LoadedComponents {
             .unwrap_or_default();
         let mut containers = Vec::new();
         let mut problems = Vec::new();
+        let shared = Shared {
+            networks: &networks,
+            volumes: &volumes,
+            run_once: self.run_once(),
+        };
         for name in order {
-            match self.container_spec(project, &name, &base, lookup) {
+            match self.container_spec(project, &name, &base, lookup, &shared) {
                 Ok(spec) => containers.push(spec),
                 Err(mut p) => problems.append(&mut p),
             }
@@ -63,6 +72,8 @@ impl LoadedComponents {
                 project: project.to_string(),
                 containers,
                 inactive,
+                networks,
+                volumes,
             })
         } else {
             Err(problems)
@@ -77,10 +88,14 @@ impl LoadedComponents {
             .containers()
             .filter(|(n, _)| !inactive.contains_key(*n))
         {
-            for (i, dep) in component.depends_on.iter().enumerate() {
+            for (i, dep) in component.depends_on.names().enumerate() {
                 if let Some(profiles) = inactive.get(dep) {
                     out.push(self.at(
-                        &format!("/components/{}/depends_on/{i}", escape_pointer(name)),
+                        &format!(
+                            "/components/{}{}",
+                            escape_pointer(name),
+                            component.depends_on.pointer(i)
+                        ),
                         format!("component \"{name}\" depends on \"{dep}\", which runs only in profile {}, not active", profiles.join(", ")),
                         &format!("pass --profile {} (or take \"{dep}\" out of its profiles)", profiles[0]),
                     ));
@@ -90,12 +105,113 @@ impl LoadedComponents {
         out
     }
 
+    /// The project's networks: `[networks.KEY]`, named `name`, else `KEY` when external (as
+    /// Compose), else `<project>_KEY`.
+    fn networks(&self, project: &str) -> Vec<NetworkSpec> {
+        self.file
+            .networks
+            .iter()
+            .map(|(key, decl)| NetworkSpec {
+                name: engine_name(project, key, decl),
+                key: key.clone(),
+                project: project.to_string(),
+                driver: decl.driver.clone().unwrap_or_else(|| "bridge".to_string()),
+                external: decl.external,
+            })
+            .collect()
+    }
+
+    /// The project's named volumes, named as its networks are.
+    fn volumes(&self, project: &str) -> Vec<VolumeSpec> {
+        self.file
+            .volumes
+            .iter()
+            .map(|(key, decl)| VolumeSpec {
+                name: engine_name(project, key, decl),
+                key: key.clone(),
+                project: project.to_string(),
+                driver: decl.driver.clone().unwrap_or_else(|| "local".to_string()),
+                external: decl.external,
+            })
+            .collect()
+    }
+
+    /// The components another depends on with `service_completed_successfully`: one-shot.
+    fn run_once(&self) -> BTreeSet<String> {
+        self.containers()
+            .flat_map(|(_, c)| c.depends_on.entries.iter())
+            .filter(|(_, condition)| *condition == Condition::ServiceCompletedSuccessfully)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The networks a component joins (engine name → aliases: its own name first), or the
+    /// problem at the key that names an undeclared one.
+    fn attachments(
+        &self,
+        name: &str,
+        c: &Component,
+        networks: &[NetworkSpec],
+    ) -> Result<BTreeMap<String, Vec<String>>, Diagnostic> {
+        let pointer = format!("/components/{}/networks", escape_pointer(name));
+        if c.network_mode.is_some() && !c.networks.0.is_empty() {
+            return Err(self.at(
+                &pointer,
+                format!("component \"{name}\" sets both network_mode and networks"),
+                "network_mode (host, bridge, none) and networks cannot be combined, as in Compose: keep one",
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for (key, aliases) in &c.networks.0 {
+            let Some(network) = networks.iter().find(|n| &n.key == key) else {
+                return Err(self.at(
+                    &pointer,
+                    format!("component \"{name}\" joins network \"{key}\", which [networks] does not declare"),
+                    &format!("add [networks.{key}] (with external = true when it exists already)"),
+                ));
+            };
+            let mut all = vec![name.to_string()];
+            all.extend(aliases.iter().filter(|a| a.as_str() != name).cloned());
+            out.insert(network.name.clone(), all);
+        }
+        Ok(out)
+    }
+
+    /// The mounts of a component: host paths made absolute, named volumes turned into their
+    /// engine names; or the problem at a mount of a volume `[volumes]` does not declare.
+    fn mounts(
+        &self,
+        name: &str,
+        c: &Component,
+        base: &Path,
+        volumes: &[VolumeSpec],
+    ) -> Result<Vec<String>, Diagnostic> {
+        let mut out = Vec::new();
+        for (i, mount) in c.volumes.iter().enumerate() {
+            let (source, rest) = mount.split_once(':').unwrap_or((mount, ""));
+            if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+                out.push(absolute_bind(mount, base));
+                continue;
+            }
+            let Some(volume) = volumes.iter().find(|v| v.key == source) else {
+                return Err(self.at(
+                    &format!("/components/{}/volumes/{i}", escape_pointer(name)),
+                    format!("component \"{name}\" mounts volume \"{source}\", which [volumes] does not declare"),
+                    &format!("add [volumes.{source}], or write a host path (./{source} or /path)"),
+                ));
+            };
+            out.push(format!("{}:{rest}", volume.name));
+        }
+        Ok(out)
+    }
+
     fn container_spec(
         &self,
         project: &str,
         name: &str,
         base: &Path,
         lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+        shared: &Shared<'_>,
     ) -> Result<ContainerSpec, Vec<Diagnostic>> {
         let c = &self.file.components[name];
         let pointer = format!("/components/{}", escape_pointer(name));
@@ -158,6 +274,14 @@ impl LoadedComponents {
             },
             None => None,
         };
+        let networks = self
+            .attachments(name, c, shared.networks)
+            .map_err(|p| problems.push(p))
+            .unwrap_or_default();
+        let volumes = self
+            .mounts(name, c, base, shared.volumes)
+            .map_err(|p| problems.push(p))
+            .unwrap_or_default();
         let runtime = match runtime_spec(c) {
             Ok(runtime) => runtime,
             Err((key, message)) => {
@@ -183,7 +307,7 @@ impl LoadedComponents {
         };
         let builtin = c.builtin.as_deref().and_then(Builtin::parse);
         let command = match (builtin, c.command.is_empty()) {
-            (Some(service), true) => service.command(),
+            (Some(service), true) => service.command(c.network_mode.as_deref() == Some("host")),
             _ => c.command.clone(),
         };
         let mut spec = ContainerSpec {
@@ -198,17 +322,24 @@ impl LoadedComponents {
             builtin: c.builtin.clone(),
             command,
             env,
-            network_mode: c
-                .network_mode
-                .clone()
-                .or_else(|| c.networks.first().cloned()),
+            network_mode: c.network_mode.clone(),
+            networks,
             ports,
-            volumes: c.volumes.iter().map(|v| absolute_bind(v, base)).collect(),
-            restart: c
-                .restart
-                .clone()
-                .unwrap_or_else(|| "unless-stopped".to_string()),
-            depends_on: c.depends_on.clone(),
+            volumes,
+            restart: c.restart.clone().unwrap_or_else(|| {
+                let once = shared.run_once.contains(name);
+                if once { "no" } else { "unless-stopped" }.to_string()
+            }),
+            depends_on: c.depends_on.names().cloned().collect(),
+            conditions: c
+                .depends_on
+                .entries
+                .iter()
+                .filter(|(_, condition)| *condition != Condition::ServiceHealthy)
+                .map(|(n, condition)| (n.clone(), *condition))
+                .collect(),
+            run_once: shared.run_once.contains(name),
+            broker: c.broker,
             labels: c.labels.clone(),
             healthcheck,
             user: c.user.clone(),
@@ -221,6 +352,23 @@ impl LoadedComponents {
             broker_url: None,
         });
         Ok(spec)
+    }
+}
+
+/// What every container of the project may refer to.
+struct Shared<'a> {
+    networks: &'a [NetworkSpec],
+    volumes: &'a [VolumeSpec],
+    run_once: BTreeSet<String>,
+}
+
+/// The engine's name of a network or volume: `name`, else the key when external, else
+/// `<project>_<key>` (Compose's rule).
+fn engine_name(project: &str, key: &str, decl: &SharedObjectDecl) -> String {
+    match (&decl.name, decl.external) {
+        (Some(name), _) => name.clone(),
+        (None, true) => key.to_string(),
+        (None, false) => format!("{project}_{key}"),
     }
 }
 

@@ -15,6 +15,10 @@ pub const COMPONENT_LABEL: &str = "god.component";
 pub const CONFIG_HASH_LABEL: &str = "god.config-hash";
 /// Label holding that configuration, secrets masked, for readable diffs.
 pub const CONFIG_LABEL: &str = "god.config";
+/// Label naming the components.toml key of a network god created.
+pub const NETWORK_LABEL: &str = "god.network";
+/// Label naming the components.toml key of a volume god created.
+pub const VOLUME_LABEL: &str = "god.volume";
 
 /// Where an environment value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,8 +214,12 @@ pub struct ContainerSpec {
     pub command: Vec<String>,
     /// Environment.
     pub env: BTreeMap<String, EnvSource>,
-    /// `host`, `bridge`, or a network name.
+    /// `host`, `bridge`, `none` or `container:NAME`; None when it joins `networks`.
     pub network_mode: Option<String>,
+    /// The project networks it joins (engine names), each with its aliases there; the first is
+    /// the one it is created on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, Vec<String>>,
     /// Published ports.
     pub ports: Vec<PortSpec>,
     /// Mounts (`source:target[:ro]`, bind sources made absolute).
@@ -220,6 +228,18 @@ pub struct ContainerSpec {
     pub restart: String,
     /// Components that must be healthy first.
     pub depends_on: Vec<String>,
+    /// Dependencies that need less or more than healthy (`service_started`,
+    /// `service_completed_successfully`), by component; the others must be healthy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, Condition>,
+    /// A one-shot container: done when it exits 0 (another component depends on it with
+    /// `service_completed_successfully`), not a service kept running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_once: bool,
+    /// The broker god reconciles runs in this container (`broker = true`): it starts before the
+    /// topology is applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
     /// User labels.
     pub labels: BTreeMap<String, String>,
     /// Health check.
@@ -263,6 +283,48 @@ pub struct RuntimeSpec {
     /// Seconds between the stop signal and the kill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period_s: Option<i64>,
+}
+
+/// What a component waits for in a dependency before it starts (Compose's `condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Started is enough.
+    ServiceStarted,
+    /// Healthy (its health check passes; running when it has none). The default.
+    ServiceHealthy,
+    /// Ran to completion with exit code 0.
+    ServiceCompletedSuccessfully,
+}
+
+/// A network of the project (`[networks.NAME]` of components.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// The engine's name: `name` when given, else `<project>_<key>`.
+    pub name: String,
+    /// Its key in components.toml.
+    pub key: String,
+    /// The project label.
+    pub project: String,
+    /// The driver (`bridge` unless given).
+    pub driver: String,
+    /// Made by someone else (`external = true`): god uses it, never creates or removes it.
+    pub external: bool,
+}
+
+/// A named volume of the project (`[volumes.NAME]` of components.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// The engine's name: `name` when given, else `<project>_<key>`.
+    pub name: String,
+    /// Its key in components.toml.
+    pub key: String,
+    /// The project label.
+    pub project: String,
+    /// The driver (`local` unless given).
+    pub driver: String,
+    /// Made by someone else (`external = true`): god uses it, never creates or removes it.
+    pub external: bool,
 }
 
 /// A soft and a hard resource limit.
@@ -358,6 +420,17 @@ pub struct DesiredContainers {
     /// Components left out because none of their profiles is active, with their profiles: god
     /// neither starts nor removes their containers.
     pub inactive: BTreeMap<String, Vec<String>>,
+    /// The project's networks.
+    pub networks: Vec<NetworkSpec>,
+    /// The project's named volumes.
+    pub volumes: Vec<VolumeSpec>,
+}
+
+impl DesiredContainers {
+    /// The container running the broker, when components.toml has one.
+    pub fn broker(&self) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.broker)
+    }
 }
 
 /// A container god found, by its labels.
@@ -375,6 +448,31 @@ pub struct ObservedContainer {
     pub config: Option<String>,
     /// Running (as opposed to created, exited, paused).
     pub running: bool,
+    /// Exited with code 0 (a one-shot container that is done).
+    #[serde(default)]
+    pub completed: bool,
+}
+
+/// A network found on the engine with a name god wants, or with god's label for the project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNetwork {
+    /// The project label (None: not made by god).
+    pub project: Option<String>,
+    /// The containers attached to it, by name.
+    pub containers: Vec<String>,
+}
+
+/// A volume found on the engine with a name god wants, or with god's label for the project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedVolume {
+    /// The project label (None: not made by god).
+    pub project: Option<String>,
+    /// The components.toml key it was made for (god's label).
+    pub key: Option<String>,
+    /// Its size in bytes, when the engine says.
+    pub size_bytes: Option<i64>,
+    /// The containers that mount it, by name.
+    pub containers: Vec<String>,
 }
 
 /// The containers of one project as found on the engine, plus any other container whose name
@@ -387,6 +485,12 @@ pub struct ObservedContainers {
     pub managed: BTreeMap<String, ObservedContainer>,
     /// Containers without god's labels, by name.
     pub foreign_names: BTreeMap<String, String>,
+    /// Networks by engine name: the ones god wants and the project's.
+    #[serde(default)]
+    pub networks: BTreeMap<String, ObservedNetwork>,
+    /// Volumes by engine name: the ones god wants and the project's.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, ObservedVolume>,
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! The container planner: pure, like the broker's. Containers are compared by the hash of their
 //! desired configuration, stored in a label when god created them.
 
+use std::collections::BTreeSet;
+
 use super::diff::PlanOptions;
 use super::{Action, Change, Note, NoteKind, Plan, Resource, line_diff};
-use crate::model::containers::{ContainerSpec, DesiredContainers, ObservedContainers, url_moves};
+use crate::model::containers::{
+    ContainerSpec, DesiredContainers, NetworkSpec, ObservedContainers, VolumeSpec, url_moves,
+};
 
-/// Computes the container changes of one project, in dependency order, then the prunes.
+/// Computes the changes of one project: its networks and volumes, its containers in dependency
+/// order, then the prunes (containers before the networks and volumes they used).
 pub fn plan(
     desired: &DesiredContainers,
     observed: &ObservedContainers,
@@ -13,6 +18,20 @@ pub fn plan(
 ) -> Plan {
     let mut changes = Vec::new();
     let mut notes = Vec::new();
+    for network in &desired.networks {
+        let found = observed.networks.get(&network.name);
+        let resource = Resource::Network(network.clone());
+        let project = found.map(|n| n.project.as_deref());
+        shared_object(&resource, network.external, project, &desired.project)
+            .apply_to(&mut changes, &mut notes);
+    }
+    for volume in &desired.volumes {
+        let found = observed.volumes.get(&volume.name);
+        let resource = Resource::Volume(volume.clone());
+        let project = found.map(|v| v.project.as_deref());
+        shared_object(&resource, volume.external, project, &desired.project)
+            .apply_to(&mut changes, &mut notes);
+    }
     for spec in &desired.containers {
         if let Some(change) = container_change(spec, observed) {
             changes.push(change);
@@ -52,9 +71,246 @@ pub fn plan(
             });
         }
     }
+    let leaving = containers_leaving(&changes);
+    prune_networks(desired, observed, options, &leaving).apply_to(&mut changes, &mut notes);
+    prune_volumes(desired, observed, options, &leaving).apply_to(&mut changes, &mut notes);
     let mut plan = Plan::new(None, changes, notes);
     plan.project = Some(desired.project.clone());
     plan
+}
+
+/// What planning one object gave: changes, notes, or neither.
+#[derive(Default)]
+struct Planned {
+    changes: Vec<Change>,
+    notes: Vec<Note>,
+}
+
+impl Planned {
+    fn change(change: Change) -> Self {
+        Self {
+            changes: vec![change],
+            notes: Vec::new(),
+        }
+    }
+
+    fn note(kind: NoteKind, id: String, message: String) -> Self {
+        Self {
+            changes: Vec::new(),
+            notes: vec![Note { kind, id, message }],
+        }
+    }
+
+    fn apply_to(self, changes: &mut Vec<Change>, notes: &mut Vec<Note>) {
+        changes.extend(self.changes);
+        notes.extend(self.notes);
+    }
+
+    fn and(mut self, other: Planned) -> Self {
+        self.changes.extend(other.changes);
+        self.notes.extend(other.notes);
+        self
+    }
+}
+
+/// A desired network or volume: created when missing (unless external, which god never
+/// creates), used as it is when it exists, with a note when it is not god's. `found` is the
+/// project label of the one found (None: nothing of that name).
+fn shared_object(
+    resource: &Resource,
+    external: bool,
+    found: Option<Option<&str>>,
+    project: &str,
+) -> Planned {
+    let what = kind_word(resource);
+    let name = resource.name();
+    match (found, external) {
+        (None, false) => {
+            let mut c = Change::new(
+                Action::Create,
+                resource,
+                format!("{what} {} of components.toml", key_of(resource)),
+            );
+            c.after = Some(resource.clone());
+            Planned::change(c)
+        }
+        (None, true) => {
+            let mut c = Change::new(
+                Action::Create,
+                resource,
+                format!("external {what} of components.toml"),
+            );
+            c.blocked = Some(format!(
+                "external {what} {name} does not exist, and god never creates an external one: create it (docker {what} create {name}) or drop `external = true`"
+            ));
+            c.after = Some(resource.clone());
+            Planned::change(c)
+        }
+        (Some(owner), false) if owner != Some(project) => Planned::note(
+            NoteKind::Info,
+            resource.id(),
+            format!(
+                "{what} {name} exists and was not made by god for this project: used as it is, never removed"
+            ),
+        ),
+        _ => Planned::default(),
+    }
+}
+
+fn kind_word(resource: &Resource) -> &'static str {
+    match resource {
+        Resource::Network(_) => "network",
+        _ => "volume",
+    }
+}
+
+fn key_of(resource: &Resource) -> &str {
+    match resource {
+        Resource::Network(n) => &n.key,
+        Resource::Volume(v) => &v.key,
+        other => other.name(),
+    }
+}
+
+/// The containers this plan removes or recreates: they let go of their networks and volumes.
+fn containers_leaving(changes: &[Change]) -> BTreeSet<String> {
+    changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter_map(|c| c.before.as_ref().map(|r| r.name().to_string()))
+        .collect()
+}
+
+/// Those of `users` that stay: every one but the containers this plan removes or recreates.
+fn staying<'a>(users: &'a [String], leaving: &BTreeSet<String>) -> Vec<&'a str> {
+    users
+        .iter()
+        .filter(|u| !leaving.contains(*u))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The project's networks no longer in components.toml: removed with `--prune` when nothing
+/// else is attached, else kept with a note.
+fn prune_networks(
+    desired: &DesiredContainers,
+    observed: &ObservedContainers,
+    options: PlanOptions,
+    leaving: &BTreeSet<String>,
+) -> Planned {
+    let wanted: BTreeSet<&str> = desired.networks.iter().map(|n| n.name.as_str()).collect();
+    let mut out = Planned::default();
+    for (name, found) in &observed.networks {
+        if wanted.contains(name.as_str()) || found.project.as_deref() != Some(&desired.project) {
+            continue;
+        }
+        let resource = Resource::Network(NetworkSpec {
+            name: name.clone(),
+            key: String::new(),
+            project: desired.project.clone(),
+            driver: String::new(),
+            external: false,
+        });
+        let attached = staying(&found.containers, leaving);
+        out = out.and(prune(
+            &resource,
+            options,
+            "its network is gone from components.toml",
+            (!attached.is_empty()).then(|| {
+                format!(
+                    "{} attached to it ({}): a network is removed only when nothing uses it",
+                    plural(attached.len(), "container is", "containers are"),
+                    attached.join(", ")
+                )
+            }),
+        ));
+    }
+    out
+}
+
+/// The project's volumes no longer in components.toml: removed with `--prune` when nothing
+/// mounts them and they are empty, or with `--allow-data-loss` too when they hold data.
+fn prune_volumes(
+    desired: &DesiredContainers,
+    observed: &ObservedContainers,
+    options: PlanOptions,
+    leaving: &BTreeSet<String>,
+) -> Planned {
+    let wanted: BTreeSet<&str> = desired.volumes.iter().map(|v| v.name.as_str()).collect();
+    let mut out = Planned::default();
+    for (name, found) in &observed.volumes {
+        if wanted.contains(name.as_str()) || found.project.as_deref() != Some(&desired.project) {
+            continue;
+        }
+        let resource = Resource::Volume(VolumeSpec {
+            name: name.clone(),
+            key: found.key.clone().unwrap_or_default(),
+            project: desired.project.clone(),
+            driver: String::new(),
+            external: false,
+        });
+        let size = volume_size(found.size_bytes);
+        let users = staying(&found.containers, leaving);
+        let refusal = if !users.is_empty() {
+            Some(format!(
+                "{} mounted by {}: it is removed only when nothing uses it",
+                name,
+                users.join(", ")
+            ))
+        } else if found.size_bytes != Some(0) && !options.allow_data_loss {
+            Some(format!(
+                "it holds {size}: --prune --allow-data-loss removes it with its data"
+            ))
+        } else {
+            None
+        };
+        let cause = format!("its volume is gone from components.toml; it holds {size}");
+        out = out.and(prune(&resource, options, &cause, refusal));
+    }
+    out
+}
+
+/// A prune of one of the project's objects: a deletion with `--prune` (refused for `refusal`
+/// when there is one), else an orphan note.
+fn prune(
+    resource: &Resource,
+    options: PlanOptions,
+    cause: &str,
+    refusal: Option<String>,
+) -> Planned {
+    if !options.prune {
+        return Planned::note(
+            NoteKind::Orphan,
+            resource.id(),
+            format!("{cause}; kept (--prune removes it)"),
+        );
+    }
+    let mut c = Change::new(Action::Delete, resource, format!("{cause} (--prune)"));
+    c.before = Some(resource.clone());
+    c.blocked = refusal;
+    Planned::change(c)
+}
+
+/// A volume's size for people: `12.3 MB`, `0 bytes`, or `an unknown amount of data`.
+fn volume_size(bytes: Option<i64>) -> String {
+    match bytes {
+        None => "an unknown amount of data".to_string(),
+        Some(b) if b < 1024 => plural(b.max(0) as usize, "byte", "bytes"),
+        Some(b) => {
+            let units = ["KB", "MB", "GB", "TB"];
+            let mut value = b as f64 / 1024.0;
+            let mut unit = 0;
+            while value >= 1024.0 && unit < units.len() - 1 {
+                value /= 1024.0;
+                unit += 1;
+            }
+            format!("{value:.1} {}", units[unit])
+        }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Option<Change> {
@@ -92,12 +348,14 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         c.before = Some(placeholder(&found.name, &spec.component, &observed.project));
         return Some(c);
     }
-    if !found.running {
-        let mut c = Change::new(
-            Action::Update,
-            &resource,
-            "it exists with the right configuration but is not running: start it",
-        );
+    let done = found.running || (spec.run_once && found.completed);
+    if !done {
+        let cause = if spec.run_once {
+            "a one-shot container that has not completed successfully: run it again"
+        } else {
+            "it exists with the right configuration but is not running: start it"
+        };
+        let mut c = Change::new(Action::Update, &resource, cause);
         c.before = Some(resource.clone());
         c.after = Some(resource);
         return Some(c);
@@ -136,10 +394,14 @@ fn placeholder(name: &str, component: &str, project: &str) -> Resource {
         command: Vec::new(),
         env: Default::default(),
         network_mode: None,
+        networks: Default::default(),
         ports: Vec::new(),
         volumes: Vec::new(),
         restart: String::new(),
         depends_on: Vec::new(),
+        conditions: Default::default(),
+        run_once: false,
+        broker: false,
         labels: Default::default(),
         healthcheck: None,
         user: None,
@@ -180,6 +442,7 @@ mod tests {
             config_hash: Some(spec.config_hash.clone()),
             config: Some(spec.config_lines()),
             running: true,
+            completed: false,
         }
     }
 
@@ -187,7 +450,7 @@ mod tests {
         DesiredContainers {
             project: "p".into(),
             containers: specs,
-            inactive: Default::default(),
+            ..Default::default()
         }
     }
 

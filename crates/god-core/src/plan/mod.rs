@@ -9,7 +9,7 @@ pub mod saved;
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 
-use crate::model::containers::ContainerSpec;
+use crate::model::containers::{ContainerSpec, NetworkSpec, VolumeSpec};
 use crate::model::{BindingSpec, ExchangeSpec, LimitSpec, PolicySpec, QueueSpec};
 
 /// The holding queue of a queue replaced with `--migrate` is `<queue>.god-migrating`.
@@ -65,12 +65,19 @@ pub enum ResourceKind {
     Limit,
     /// A container.
     Container,
+    /// A network of the container project.
+    Network,
+    /// A named volume of the container project.
+    Volume,
 }
 
 impl ResourceKind {
     /// Whether objects of this kind live on the broker (as opposed to the Docker engine).
     pub fn is_broker(self) -> bool {
-        self != ResourceKind::Container
+        !matches!(
+            self,
+            ResourceKind::Container | ResourceKind::Network | ResourceKind::Volume
+        )
     }
 }
 
@@ -93,6 +100,10 @@ pub enum Resource {
     Limit(LimitSpec),
     /// A container.
     Container(Box<ContainerSpec>),
+    /// A network of the container project.
+    Network(NetworkSpec),
+    /// A named volume of the container project.
+    Volume(VolumeSpec),
 }
 
 impl Resource {
@@ -106,6 +117,8 @@ impl Resource {
             Resource::OperatorPolicy(_) => ResourceKind::OperatorPolicy,
             Resource::Limit(_) => ResourceKind::Limit,
             Resource::Container(_) => ResourceKind::Container,
+            Resource::Network(_) => ResourceKind::Network,
+            Resource::Volume(_) => ResourceKind::Volume,
         }
     }
 
@@ -118,6 +131,8 @@ impl Resource {
             Resource::Limit(l) => &l.name,
             Resource::Binding(b) => &b.destination,
             Resource::Container(c) => &c.name,
+            Resource::Network(n) => &n.name,
+            Resource::Volume(v) => &v.name,
         }
     }
 
@@ -131,6 +146,8 @@ impl Resource {
             Resource::Limit(l) => format!("limit/{}", l.name),
             Resource::Binding(b) => binding_id(b),
             Resource::Container(c) => format!("container/{}", c.name),
+            Resource::Network(n) => format!("network/{}", n.name),
+            Resource::Volume(v) => format!("volume/{}", v.name),
         }
     }
 }
@@ -322,19 +339,9 @@ impl Plan {
         !self.changes.is_empty()
     }
 
-    /// Whether any change is a container's.
+    /// Whether any change is on the Docker engine (containers, networks, volumes).
     pub fn has_container_changes(&self) -> bool {
-        self.changes
-            .iter()
-            .any(|c| c.kind == ResourceKind::Container)
-    }
-
-    /// The names of the containers the plan changes.
-    pub fn container_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.changes
-            .iter()
-            .filter(|c| c.kind == ResourceKind::Container)
-            .map(|c| c.name().to_string())
+        self.changes.iter().any(|c| !c.kind.is_broker())
     }
 }
 

@@ -132,9 +132,19 @@ pub fn describe(resource: &Resource) -> String {
             if let Some(mode) = &c.network_mode {
                 flags.push(format!("network {mode}"));
             }
+            for (network, aliases) in &c.networks {
+                match aliases.is_empty() {
+                    true => flags.push(format!("network {network}")),
+                    false => flags.push(format!("network {network} as {}", aliases.join(", "))),
+                }
+            }
             flags.extend(c.ports.iter().map(|p| format!("port {p}")));
             format!("container {} ({})", c.name, flags.join(", "))
         }
+        Resource::Network(n) if n.driver.is_empty() => format!("network {}", n.name),
+        Resource::Network(n) => format!("network {} ({})", n.name, n.driver),
+        Resource::Volume(v) if v.driver.is_empty() => format!("volume {}", v.name),
+        Resource::Volume(v) => format!("volume {} ({})", v.name, v.driver),
         Resource::Policy(p) => format!("policy {}", policy_description(p)),
         Resource::OperatorPolicy(p) => format!("operator policy {}", policy_description(p)),
         Resource::Limit(l) => format!("vhost limit {} = {}", l.name, l.value),

@@ -58,6 +58,26 @@ impl SavedPlan {
         Ok(saved)
     }
 
+    /// The engine names of the containers, networks and volumes the plan was made from or
+    /// changes, by kind (`container`, `network`, `volume`): what to observe again before
+    /// applying it.
+    pub fn engine_names(&self, kind: &str) -> std::collections::BTreeSet<String> {
+        let recorded = self.observed.keys().filter_map(|id| {
+            let (k, name) = id.split_once('/')?;
+            let k = if k == "foreign-container" {
+                "container"
+            } else {
+                k
+            };
+            (k == kind).then(|| name.to_string())
+        });
+        let changed = self.plan.changes.iter().filter_map(|c| {
+            let (k, name) = c.id.split_once('/')?;
+            (k == kind).then(|| name.to_string())
+        });
+        recorded.chain(changed).collect()
+    }
+
     /// The objects that differ between the state the plan was made from and now, one line
     /// each (`queue/x changed`), or nothing when nothing moved.
     pub fn moved_since(
@@ -106,6 +126,21 @@ pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, Stri
     }
     for (name, id) in &observed.foreign_names {
         out.insert(format!("foreign-container/{name}"), id.clone());
+    }
+    for (name, n) in &observed.networks {
+        let owner = n.project.as_deref().unwrap_or("not god's");
+        out.insert(
+            format!("network/{name}"),
+            format!("{owner}/{}", n.containers.join(",")),
+        );
+    }
+    for (name, v) in &observed.volumes {
+        // Not its size: a database's volume grows between plan and apply without anything moving.
+        let owner = v.project.as_deref().unwrap_or("not god's");
+        out.insert(
+            format!("volume/{name}"),
+            format!("{owner}/{}", v.containers.join(",")),
+        );
     }
     out
 }
