@@ -154,6 +154,36 @@ pub fn image_context(dir: &Path) -> std::io::Result<()> {
     )
 }
 
+/// Whether two containers are on a common project network (where one reaches the other by
+/// its component name).
+fn shares_a_network(a: &ContainerSpec, b: &ContainerSpec) -> bool {
+    a.networks.keys().any(|n| b.networks.contains_key(n))
+}
+
+/// The broker URL as a container beside the broker's reaches it: god's first URL with the
+/// broker's component name as host, and the container port its published port leads to
+/// (5672 when the URL's port is not one it publishes). Credentials and vhost are kept.
+pub fn url_inside(broker_url: &str, broker: &ContainerSpec) -> String {
+    let first = broker_url.split(',').next().unwrap_or_default().trim();
+    let Ok(mut url) = url::Url::parse(first) else {
+        return broker_url.to_string();
+    };
+    let port = url
+        .port_or_known_default()
+        .and_then(|published| {
+            broker
+                .ports
+                .iter()
+                .find(|p| p.host_port == Some(published))
+                .map(|p| p.container_port)
+        })
+        .unwrap_or(5672);
+    if url.set_host(Some(&broker.component)).is_err() || url.set_port(Some(port)).is_err() {
+        return broker_url.to_string();
+    }
+    url.to_string()
+}
+
 /// What the registry tells god's bundled services: its exchange, and the routes of its
 /// services with `retry` (JSON), when there is a registry.
 #[derive(Debug, Clone, Copy, Default)]
@@ -174,20 +204,25 @@ pub fn give_defaults(
     broker_url: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) {
-    let secrets = SecretValues {
-        env,
-        broker_url: Some(broker_url),
-    };
+    let broker = desired.broker().cloned();
     for spec in desired
         .containers
         .iter_mut()
         .filter(|c| c.builtin.is_some())
     {
+        let url = match &broker {
+            Some(broker) if shares_a_network(spec, broker) => url_inside(broker_url, broker),
+            _ => broker_url.to_string(),
+        };
+        let secrets = SecretValues {
+            env,
+            broker_url: Some(&url),
+        };
         let mut defaults = vec![
             (
                 BROKER_URL_VARIABLE,
                 EnvSource::BrokerUrl {
-                    broker_url: masked_url(broker_url).unwrap_or_default(),
+                    broker_url: masked_url(&url).unwrap_or_default(),
                 },
             ),
             (

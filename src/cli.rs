@@ -66,6 +66,12 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Write god's inputs from what exists: `god import compose` turns a docker-compose.yml
+    /// into components.toml.
+    Import {
+        #[command(subcommand)]
+        what: commands::import::ImportCommand,
+    },
     /// Print a shell completion script, e.g. `god completions bash > ~/.local/share/bash-completion/completions/god`.
     Completions {
         /// The shell.
@@ -120,6 +126,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
     let globals = &cli.globals;
     match cli.command {
         Command::Validate => commands::validate::run(globals),
+        Command::Import { what } => commands::import::run(&what),
         Command::Render { format } => commands::render::run(globals, format),
         Command::Plan(args) => commands::plan::run(globals, &args),
         Command::Apply(args) => commands::apply::run(globals, &args),

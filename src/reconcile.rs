@@ -21,10 +21,11 @@ use crate::model::containers::{DesiredContainers, ObservedContainers, SecretValu
 use crate::model::desired::DesiredState;
 use crate::observe::docker::{Wanted, observe as observe_containers};
 use crate::observe::rabbit::{observe, observe_exact_depths};
-use crate::plan::Plan;
+use crate::plan::containers::broker_phase;
 use crate::plan::containers::plan as plan_container_changes;
 use crate::plan::diff::{self, PlanOptions};
 use crate::plan::saved::SavedPlan;
+use crate::plan::{Note, NoteKind, Plan};
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::ManagementApi;
 
@@ -278,9 +279,23 @@ impl Globals {
         }
     }
 
-    /// The broker endpoints the URLs (or their defaults) name.
+    /// The broker endpoints the URLs name; without any, those of the broker components.toml
+    /// runs (`broker = true`, by its published ports), else the defaults.
     pub fn url_endpoints(&self) -> Result<BrokerEndpoints> {
+        if self.amqp_url.is_none()
+            && self.management_url.is_none()
+            && let Some((amqp, management)) = self.broker_component_urls()
+        {
+            return BrokerEndpoints::resolve(Some(&amqp), Some(&management));
+        }
         BrokerEndpoints::resolve(self.amqp_url.as_deref(), self.management_url.as_deref())
+    }
+
+    /// The URLs of the broker components.toml runs, when it runs one (a components.toml that
+    /// does not load is left for the command to report).
+    fn broker_component_urls(&self) -> Option<(String, String)> {
+        let loaded = self.read_components().ok()??;
+        loaded.broker_urls(&environment, &self.profiles)
     }
 
     /// The endpoints a saved plan is applied with: its vhost, on the broker the URLs name.
@@ -331,31 +346,52 @@ pub struct LivePlan {
 
 /// Observes whatever the targets cover and plans it. `session` is the AMQP connection of an
 /// apply, used to count messages exactly; without one, a connection is opened when needed.
+/// When components.toml runs the broker and this plan starts its container, a broker that
+/// does not answer is planned as an empty one: everything of the topology is created once the
+/// container is up.
 pub async fn plan_targets(
     targets: &Targets,
     session: Option<&AmqpSession>,
     options: PlanOptions,
 ) -> Result<LivePlan> {
+    let mut containers = None;
+    let mut container_plan = None;
+    if let Some(desired) = &targets.containers {
+        let docker = docker_engine::connect().await?;
+        let (observed, p) = plan_containers(&docker, desired, options).await?;
+        container_plan = Some(p);
+        containers = Some(observed);
+    }
+    let starts_broker = container_plan
+        .as_ref()
+        .is_some_and(|p| !broker_phase(p).is_empty());
     let mut plan = None;
     let mut broker = None;
     let mut target = targets.endpoints.management_display();
     if let Some(desired) = &targets.broker {
         let api = ManagementApi::new(&targets.endpoints)?;
         let (observed, p) =
-            plan_broker(&api, &targets.endpoints, session, desired, options).await?;
+            match plan_broker(&api, &targets.endpoints, session, desired, options).await {
+                Err(GodError::Unreachable { .. }) if starts_broker => {
+                    plan_for_a_broker_to_start(desired, targets, options)
+                }
+                other => other?,
+            };
         plan = Some(p);
         broker = Some(observed);
         target = api.endpoint().to_string();
     }
-    let mut containers = None;
-    if let Some(desired) = &targets.containers {
-        let docker = docker_engine::connect().await?;
-        let (observed, p) = plan_containers(&docker, desired, options).await?;
+    if let Some(p) = container_plan {
         plan = Some(match plan {
+            // The plan lists its changes in the order apply carries them out.
+            Some(broker_plan) if starts_broker => {
+                let first_indices = broker_phase(&p);
+                let (first, rest) = p.split(&first_indices);
+                first.then(broker_plan).then(rest)
+            }
             Some(broker_plan) => broker_plan.then(p),
             None => p,
         });
-        containers = Some(observed);
     }
     Ok(LivePlan {
         plan: plan.unwrap_or_else(|| Plan::new(None, Vec::new(), Vec::new())),
@@ -363,6 +399,35 @@ pub async fn plan_targets(
         containers,
         target,
     })
+}
+
+/// The topology planned against an empty broker, with a note saying why: the broker's
+/// container is not up yet, and this apply starts it first.
+fn plan_for_a_broker_to_start(
+    desired: &DesiredState,
+    targets: &Targets,
+    options: PlanOptions,
+) -> (ObservedState, Plan) {
+    let observed = ObservedState {
+        vhost: targets.endpoints.vhost.clone(),
+        ..ObservedState::default()
+    };
+    let mut plan = diff::plan(desired, &observed, options);
+    let container = targets
+        .containers
+        .as_ref()
+        .and_then(DesiredContainers::broker)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    plan.notes.push(Note {
+        kind: NoteKind::Info,
+        id: format!("container/{container}"),
+        message: format!(
+            "the broker runs in this container, which is not up yet: apply starts it (and what it depends on) first, waits until {} answers, then creates the topology, then starts the other containers",
+            targets.endpoints.management_display()
+        ),
+    });
+    (observed, plan)
 }
 
 /// Observes the vhost and plans. A plan that replaces or deletes queues is made again with
@@ -413,9 +478,10 @@ pub async fn plan_containers(
 /// An apply's hold on what it changes: the broker's management API and AMQP connection with
 /// the vhost's apply lock, and the container project's lock.
 pub struct Session {
-    /// The broker part, when the apply covers the broker.
+    /// The broker part, when the apply covers the broker and it answers.
     pub broker: Option<BrokerSession>,
     _project_lock: Option<lock::ProjectLock>,
+    lock_timeout: Duration,
 }
 
 /// The broker side of an apply: its API and the AMQP connection that holds the lock.
@@ -426,23 +492,45 @@ pub struct BrokerSession {
     pub amqp: AmqpSession,
 }
 
+impl BrokerSession {
+    /// Checks the vhost, connects and takes the vhost's lock, waiting up to `timeout` for it.
+    async fn open(endpoints: &BrokerEndpoints, timeout: Duration) -> Result<Self> {
+        let api = ManagementApi::new(endpoints)?;
+        api.check_vhost().await?;
+        let amqp = AmqpSession::connect(endpoints, "apply").await?;
+        lock::acquire(&amqp, &api, timeout).await?;
+        Ok(Self { api, amqp })
+    }
+}
+
+/// How the broker part of an apply is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerHold {
+    /// The apply does not cover the broker.
+    None,
+    /// The broker must answer now.
+    Now,
+    /// components.toml runs the broker: when it does not answer, the apply goes on without
+    /// it and connects once its container is up.
+    WhenUp,
+}
+
 impl Session {
-    /// Checks the vhost, connects and takes the vhost's lock (when `broker` is given), then the
+    /// Checks the vhost, connects and takes the vhost's lock (as `hold` says), then the
     /// project's lock (when `project` is given), waiting up to `timeout` for each.
     pub async fn open(
-        broker: Option<&BrokerEndpoints>,
+        endpoints: &BrokerEndpoints,
+        hold: BrokerHold,
         project: Option<&str>,
         timeout: Duration,
     ) -> Result<Self> {
-        let broker = match broker {
-            Some(endpoints) => {
-                let api = ManagementApi::new(endpoints)?;
-                api.check_vhost().await?;
-                let amqp = AmqpSession::connect(endpoints, "apply").await?;
-                lock::acquire(&amqp, &api, timeout).await?;
-                Some(BrokerSession { api, amqp })
-            }
-            None => None,
+        let broker = match hold {
+            BrokerHold::None => None,
+            BrokerHold::Now => Some(BrokerSession::open(endpoints, timeout).await?),
+            BrokerHold::WhenUp => match BrokerSession::open(endpoints, timeout).await {
+                Err(GodError::Unreachable { .. }) => None,
+                other => Some(other?),
+            },
         };
         let _project_lock = match project {
             Some(project) => Some(lock::acquire_project(project, timeout).await?),
@@ -451,14 +539,39 @@ impl Session {
         Ok(Self {
             broker,
             _project_lock,
+            lock_timeout: timeout,
         })
     }
 
-    /// Releases the locks (the broker's connection is closed politely).
-    pub async fn close(self) {
-        if let Some(broker) = self.broker {
+    /// Lets go of the broker (its lock and connection): its container is about to be
+    /// (re)started.
+    pub async fn release_broker(&mut self) {
+        if let Some(broker) = self.broker.take() {
             broker.amqp.close().await;
         }
+    }
+
+    /// Connects to the broker that was just started, trying until [`BROKER_START_TIMEOUT`]
+    /// has passed, and takes the vhost's lock.
+    pub async fn connect_broker(&mut self, endpoints: &BrokerEndpoints) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + BROKER_START_TIMEOUT;
+        loop {
+            match BrokerSession::open(endpoints, self.lock_timeout).await {
+                Ok(broker) => {
+                    self.broker = Some(broker);
+                    return Ok(());
+                }
+                Err(GodError::Unreachable { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Releases the locks (the broker's connection is closed politely).
+    pub async fn close(mut self) {
+        self.release_broker().await;
     }
 
     /// The broker's AMQP connection, when the session has one.
@@ -466,6 +579,9 @@ impl Session {
         self.broker.as_ref().map(|b| &b.amqp)
     }
 }
+
+/// How long god waits for a broker whose container it started to answer.
+pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Checks a saved plan against the live state: Ok when nothing it was made from moved, else
 /// the error naming what moved.
@@ -498,40 +614,80 @@ pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> R
 }
 
 /// Carries out a plan: the broker's changes, then (unless one of them failed) the containers'.
-/// Returns one outcome per change. `broker_url` is what the bundled services are given.
+/// When the plan starts the broker's own container, that container (with what it depends on)
+/// goes first, and the broker is connected to once it answers. Returns one outcome per change.
+/// `endpoints` name the broker; their URL is what the bundled services are given.
 pub async fn execute(
     plan: &Plan,
-    session: &Session,
-    broker_url: &str,
+    session: &mut Session,
+    endpoints: &BrokerEndpoints,
     options: ApplyOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Outcome>> {
-    let mut outcomes: Vec<Option<Outcome>> = match &session.broker {
-        Some(s) => {
-            RabbitExecutor::new(&s.api, &s.amqp, options, progress)
-                .execute(plan)
-                .await
+    let broker_url = endpoints.amqp_urls_secret();
+    let first = broker_phase(plan);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    if !first.is_empty() {
+        session.release_broker().await;
+        let started = containers(plan, &|i| first.contains(&i), &broker_url, progress).await?;
+        merge(&mut outcomes, started);
+        if outcomes.iter().flatten().any(Outcome::is_failure) {
+            return Ok(finish(outcomes));
         }
-        None => vec![None; plan.changes.len()],
-    };
-    let broker_failed = outcomes.iter().flatten().any(Outcome::is_failure);
-    if plan.has_container_changes() && !broker_failed {
-        let docker = docker_engine::connect().await?;
-        let secrets = SecretValues {
-            env: &environment,
-            broker_url: Some(broker_url),
-        };
-        let container_outcomes = docker::execute(&docker, plan, &secrets, progress).await;
-        for (slot, outcome) in outcomes.iter_mut().zip(container_outcomes) {
-            if outcome.is_some() {
-                *slot = outcome;
+        if plan.changes.iter().any(|c| c.kind.is_broker())
+            && let Err(e) = session.connect_broker(endpoints).await
+        {
+            let why = format!("the broker's container started, but the broker did not answer: {e}");
+            for (slot, change) in outcomes.iter_mut().zip(&plan.changes) {
+                if change.kind.is_broker() {
+                    *slot = Some(Outcome::Failed(why.clone()));
+                }
             }
+            return Ok(finish(outcomes));
         }
     }
-    Ok(outcomes
+    if let Some(s) = &session.broker {
+        let done = RabbitExecutor::new(&s.api, &s.amqp, options, progress)
+            .execute(plan)
+            .await;
+        merge(&mut outcomes, done);
+    }
+    let broker_failed = outcomes.iter().flatten().any(Outcome::is_failure);
+    if plan.has_container_changes() && !broker_failed {
+        let rest = containers(plan, &|i| !first.contains(&i), &broker_url, progress).await?;
+        merge(&mut outcomes, rest);
+    }
+    Ok(finish(outcomes))
+}
+
+/// Runs the engine's changes of the plan that `include` selects (by index).
+async fn containers(
+    plan: &Plan,
+    include: &(dyn Fn(usize) -> bool + Sync),
+    broker_url: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Option<Outcome>>> {
+    let docker = docker_engine::connect().await?;
+    let secrets = SecretValues {
+        env: &environment,
+        broker_url: Some(broker_url),
+    };
+    Ok(docker::execute(&docker, plan, include, &secrets, progress).await)
+}
+
+fn merge(outcomes: &mut [Option<Outcome>], more: Vec<Option<Outcome>>) {
+    for (slot, outcome) in outcomes.iter_mut().zip(more) {
+        if outcome.is_some() {
+            *slot = outcome;
+        }
+    }
+}
+
+fn finish(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::NotAttempted))
-        .collect())
+        .collect()
 }
 
 /// Writes a saved plan (`god plan --out FILE`).

@@ -31,18 +31,19 @@ const LOG_TAIL: &str = "15";
 /// How long a one-shot container may run, beyond its health check's budget.
 const RUN_ONCE_BUDGET: Duration = Duration::from_secs(300);
 
-/// Runs the container changes of a plan; returns an outcome for each of them (None for the
-/// changes that are not containers').
+/// Runs the engine's changes of a plan (containers, networks, volumes) that `include`
+/// selects by index; returns an outcome for each of them (None for the others).
 pub async fn execute(
     docker: &Docker,
     plan: &Plan,
+    include: &(dyn Fn(usize) -> bool + Sync),
     secrets: &SecretValues<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<Option<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     let mut failed = false;
     for (i, change) in plan.changes.iter().enumerate() {
-        if change.kind.is_broker() {
+        if change.kind.is_broker() || !include(i) {
             continue;
         }
         let outcome = if failed {
@@ -319,6 +320,9 @@ fn create_body(spec: &ContainerSpec, secrets: &SecretValues) -> Result<Container
         let value = secrets.resolve(source).ok_or_else(|| {
             let origin = match source {
                 EnvSource::Secret { from_env, .. } => format!("${from_env} is not set"),
+                EnvSource::Template { template } => {
+                    format!("{template:?} names a variable that is not set")
+                }
                 _ => "god has no broker URL to give it".to_string(),
             };
             GodError::Other(format!("env {key} of container {}: {origin}", spec.name))

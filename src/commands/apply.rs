@@ -12,11 +12,14 @@ use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
 use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
+use crate::plan::containers::broker_phase;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{NoteKind, Plan, Summary};
-use crate::reconcile::{Session, Targets, check_saved, execute, plan_targets, read_saved_plan};
+use crate::reconcile::{
+    BrokerHold, Session, Targets, check_saved, execute, plan_targets, read_saved_plan,
+};
 
 /// Plans with at least this many changes show a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
@@ -67,11 +70,26 @@ impl Source {
         }
     }
 
-    /// Whether the apply covers the broker.
-    fn covers_broker(&self) -> bool {
-        match self {
-            Source::Inputs(targets) => targets.broker.is_some(),
-            Source::Saved(saved, _) => saved.plan.vhost.is_some(),
+    /// How the apply holds the broker: not at all, at once, or once its container is up
+    /// (components.toml runs it).
+    fn broker_hold(&self) -> BrokerHold {
+        let (covers, runs_broker) = match self {
+            Source::Inputs(targets) => (
+                targets.broker.is_some(),
+                targets
+                    .containers
+                    .as_ref()
+                    .is_some_and(|c| c.broker().is_some()),
+            ),
+            Source::Saved(saved, _) => (
+                saved.plan.vhost.is_some(),
+                !broker_phase(&saved.plan).is_empty(),
+            ),
+        };
+        match (covers, runs_broker) {
+            (false, _) => BrokerHold::None,
+            (true, false) => BrokerHold::Now,
+            (true, true) => BrokerHold::WhenUp,
         }
     }
 }
@@ -91,16 +109,17 @@ pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
         }
     };
     runtime()?.block_on(async {
-        let broker = source.covers_broker().then_some(&endpoints);
-        let session = Session::open(broker, source.project(), args.lock_timeout).await?;
-        let exit = apply(&session, &source, &endpoints, args).await;
+        let hold = source.broker_hold();
+        let mut session =
+            Session::open(&endpoints, hold, source.project(), args.lock_timeout).await?;
+        let exit = apply(&mut session, &source, &endpoints, args).await;
         session.close().await;
         exit
     })
 }
 
 async fn apply(
-    session: &Session,
+    session: &mut Session,
     source: &Source,
     endpoints: &BrokerEndpoints,
     args: &ApplyArgs,
@@ -141,14 +160,7 @@ async fn apply(
         migrate: args.migrate,
     };
     let progress = |n: u64| bar.inc(n);
-    let outcomes = execute(
-        &plan,
-        session,
-        &endpoints.amqp_urls_secret(),
-        options,
-        &progress,
-    )
-    .await;
+    let outcomes = execute(&plan, session, endpoints, options, &progress).await;
     bar.finish_and_clear();
     let outcomes = outcomes?;
     let exit = exit_for(&outcomes);

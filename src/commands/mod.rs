@@ -5,6 +5,7 @@ pub mod apply;
 pub mod doctor;
 pub mod gateway;
 pub mod graph;
+pub mod import;
 pub mod plan;
 pub mod relay;
 pub mod render;

@@ -3,6 +3,7 @@
 
 pub mod components;
 pub mod compose;
+pub mod compose_import;
 pub mod cross_check;
 pub mod diagnostic;
 pub mod document;

@@ -375,6 +375,49 @@ impl LoadedComponents {
         Diagnostic::warning(&self.source, pos.line, pos.col, message).with_hint(hint)
     }
 
+    /// Where god reaches the broker that components.toml runs (`broker = true`), from the
+    /// ports it publishes for 5672 and 15672 and its `RABBITMQ_DEFAULT_USER`/`_PASS`
+    /// (guest/guest by default): the AMQP and management URLs, when there is such a
+    /// component, active under `profiles`, publishing both ports.
+    pub fn broker_urls(
+        &self,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+        profiles: &[String],
+    ) -> Option<(String, String)> {
+        let (_, broker) = self.containers().find(|(_, c)| {
+            c.broker && (c.profiles.is_empty() || c.profiles.iter().any(|p| profiles.contains(p)))
+        })?;
+        let published = |container_port: u16| {
+            broker
+                .ports
+                .iter()
+                .filter_map(|p| parse_port(p).ok())
+                .find(|p| p.container_port == container_port && p.host_port.is_some())
+                .map(|p| {
+                    let host = match p.host_ip.as_str() {
+                        "0.0.0.0" | "" => "127.0.0.1".to_string(),
+                        "::" => "[::1]".to_string(),
+                        ip if ip.contains(':') => format!("[{ip}]"),
+                        ip => ip.to_string(),
+                    };
+                    format!("{host}:{}", p.host_port.unwrap_or_default())
+                })
+        };
+        let (amqp, management) = (published(5672)?, published(15672)?);
+        let variable = |name: &str, default: &str| match broker.env.get(name) {
+            Some(Value::String(v)) => Some(v.clone()),
+            Some(Value::Object(o)) => o.get("from_env").and_then(Value::as_str).and_then(lookup),
+            Some(_) => None,
+            None => Some(default.to_string()),
+        };
+        let mut url = url::Url::parse(&format!("amqp://{amqp}")).ok()?;
+        url.set_username(&variable("RABBITMQ_DEFAULT_USER", "guest")?)
+            .ok()?;
+        url.set_password(Some(&variable("RABBITMQ_DEFAULT_PASS", "guest")?))
+            .ok()?;
+        Some((url.to_string(), format!("http://{management}")))
+    }
+
     /// The components that are containers and enabled.
     pub fn containers(&self) -> impl Iterator<Item = (&String, &Component)> {
         self.file.components.iter().filter(|(_, c)| {

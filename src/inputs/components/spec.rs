@@ -17,7 +17,8 @@ use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 use crate::model::containers::{
     BuildSpec, Condition, ContainerSpec, DesiredContainers, EnvSource, HealthProbe, HealthSpec,
-    NetworkSpec, RuntimeSpec, SecretValues, Ulimit, VolumeSpec, masked_url,
+    NetworkSpec, RuntimeSpec, SecretValues, Ulimit, VolumeSpec, interpolate, looks_secret,
+    masked_url,
 };
 
 impl LoadedComponents {
@@ -469,6 +470,16 @@ fn env_source(
     lookup: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<EnvSource, String> {
     match value {
+        Value::String(s) if s.contains('$') => {
+            let (value, read) = interpolate(s, lookup)?;
+            if read.iter().any(|v| looks_secret(v)) {
+                Ok(EnvSource::Template {
+                    template: s.clone(),
+                })
+            } else {
+                Ok(EnvSource::Value(value))
+            }
+        }
         Value::String(s) => Ok(EnvSource::Value(s.clone())),
         Value::Number(n) => Ok(EnvSource::Value(n.to_string())),
         Value::Bool(b) => Ok(EnvSource::Value(b.to_string())),

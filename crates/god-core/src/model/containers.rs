@@ -41,6 +41,86 @@ pub enum EnvSource {
         /// The URL with its password masked.
         broker_url: String,
     },
+    /// A value interpolating variables of god's environment as Compose does
+    /// (`amqp://${USER}:${PASS}@rabbitmq:5672/`), one of them secret: shown as written,
+    /// interpolated when the container is created.
+    Template {
+        /// The value as written.
+        template: String,
+    },
+}
+
+/// Words in a variable's name that make its value a secret (never shown).
+pub const SECRET_WORDS: [&str; 5] = ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL"];
+
+/// Whether a variable's name says it holds a secret (`RABBITMQ_PASS`, `API_TOKEN`).
+pub fn looks_secret(variable: &str) -> bool {
+    let upper = variable.to_uppercase();
+    SECRET_WORDS.iter().any(|w| upper.contains(w))
+}
+
+/// Interpolates a value as Compose does: `${VAR}` and `$VAR` (an error when unset),
+/// `${VAR:-default}` (default when unset or empty), `${VAR-default}` (when unset),
+/// `${VAR:?message}` / `${VAR?message}` (an error with that message), `$$` for `$`.
+/// Returns the value and the variables it read.
+pub fn interpolate(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>), String> {
+    let mut out = String::new();
+    let mut read = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(more) = after.strip_prefix('$') {
+            out.push('$');
+            rest = more;
+            continue;
+        }
+        let (expression, next) = match after.strip_prefix('{') {
+            Some(braced) => {
+                let end = braced
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed ${{ in {template:?}"))?;
+                (&braced[..end], &braced[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        let name_end = expression
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(expression.len());
+        let (name, modifier) = expression.split_at(name_end);
+        if name.is_empty() {
+            return Err(format!(
+                "a lone $ in {template:?} (write $$ for a dollar sign)"
+            ));
+        }
+        let value = lookup(name);
+        read.push(name.to_string());
+        let resolved = match (modifier, value) {
+            ("", Some(v)) => v,
+            ("", None) => return Err(format!("${name} is not set")),
+            (m, v) if m.starts_with(":-") => {
+                v.filter(|v| !v.is_empty()).unwrap_or(m[2..].to_string())
+            }
+            (m, v) if m.starts_with('-') => v.unwrap_or(m[1..].to_string()),
+            (m, v) if m.starts_with(":?") => v
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("${name}: {}", &m[2..]))?,
+            (m, v) if m.starts_with('?') => v.ok_or_else(|| format!("${name}: {}", &m[1..]))?,
+            (m, _) => return Err(format!("${{{name}{m}}} is not an interpolation god knows")),
+        };
+        out.push_str(&resolved);
+        rest = next;
+    }
+    out.push_str(rest);
+    Ok((out, read))
 }
 
 impl EnvSource {
@@ -49,7 +129,7 @@ impl EnvSource {
         match self {
             EnvSource::Secret { shown, .. } => shown.as_deref(),
             EnvSource::BrokerUrl { broker_url } => Some(broker_url),
-            EnvSource::Value(_) => None,
+            EnvSource::Value(_) | EnvSource::Template { .. } => None,
         }
     }
 }
@@ -69,9 +149,39 @@ impl SecretValues<'_> {
         match source {
             EnvSource::Value(v) => Some(v.clone()),
             EnvSource::Secret { from_env, .. } => (self.env)(from_env),
-            EnvSource::BrokerUrl { .. } => self.broker_url.map(str::to_string),
+            EnvSource::Template { template } => interpolate(template, &|v| (self.env)(v))
+                .ok()
+                .map(|(v, _)| v),
+            EnvSource::BrokerUrl { broker_url } => self.broker_url.map(|real| {
+                if url_moves(real, broker_url).is_empty() {
+                    real.to_string()
+                } else {
+                    with_passwords(broker_url, real)
+                }
+            }),
         }
     }
+}
+
+/// The broker URL a container is given when it reaches the broker elsewhere than god does
+/// (by the broker container's name on a project network): `shown` (masked) with the
+/// passwords of `real`, node by node (the last of `real` for any further node).
+fn with_passwords(shown: &str, real: &str) -> String {
+    let reals: Vec<&str> = real.split(',').map(str::trim).collect();
+    shown
+        .split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let source = reals[i.min(reals.len() - 1)];
+            let (Ok(mut url), Ok(real)) = (url::Url::parse(item.trim()), url::Url::parse(source))
+            else {
+                return item.trim().to_string();
+            };
+            let _ = url.set_password(real.password());
+            url.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A value with its passwords masked when it is a URL with a host (`amqp://u:***@h/v`), or a
@@ -403,6 +513,9 @@ fn secret_line(entry: &serde_json::Map<String, serde_json::Value>) -> Option<Str
     if let Some(url) = text("broker_url") {
         return Some(format!("{url} (secret: god's broker URL)"));
     }
+    if let Some(template) = text("template") {
+        return Some(format!("{template} (secret, interpolated)"));
+    }
     let var = text("from_env")?;
     Some(format!(
         "{} (secret, from ${var})",
@@ -506,6 +619,44 @@ mod tests {
         );
         assert_eq!(masked_url("amqp://ops:s3cret@10.0.0.1/v,not a url"), None);
         assert_eq!(masked_url("plain"), None);
+    }
+
+    #[test]
+    fn values_are_interpolated_as_compose_does() {
+        let env = |v: &str| match v {
+            "USER" => Some("ops".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let run = |t: &str| interpolate(t, &env).map(|(v, _)| v);
+        assert_eq!(run("amqp://${USER}:$USER@h/").unwrap(), "amqp://ops:ops@h/");
+        assert_eq!(run("${NOPE:-d} ${EMPTY:-d} ${EMPTY-d}").unwrap(), "d d ");
+        assert_eq!(run("$$HOME").unwrap(), "$HOME");
+        assert_eq!(run("${NOPE}").unwrap_err(), "$NOPE is not set");
+        assert_eq!(run("${NOPE:?give it}").unwrap_err(), "$NOPE: give it");
+        assert!(run("${USER").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn a_broker_url_reached_by_another_name_keeps_gods_password() {
+        let secrets = SecretValues {
+            env: &|_| None,
+            broker_url: Some("amqp://ops:s3cret@127.0.0.1:5690/%2f"),
+        };
+        let inside = EnvSource::BrokerUrl {
+            broker_url: "amqp://ops:***@rabbitmq:5672/%2f".into(),
+        };
+        assert_eq!(
+            secrets.resolve(&inside).as_deref(),
+            Some("amqp://ops:s3cret@rabbitmq:5672/%2f")
+        );
+        let same = EnvSource::BrokerUrl {
+            broker_url: "amqp://ops:***@127.0.0.1:5690/%2f".into(),
+        };
+        assert_eq!(
+            secrets.resolve(&same).as_deref(),
+            Some("amqp://ops:s3cret@127.0.0.1:5690/%2f")
+        );
     }
 
     #[test]

@@ -79,6 +79,55 @@ pub fn plan(
     plan
 }
 
+/// The changes to carry out before the broker's, when the plan starts the broker itself (a
+/// component with `broker = true` is created, recreated or started): the networks and volumes
+/// it creates, the broker's container and the containers it depends on, by index. Empty when
+/// the broker's container does not change: then the topology goes first, as always.
+pub fn broker_phase(plan: &Plan) -> BTreeSet<usize> {
+    let containers: Vec<(usize, &ContainerSpec)> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.action != Action::Delete)
+        .filter_map(|(i, c)| match c.resource() {
+            Some(Resource::Container(spec)) => Some((i, spec.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let Some((_, broker)) = containers.iter().find(|(_, spec)| spec.broker) else {
+        return BTreeSet::new();
+    };
+    let mut needed: BTreeSet<&str> = BTreeSet::from([broker.component.as_str()]);
+    let mut pending: Vec<&str> = vec![&broker.component];
+    while let Some(component) = pending.pop() {
+        let deps = containers
+            .iter()
+            .filter(|(_, spec)| spec.component == component)
+            .flat_map(|(_, spec)| spec.depends_on.iter());
+        for dep in deps {
+            if needed.insert(dep) {
+                pending.push(dep);
+            }
+        }
+    }
+    let shared = plan.changes.iter().enumerate().filter(|(_, c)| {
+        c.action == Action::Create
+            && matches!(
+                c.resource(),
+                Some(Resource::Network(_) | Resource::Volume(_))
+            )
+    });
+    shared
+        .map(|(i, _)| i)
+        .chain(
+            containers
+                .iter()
+                .filter(|(_, spec)| needed.contains(spec.component.as_str()))
+                .map(|(i, _)| *i),
+        )
+        .collect()
+}
+
 /// What planning one object gave: changes, notes, or neither.
 #[derive(Default)]
 struct Planned {

@@ -316,9 +316,26 @@ impl Plan {
         changes.extend(other.changes);
         let mut notes = self.notes;
         notes.extend(other.notes);
-        let mut plan = Plan::new(self.vhost.as_deref(), changes, notes);
+        let vhost = self.vhost.or(other.vhost);
+        let mut plan = Plan::new(vhost.as_deref(), changes, notes);
         plan.project = self.project.or(other.project);
         plan
+    }
+
+    /// The changes at `indices` as one plan and the others as another (notes go with the
+    /// second), each keeping this plan's vhost and project.
+    pub fn split(self, indices: &std::collections::BTreeSet<usize>) -> (Plan, Plan) {
+        let (first, rest): (Vec<_>, Vec<_>) = self
+            .changes
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| indices.contains(i));
+        let unzip = |v: Vec<(usize, Change)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+        let mut a = Plan::new(self.vhost.as_deref(), unzip(first), Vec::new());
+        let mut b = Plan::new(self.vhost.as_deref(), unzip(rest), self.notes);
+        a.project = self.project.clone();
+        b.project = self.project;
+        (a, b)
     }
 
     /// The queues this plan replaces or deletes: their messages are at stake, so the plan
