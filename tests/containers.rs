@@ -462,10 +462,16 @@ fn the_repository_plans_doctors_and_graphs_with_no_broker_variable_exported() {
     assert_exit(&plan, 0);
     let json: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_plan_schema(&json);
+    let gateway = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == format!("container/{}-gateway", p.name))
+        .unwrap();
     assert_eq!(
-        json["changes"][0]["after"]["env"]["RABBITMQ_URL"],
-        serde_json::json!({"broker_url": "amqp://guest:***@127.0.0.1:5672/%2f"}),
-        "the default broker URL, masked"
+        gateway["after"]["env"]["RABBITMQ_URL"],
+        serde_json::json!({"broker_url": "amqp://guest:***@rabbitmq:5672/%2F"}),
+        "the stack's broker at its name on the project network, password masked"
     );
     assert!(!text(&plan).contains("guest:guest"), "{}", text(&plan));
     let doctor = in_project(&["doctor", "--json"]);

@@ -9,6 +9,7 @@ pub mod config;
 pub mod flow;
 pub mod render;
 pub mod services;
+pub mod stack;
 pub mod topology;
 
 use std::future::Future;
@@ -301,17 +302,19 @@ pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
     };
     let retry_url = services::bundled_url(None, builtin(Builtin::Retry), Builtin::Retry);
     let retry_expected = desired.is_some_and(|d| !d.retry.is_empty());
-    let (mut checks, gateway, relay, retry, containers, endpoint_check) = tokio::join!(
+    let (mut checks, gateway, relay, retry, containers, endpoint_check, shared) = tokio::join!(
         broker,
         services::bundled(Builtin::Gateway, gateway_url, limit),
         services::bundled(Builtin::Relay, relay_url, limit),
         services::retry_mover(retry_expected, retry_url, limit),
         services::containers(inputs.containers.as_ref(), limit),
         services::endpoints(desired, limit),
+        stack::checks(inputs.containers.as_ref(), limit),
     );
     checks.extend([gateway, relay]);
     checks.extend(retry);
     checks.extend([containers, endpoint_check]);
+    checks.extend(shared);
     checks
 }
 

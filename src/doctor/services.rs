@@ -102,7 +102,7 @@ pub async fn containers(desired: Option<&DesiredContainers>, limit: Duration) ->
     let n = desired.containers.len();
     let check = match worst {
         Verdict::Ok | Verdict::Skip => Check::ok(id, Area::Services, format!("all {n} containers of project {} are running and healthy", desired.project)),
-        Verdict::Warn => Check::new(id, Area::Services, Verdict::Warn, "some containers have restarted")
+        Verdict::Warn => Check::new(id, Area::Services, Verdict::Warn, "some containers have restarted or are near their memory limit")
             .with_fix("`docker logs <container>` shows why they crashed"),
         Verdict::Fail => Check::new(id, Area::Services, Verdict::Fail, "some containers are missing, stopped or unhealthy")
             .with_fix("run `god apply` (it creates, starts or recreates them); `docker logs <container>` says why one stopped"),
@@ -139,7 +139,16 @@ async fn container_state(
     let state = info.state.unwrap_or_default();
     let health = state.health.and_then(|h| h.status);
     let running = state.running == Some(true);
+    if state.oom_killed == Some(true) {
+        return (
+            Verdict::Fail,
+            format!("{name}: killed for going over its memory limit, {restarts} restart(s)"),
+        );
+    }
     let (status, what) = match (running, health) {
+        (false, _) if spec.run_once && state.exit_code == Some(0) => {
+            (Verdict::Ok, "completed (a one-shot container)".to_string())
+        }
         (false, _) => (
             Verdict::Fail,
             format!(
@@ -161,7 +170,63 @@ async fn container_state(
     } else {
         status
     };
-    (status, format!("{name}: {what}, {restarts} restart(s)"))
+    let memory = match (running, spec.runtime.memory_bytes) {
+        (true, Some(of)) => within(limit, memory_use(docker, name))
+            .await
+            .ok()
+            .flatten()
+            .map(|used| (used, of)),
+        _ => None,
+    };
+    let status = match memory {
+        Some((used, of)) if used as f64 >= MEMORY_NEAR_LIMIT * of as f64 => {
+            status.max(Verdict::Warn)
+        }
+        _ => status,
+    };
+    let memory_text = memory
+        .map(|(used, of)| {
+            format!(
+                ", {:.0}% of its {} MiB memory limit",
+                used as f64 * 100.0 / of as f64,
+                of >> 20
+            )
+        })
+        .unwrap_or_default();
+    (
+        status,
+        format!("{name}: {what}, {restarts} restart(s){memory_text}"),
+    )
+}
+
+/// The share of its memory limit a container may use before the doctor warns.
+pub const MEMORY_NEAR_LIMIT: f64 = 0.9;
+
+/// A container's memory in use as the kernel would count it against its limit (its page cache
+/// that can be dropped left out), from one sample of the engine's statistics.
+async fn memory_use(docker: &bollard::Docker, name: &str) -> crate::error::Result<Option<u64>> {
+    use bollard::query_parameters::StatsOptionsBuilder;
+    use futures::StreamExt;
+    let options = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let mut stream = docker.stats(name, Some(options));
+    let Some(sample) = stream.next().await else {
+        return Ok(None);
+    };
+    let sample =
+        sample.map_err(|e| docker_engine::failed(&format!("reading {name}'s statistics"), e))?;
+    let Some(memory) = sample.memory_stats else {
+        return Ok(None);
+    };
+    let stats = memory.stats.unwrap_or_default();
+    let cache = stats
+        .get("inactive_file")
+        .or_else(|| stats.get("total_inactive_file"))
+        .copied()
+        .unwrap_or(0);
+    Ok(memory.usage.map(|u| u.saturating_sub(cache)))
 }
 
 /// One HTTP check: 2xx within the limit passes.

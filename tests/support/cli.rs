@@ -15,7 +15,12 @@ pub fn god() -> Command {
         "GOD_REGISTRY",
         "GOD_COMPONENTS",
         "GOD_PROJECT",
+        "GOD_PROFILES",
+        "GOD_TOPOLOGY",
         "DOCKER_HOST",
+        "RABBIT_URL",
+        "EXCHANGE_NAME",
+        "BLOODBANK_EXCHANGE",
     ] {
         cmd.env_remove(var);
     }

@@ -74,6 +74,20 @@ impl TestProject {
             .unwrap()
     }
 
+    /// Runs god on the broker and this project's containers, with `registry` and no broker URL:
+    /// god finds the broker by components.toml.
+    pub fn run_stack(&self, registry: &Path, args: &[&str]) -> Output {
+        god()
+            .arg("--registry")
+            .arg(registry)
+            .arg("--components")
+            .arg(self.dir.path().join("components.toml"))
+            .args(["--project", &self.name])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// `docker inspect` of one of this project's containers, when it exists.
     pub fn inspect(&self, component: &str) -> Option<Value> {
         let out = Command::new("docker")
@@ -92,23 +106,33 @@ impl Drop for TestProject {
     }
 }
 
-/// Removes every container labelled as belonging to `project`.
+/// Removes every container, then every network and volume, labelled as belonging to
+/// `project`.
 pub fn remove_project_containers(project: &str) {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=god.project={project}"),
-        ])
-        .output()
-        .unwrap();
-    let ids = String::from_utf8_lossy(&out.stdout);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .output();
+    for (list, remove) in [
+        (vec!["ps", "-aq"], vec!["rm", "-f"]),
+        (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+        (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
+    ] {
+        let out = Command::new("docker")
+            .args(&list)
+            .args(["--filter", &format!("label=god.project={project}")])
+            .output()
+            .unwrap();
+        let ids = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(&remove).args(&ids).output();
+        }
+    }
+}
+
+/// Runs `docker` with `args`; its standard output, trimmed, when it succeeds.
+pub fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }

@@ -17,7 +17,7 @@ use super::diagnostic::Diagnostic;
 use super::document::PositionedDocument;
 use super::document::escape_pointer;
 use super::toml_doc;
-use crate::model::containers::Condition;
+use crate::model::containers::{Condition, interpolate};
 
 pub use build_context::context_digest;
 pub use fields::{parse_duration, parse_port};
@@ -405,7 +405,7 @@ impl LoadedComponents {
         };
         let (amqp, management) = (published(5672)?, published(15672)?);
         let variable = |name: &str, default: &str| match broker.env.get(name) {
-            Some(Value::String(v)) => Some(v.clone()),
+            Some(Value::String(v)) => interpolate(v, lookup).ok().map(|(value, _)| value),
             Some(Value::Object(o)) => o.get("from_env").and_then(Value::as_str).and_then(lookup),
             Some(_) => None,
             None => Some(default.to_string()),
