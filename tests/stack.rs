@@ -291,19 +291,6 @@ fn a_volume_holding_data_is_removed_only_with_allow_data_loss_and_the_plan_gives
     );
 }
 
-/// The broker image built from Debian's packages (scripts/broker-image), once per run.
-fn broker_image() -> &'static str {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker-image");
-        assert!(
-            Command::new(script).status().unwrap().success(),
-            "scripts/broker-image failed"
-        );
-    });
-    "god-local/rabbitmq:3-management"
-}
-
 /// Waits until the relay at `port` counts a client, so an event cannot pass it by.
 fn await_relay_client(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -325,7 +312,6 @@ fn await_relay_client(port: u16) {
 
 #[test]
 fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and_relay() {
-    let image = broker_image();
     let p = TestProject::new("withbroker");
     let [amqp, management, gateway] = [free_port(), free_port(), free_port()];
     let relay = free_port();
@@ -338,20 +324,7 @@ fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and
         [networks.bus]
         [volumes.rabbitmq-data]
 
-        [components.rabbitmq]
-        image = "{image}"
-        broker = true
-        env = {{ RABBITMQ_DEFAULT_USER = "ops", RABBITMQ_DEFAULT_PASS = "${{STACK_PASS}}" }}
-        ports = ["127.0.0.1:{amqp}:5672", "127.0.0.1:{management}:15672"]
-        volumes = ["rabbitmq-data:/var/lib/rabbitmq"]
-        networks = ["bus"]
-
-        [components.rabbitmq.healthcheck]
-        test = ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
-        interval = "1s"
-        timeout = "10s"
-        retries = 90
-
+        {broker}
         [components.gateway]
         builtin = "gateway"
         networks = {{ bus = {{ aliases = ["bloodbank"] }} }}
@@ -373,7 +346,14 @@ fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and
         http = "http://127.0.0.1:{relay}/health"
         interval = "500ms"
         retries = 60
-    "#});
+    "#,
+        broker = broker_component(
+            amqp,
+            management,
+            "bus",
+            "env = { RABBITMQ_DEFAULT_USER = \"ops\", RABBITMQ_DEFAULT_PASS = \"${STACK_PASS}\" }\nvolumes = [\"rabbitmq-data:/var/lib/rabbitmq\"]",
+        ),
+    });
     let run = |args: &[&str]| {
         let mut cmd = god();
         cmd.env("STACK_PASS", "s3cret-stack")
@@ -650,12 +630,21 @@ fn doctor_sees_networks_and_aliases_memory_near_its_limit_and_volumes() {
     let volumes = check(&report, "services.volumes");
     assert_ne!(volumes["status"], "fail", "{volumes:#}");
     assert!(
-        volumes["details"][0].as_str().unwrap().contains("of its filesystem's"),
+        volumes["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("of its filesystem's"),
         "{volumes:#}"
     );
 
     let network = format!("{}_back", p.name);
-    docker(&["network", "disconnect", &network, &format!("{}-app", p.name)]).unwrap();
+    docker(&[
+        "network",
+        "disconnect",
+        &network,
+        &format!("{}-app", p.name),
+    ])
+    .unwrap();
     let networks = doctor(&p);
     let networks = check(&networks, "services.networks");
     assert_eq!(networks["status"], "fail", "{networks:#}");

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 /// The management API of the broker `scripts/bootstrap` starts.
 pub const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
 

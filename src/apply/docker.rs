@@ -183,13 +183,10 @@ async fn create_network(docker: &Docker, network: &NetworkSpec) -> Result<()> {
 }
 
 async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
-    match docker.remove_network(name).await {
-        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(
-            &format!("removing network {name}"),
-            e,
-        )),
-        _ => Ok(()),
-    }
+    gone(
+        docker.remove_network(name).await,
+        &format!("removing network {name}"),
+    )
 }
 
 async fn create_volume(docker: &Docker, volume: &VolumeSpec) -> Result<()> {
@@ -207,15 +204,10 @@ async fn create_volume(docker: &Docker, volume: &VolumeSpec) -> Result<()> {
 }
 
 async fn remove_volume(docker: &Docker, name: &str) -> Result<()> {
-    match docker
+    let removed = docker
         .remove_volume(name, None::<RemoveVolumeOptions>)
-        .await
-    {
-        Err(e) if !docker_engine::is_not_found(&e) => {
-            Err(docker_engine::failed(&format!("removing volume {name}"), e))
-        }
-        _ => Ok(()),
-    }
+        .await;
+    gone(removed, &format!("removing volume {name}"))
 }
 
 async fn start(docker: &Docker, name: &str) -> Result<()> {
@@ -227,11 +219,16 @@ async fn start(docker: &Docker, name: &str) -> Result<()> {
 
 async fn remove(docker: &Docker, name: &str) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
-    match docker.remove_container(name, Some(options)).await {
-        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(
-            &format!("removing container {name}"),
-            e,
-        )),
+    gone(
+        docker.remove_container(name, Some(options)).await,
+        &format!("removing container {name}"),
+    )
+}
+
+/// A removal's result: done, or nothing to remove, is Ok; any other failure names `what`.
+fn gone(result: std::result::Result<(), bollard::errors::Error>, what: &str) -> Result<()> {
+    match result {
+        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(what, e)),
         _ => Ok(()),
     }
 }

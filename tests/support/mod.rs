@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub use broker::DedicatedBroker;
 pub use cli::*;
 pub use cluster::Cluster;
-pub use project::{TestProject, builtin_component, docker, remove_project_containers};
+pub use project::{
+    TestProject, broker_component, broker_image, builtin_component, docker,
+    remove_project_containers,
+};
 pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of};
 pub use vhost::TestVhost;
 

@@ -17,6 +17,30 @@ pub fn builtin_component(builtin: &str, port: u16, health_path: &str, extra: &st
     )
 }
 
+/// The image `scripts/broker-image` builds (RabbitMQ from Debian's packages), built once per
+/// process when missing.
+pub fn broker_image() -> &'static str {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker-image");
+        assert!(
+            Command::new(script).status().unwrap().success(),
+            "scripts/broker-image failed"
+        );
+    });
+    "god-local/rabbitmq:3-management"
+}
+
+/// The table of the stack's broker (`broker = true`, the [`broker_image`]) on `network`,
+/// publishing AMQP on 127.0.0.1:`amqp` and its management API on 127.0.0.1:`management`,
+/// healthy once it answers a ping; `extra` holds more keys.
+pub fn broker_component(amqp: u16, management: u16, network: &str, extra: &str) -> String {
+    format!(
+        "[components.rabbitmq]\nimage = \"{}\"\nbroker = true\nports = [\"127.0.0.1:{amqp}:5672\", \"127.0.0.1:{management}:15672\"]\nnetworks = [\"{network}\"]\n{extra}\n[components.rabbitmq.healthcheck]\ntest = [\"CMD\", \"rabbitmq-diagnostics\", \"-q\", \"ping\"]\ninterval = \"1s\"\ntimeout = \"10s\"\nretries = 90\n\n",
+        broker_image()
+    )
+}
+
 /// A container project of its own for one test: a components.toml in a temporary directory, a
 /// unique project label, and every container of that project removed on drop.
 pub struct TestProject {
