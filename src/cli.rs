@@ -66,6 +66,12 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Dead letters: list the dead-letter queues, show their messages without consuming them,
+    /// replay them where they came from, or purge them.
+    Dlq {
+        #[command(subcommand)]
+        what: commands::dlq::DlqCommand,
+    },
     /// Write god's inputs from what exists: `god import compose` turns a docker-compose.yml
     /// into components.toml.
     Import {
@@ -127,6 +133,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
     match cli.command {
         Command::Validate => commands::validate::run(globals),
         Command::Import { what } => commands::import::run(&what),
+        Command::Dlq { what } => commands::dlq::run(globals, &what),
         Command::Render { format } => commands::render::run(globals, format),
         Command::Plan(args) => commands::plan::run(globals, &args),
         Command::Apply(args) => commands::apply::run(globals, &args),

@@ -96,11 +96,11 @@ pub enum GodError {
          hint: run `god plan --out {path}` again and review the new plan."
     )]
     StalePlan { path: PathBuf, moved: String },
-    /// Applying needs confirmation that cannot be asked for.
+    /// A change needs confirmation that cannot be asked for.
     #[error(
-        "refusing to apply without confirmation: standard input is not a terminal.\n\
-         hint: review the plan above and pass --auto-approve (as CI does), or apply a saved, reviewed \
-         plan with `god apply FILE`."
+        "refusing to go on without confirmation: standard input is not a terminal.\n\
+         hint: review what is printed above and pass --auto-approve (as CI does); for god apply, \
+         a saved, reviewed plan applies with `god apply FILE`."
     )]
     NeedsApproval,
     /// Anything else, with its context.

@@ -13,6 +13,7 @@ pub mod broker_endpoints;
 pub mod builtin;
 pub mod cli;
 pub mod commands;
+pub mod dlq;
 pub mod docker_engine;
 pub mod doctor;
 pub mod error;

@@ -29,6 +29,7 @@ use serde_json::json;
 use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
 
 use crate::model::desired::{ATTEMPTS_HEADER, RETRIES_HEADER, RETRY_QUEUE_HEADER, RetryRoute};
+use crate::rabbit::headers::{deaths, integer, text};
 
 /// The consumer tag of the mover: how `god doctor` finds it on the broker.
 pub const CONSUMER_TAG: &str = "god-retry";
@@ -252,37 +253,6 @@ fn original_routing_key(route: &RetryRoute, headers: &FieldTable, received: &str
         String::new()
     } else {
         key
-    }
-}
-
-/// The `x-death` entries of a message, the latest first.
-fn deaths(headers: &FieldTable) -> impl Iterator<Item = &FieldTable> {
-    let entries = match headers.inner().get("x-death") {
-        Some(AMQPValue::FieldArray(entries)) => entries.as_slice(),
-        _ => &[],
-    };
-    entries.iter().filter_map(|e| match e {
-        AMQPValue::FieldTable(t) => Some(t),
-        _ => None,
-    })
-}
-
-fn text(value: Option<&AMQPValue>) -> Option<&str> {
-    match value? {
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
-        AMQPValue::ShortString(s) => Some(s.as_str()),
-        _ => None,
-    }
-}
-
-fn integer(value: Option<&AMQPValue>) -> Option<u64> {
-    match value? {
-        AMQPValue::LongLongInt(i) => u64::try_from(*i).ok(),
-        AMQPValue::LongInt(i) => u64::try_from(*i).ok(),
-        AMQPValue::ShortInt(i) => u64::try_from(*i).ok(),
-        AMQPValue::LongUInt(i) => Some(u64::from(*i)),
-        AMQPValue::Timestamp(i) => Some(*i),
-        _ => None,
     }
 }
 

@@ -1,6 +1,5 @@
 //! `god apply`: plan again (or take a saved plan), confirm, execute, report.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use super::{Exit, Globals, Only, runtime, seconds};
 use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
 use crate::broker_endpoints::BrokerEndpoints;
-use crate::error::{GodError, Result};
+use crate::error::Result;
 use crate::plan::containers::broker_phase;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
@@ -188,24 +187,14 @@ fn progress_bar(changes: usize) -> ProgressBar {
     bar
 }
 
-/// Asks on the terminal; refuses when there is no terminal to ask on.
+/// Asks whether to apply the plan (see [`super::ask_yes`]).
 fn confirm(plan: &Plan) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(GodError::NeedsApproval);
-    }
     let scope = match (&plan.vhost, &plan.project) {
         (Some(vhost), _) => format!("vhost \"{vhost}\""),
         (None, Some(project)) => format!("container project \"{project}\""),
         (None, None) => "nothing".to_string(),
     };
-    print!("\nApply these changes to {scope}? Only 'yes' is accepted: ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| GodError::Other(format!("cannot read the answer: {e}")))?;
-    Ok(answer.trim() == "yes")
+    super::ask_yes(&format!("Apply these changes to {scope}?"))
 }
 
 /// 0 when everything was done, 3 when some was done before a failure, 1 otherwise (nothing

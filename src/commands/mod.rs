@@ -2,6 +2,7 @@
 //! and friends), prints, and says how the process should exit.
 
 pub mod apply;
+pub mod dlq;
 pub mod doctor;
 pub mod gateway;
 pub mod graph;
@@ -14,6 +15,8 @@ pub mod tail;
 pub mod validate;
 
 pub use crate::reconcile::{Globals, Only, runtime};
+
+use crate::error::{GodError, Result};
 
 use std::time::Duration;
 
@@ -49,4 +52,21 @@ pub fn seconds(text: &str) -> std::result::Result<Duration, String> {
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+/// Asks `question` on the terminal and takes only `yes`; refuses (without asking) when there
+/// is no terminal to ask on: scripts pass `--auto-approve`.
+pub fn ask_yes(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(GodError::NeedsApproval);
+    }
+    print!("\n{question} Only 'yes' is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| GodError::Other(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim() == "yes")
 }

@@ -1,0 +1,492 @@
+//! Dead letters: what a dead-letter queue holds, read from each message's `x-death` history
+//! without consuming it, and moved back where it came from, published with confirms before it
+//! is acknowledged.
+//!
+//! Reading takes every message of the queue unacknowledged on one channel, then closes the
+//! channel: the broker puts them all back where they were, in the same order. Replaying holds
+//! the messages it leaves in place the same way until the end.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use lapin::Confirmation;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde::Serialize;
+
+use crate::error::{GodError, Result};
+use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::headers::{deaths, integer, text};
+
+/// The header counting how many times god replayed a message.
+pub const REPLAYS_HEADER: &str = "x-god-replays";
+/// Characters of the body shown by `god dlq show`.
+const PREVIEW: usize = 80;
+/// How long reading waits for the next message before it takes the queue as read.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// One dead-lettered message, as its headers and body describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Its place in the queue, from 1.
+    pub position: usize,
+    /// The event id: the message id, else the envelope's `event_id`.
+    pub event_id: Option<String>,
+    /// The event type: the envelope's `event_type`, else its first routing key.
+    pub event_type: String,
+    /// Why it died the last time: `rejected`, `expired`, `maxlen`, `delivery_limit`.
+    pub reason: String,
+    /// The queue it died in.
+    pub origin_queue: Option<String>,
+    /// The exchange it had been published to.
+    pub exchange: Option<String>,
+    /// The routing keys it had been published with.
+    pub routing_keys: Vec<String>,
+    /// When it died (seconds since the epoch).
+    pub died_at: Option<u64>,
+    /// How many times it died in that queue for that reason.
+    pub deaths: u64,
+    /// How many times god replayed it.
+    pub replays: u64,
+    /// The beginning of its body.
+    pub preview: String,
+}
+
+impl DeadLetter {
+    /// Reads a delivered message.
+    pub fn of(position: usize, delivery: &Delivery) -> Self {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let last = deaths(&headers).next();
+        let field = |key: &str| {
+            last.and_then(|d| text(d.inner().get(key)))
+                .map(str::to_string)
+        };
+        let routing_keys: Vec<String> = match last.and_then(|d| d.inner().get("routing-keys")) {
+            Some(AMQPValue::FieldArray(keys)) => keys
+                .as_slice()
+                .iter()
+                .filter_map(|k| text(Some(k)).map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body: Option<serde_json::Value> = serde_json::from_slice(&delivery.data).ok();
+        let body_text = |key: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let event_type = body_text("event_type")
+            .or_else(|| routing_keys.first().cloned())
+            .unwrap_or_else(|| delivery.routing_key.to_string());
+        Self {
+            position,
+            event_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string())
+                .or_else(|| body_text("event_id")),
+            event_type,
+            reason: field("reason").unwrap_or_else(|| "none".to_string()),
+            origin_queue: field("queue"),
+            exchange: field("exchange"),
+            routing_keys,
+            died_at: last.and_then(|d| integer(d.inner().get("time"))),
+            deaths: last
+                .and_then(|d| integer(d.inner().get("count")))
+                .unwrap_or(0),
+            replays: integer(headers.inner().get(REPLAYS_HEADER)).unwrap_or(0),
+            preview: String::from_utf8_lossy(&delivery.data)
+                .chars()
+                .take(PREVIEW)
+                .collect(),
+        }
+    }
+}
+
+/// Which dead letters a command takes: `reason=rejected,type=agent.*,older-than=1h`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// The reason it died.
+    pub reason: Option<String>,
+    /// Its event type, as a topic pattern (`agent.#`, `task.*`).
+    pub event_type: Option<String>,
+    /// Died at least this long ago.
+    pub older_than: Option<Duration>,
+}
+
+impl Filter {
+    /// Parses `key=value` pairs, comma-separated.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut filter = Filter::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
+            match key.trim() {
+                "reason" => filter.reason = Some(value.trim().to_string()),
+                "type" => filter.event_type = Some(value.trim().to_string()),
+                "older-than" => {
+                    filter.older_than = Some(
+                        humantime::parse_duration(value.trim())
+                            .map_err(|e| format!("older-than={value}: {e}"))?,
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "unknown filter {other:?}: use reason=, type= or older-than="
+                    ));
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Whether a dead letter passes, at `now` (seconds since the epoch).
+    pub fn matches(&self, letter: &DeadLetter, now: u64) -> bool {
+        let reason = self.reason.as_ref().is_none_or(|r| r == &letter.reason);
+        let event_type = self
+            .event_type
+            .as_ref()
+            .is_none_or(|p| crate::relay::topic::matches(p, &letter.event_type));
+        let old = self.older_than.is_none_or(|age| {
+            letter
+                .died_at
+                .is_some_and(|t| now.saturating_sub(t) >= age.as_secs())
+        });
+        reason && event_type && old
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A queue's dead letters by what they have in common.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// The queue.
+    pub queue: String,
+    /// Its messages, counted by the broker.
+    pub count: u64,
+    /// When the oldest died (seconds since the epoch).
+    pub oldest: Option<u64>,
+    /// Messages by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Messages by event type.
+    pub event_types: BTreeMap<String, u64>,
+    /// Messages by the queue they died in.
+    pub origins: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// The summary of the dead letters of `queue`.
+    pub fn of(queue: &str, count: u64, letters: &[DeadLetter]) -> Self {
+        let mut summary = Summary {
+            queue: queue.to_string(),
+            count,
+            oldest: letters.iter().filter_map(|l| l.died_at).min(),
+            ..Summary::default()
+        };
+        for letter in letters {
+            *summary.reasons.entry(letter.reason.clone()).or_default() += 1;
+            *summary
+                .event_types
+                .entry(letter.event_type.clone())
+                .or_default() += 1;
+            let origin = letter.origin_queue.clone().unwrap_or_else(|| "?".into());
+            *summary.origins.entry(origin).or_default() += 1;
+        }
+        summary
+    }
+}
+
+/// The number of messages in `queue` now (a passive declare); None when it does not exist.
+pub async fn depth(session: &AmqpSession, queue: &str) -> Result<Option<u64>> {
+    let counts = crate::observe::rabbit::exact_counts(
+        session,
+        &std::collections::BTreeSet::from([queue.to_string()]),
+    )
+    .await?;
+    Ok(counts.get(queue).map(|s| s.messages))
+}
+
+/// Reads the first `limit` messages of `queue` (all when None) without consuming them: they
+/// are taken unacknowledged and given back, in their order, when the channel closes.
+pub async fn read(
+    session: &AmqpSession,
+    queue: &str,
+    limit: Option<u64>,
+) -> Result<Vec<DeadLetter>> {
+    let Some(count) = depth(session, queue).await? else {
+        return Err(no_queue(queue));
+    };
+    let wanted = limit.map_or(count, |l| l.min(count));
+    let channel = session.channel().await?;
+    let mut deliveries = subscribe(session, &channel, queue, "god-dlq-read").await?;
+    let mut letters = Vec::new();
+    while (letters.len() as u64) < wanted {
+        match tokio::time::timeout(QUIET, deliveries.next()).await {
+            Ok(Some(Ok(delivery))) => letters.push(DeadLetter::of(letters.len() + 1, &delivery)),
+            _ => break,
+        }
+    }
+    let _ = channel.close(200, "read".into()).await;
+    Ok(letters)
+}
+
+/// Consumes `queue` with manual acknowledgements and no prefetch limit: every message the
+/// broker has is held, in order, until acknowledged or given back.
+async fn subscribe(
+    session: &AmqpSession,
+    channel: &lapin::Channel,
+    queue: &str,
+    tag: &str,
+) -> Result<lapin::Consumer> {
+    channel
+        .basic_qos(0, BasicQosOptions::default())
+        .await
+        .map_err(|e| session.error(e, "setting the prefetch"))?;
+    channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| session.error(e, &format!("reading queue {queue}")))
+}
+
+fn no_queue(queue: &str) -> GodError {
+    GodError::Usage(format!(
+        "queue {queue} does not exist in this vhost\nhint: `god dlq list` names the dead-letter queues"
+    ))
+}
+
+/// Where replayed messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Back to the queue each died in (its last `x-death` entry), through the default exchange.
+    Origin,
+    /// To this queue, through the default exchange.
+    Queue(String),
+}
+
+/// What a replay or a purge takes.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Which messages.
+    pub filter: Filter,
+    /// At most this many.
+    pub limit: Option<u64>,
+    /// A message replayed this many times already stays.
+    pub max_replays: u64,
+}
+
+/// What a replay or a purge did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Messages looked at.
+    pub seen: u64,
+    /// Messages moved (or purged).
+    pub moved: u64,
+    /// Messages left where they were, by why.
+    pub stayed: BTreeMap<String, u64>,
+    /// Messages selected that could not be moved (no such queue, refused): they stay too.
+    pub failed: u64,
+}
+
+impl Outcome {
+    fn stay(&mut self, why: &str) {
+        *self.stayed.entry(why.to_string()).or_default() += 1;
+    }
+
+    /// The messages that stayed, all reasons together.
+    pub fn stayed_total(&self) -> u64 {
+        self.stayed.values().sum()
+    }
+}
+
+/// What to do with the messages a replay selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Publish them to the destination, then acknowledge them.
+    Replay(Destination),
+    /// Acknowledge them: they are gone.
+    Purge,
+    /// Count them, touch nothing.
+    DryRun,
+}
+
+/// Goes through the messages `queue` holds now, once each, in order: those `selection` takes
+/// are replayed (published with `mandatory` and a confirm, then acknowledged: a crash in
+/// between leaves the message in both places, never in neither) or purged; the others are
+/// held and given back, in their order, at the end. `progress` is told of each message.
+pub async fn process(
+    session: &AmqpSession,
+    queue: &str,
+    selection: &Selection,
+    action: &Action,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Outcome> {
+    let Some(count) = depth(session, queue).await? else {
+        return Err(no_queue(queue));
+    };
+    let channel = session.channel().await?;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .map_err(|e| session.error(e, "turning on publisher confirms"))?;
+    let mut deliveries = subscribe(session, &channel, queue, "god-dlq-replay").await?;
+    let mut outcome = Outcome::default();
+    let now = now();
+    while outcome.seen < count {
+        let delivery = match tokio::time::timeout(QUIET, deliveries.next()).await {
+            Ok(Some(Ok(delivery))) => delivery,
+            _ => break,
+        };
+        outcome.seen += 1;
+        let letter = DeadLetter::of(outcome.seen as usize, &delivery);
+        let taken = outcome.moved + outcome.failed;
+        if !selection.filter.matches(&letter, now) {
+            outcome.stay("not selected by the filter");
+        } else if selection.limit.is_some_and(|l| taken >= l) {
+            outcome.stay("beyond --limit");
+        } else if letter.replays >= selection.max_replays && matches!(action, Action::Replay(_)) {
+            outcome.stay("replayed --max-replays times already");
+        } else {
+            match carry_out(session, &channel, &delivery, &letter, action).await? {
+                Ok(()) => outcome.moved += 1,
+                Err(why) => {
+                    outcome.failed += 1;
+                    outcome.stay(&why);
+                }
+            }
+        }
+        progress(1);
+    }
+    // Everything not acknowledged goes back where it was, in its order.
+    let _ = channel.close(200, "replayed".into()).await;
+    Ok(outcome)
+}
+
+/// Does `action` to one selected message; Ok(Err(why)) when it must stay.
+async fn carry_out(
+    session: &AmqpSession,
+    channel: &lapin::Channel,
+    delivery: &Delivery,
+    letter: &DeadLetter,
+    action: &Action,
+) -> Result<std::result::Result<(), String>> {
+    let destination = match action {
+        Action::DryRun => return Ok(Ok(())),
+        Action::Purge => {
+            ack(session, delivery).await?;
+            return Ok(Ok(()));
+        }
+        Action::Replay(Destination::Queue(q)) => q.clone(),
+        Action::Replay(Destination::Origin) => match &letter.origin_queue {
+            Some(q) => q.clone(),
+            None => return Ok(Err("no x-death history to say where it came from".into())),
+        },
+    };
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        REPLAYS_HEADER.into(),
+        AMQPValue::LongLongInt(letter.replays as i64 + 1),
+    );
+    let properties = delivery.properties.clone().with_headers(headers);
+    let confirmation = channel
+        .basic_publish(
+            "".into(),
+            destination.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &delivery.data,
+            properties,
+        )
+        .await
+        .map_err(|e| session.error(e, "publishing a replayed message"))?
+        .await
+        .map_err(|e| session.error(e, "waiting for the broker's confirm"))?;
+    match confirmation {
+        Confirmation::Ack(None) => {
+            ack(session, delivery).await?;
+            Ok(Ok(()))
+        }
+        Confirmation::Ack(Some(_)) => Ok(Err(format!("queue {destination} does not exist"))),
+        _ => Ok(Err(format!("the broker refused it for {destination}"))),
+    }
+}
+
+async fn ack(session: &AmqpSession, delivery: &Delivery) -> Result<()> {
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| session.error(e, "acknowledging a message"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(reason: &str, event_type: &str, died_at: u64) -> DeadLetter {
+        DeadLetter {
+            position: 1,
+            event_id: None,
+            event_type: event_type.into(),
+            reason: reason.into(),
+            origin_queue: Some("q".into()),
+            exchange: None,
+            routing_keys: Vec::new(),
+            died_at: Some(died_at),
+            deaths: 1,
+            replays: 0,
+            preview: String::new(),
+        }
+    }
+
+    #[test]
+    fn filters_select_by_reason_type_pattern_and_age() {
+        let f = Filter::parse("reason=rejected, type=agent.#, older-than=1h").unwrap();
+        assert!(f.matches(&letter("rejected", "agent.x.done", 0), 7200));
+        assert!(!f.matches(&letter("expired", "agent.x.done", 0), 7200));
+        assert!(!f.matches(&letter("rejected", "task.done", 0), 7200));
+        assert!(!f.matches(&letter("rejected", "agent.x", 7000), 7200));
+        assert!(
+            Filter::parse("")
+                .unwrap()
+                .matches(&letter("maxlen", "x", 0), 0)
+        );
+        assert!(
+            Filter::parse("colour=red")
+                .unwrap_err()
+                .contains("unknown filter")
+        );
+        assert!(Filter::parse("older-than=soon").is_err());
+    }
+
+    #[test]
+    fn a_summary_counts_by_reason_type_and_origin() {
+        let letters = [
+            letter("rejected", "a", 5),
+            letter("rejected", "b", 3),
+            letter("expired", "a", 9),
+        ];
+        let s = Summary::of("q_dlq", 3, &letters);
+        assert_eq!(s.oldest, Some(3));
+        assert_eq!(s.reasons["rejected"], 2);
+        assert_eq!(s.event_types["a"], 2);
+        assert_eq!(s.origins["q"], 3);
+    }
+}
