@@ -325,10 +325,23 @@ pub enum Action {
     DryRun,
 }
 
+/// Publishes a replay keeps unconfirmed at once: the broker confirms them in a stream instead
+/// of one round trip each. A crash loses none of them (each is acknowledged only after its
+/// confirm) and leaves at most this many in both places.
+pub const IN_FLIGHT: usize = 64;
+
+/// A replayed message waiting for its confirm.
+struct Pending {
+    delivery: Delivery,
+    confirm: lapin::PublisherConfirm,
+    destination: String,
+}
+
 /// Goes through the messages `queue` holds now, once each, in order: those `selection` takes
-/// are replayed (published with `mandatory` and a confirm, then acknowledged: a crash in
-/// between leaves the message in both places, never in neither) or purged; the others are
-/// held and given back, in their order, at the end. `progress` is told of each message.
+/// are replayed (published in order with `mandatory`, and acknowledged each once the broker
+/// confirmed it: a crash in between leaves a message in both places, never in neither) or
+/// purged; the others are held and given back, in their order, at the end. `progress` is told
+/// of each message.
 pub async fn process(
     session: &AmqpSession,
     queue: &str,
@@ -346,6 +359,7 @@ pub async fn process(
         .map_err(|e| session.error(e, "turning on publisher confirms"))?;
     let mut deliveries = subscribe(session, &channel, queue, "god-dlq-replay").await?;
     let mut outcome = Outcome::default();
+    let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
     let now = now();
     while outcome.seen < count {
         let delivery = match tokio::time::timeout(QUIET, deliveries.next()).await {
@@ -354,7 +368,7 @@ pub async fn process(
         };
         outcome.seen += 1;
         let letter = DeadLetter::of(outcome.seen as usize, &delivery);
-        let taken = outcome.moved + outcome.failed;
+        let taken = outcome.moved + outcome.failed + pending.len() as u64;
         if !selection.filter.matches(&letter, now) {
             outcome.stay("not selected by the filter");
         } else if selection.limit.is_some_and(|l| taken >= l) {
@@ -362,48 +376,65 @@ pub async fn process(
         } else if letter.replays >= selection.max_replays && matches!(action, Action::Replay(_)) {
             outcome.stay("replayed --max-replays times already");
         } else {
-            match carry_out(session, &channel, &delivery, &letter, action).await? {
-                Ok(()) => outcome.moved += 1,
-                Err(why) => {
-                    outcome.failed += 1;
-                    outcome.stay(&why);
+            match action {
+                Action::DryRun => outcome.moved += 1,
+                Action::Purge => {
+                    ack(session, &delivery).await?;
+                    outcome.moved += 1;
                 }
+                Action::Replay(destination) => match target(destination, &letter) {
+                    Err(why) => {
+                        outcome.failed += 1;
+                        outcome.stay(&why);
+                    }
+                    Ok(to) => {
+                        pending.push_back(publish(session, &channel, delivery, &letter, to).await?);
+                        if pending.len() >= IN_FLIGHT
+                            && let Some(oldest) = pending.pop_front()
+                        {
+                            settle(session, oldest, &mut outcome).await?;
+                        }
+                    }
+                },
             }
         }
         progress(1);
+    }
+    while let Some(oldest) = pending.pop_front() {
+        settle(session, oldest, &mut outcome).await?;
     }
     // Everything not acknowledged goes back where it was, in its order.
     let _ = channel.close(200, "replayed".into()).await;
     Ok(outcome)
 }
 
-/// Does `action` to one selected message; Ok(Err(why)) when it must stay.
-async fn carry_out(
+/// The queue a replayed message goes to.
+fn target(destination: &Destination, letter: &DeadLetter) -> std::result::Result<String, String> {
+    match destination {
+        Destination::Queue(q) => Ok(q.clone()),
+        Destination::Origin => letter
+            .origin_queue
+            .clone()
+            .ok_or_else(|| "no x-death history to say where it came from".to_string()),
+    }
+}
+
+/// Publishes a copy of a dead letter to `destination` through the default exchange, with its
+/// replay count raised.
+async fn publish(
     session: &AmqpSession,
     channel: &lapin::Channel,
-    delivery: &Delivery,
+    delivery: Delivery,
     letter: &DeadLetter,
-    action: &Action,
-) -> Result<std::result::Result<(), String>> {
-    let destination = match action {
-        Action::DryRun => return Ok(Ok(())),
-        Action::Purge => {
-            ack(session, delivery).await?;
-            return Ok(Ok(()));
-        }
-        Action::Replay(Destination::Queue(q)) => q.clone(),
-        Action::Replay(Destination::Origin) => match &letter.origin_queue {
-            Some(q) => q.clone(),
-            None => return Ok(Err("no x-death history to say where it came from".into())),
-        },
-    };
+    destination: String,
+) -> Result<Pending> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(
         REPLAYS_HEADER.into(),
         AMQPValue::LongLongInt(letter.replays as i64 + 1),
     );
     let properties = delivery.properties.clone().with_headers(headers);
-    let confirmation = channel
+    let confirm = channel
         .basic_publish(
             "".into(),
             destination.as_str().into(),
@@ -415,17 +446,39 @@ async fn carry_out(
             properties,
         )
         .await
-        .map_err(|e| session.error(e, "publishing a replayed message"))?
+        .map_err(|e| session.error(e, "publishing a replayed message"))?;
+    Ok(Pending {
+        delivery,
+        confirm,
+        destination,
+    })
+}
+
+/// Waits for a replayed message's confirm, then acknowledges the dead letter; one the broker
+/// could not route or refused stays.
+async fn settle(session: &AmqpSession, pending: Pending, outcome: &mut Outcome) -> Result<()> {
+    let confirmation = pending
+        .confirm
         .await
         .map_err(|e| session.error(e, "waiting for the broker's confirm"))?;
     match confirmation {
         Confirmation::Ack(None) => {
-            ack(session, delivery).await?;
-            Ok(Ok(()))
+            ack(session, &pending.delivery).await?;
+            outcome.moved += 1;
         }
-        Confirmation::Ack(Some(_)) => Ok(Err(format!("queue {destination} does not exist"))),
-        _ => Ok(Err(format!("the broker refused it for {destination}"))),
+        Confirmation::Ack(Some(_)) => {
+            outcome.failed += 1;
+            outcome.stay(&format!("queue {} does not exist", pending.destination));
+        }
+        _ => {
+            outcome.failed += 1;
+            outcome.stay(&format!(
+                "the broker refused it for {}",
+                pending.destination
+            ));
+        }
     }
+    Ok(())
 }
 
 async fn ack(session: &AmqpSession, delivery: &Delivery) -> Result<()> {

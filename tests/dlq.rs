@@ -32,6 +32,15 @@ fn event(i: usize) -> (String, String) {
 /// A service `orders` whose dead-letter queue `orders_dlq` holds 1,000 dead letters in order:
 /// e0000..e0599 rejected by a consumer, then e0600..e0999 expired.
 fn dead_letters(tag: &str) -> (TestVhost, tempfile::TempDir, std::path::PathBuf) {
+    dead_letters_of(tag, REJECTED, EXPIRED)
+}
+
+/// [`dead_letters`] with `rejected` rejected ones, then `expired` expired ones.
+fn dead_letters_of(
+    tag: &str,
+    rejected: usize,
+    expired: usize,
+) -> (TestVhost, tempfile::TempDir, std::path::PathBuf) {
     let v = TestVhost::new(tag);
     let (dir, registry) = registry(indoc! {r##"
         version: "1.0"
@@ -42,7 +51,7 @@ fn dead_letters(tag: &str) -> (TestVhost, tempfile::TempDir, std::path::PathBuf)
             routing_keys: ["#"]
     "##});
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
-    publish(&v, 0..REJECTED, None);
+    publish(&v, 0..rejected, None);
     v.amqp(|ch| async move {
         ch.basic_qos(100, BasicQosOptions::default()).await.unwrap();
         let mut deliveries = ch
@@ -54,7 +63,7 @@ fn dead_letters(tag: &str) -> (TestVhost, tempfile::TempDir, std::path::PathBuf)
             )
             .await
             .unwrap();
-        for _ in 0..REJECTED {
+        for _ in 0..rejected {
             let delivery = deliveries.next().await.unwrap().unwrap();
             delivery
                 .reject(BasicRejectOptions { requeue: false })
@@ -64,8 +73,8 @@ fn dead_letters(tag: &str) -> (TestVhost, tempfile::TempDir, std::path::PathBuf)
         // A synchronous call: the broker has processed every reject before the close.
         ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     });
-    publish(&v, REJECTED..REJECTED + EXPIRED, Some("1"));
-    await_depth(&v, "orders_dlq", (REJECTED + EXPIRED) as u32);
+    publish(&v, rejected..rejected + expired, Some("1"));
+    await_depth(&v, "orders_dlq", (rejected + expired) as u32);
     (v, dir, registry)
 }
 
@@ -248,7 +257,8 @@ fn replaying_one_event_type_moves_exactly_those_back_in_order_each_once() {
 
 #[test]
 fn a_replay_killed_half_way_and_run_again_leaves_every_message_in_exactly_one_place() {
-    let (v, _d, registry) = dead_letters("dlqkill");
+    const N: usize = 5000;
+    let (v, _d, registry) = dead_letters_of("dlqkill", N, 0);
     let mut replay = v
         .god()
         .arg("--registry")
@@ -259,7 +269,7 @@ fn a_replay_killed_half_way_and_run_again_leaves_every_message_in_exactly_one_pl
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while v.depth("orders") < 200 {
+    while v.depth("orders") < 500 {
         assert!(Instant::now() < deadline, "the replay never got going");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -279,15 +289,16 @@ fn a_replay_killed_half_way_and_run_again_leaves_every_message_in_exactly_one_pl
     );
     let mut everywhere = ids(&v.drain("orders"));
     everywhere.extend(ids(&v.drain("orders_dlq")));
-    let duplicates = everywhere.len() - 1000;
+    let duplicates = everywhere.len() - N;
     everywhere.sort();
     everywhere.dedup();
-    let all: Vec<String> = (0..1000).map(|i| event(i).0).collect();
+    let all: Vec<String> = (0..N).map(|i| event(i).0).collect();
     assert_eq!(everywhere, all, "nothing lost");
     assert!(
-        duplicates <= 1,
-        "at most the one message in flight is in both places: {duplicates}"
+        duplicates <= 64,
+        "at most the messages in flight (64) are in both places: {duplicates}"
     );
+    eprintln!("killed after {moved_before_kill} moved: {duplicates} duplicate(s)");
 }
 
 #[test]
