@@ -47,7 +47,8 @@ pub struct Globals {
     pub registry: Option<PathBuf>,
     /// AMQP URL; its path is the vhost. Nodes of a cluster: comma-separated, the first that
     /// answers is used. The upstream's RABBIT_URL is read when RABBITMQ_URL is not set.
-    /// Default: amqp://guest:guest@127.0.0.1:5672/%2f
+    /// Default: the broker components.toml runs (`broker = true`), by its published ports, else
+    /// amqp://guest:guest@127.0.0.1:5672/%2f
     #[arg(
         long,
         global = true,
@@ -57,7 +58,8 @@ pub struct Globals {
     )]
     pub amqp_url: Option<String>,
     /// Management API URL; credentials come from the AMQP URL unless given here. Nodes of a
-    /// cluster: comma-separated, the first that answers is used. Default: http://127.0.0.1:15672
+    /// cluster: comma-separated, the first that answers is used. Default: the broker
+    /// components.toml runs, else http://127.0.0.1:15672
     #[arg(
         long,
         global = true,
