@@ -20,12 +20,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicPublishOptions, BasicQosOptions, QueuePurgeOptions};
+use lapin::options::{BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
 use common::{
-    applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost, two_thread_runtime,
+    applied_registry, confirming_channel, delete_vhost, depth, env_number, fresh_vhost,
+    print_median_ratio, purge, two_thread_runtime,
 };
 
 const VHOST: &str = "god-bench-dlq";
@@ -74,8 +75,7 @@ fn main() {
             ratios.push(ratio);
             println!("| {round} | {god_rate:.0} | {raw_rate:.0} | {ratio:.2} |");
         }
-        ratios.sort_by(f64::total_cmp);
-        println!("\ngod / raw, median of {rounds} rounds: {:.2} (range {:.2}–{:.2})", ratios[ratios.len() / 2], ratios[0], ratios[ratios.len() - 1]);
+        print_median_ratio("god / raw", ratios);
         let _ = connection.close(200, "done".into()).await;
         delete_vhost(&http, VHOST).await;
     });
@@ -163,23 +163,4 @@ async fn wait_until_moved(channel: &Channel, n: u32) {
     while depth(channel, ORIGIN).await < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn depth(channel: &Channel, queue: &str) -> u32 {
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-        .unwrap()
-        .message_count()
-}
-
-async fn purge(channel: &Channel, queue: &str) {
-    channel
-        .queue_purge(queue.into(), QueuePurgeOptions::default())
-        .await
-        .unwrap();
 }

@@ -17,12 +17,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicNackOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 
 use common::{
-    applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost, two_thread_runtime,
+    applied_registry, confirming_channel, delete_vhost, depth, env_number, fresh_vhost,
+    print_median_ratio, purge, two_thread_runtime,
 };
 use support::ServiceProcess;
 
@@ -66,8 +67,7 @@ fn main() {
             ratios.push(ratio);
             println!("| {round} | {god_rate:.0} | {raw_rate:.0} | {ratio:.2} |");
         }
-        ratios.sort_by(f64::total_cmp);
-        println!("\ngod / raw, median of {rounds} rounds: {:.2} (range {:.2}–{:.2})", ratios[ratios.len() / 2], ratios[0], ratios[ratios.len() - 1]);
+        print_median_ratio("god / raw", ratios);
         let _ = connection.close(200, "done".into()).await;
         delete_vhost(&http, VHOST).await;
     });
@@ -180,23 +180,4 @@ async fn wait_until_moved(channel: &Channel, n: u32) {
     while depth(channel, STAGE).await < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn depth(channel: &Channel, queue: &str) -> u32 {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-        .unwrap()
-        .message_count()
-}
-
-async fn purge(channel: &Channel, queue: &str) {
-    channel
-        .queue_purge(queue.into(), Default::default())
-        .await
-        .unwrap();
 }

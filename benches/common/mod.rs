@@ -105,3 +105,36 @@ pub async fn confirming_channel(amqp: &str) -> (lapin::Connection, lapin::Channe
         .unwrap();
     (connection, channel)
 }
+
+/// The messages of a queue now (a passive declare).
+pub async fn depth(channel: &lapin::Channel, queue: &str) -> u32 {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .unwrap()
+        .message_count()
+}
+
+/// Empties a queue.
+pub async fn purge(channel: &lapin::Channel, queue: &str) {
+    channel
+        .queue_purge(queue.into(), Default::default())
+        .await
+        .unwrap();
+}
+
+/// Prints the median of the rounds' ratios with their range.
+pub fn print_median_ratio(what: &str, mut ratios: Vec<f64>) {
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "\n{what}, median of {} rounds: {:.2} (range {:.2}–{:.2})",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
