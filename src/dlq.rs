@@ -207,26 +207,30 @@ impl Summary {
     }
 }
 
-/// The number of messages in `queue` now (a passive declare); None when it does not exist.
-pub async fn depth(session: &AmqpSession, queue: &str) -> Result<Option<u64>> {
+/// The number of messages in `queue` now (a passive declare); a queue that does not exist is
+/// an error naming it.
+pub async fn depth(session: &AmqpSession, queue: &str) -> Result<u64> {
     let counts = crate::observe::rabbit::exact_counts(
         session,
         &std::collections::BTreeSet::from([queue.to_string()]),
     )
     .await?;
-    Ok(counts.get(queue).map(|s| s.messages))
+    counts.get(queue).map(|s| s.messages).ok_or_else(|| {
+        GodError::Usage(format!(
+            "queue {queue} does not exist in this vhost\nhint: `god dlq list` names the dead-letter queues"
+        ))
+    })
 }
 
 /// Reads the first `limit` messages of `queue` (all when None) without consuming them: they
-/// are taken unacknowledged and given back, in their order, when the channel closes.
+/// are taken unacknowledged and given back, in their order, when the channel closes. Returns
+/// the queue's count, by the broker, with them.
 pub async fn read(
     session: &AmqpSession,
     queue: &str,
     limit: Option<u64>,
-) -> Result<Vec<DeadLetter>> {
-    let Some(count) = depth(session, queue).await? else {
-        return Err(no_queue(queue));
-    };
+) -> Result<(u64, Vec<DeadLetter>)> {
+    let count = depth(session, queue).await?;
     let wanted = limit.map_or(count, |l| l.min(count));
     let channel = session.channel().await?;
     let mut deliveries = subscribe(session, &channel, queue, "god-dlq-read").await?;
@@ -238,7 +242,7 @@ pub async fn read(
         }
     }
     let _ = channel.close(200, "read".into()).await;
-    Ok(letters)
+    Ok((count, letters))
 }
 
 /// Consumes `queue` with manual acknowledgements and no prefetch limit: every message the
@@ -262,12 +266,6 @@ async fn subscribe(
         )
         .await
         .map_err(|e| session.error(e, &format!("reading queue {queue}")))
-}
-
-fn no_queue(queue: &str) -> GodError {
-    GodError::Usage(format!(
-        "queue {queue} does not exist in this vhost\nhint: `god dlq list` names the dead-letter queues"
-    ))
 }
 
 /// Where replayed messages go.
@@ -349,9 +347,7 @@ pub async fn process(
     action: &Action,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Outcome> {
-    let Some(count) = depth(session, queue).await? else {
-        return Err(no_queue(queue));
-    };
+    let count = depth(session, queue).await?;
     let channel = session.channel().await?;
     channel
         .confirm_select(Default::default())

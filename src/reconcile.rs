@@ -628,10 +628,18 @@ pub async fn execute(
 ) -> Result<Vec<Outcome>> {
     let broker_url = endpoints.amqp_urls_secret();
     let first = broker_phase(plan);
+    let engine = tokio::sync::OnceCell::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     if !first.is_empty() {
         session.release_broker().await;
-        let started = containers(plan, &|i| first.contains(&i), &broker_url, progress).await?;
+        let started = containers(
+            &engine,
+            plan,
+            &|i| first.contains(&i),
+            &broker_url,
+            progress,
+        )
+        .await?;
         merge(&mut outcomes, started);
         if outcomes.iter().flatten().any(Outcome::is_failure) {
             return Ok(finish(outcomes));
@@ -656,25 +664,34 @@ pub async fn execute(
     }
     let broker_failed = outcomes.iter().flatten().any(Outcome::is_failure);
     if plan.has_container_changes() && !broker_failed {
-        let rest = containers(plan, &|i| !first.contains(&i), &broker_url, progress).await?;
+        let rest = containers(
+            &engine,
+            plan,
+            &|i| !first.contains(&i),
+            &broker_url,
+            progress,
+        )
+        .await?;
         merge(&mut outcomes, rest);
     }
     Ok(finish(outcomes))
 }
 
-/// Runs the engine's changes of the plan that `include` selects (by index).
+/// Runs the engine's changes of the plan that `include` selects (by index), connecting to the
+/// engine the first time it is needed.
 async fn containers(
+    engine: &tokio::sync::OnceCell<bollard::Docker>,
     plan: &Plan,
     include: &(dyn Fn(usize) -> bool + Sync),
     broker_url: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Option<Outcome>>> {
-    let docker = docker_engine::connect().await?;
+    let docker = engine.get_or_try_init(docker_engine::connect).await?;
     let secrets = SecretValues {
         env: &environment,
         broker_url: Some(broker_url),
     };
-    Ok(docker::execute(&docker, plan, include, &secrets, progress).await)
+    Ok(docker::execute(docker, plan, include, &secrets, progress).await)
 }
 
 fn merge(outcomes: &mut [Option<Outcome>], more: Vec<Option<Outcome>>) {

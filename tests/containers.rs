@@ -295,22 +295,7 @@ fn god_runs_its_own_gateway_and_relay_as_containers_and_waits_for_them() {
         "secrets stay out of labels"
     );
 
-    let posted = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "-d",
-            "{}",
-            &format!("http://127.0.0.1:{gateway}/events/agent.x"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&posted.stdout), "202");
+    assert_eq!(post_event(gateway, "agent.x", "{}"), 202);
     assert!(
         v.await_message("q").is_some(),
         "the containerised gateway published into the vhost"
@@ -476,12 +461,7 @@ fn the_repository_plans_doctors_and_graphs_with_no_broker_variable_exported() {
     assert!(!text(&plan).contains("guest:guest"), "{}", text(&plan));
     let doctor = in_project(&["doctor", "--json"]);
     let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    let components = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "config.components")
-        .unwrap();
+    let components = doctor_check(&report, "config.components");
     assert_eq!(components["status"], "ok", "{components}");
     assert_exit(&in_project(&["graph"]), 0);
 }

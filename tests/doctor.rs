@@ -115,18 +115,8 @@ fn doctor(v: &TestVhost, registry: &Path, args: &[&str]) -> (Value, Output) {
 }
 
 #[track_caller]
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
-}
-
-#[track_caller]
 fn assert_check(report: &Value, id: &str, status: &str) -> String {
-    let c = check(report, id);
+    let c = doctor_check(report, id);
     assert_eq!(c["status"], status, "{id}: {c:#}");
     if status == "warn" || status == "fail" {
         assert!(
@@ -534,7 +524,7 @@ fn a_consumer_with_another_prefetch_than_its_service_is_a_warning_with_the_fix()
 
     let (report, out) = doctor(&v, &registry, &[]);
     let shown = assert_check(&report, "flow.prefetch", "warn");
-    let details = check(&report, "flow.prefetch")["details"].to_string();
+    let details = doctor_check(&report, "flow.prefetch")["details"].to_string();
     assert!(
         details.contains("qb (service b): consumer test-consumer-qb")
             && details.contains("prefetch 50, the registry says 1"),

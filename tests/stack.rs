@@ -410,22 +410,10 @@ fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and
         .spawn()
         .unwrap();
     await_relay_client(relay);
-    let posted = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "-d",
-            "{\"hello\": \"stack\"}",
-            &format!("http://127.0.0.1:{gateway}/events/god.sample.hello"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&posted.stdout), "202");
+    assert_eq!(
+        post_event(gateway, "god.sample.hello", "{\"hello\": \"stack\"}"),
+        202
+    );
     let tailed = tail.wait_with_output().unwrap();
     let event = String::from_utf8_lossy(&tailed.stdout);
     assert!(
@@ -586,15 +574,6 @@ fn doctor(p: &TestProject) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("{id} in {report:#}"))
-}
-
 #[test]
 fn doctor_sees_networks_and_aliases_memory_near_its_limit_and_volumes() {
     let p = TestProject::new("doctorstack");
@@ -612,11 +591,13 @@ fn doctor_sees_networks_and_aliases_memory_near_its_limit_and_volumes() {
     assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut report = doctor(&p);
-    while check(&report, "services.containers")["status"] != "warn" && Instant::now() < deadline {
+    while doctor_check(&report, "services.containers")["status"] != "warn"
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(300));
         report = doctor(&p);
     }
-    let containers = check(&report, "services.containers");
+    let containers = doctor_check(&report, "services.containers");
     assert_eq!(containers["status"], "warn", "{containers:#}");
     assert!(
         containers["details"][0]
@@ -625,9 +606,9 @@ fn doctor_sees_networks_and_aliases_memory_near_its_limit_and_volumes() {
             .contains("of its 64 MiB memory limit"),
         "{containers:#}"
     );
-    assert_eq!(check(&report, "services.networks")["status"], "ok");
+    assert_eq!(doctor_check(&report, "services.networks")["status"], "ok");
     // Whether it warns depends on this machine's disk; the thresholds are unit-tested.
-    let volumes = check(&report, "services.volumes");
+    let volumes = doctor_check(&report, "services.volumes");
     assert_ne!(volumes["status"], "fail", "{volumes:#}");
     assert!(
         volumes["details"][0]
@@ -646,7 +627,7 @@ fn doctor_sees_networks_and_aliases_memory_near_its_limit_and_volumes() {
     ])
     .unwrap();
     let networks = doctor(&p);
-    let networks = check(&networks, "services.networks");
+    let networks = doctor_check(&networks, "services.networks");
     assert_eq!(networks["status"], "fail", "{networks:#}");
     assert_eq!(
         networks["details"][0],

@@ -457,12 +457,7 @@ fn unroutable_events_are_parked_through_a_policy_and_doctor_counts_them() {
 
     let out = v.run(&registry, &["doctor", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");
-    let parked = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "flow.parked")
-        .unwrap_or_else(|| panic!("no flow.parked check: {report:#}"));
+    let parked = doctor_check(&report, "flow.parked");
     assert_eq!(parked["status"], "warn", "{parked}");
     assert!(
         parked["summary"]

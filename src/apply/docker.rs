@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerState, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
@@ -433,16 +433,20 @@ async fn await_ready(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
     }
 }
 
+/// A container's state as the engine reports it now.
+async fn state_of(docker: &Docker, name: &str) -> Result<ContainerState> {
+    let info = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| docker_engine::failed(&format!("inspecting container {name}"), e))?;
+    Ok(info.state.unwrap_or_default())
+}
+
 /// Waits until a one-shot container exits, and fails unless its exit code is 0.
 async fn await_completed(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
     let deadline = Instant::now() + health_deadline(spec) + RUN_ONCE_BUDGET;
     loop {
-        let state = docker
-            .inspect_container(&spec.name, None)
-            .await
-            .map_err(|e| docker_engine::failed(&format!("inspecting container {}", spec.name), e))?
-            .state
-            .unwrap_or_default();
+        let state = state_of(docker, &spec.name).await?;
         if state.running != Some(true) {
             return match state.exit_code.unwrap_or_default() {
                 0 => Ok(()),
@@ -465,12 +469,7 @@ async fn await_healthy(docker: &Docker, spec: &ContainerSpec) -> Result<()> {
         .build()
         .ok();
     loop {
-        let state = docker
-            .inspect_container(&spec.name, None)
-            .await
-            .map_err(|e| docker_engine::failed(&format!("inspecting container {}", spec.name), e))?
-            .state
-            .unwrap_or_default();
+        let state = state_of(docker, &spec.name).await?;
         if state.running != Some(true) {
             let code = state.exit_code.unwrap_or_default();
             return Err(unhealthy(docker, spec, &format!("it stopped (exit code {code})")).await);

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Exit, Globals, ask_yes, runtime};
 use crate::broker_endpoints::BrokerEndpoints;
 use crate::dlq::{self, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary};
-use crate::error::{GodError, Result};
+use crate::error::Result;
 use crate::model::desired::QueueRole;
 use crate::observe::rabbit::observe;
 use crate::rabbit::amqp::AmqpSession;
@@ -164,8 +164,7 @@ async fn list(
 ) -> Result<Exit> {
     let mut summaries = Vec::new();
     for queue in dead_letter_targets(endpoints, registry_queues).await? {
-        let count = dlq::depth(session, &queue).await?.unwrap_or(0);
-        let letters = dlq::read(session, &queue, None).await?;
+        let (count, letters) = dlq::read(session, &queue, None).await?;
         summaries.push(Summary::of(&queue, count, &letters));
     }
     if json {
@@ -227,8 +226,8 @@ async fn show(
     let now = dlq::now();
     // The filter looks at every message; --limit counts the ones shown.
     let read_limit = (filter == Filter::default()).then_some(limit);
-    let letters: Vec<DeadLetter> = dlq::read(session, queue, read_limit)
-        .await?
+    let (_, letters) = dlq::read(session, queue, read_limit).await?;
+    let letters: Vec<DeadLetter> = letters
         .into_iter()
         .filter(|l| filter.matches(l, now))
         .take(limit as usize)
@@ -349,11 +348,7 @@ async fn go(
     auto_approve: bool,
     question: &str,
 ) -> Result<Option<Outcome>> {
-    let Some(count) = dlq::depth(session, queue).await? else {
-        return Err(GodError::Usage(format!(
-            "queue {queue} does not exist in this vhost\nhint: `god dlq list` names the dead-letter queues"
-        )));
-    };
+    let count = dlq::depth(session, queue).await?;
     println!("{queue} holds {count} message(s).");
     if *action != Action::DryRun && !auto_approve && !ask_yes(question)? {
         println!("Cancelled: nothing was changed.");

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::SourceFile;
+use super::components::is_host_path;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
 use super::yaml;
@@ -488,7 +489,8 @@ fn undeclared_volumes(
             let Some(source) = mount.as_str().and_then(|m| m.split(':').next()) else {
                 continue;
             };
-            let named = !source.starts_with(['/', '.', '~', '$']);
+            // An interpolated source is a path the importer lists, not a volume.
+            let named = !is_host_path(source) && !source.starts_with('$');
             let known = declared.is_some_and(|d| d.contains_key(source));
             if named && !known && !out.iter().any(|(_, v)| v == source) {
                 let pointer = format!("/services/{}/volumes/{i}", escape_pointer(service));

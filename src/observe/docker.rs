@@ -196,16 +196,10 @@ async fn observe_volumes(
 /// when god cannot read it (another host's engine, or not root), which god treats as data.
 fn measure(mountpoint: &Path) -> Option<i64> {
     let mut total: u64 = 0;
-    let mut pending = vec![mountpoint.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).ok()? {
-            let entry = entry.ok()?;
-            let meta = entry.metadata().ok()?;
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else {
-                total += meta.len();
-            }
+    for entry in walkdir::WalkDir::new(mountpoint) {
+        let meta = entry.ok()?.metadata().ok()?;
+        if !meta.is_dir() {
+            total += meta.len();
         }
     }
     i64::try_from(total).ok()

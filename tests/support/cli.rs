@@ -113,3 +113,14 @@ pub fn assert_exit(out: &Output, code: i32) {
         text(out)
     );
 }
+
+/// The check `id` of a `god doctor --json` report.
+#[track_caller]
+pub fn doctor_check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}

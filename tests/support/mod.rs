@@ -22,7 +22,7 @@ pub use project::{
     TestProject, broker_component, broker_image, builtin_component, docker,
     remove_project_containers,
 };
-pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of};
+pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of, http_request, post_event};
 pub use vhost::TestVhost;
 
 /// The management API of the broker `scripts/bootstrap` starts.

@@ -88,28 +88,7 @@ impl ServiceProcess {
         body: Option<&[u8]>,
         headers: &[&str],
     ) -> (u16, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-X", method, "-D", "-", "-o"])
-            .arg(dir.path().join("body"))
-            .args(["-w", "%{http_code}"]);
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        if let Some(b) = body {
-            let file = dir.path().join("request");
-            std::fs::write(&file, b).unwrap();
-            cmd.args(["-H", "content-type: application/json", "--data-binary"])
-                .arg(format!("@{}", file.display()));
-        }
-        let out = cmd.arg(format!("{}{path}", self.url)).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let status = text
-            .get(text.len().saturating_sub(3)..)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = std::fs::read_to_string(dir.path().join("body")).unwrap_or_default();
-        (status, text, body)
+        http_request(method, &format!("{}{path}", self.url), body, headers)
     }
 
     /// CPU time the process has used so far (user + system), from /proc.
@@ -138,4 +117,41 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends a request to `url` with curl; returns the status, the headers and the body.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[&str],
+) -> (u16, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "-D", "-", "-o"])
+        .arg(dir.path().join("body"))
+        .args(["-w", "%{http_code}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        let file = dir.path().join("request");
+        std::fs::write(&file, b).unwrap();
+        cmd.args(["-H", "content-type: application/json", "--data-binary"])
+            .arg(format!("@{}", file.display()));
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .get(text.len().saturating_sub(3)..)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = std::fs::read_to_string(dir.path().join("body")).unwrap_or_default();
+    (status, text, body)
+}
+
+/// Posts `body` as an event of `event_type` to a gateway on the loopback `port`; its status.
+pub fn post_event(port: u16, event_type: &str, body: &str) -> u16 {
+    let url = format!("http://127.0.0.1:{port}/events/{event_type}");
+    http_request("POST", &url, Some(body.as_bytes()), &[]).0
 }

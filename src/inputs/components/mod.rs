@@ -21,7 +21,7 @@ use crate::model::containers::{Condition, interpolate};
 
 pub use build_context::context_digest;
 pub use fields::{parse_duration, parse_port};
-pub use spec::default_project;
+pub use spec::{default_project, is_host_path};
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]

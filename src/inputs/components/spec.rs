@@ -190,7 +190,7 @@ impl LoadedComponents {
         let mut out = Vec::new();
         for (i, mount) in c.volumes.iter().enumerate() {
             let (source, rest) = mount.split_once(':').unwrap_or((mount, ""));
-            if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+            if is_host_path(source) {
                 out.push(absolute_bind(mount, base));
                 continue;
             }
@@ -511,6 +511,12 @@ fn read_env_file(path: &Path) -> std::io::Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
         .collect())
+}
+
+/// Whether a mount's source is a path on the host (`/abs`, `./rel`, `~/x`), as opposed to the
+/// key of a named volume.
+pub fn is_host_path(source: &str) -> bool {
+    source.starts_with(['/', '.', '~'])
 }
 
 fn absolute_bind(volume: &str, base: &Path) -> String {
