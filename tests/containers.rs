@@ -46,12 +46,7 @@ fn containers_are_created_in_dependency_order_then_converged_then_recreated_on_c
     };
     p.write(&components("demo"));
     let plan = plan_json(&p);
-    let ids: Vec<&str> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = change_ids(&plan);
     assert_eq!(
         ids,
         vec![

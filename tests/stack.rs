@@ -520,12 +520,7 @@ fn the_converted_upstream_stack_plans_and_lists_what_it_could_not_express_at_its
     );
     let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_plan_schema(&json);
-    let ids: Vec<&str> = json["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = change_ids(&json);
     assert_eq!(
         ids.iter().filter(|i| i.starts_with("container/")).count(),
         12,

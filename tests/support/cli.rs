@@ -124,3 +124,13 @@ pub fn doctor_check<'a>(report: &'a Value, id: &str) -> &'a Value {
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
 }
+
+/// The ids of a `--json` plan's changes, in order.
+pub fn change_ids(plan: &Value) -> Vec<&str> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect()
+}
