@@ -73,7 +73,7 @@ enum Command {
         what: commands::dlq::DlqCommand,
     },
     /// Write god's inputs from what exists: `god import compose` turns a docker-compose.yml
-    /// into components.toml.
+    /// into components.toml, `god import registry` writes a registry from a live vhost.
     Import {
         #[command(subcommand)]
         what: commands::import::ImportCommand,
@@ -132,7 +132,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
     let globals = &cli.globals;
     match cli.command {
         Command::Validate => commands::validate::run(globals),
-        Command::Import { what } => commands::import::run(&what),
+        Command::Import { what } => commands::import::run(globals, &what),
         Command::Dlq { what } => commands::dlq::run(globals, &what),
         Command::Render { format } => commands::render::run(globals, format),
         Command::Plan(args) => commands::plan::run(globals, &args),

@@ -186,15 +186,25 @@ impl<'a> RabbitExecutor<'a> {
     }
 
     /// Everything that adds: exchanges, queues, policies, bindings and god's record bindings,
-    /// imported in chunks. A chunk that fails leaves its changes unknown and stops the run.
+    /// imported in chunks, the first chunk declaring god's record exchange (an import leaves
+    /// an existing exchange as it is). A chunk that fails leaves its changes unknown and stops
+    /// the run.
     async fn import_additions(&mut self, plan: &Plan) -> Result<(), ()> {
-        let items: Vec<ImportItem> = plan
+        let mut items: Vec<ImportItem> = plan
             .changes
             .iter()
             .enumerate()
             .filter(|(i, _)| self.pending(*i))
             .flat_map(|(i, c)| import_items(i, c))
             .collect();
+        if let Some(first) = items.first().map(|item| item.change) {
+            let record = ImportItem {
+                change: first,
+                section: "exchanges",
+                body: exchange_body(&crate::model::record_exchange()),
+            };
+            items.insert(0, record);
+        }
         let mut remaining = vec![0usize; plan.changes.len()];
         for item in &items {
             remaining[item.change] += 1;
@@ -408,7 +418,7 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
     match after {
         Resource::Exchange(e) => {
             if change.action != Action::Adopt {
-                items.push(item("exchanges", json!({"name": e.name, "type": e.kind, "durable": e.durable, "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments})));
+                items.push(item("exchanges", exchange_body(e)));
             }
             if e.name != crate::model::MANAGED_RECORD_EXCHANGE {
                 items.push(item("bindings", binding_body(&record_binding(&e.name, DestinationType::Exchange, origin))));
@@ -452,6 +462,11 @@ fn binding_body(b: &crate::model::BindingSpec) -> Value {
 }
 
 /// A partial definitions document holding a chunk of items.
+/// An exchange as a definitions document declares it.
+fn exchange_body(e: &crate::model::ExchangeSpec) -> Value {
+    json!({"name": e.name, "type": e.kind, "durable": e.durable, "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments})
+}
+
 fn document(items: &[ImportItem]) -> Value {
     let mut doc = json!({"exchanges": [], "queues": [], "bindings": [], "policies": []});
     for item in items {

@@ -248,8 +248,9 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nApply {}: {} added, {} changed, {} destroyed.\n",
+        "\nApply {}: {}{} added, {} changed, {} destroyed.\n",
         if all_done { "complete" } else { "incomplete" },
+        counts.adopted_prefix("adopted"),
         counts.add,
         counts.change,
         counts.destroy

@@ -8,6 +8,7 @@ pub mod cross_check;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
+pub mod registry_import;
 pub mod schema;
 pub mod toml_doc;
 pub mod topology;

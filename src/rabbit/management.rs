@@ -141,6 +141,9 @@ pub struct QueueListEntry {
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
+    /// Used by one connection only, and deleted with it.
+    #[serde(default)]
+    pub exclusive: bool,
 }
 
 /// Where a queue lives in the cluster: its node (classic), or its members and which of them
@@ -394,7 +397,7 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate",
+            "{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate,exclusive",
             self.in_vhost("queues")
         );
         self.get_json(&path, "the queue list").await

@@ -207,6 +207,38 @@ impl QueueSettings {
         arguments
     }
 
+    /// The settings a queue's arguments declare by name, and the arguments left over: the
+    /// inverse of [`QueueSettings::queue_arguments`] (`x-overflow: reject-publish` goes into
+    /// `dead_letter_strategy: at-least-once` only beside it). Dead-letter arguments are left
+    /// over like any other.
+    pub fn from_arguments(arguments: &Arguments) -> (QueueSettings, Arguments) {
+        let mut rest = arguments.clone();
+        let queue_type = QueueType::of(arguments).filter(|t| *t != QueueType::Classic);
+        if queue_type.is_some() {
+            rest.remove(QUEUE_TYPE_ARG);
+        }
+        let mut settings = QueueSettings {
+            queue_type,
+            ..QueueSettings::default()
+        };
+        if queue_type != Some(QueueType::Quorum) {
+            settings.leader_locator = take_locator(&mut rest, queue_type.is_some());
+            return (settings, rest);
+        }
+        settings.delivery_limit = take_integer(&mut rest, "x-delivery-limit");
+        settings.initial_group_size = take_integer(&mut rest, "x-quorum-initial-group-size");
+        settings.leader_locator = take_locator(&mut rest, true);
+        let at_least_once = rest.get("x-dead-letter-strategy").and_then(Value::as_str)
+            == Some("at-least-once")
+            && rest.get("x-overflow").and_then(Value::as_str) == Some("reject-publish");
+        if at_least_once {
+            rest.remove("x-dead-letter-strategy");
+            rest.remove("x-overflow");
+            settings.dead_letter_strategy = Some(DeadLetterStrategy::AtLeastOnce);
+        }
+        (settings, rest)
+    }
+
     /// The arguments of a dead-letter queue of type `queue_type`: its type and where it is placed.
     pub fn dead_letter_queue_arguments(&self, queue_type: QueueType) -> Arguments {
         self.placement_arguments(queue_type)
@@ -226,6 +258,24 @@ impl QueueSettings {
         }
         arguments
     }
+}
+
+/// Takes a non-negative integer argument out of `arguments`.
+fn take_integer(arguments: &mut Arguments, key: &str) -> Option<u64> {
+    let value = arguments.get(key)?.as_u64()?;
+    arguments.remove(key);
+    Some(value)
+}
+
+/// Takes `x-queue-leader-locator` out of `arguments` when `replicated` and it names a locator
+/// god knows.
+fn take_locator(arguments: &mut Arguments, replicated: bool) -> Option<LeaderLocator> {
+    let raw = arguments.get("x-queue-leader-locator")?;
+    let locator = serde_json::from_value(raw.clone())
+        .ok()
+        .filter(|_| replicated)?;
+    arguments.remove("x-queue-leader-locator");
+    Some(locator)
 }
 
 #[cfg(test)]
@@ -270,6 +320,38 @@ mod tests {
             settings.queue_arguments(QueueType::Classic).is_empty(),
             "quorum options do not reach other types"
         );
+    }
+
+    #[test]
+    fn named_settings_read_back_from_arguments_give_the_same_arguments() {
+        let declared = args(json!({
+            "x-queue-type": "quorum",
+            "x-delivery-limit": 5,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-quorum-initial-group-size": 3,
+            "x-queue-leader-locator": "balanced",
+            "x-max-length": 100,
+            "x-dead-letter-exchange": "",
+        }));
+        let (settings, rest) = QueueSettings::from_arguments(&declared);
+        assert_eq!(settings.queue_type, Some(QueueType::Quorum));
+        assert_eq!(settings.delivery_limit, Some(5));
+        assert_eq!(
+            rest,
+            args(json!({"x-max-length": 100, "x-dead-letter-exchange": ""}))
+        );
+        let mut again = settings.queue_arguments(QueueType::Quorum);
+        again.extend(rest);
+        assert_eq!(again, declared);
+        let (settings, rest) =
+            QueueSettings::from_arguments(&args(json!({"x-overflow": "reject-publish"})));
+        assert_eq!(
+            settings,
+            QueueSettings::default(),
+            "classic: nothing by name"
+        );
+        assert_eq!(rest, args(json!({"x-overflow": "reject-publish"})));
     }
 
     #[test]

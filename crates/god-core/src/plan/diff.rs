@@ -33,7 +33,6 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
         wanted_policies: BTreeMap::new(),
         pruned_queues: BTreeSet::new(),
     };
-    planner.record_exchange();
     planner.exchanges();
     planner.queues();
     planner.bindings();
@@ -43,6 +42,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.declared_settings();
     planner.inactive_services();
     planner.interrupted_migrations();
+    planner.record_exchange();
     let Planner {
         mut changes,
         mut notes,
@@ -225,19 +225,18 @@ impl Planner<'_> {
         });
     }
 
+    /// God's record exchange is its bookkeeping, not one of the inputs' objects: the executor
+    /// declares it with the first change that adds (a declaration that changes nothing when it
+    /// exists), so the plan only says so.
     fn record_exchange(&mut self) {
         let wanted = record_exchange();
         match self.observed.topology.exchanges.get(&wanted.name) {
-            None => {
-                let r = Resource::Exchange(wanted);
-                let mut c = Change::new(
-                    Action::Create,
-                    &r,
-                    "god records what it manages as bindings of this internal exchange",
-                );
-                c.after = Some(r);
-                self.push(c);
-            }
+            None if self.changes.iter().all(|c| c.action == Action::Delete) => {}
+            None => self.note(
+                NoteKind::Info,
+                format!("exchange/{MANAGED_RECORD_EXCHANGE}"),
+                "god declares this internal exchange with the first change: its bindings record what god manages",
+            ),
             Some(found) if *found != wanted => self.note(
                 NoteKind::Info,
                 format!("exchange/{MANAGED_RECORD_EXCHANGE}"),

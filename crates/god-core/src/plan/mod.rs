@@ -248,22 +248,34 @@ pub struct Note {
 /// Counts for the closing line, the way terraform counts (a replace is one add and one destroy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Existing objects god starts managing as they are (terraform's "to import").
+    #[serde(default)]
+    pub adopt: usize,
     /// Objects created (and re-created by a replace).
     pub add: usize,
-    /// Objects changed in place or adopted.
+    /// Objects changed in place.
     pub change: usize,
     /// Objects deleted (and deleted by a replace).
     pub destroy: usize,
 }
 
 impl Summary {
+    /// `N to adopt, ` (or `N adopted, `) before the other counts, when there are adoptions.
+    pub fn adopted_prefix(&self, verb: &str) -> String {
+        match self.adopt {
+            0 => String::new(),
+            n => format!("{n} {verb}, "),
+        }
+    }
+
     /// The counts of these actions.
     pub fn of(actions: impl Iterator<Item = Action>) -> Self {
         let mut summary = Summary::default();
         for action in actions {
             match action {
                 Action::Create => summary.add += 1,
-                Action::Adopt | Action::Update => summary.change += 1,
+                Action::Adopt => summary.adopt += 1,
+                Action::Update => summary.change += 1,
                 Action::Delete => summary.destroy += 1,
                 Action::Replace => {
                     summary.add += 1;

@@ -6,7 +6,8 @@ use super::{Action, Change, NoteKind, Plan, Resource, ResourceKind};
 use crate::model::format_arguments;
 
 /// The plan for a person: one line per change with its cause, details under destructive
-/// changes, the notes, and the closing `Plan: N to add, N to change, N to destroy.` line.
+/// changes, the notes, and the closing `Plan: [N to adopt, ]N to add, N to change, N to
+/// destroy.` line.
 pub fn human(plan: &Plan, target: &str) -> String {
     let mut out = String::new();
     match (&plan.vhost, &plan.project) {
@@ -35,8 +36,11 @@ pub fn human(plan: &Plan, target: &str) -> String {
     out.push_str(&notes(plan));
     let _ = writeln!(
         out,
-        "\nPlan: {} to add, {} to change, {} to destroy.",
-        plan.summary.add, plan.summary.change, plan.summary.destroy
+        "\nPlan: {}{} to add, {} to change, {} to destroy.",
+        plan.summary.adopted_prefix("to adopt"),
+        plan.summary.add,
+        plan.summary.change,
+        plan.summary.destroy
     );
     let blocked = plan.changes.iter().filter(|c| c.blocked.is_some()).count();
     if blocked > 0 {
