@@ -132,6 +132,15 @@ fn at(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} not in:\n{text}"))
 }
 
+/// Asserts that god failed with exit 1 and said each of `needles`.
+fn fails_saying(out: &std::process::Output, needles: &[&str]) {
+    assert_exit(out, 1);
+    let said = text(out);
+    for needle in needles {
+        assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+    }
+}
+
 fn import(v: &TestVhost, dir: &Path, extra: &[&str]) -> std::process::Output {
     let out = dir.join("registry.yaml");
     v.god()
@@ -267,12 +276,7 @@ fn import_says_what_to_do_when_it_cannot_tell_the_bus_or_would_overwrite_a_file(
     let v = TestVhost::new("import-errors");
     let dir = tempfile::tempdir().unwrap();
     let out = import(&v, dir.path(), &[]);
-    assert_exit(&out, 1);
-    assert!(
-        text(&out).contains("no topic exchange with queues bound to it"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, &["no topic exchange with queues bound to it"]);
 
     v.amqp(|ch| async move {
         exchange(&ch, "a.bus").await;
@@ -281,21 +285,10 @@ fn import_says_what_to_do_when_it_cannot_tell_the_bus_or_would_overwrite_a_file(
         queue(&ch, "qb", &[], &[("b.bus", "y.#")]).await;
     });
     let out = import(&v, dir.path(), &[]);
-    assert_exit(&out, 1);
-    assert!(
-        text(&out).contains("a.bus and b.bus have as many queues bound (1)")
-            && text(&out).contains("--exchange"),
-        "{}",
-        text(&out)
-    );
+    let tie = "a.bus and b.bus have as many queues bound (1)";
+    fails_saying(&out, &[tie, "--exchange"]);
     let out = import(&v, dir.path(), &["--exchange", "c.bus"]);
-    assert_exit(&out, 1);
-    assert!(
-        text(&out).contains("exchange \"c.bus\" does not exist")
-            && text(&out).contains("a.bus, b.bus"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, &["exchange \"c.bus\" does not exist", "a.bus, b.bus"]);
     assert!(!dir.path().join("registry.yaml").exists());
 
     let out = import(&v, dir.path(), &["--exchange", "a.bus"]);
@@ -310,12 +303,7 @@ fn import_says_what_to_do_when_it_cannot_tell_the_bus_or_would_overwrite_a_file(
 
     std::fs::write(dir.path().join("registry.yaml"), "mine\n").unwrap();
     let out = import(&v, dir.path(), &["--exchange", "a.bus"]);
-    assert_exit(&out, 1);
-    assert!(
-        text(&out).contains("exists: god does not overwrite it"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, &["exists: god does not overwrite it"]);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("registry.yaml")).unwrap(),
         "mine\n"

@@ -323,31 +323,29 @@ mod tests {
     }
 
     #[test]
-    fn named_settings_read_back_from_arguments_give_the_same_arguments() {
-        let declared = args(json!({
-            "x-queue-type": "quorum",
-            "x-delivery-limit": 5,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-            "x-quorum-initial-group-size": 3,
-            "x-queue-leader-locator": "balanced",
-            "x-max-length": 100,
-            "x-dead-letter-exchange": "",
-        }));
-        let (settings, rest) = QueueSettings::from_arguments(&declared);
-        assert_eq!(settings.queue_type, Some(QueueType::Quorum));
-        assert_eq!(settings.delivery_limit, Some(5));
+    fn named_settings_read_back_from_their_arguments_and_the_rest_is_left_over() {
+        let settings = QueueSettings {
+            queue_type: Some(QueueType::Quorum),
+            delivery_limit: Some(5),
+            dead_letter_strategy: Some(DeadLetterStrategy::AtLeastOnce),
+            initial_group_size: Some(3),
+            leader_locator: Some(LeaderLocator::Balanced),
+            ..QueueSettings::default()
+        };
+        let mut declared = settings.queue_arguments(QueueType::Quorum);
+        declared.extend(args(
+            json!({"x-max-length": 100, "x-dead-letter-exchange": ""}),
+        ));
+        let (read_back, rest) = QueueSettings::from_arguments(&declared);
+        assert_eq!(read_back, settings);
         assert_eq!(
             rest,
             args(json!({"x-max-length": 100, "x-dead-letter-exchange": ""}))
         );
-        let mut again = settings.queue_arguments(QueueType::Quorum);
-        again.extend(rest);
-        assert_eq!(again, declared);
-        let (settings, rest) =
+        let (read_back, rest) =
             QueueSettings::from_arguments(&args(json!({"x-overflow": "reject-publish"})));
         assert_eq!(
-            settings,
+            read_back,
             QueueSettings::default(),
             "classic: nothing by name"
         );
