@@ -320,3 +320,55 @@ fn import_says_what_to_do_when_it_cannot_tell_the_bus_or_would_overwrite_a_file(
     assert_exit(&out, 1);
     assert!(!text(&out).contains("not-the-password"), "{}", text(&out));
 }
+
+/// The desired topology `god render` gives for a registry: its exchanges, queues (without the
+/// id of the service they belong to) and bindings.
+fn rendered_topology(registry: &Path) -> Value {
+    let out = god()
+        .args([
+            "--registry",
+            registry.to_str().unwrap(),
+            "render",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let mut rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for queue in rendered["queues"].as_array_mut().unwrap() {
+        queue.as_object_mut().unwrap().remove("service");
+    }
+    serde_json::json!([
+        rendered["exchanges"],
+        rendered["queues"],
+        rendered["bindings"]
+    ])
+}
+
+#[test]
+fn the_upstream_registry_applied_then_imported_gives_the_same_topology_and_an_empty_plan() {
+    let v = TestVhost::new("import-upstream");
+    let upstream = upstream("registry-2026-05-main.yaml");
+    assert_exit(&v.run(&upstream, &["apply", "--auto-approve"]), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = import(&v, dir.path(), &[]);
+    assert_exit(&out, 0);
+    let imported = dir.path().join("registry.yaml");
+    let registry = std::fs::read_to_string(&imported).unwrap();
+    // theboard's five queues, one key each, are one service again, as upstream writes it.
+    assert!(registry.contains("  theboard:\n"), "{registry}");
+    assert_eq!(
+        registry.matches("      - \"services.theboard.").count(),
+        5,
+        "{registry}"
+    );
+    // Without consumers to tell them apart, the naming rule groups services.agent.* too.
+    assert!(registry.contains("  agent:\n"), "{registry}");
+    assert!(
+        !dir.path().join("topology").exists(),
+        "nothing the registry cannot say"
+    );
+    assert_eq!(rendered_topology(&imported), rendered_topology(&upstream));
+    assert_exit(&v.run(&imported, &["plan", "--detailed-exitcode"]), 0);
+}
