@@ -287,16 +287,21 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    #[test]
-    fn quorum_settings_become_their_arguments_and_at_least_once_brings_its_overflow() {
-        let settings = QueueSettings {
+    /// A quorum queue's settings with every option set.
+    fn every_quorum_option() -> QueueSettings {
+        QueueSettings {
             queue_type: Some(QueueType::Quorum),
             delivery_limit: Some(5),
             dead_letter_strategy: Some(DeadLetterStrategy::AtLeastOnce),
             initial_group_size: Some(3),
             leader_locator: Some(LeaderLocator::Balanced),
             ..QueueSettings::default()
-        };
+        }
+    }
+
+    #[test]
+    fn quorum_settings_become_their_arguments_and_at_least_once_brings_its_overflow() {
+        let settings = every_quorum_option();
         assert_eq!(
             settings.queue_arguments(QueueType::Quorum),
             args(json!({
@@ -324,14 +329,7 @@ mod tests {
 
     #[test]
     fn named_settings_read_back_from_their_arguments_and_the_rest_is_left_over() {
-        let settings = QueueSettings {
-            queue_type: Some(QueueType::Quorum),
-            delivery_limit: Some(5),
-            dead_letter_strategy: Some(DeadLetterStrategy::AtLeastOnce),
-            initial_group_size: Some(3),
-            leader_locator: Some(LeaderLocator::Balanced),
-            ..QueueSettings::default()
-        };
+        let settings = every_quorum_option();
         let mut declared = settings.queue_arguments(QueueType::Quorum);
         declared.extend(args(
             json!({"x-max-length": 100, "x-dead-letter-exchange": ""}),
