@@ -196,13 +196,9 @@ fn registry(globals: &Globals, args: &RegistryArgs) -> Result<Exit> {
 /// The vhost's objects as `god plan` observes them, its exclusive queues, and who consumes
 /// each queue.
 async fn read_live_vhost(api: &ManagementApi) -> Result<LiveVhost> {
-    let state = observe(api).await?;
-    let (queues, consumers) = tokio::join!(api.queue_list(), api.consumers());
-    let exclusive = queues?
-        .into_iter()
-        .filter(|q| q.exclusive)
-        .map(|q| q.name)
-        .collect();
+    let (state, exclusive, consumers) =
+        tokio::join!(observe(api), api.exclusive_queues(), api.consumers());
+    let state = state?;
     let mut by_queue: BTreeMap<String, Vec<Consumer>> = BTreeMap::new();
     for c in consumers? {
         by_queue.entry(c.queue.name).or_default().push(Consumer {
@@ -212,7 +208,7 @@ async fn read_live_vhost(api: &ManagementApi) -> Result<LiveVhost> {
     }
     Ok(LiveVhost {
         state,
-        exclusive,
+        exclusive: exclusive?,
         consumers: by_queue,
     })
 }

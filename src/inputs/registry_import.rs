@@ -274,6 +274,8 @@ struct Scan<'a> {
     bus: &'a str,
     /// Queues that may be written (not left out).
     queues: BTreeMap<&'a str, &'a QueueSpec>,
+    /// The keys of each queue's plain bindings from the bus exchange (no arguments).
+    bus_keys: BTreeMap<&'a str, Vec<String>>,
     /// Dead-letter queue → the one queue dead-lettering into it.
     dead_letter_queues: BTreeMap<String, String>,
     /// Service queue → its retry delays, for the queues god's retry serves.
@@ -314,10 +316,20 @@ impl<'a> Scan<'a> {
         let topology = &state.topology;
         left_out.extend(topology.exchanges.keys().filter_map(|n| own("exchange", n)));
         left_out.extend(topology.policies.keys().filter_map(|n| own("policy", n)));
+        let mut bus_keys: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for b in topology
+            .bindings
+            .iter()
+            .filter(|b| is_plain_bus_binding(b, bus))
+        {
+            let keys = bus_keys.entry(b.destination.as_str()).or_default();
+            keys.push(b.routing_key.clone());
+        }
         let mut scan = Scan {
             live,
             bus,
             queues,
+            bus_keys,
             dead_letter_queues: BTreeMap::new(),
             retries,
             left_out,
@@ -329,14 +341,7 @@ impl<'a> Scan<'a> {
 
     /// The keys of a queue's plain bindings from the bus exchange (no arguments).
     fn bus_keys(&self, queue: &str) -> Vec<String> {
-        self.live
-            .state
-            .topology
-            .bindings
-            .iter()
-            .filter(|b| is_plain_bus_binding(b, self.bus) && b.destination == queue)
-            .map(|b| b.routing_key.clone())
-            .collect()
+        self.bus_keys.get(queue).cloned().unwrap_or_default()
     }
 
     /// Where a queue dead-letters through the default exchange: its arguments, or god's

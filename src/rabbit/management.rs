@@ -141,9 +141,14 @@ pub struct QueueListEntry {
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
-    /// Used by one connection only, and deleted with it.
+}
+
+/// A queue's name and whether it is exclusive (the queue list without statistics).
+#[derive(Debug, Clone, Deserialize)]
+struct ExclusiveEntry {
+    name: String,
     #[serde(default)]
-    pub exclusive: bool,
+    exclusive: bool,
 }
 
 /// Where a queue lives in the cluster: its node (classic), or its members and which of them
@@ -397,10 +402,25 @@ impl ManagementApi {
     /// larger, which dominates `god plan` on large vhosts.
     pub async fn queue_list(&self) -> Result<Vec<QueueListEntry>> {
         let path = format!(
-            "{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate,exclusive",
+            "{}?columns=name,messages,consumers,messages_unacknowledged,messages_details.rate",
             self.in_vhost("queues")
         );
         self.get_json(&path, "the queue list").await
+    }
+
+    /// The vhost's exclusive queues (one request, without statistics: a tenth of the cost of
+    /// the full list).
+    pub async fn exclusive_queues(&self) -> Result<Vec<String>> {
+        let path = format!(
+            "{}?disable_stats=true&columns=name,exclusive",
+            self.in_vhost("queues")
+        );
+        let entries: Vec<ExclusiveEntry> = self.get_json(&path, "the queue list").await?;
+        Ok(entries
+            .into_iter()
+            .filter(|q| q.exclusive)
+            .map(|q| q.name)
+            .collect())
     }
 
     /// Where each queue of the vhost lives (one request).
