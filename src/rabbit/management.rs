@@ -16,6 +16,9 @@ use serde_json::Value;
 use crate::broker_endpoints::{BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
 
+/// Times a GET answered with HTTP 500 is sent (see [`ManagementApi::deliver_get`]).
+const GET_ATTEMPTS: u32 = 3;
+
 type HttpClient = Client<String, String, String>;
 
 /// A management API session for one vhost, on the first node of the list that answers; a
@@ -498,7 +501,8 @@ impl ManagementApi {
         path: &str,
         operation: &str,
     ) -> Result<T> {
-        let response = self.send(Method::GET, path, operation).await?;
+        let response = self.deliver_get(path).await?;
+        let response = self.check_status(response, operation).await?;
         response
             .json()
             .await
@@ -511,7 +515,7 @@ impl ManagementApi {
         path: &str,
         operation: &str,
     ) -> Result<Option<T>> {
-        let response = self.deliver(Method::GET, path).await?;
+        let response = self.deliver_get(path).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -670,6 +674,24 @@ impl ManagementApi {
             200..=299 | 404 => Ok(true),
             400 => Ok(false),
             _ => self.check_status(response, operation).await.map(|_| true),
+        }
+    }
+
+    /// A GET on the first node that answers, asked again when the broker answers HTTP 500:
+    /// RabbitMQ 3.10's management cache can crash while it lists queues (a `badarg` in
+    /// `adjust_hibernated_memory_use` on a quorum queue, seen once in this suite's migration
+    /// test) and is restarted at once. Every GET is safe to repeat.
+    async fn deliver_get(&self, path: &str) -> Result<reqwest::Response> {
+        let mut attempt = 1;
+        loop {
+            let response = self.deliver(Method::GET, path).await?;
+            if response.status() != reqwest::StatusCode::INTERNAL_SERVER_ERROR
+                || attempt == GET_ATTEMPTS
+            {
+                return Ok(response);
+            }
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            attempt += 1;
         }
     }
 
