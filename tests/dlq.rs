@@ -276,9 +276,11 @@ fn a_replay_killed_half_way_and_run_again_leaves_every_message_in_exactly_one_pl
     replay.kill().unwrap();
     replay.wait().unwrap();
     let moved_before_kill = v.depth("orders");
+    // Where the kill lands depends on the machine's load (1,347 and 3,086 were seen beside two
+    // busy loops): what matters is that the replay had not finished.
     assert!(
-        moved_before_kill < 1000,
-        "killed half-way: {moved_before_kill}"
+        (moved_before_kill as usize) < N,
+        "killed before the end: {moved_before_kill}"
     );
     assert_exit(
         &v.run(
@@ -363,4 +365,51 @@ fn replay_and_purge_ask_first_and_a_dry_run_moves_nothing() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn list_follows_a_dead_letter_exchange_to_the_queues_its_key_reaches() {
+    // The legacy Fireflies design: the ingestion queue dead-letters through a topic exchange
+    // of its own with the key transcript.failed, where transcripts.failed is bound.
+    let v = TestVhost::new("dlqexchange");
+    v.amqp(|ch| async move {
+        let durable = lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let topic = lapin::ExchangeKind::Topic;
+        ch.exchange_declare("ff.dlx".into(), topic, durable, FieldTable::default())
+            .await
+            .unwrap();
+    });
+    let dead_letter = serde_json::json!({
+        "x-dead-letter-exchange": "ff.dlx",
+        "x-dead-letter-routing-key": "transcript.failed",
+    });
+    v.put_queue("ingestion", dead_letter);
+    for (queue, key) in [("failed", "transcript.#"), ("other", "other.#")] {
+        v.put_queue(queue, serde_json::json!({}));
+        v.api(
+            "POST",
+            &format!("bindings/{}/e/ff.dlx/q/{queue}", encode(&v.name)),
+            Some(serde_json::json!({"routing_key": key})),
+        );
+    }
+    v.publish(
+        "",
+        "ingestion",
+        r#"{"event_id": "e1", "event_type": "fireflies.transcript.ready"}"#,
+    );
+    assert!(v.reject_one("ingestion"));
+    await_depth(&v, "failed", 1);
+
+    let nowhere = std::path::Path::new("no-registry.yaml");
+    let out = v.run(nowhere, &["dlq", "list", "--json"]);
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&Value> = report["queues"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), 1, "{report:#}");
+    assert_eq!(listed[0]["queue"], "failed");
+    assert_eq!(listed[0]["reasons"], serde_json::json!({"rejected": 1}));
+    assert_eq!(listed[0]["origins"], serde_json::json!({"ingestion": 1}));
 }

@@ -10,6 +10,9 @@ use crate::broker_endpoints::BrokerEndpoints;
 use crate::dlq::{self, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary};
 use crate::error::Result;
 use crate::model::desired::QueueRole;
+use crate::model::{
+    Arguments, DEAD_LETTER_POLICY_PREFIX, DLK_ARG, DLX_ARG, DestinationType, Topology,
+};
 use crate::observe::rabbit::observe;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::ManagementApi;
@@ -131,29 +134,81 @@ pub fn run(globals: &Globals, command: &DlqCommand) -> Result<Exit> {
 }
 
 /// The queues `list` looks at: the registry's dead-letter queues, and every queue of the vhost
-/// another queue dead-letters into through the default exchange.
+/// another queue dead-letters into: through the default exchange (by its name), or through a
+/// direct, topic or fanout exchange (the queues whose binding takes its dead-letter routing
+/// key, every queue of a fanout one). The routes come from the queues' arguments and from
+/// god's own dead-letter policies.
 async fn dead_letter_targets(
     endpoints: &BrokerEndpoints,
     mut queues: BTreeSet<String>,
 ) -> Result<BTreeSet<String>> {
     let api = ManagementApi::new(endpoints)?;
     let observed = observe(&api).await?;
-    for queue in observed.topology.queues.values() {
-        let exchange = queue.arguments.get("x-dead-letter-exchange");
-        let key = queue
-            .arguments
-            .get("x-dead-letter-routing-key")
-            .and_then(|k| k.as_str());
-        if exchange.and_then(|e| e.as_str()) == Some("")
-            && let Some(key) = key
-        {
-            queues.insert(key.to_string());
+    let topology = &observed.topology;
+    let policies: Vec<(&str, &Arguments)> = topology
+        .policies
+        .values()
+        .filter_map(|p| {
+            Some((
+                p.name.strip_prefix(DEAD_LETTER_POLICY_PREFIX)?,
+                &p.definition,
+            ))
+        })
+        .collect();
+    for queue in topology.queues.values() {
+        let by_policy = policies.iter().find(|(of, _)| *of == queue.name);
+        let (exchange, key) = match by_policy {
+            Some((_, definition)) => route(
+                definition,
+                "dead-letter-exchange",
+                "dead-letter-routing-key",
+            ),
+            None => route(&queue.arguments, DLX_ARG, DLK_ARG),
+        };
+        match (exchange, key) {
+            (Some(""), Some(key)) => {
+                queues.insert(key.to_string());
+            }
+            (Some(exchange), key) if !exchange.is_empty() => {
+                queues.extend(routed_by(topology, exchange, key));
+            }
+            _ => {}
         }
     }
     Ok(queues
         .into_iter()
-        .filter(|q| observed.topology.queues.contains_key(q))
+        .filter(|q| topology.queues.contains_key(q))
         .collect())
+}
+
+/// A dead-letter route: its exchange and routing key, as `settings` name them.
+fn route<'a>(
+    settings: &'a Arguments,
+    exchange: &str,
+    key: &str,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let text = |k: &str| settings.get(k).and_then(|v| v.as_str());
+    (text(exchange), text(key))
+}
+
+/// The queues `exchange` routes a message with routing key `key` to (a message dead-lettered
+/// without one keeps its own keys: only a fanout exchange's queues are known then).
+fn routed_by(topology: &Topology, exchange: &str, key: Option<&str>) -> Vec<String> {
+    let Some(kind) = topology.exchanges.get(exchange).map(|e| e.kind.as_str()) else {
+        return Vec::new();
+    };
+    topology
+        .bindings
+        .iter()
+        .filter(|b| b.source == exchange && b.destination_type == DestinationType::Queue)
+        .filter(|b| match (kind, key) {
+            ("fanout", _) => true,
+            ("direct", Some(key)) => b.routing_key == key,
+            ("topic", Some(key)) => crate::relay::topic::matches(&b.routing_key, key),
+            _ => false,
+        })
+        .map(|b| b.destination.clone())
+        .collect()
 }
 
 async fn list(
