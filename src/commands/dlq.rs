@@ -10,9 +10,7 @@ use crate::broker_endpoints::BrokerEndpoints;
 use crate::dlq::{self, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary};
 use crate::error::Result;
 use crate::model::desired::QueueRole;
-use crate::model::{
-    Arguments, DEAD_LETTER_POLICY_PREFIX, DLK_ARG, DLX_ARG, DestinationType, Topology,
-};
+use crate::model::{DeadLetterRoute, DestinationType, Topology};
 use crate::observe::rabbit::observe;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::ManagementApi;
@@ -145,32 +143,19 @@ async fn dead_letter_targets(
     let api = ManagementApi::new(endpoints)?;
     let observed = observe(&api).await?;
     let topology = &observed.topology;
-    let policies: Vec<(&str, &Arguments)> = topology
-        .policies
-        .values()
-        .filter_map(|p| {
-            Some((
-                p.name.strip_prefix(DEAD_LETTER_POLICY_PREFIX)?,
-                &p.definition,
-            ))
-        })
-        .collect();
     for queue in topology.queues.values() {
-        let by_policy = policies.iter().find(|(of, _)| *of == queue.name);
-        let (exchange, key) = match by_policy {
-            Some((_, definition)) => route(
-                definition,
-                "dead-letter-exchange",
-                "dead-letter-routing-key",
-            ),
-            None => route(&queue.arguments, DLX_ARG, DLK_ARG),
-        };
-        match (exchange, key) {
-            (Some(""), Some(key)) => {
+        match topology.dead_letter_route(queue) {
+            Some(DeadLetterRoute {
+                exchange: "",
+                routing_key: Some(key),
+            }) => {
                 queues.insert(key.to_string());
             }
-            (Some(exchange), key) if !exchange.is_empty() => {
-                queues.extend(routed_by(topology, exchange, key));
+            Some(DeadLetterRoute {
+                exchange,
+                routing_key,
+            }) if !exchange.is_empty() => {
+                queues.extend(routed_by(topology, exchange, routing_key));
             }
             _ => {}
         }
@@ -179,16 +164,6 @@ async fn dead_letter_targets(
         .into_iter()
         .filter(|q| topology.queues.contains_key(q))
         .collect())
-}
-
-/// A dead-letter route: its exchange and routing key, as `settings` name them.
-fn route<'a>(
-    settings: &'a Arguments,
-    exchange: &str,
-    key: &str,
-) -> (Option<&'a str>, Option<&'a str>) {
-    let text = |k: &str| settings.get(k).and_then(|v| v.as_str());
-    (text(exchange), text(key))
 }
 
 /// The queues `exchange` routes a message with routing key `key` to (a message dead-lettered

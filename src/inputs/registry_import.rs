@@ -344,29 +344,6 @@ impl<'a> Scan<'a> {
         self.bus_keys.get(queue).cloned().unwrap_or_default()
     }
 
-    /// Where a queue dead-letters through the default exchange: its arguments, or god's
-    /// dead-letter policy for it.
-    fn dead_letter_target(&self, queue: &QueueSpec) -> Option<String> {
-        let arguments = &queue.arguments;
-        if arguments.get(DLX_ARG).and_then(Value::as_str) == Some("") {
-            return arguments
-                .get(DLK_ARG)
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        if arguments.contains_key(DLX_ARG) {
-            return None;
-        }
-        self.live
-            .state
-            .topology
-            .policies
-            .values()
-            .filter_map(PolicySpec::dead_letter_route)
-            .find(|(of, _)| *of == queue.name)
-            .map(|(_, target)| target.to_string())
-    }
-
     /// Dead-letter queues: queues that exactly one queue bound to the bus dead-letters into
     /// through the default exchange, that are not bound to the bus themselves, do not
     /// dead-letter further, and have no arguments but their type (what the registry gives a
@@ -378,7 +355,8 @@ impl<'a> Scan<'a> {
             let target = if retried {
                 Some(format!("{name}_dlq"))
             } else {
-                self.dead_letter_target(queue)
+                let topology = &self.live.state.topology;
+                topology.dead_letter_queue_of(queue).map(str::to_string)
             };
             if let Some(target) = target {
                 senders.entry(target).or_default().push(name.to_string());

@@ -247,6 +247,46 @@ pub struct Topology {
     pub limits: BTreeMap<String, i64>,
 }
 
+/// Where a queue's rejected messages go: a dead-letter exchange (`""`: the default exchange,
+/// which routes by queue name) and the routing key they get (None: they keep their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterRoute<'a> {
+    /// The dead-letter exchange.
+    pub exchange: &'a str,
+    /// The dead-letter routing key.
+    pub routing_key: Option<&'a str>,
+}
+
+impl Topology {
+    /// Where `queue` dead-letters: its arguments' route, else the one god's dead-letter policy
+    /// for it sets (queue arguments win over policies, as in RabbitMQ).
+    pub fn dead_letter_route<'a>(&'a self, queue: &'a QueueSpec) -> Option<DeadLetterRoute<'a>> {
+        let route = |settings: &'a Arguments, exchange: &str, key: &str| {
+            Some(DeadLetterRoute {
+                exchange: settings.get(exchange)?.as_str()?,
+                routing_key: settings.get(key).and_then(Value::as_str),
+            })
+        };
+        if queue.arguments.contains_key(DLX_ARG) {
+            return route(&queue.arguments, DLX_ARG, DLK_ARG);
+        }
+        let policy = format!("{DEAD_LETTER_POLICY_PREFIX}{}", queue.name);
+        let definition = &self.policies.get(&policy)?.definition;
+        route(
+            definition,
+            "dead-letter-exchange",
+            "dead-letter-routing-key",
+        )
+    }
+
+    /// The queue `queue` dead-letters into through the default exchange, if it does.
+    pub fn dead_letter_queue_of<'a>(&'a self, queue: &'a QueueSpec) -> Option<&'a str> {
+        self.dead_letter_route(queue)
+            .filter(|r| r.exchange.is_empty())?
+            .routing_key
+    }
+}
+
 /// Argument keys whose values are integers, whatever type they were written in.
 const INTEGER_ARGUMENTS: [&str; 12] = [
     "x-message-ttl",

@@ -581,7 +581,12 @@ impl Planner<'_> {
                 .queues
                 .values()
                 .filter(|q| !deleted.contains(&q.name) && !self.replaced_queues.contains(&q.name))
-                .filter_map(|q| Some((q.name.as_str(), self.dead_letter_queue_of(q)?)))
+                .filter_map(|q| {
+                    Some((
+                        q.name.as_str(),
+                        self.observed.topology.dead_letter_queue_of(q)?,
+                    ))
+                })
                 .find(|(_, target)| deleted.contains(*target));
             let Some((source, target)) = kept_source else {
                 return;
@@ -597,20 +602,6 @@ impl Planner<'_> {
             }
             self.pruned_queues.remove(&target);
         }
-    }
-
-    /// The queue an observed queue dead-letters into: its arguments' target, else the target of
-    /// god's dead-letter policy for it.
-    fn dead_letter_queue_of<'q>(&'q self, queue: &'q QueueSpec) -> Option<&'q str> {
-        queue.dead_letter_queue().or_else(|| {
-            let policy = format!("{DEAD_LETTER_POLICY_PREFIX}{}", queue.name);
-            self.observed
-                .topology
-                .policies
-                .get(&policy)?
-                .dead_letter_route()
-                .map(|(_, target)| target)
-        })
     }
 
     fn orphan_note(&mut self, id: &str, origin: Origin, why: &str) {
