@@ -25,8 +25,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
 use common::{
-    applied_registry, confirming_channel, delete_vhost, depth, env_number, fresh_vhost,
-    print_median_ratio, purge, two_thread_runtime,
+    MoverRounds, applied_registry, confirming_channel, delete_vhost, depth, env_number,
+    fresh_vhost, purge, rate, two_thread_runtime,
 };
 
 const VHOST: &str = "god-bench-dlq";
@@ -46,10 +46,8 @@ fn main() {
         let (connection, channel) = confirming_channel(&amqp).await;
 
         println!("god dlq replay benchmark: {messages} dead letters moved from {DLQ} back to {ORIGIN}, {rounds} alternating rounds, 2 cores, RabbitMQ 3.10\n");
-        println!("| round | god dlq replay msgs/s | raw lapin mover msgs/s | god / raw |");
-        println!("|---|---|---|---|");
-        let mut ratios = Vec::new();
-        for round in 1..=rounds {
+        let mut table = MoverRounds::start("god dlq replay");
+        for _ in 0..rounds {
             fill(&channel, messages).await;
             let started = Instant::now();
             let out = support::god()
@@ -61,21 +59,19 @@ fn main() {
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
             wait_until_moved(&channel, messages).await;
-            let god_rate = f64::from(messages) / started.elapsed().as_secs_f64();
+            let god_rate = rate(messages, started);
             purge(&channel, ORIGIN).await;
 
             fill(&channel, messages).await;
             let started = Instant::now();
             raw_move(&amqp, messages).await;
             wait_until_moved(&channel, messages).await;
-            let raw_rate = f64::from(messages) / started.elapsed().as_secs_f64();
+            let raw_rate = rate(messages, started);
             purge(&channel, ORIGIN).await;
 
-            let ratio = god_rate / raw_rate;
-            ratios.push(ratio);
-            println!("| {round} | {god_rate:.0} | {raw_rate:.0} | {ratio:.2} |");
+            table.row(god_rate, raw_rate);
         }
-        print_median_ratio("god / raw", ratios);
+        table.finish();
         let _ = connection.close(200, "done".into()).await;
         delete_vhost(&http, VHOST).await;
     });

@@ -22,8 +22,8 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 
 use common::{
-    applied_registry, confirming_channel, delete_vhost, depth, env_number, fresh_vhost,
-    print_median_ratio, purge, two_thread_runtime,
+    MoverRounds, applied_registry, confirming_channel, delete_vhost, depth, env_number,
+    fresh_vhost, purge, rate, two_thread_runtime,
 };
 use support::ServiceProcess;
 
@@ -43,15 +43,13 @@ fn main() {
         let (connection, channel) = confirming_channel(&amqp).await;
 
         println!("god retry benchmark: {messages} rejected messages moved from {INBOX} to {STAGE}, {rounds} alternating rounds, 2 cores, RabbitMQ 3.10\n");
-        println!("| round | god retry msgs/s | raw lapin mover msgs/s | god / raw |");
-        println!("|---|---|---|---|");
-        let mut ratios = Vec::new();
-        for round in 1..=rounds {
+        let mut table = MoverRounds::start("god retry");
+        for _ in 0..rounds {
             fill_inbox(&channel, messages).await;
             let started = Instant::now();
             let mover = ServiceProcess::retry(&amqp, &registry);
             wait_until_moved(&channel, messages).await;
-            let god_rate = f64::from(messages) / started.elapsed().as_secs_f64();
+            let god_rate = rate(messages, started);
             drop(mover);
             purge(&channel, STAGE).await;
 
@@ -59,15 +57,13 @@ fn main() {
             let started = Instant::now();
             let raw = tokio::spawn(raw_move(amqp.clone(), messages));
             wait_until_moved(&channel, messages).await;
-            let raw_rate = f64::from(messages) / started.elapsed().as_secs_f64();
+            let raw_rate = rate(messages, started);
             raw.await.unwrap();
             purge(&channel, STAGE).await;
 
-            let ratio = god_rate / raw_rate;
-            ratios.push(ratio);
-            println!("| {round} | {god_rate:.0} | {raw_rate:.0} | {ratio:.2} |");
+            table.row(god_rate, raw_rate);
         }
-        print_median_ratio("god / raw", ratios);
+        table.finish();
         let _ = connection.close(200, "done".into()).await;
         delete_vhost(&http, VHOST).await;
     });

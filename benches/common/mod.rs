@@ -138,3 +138,36 @@ pub fn print_median_ratio(what: &str, mut ratios: Vec<f64>) {
         ratios[ratios.len() - 1]
     );
 }
+
+/// The table of a benchmark that times a god mover against a raw lapin mover, round by round,
+/// and ends with the median of the rounds' ratios.
+pub struct MoverRounds {
+    ratios: Vec<f64>,
+}
+
+impl MoverRounds {
+    /// Prints the table's header; `god` names god's column.
+    pub fn start(god: &str) -> Self {
+        println!("| round | {god} msgs/s | raw lapin mover msgs/s | god / raw |");
+        println!("|---|---|---|---|");
+        Self { ratios: Vec::new() }
+    }
+
+    /// Prints a round's row from the two movers' rates (messages per second).
+    pub fn row(&mut self, god_rate: f64, raw_rate: f64) {
+        let ratio = god_rate / raw_rate;
+        self.ratios.push(ratio);
+        let round = self.ratios.len();
+        println!("| {round} | {god_rate:.0} | {raw_rate:.0} | {ratio:.2} |");
+    }
+
+    /// Prints the median ratio.
+    pub fn finish(self) {
+        print_median_ratio("god / raw", self.ratios);
+    }
+}
+
+/// Messages per second of `messages` moved since `started`.
+pub fn rate(messages: u32, started: std::time::Instant) -> f64 {
+    f64::from(messages) / started.elapsed().as_secs_f64()
+}
