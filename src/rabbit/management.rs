@@ -381,7 +381,7 @@ impl ManagementApi {
     /// Called with reqwest: the crate's `get_vhost` cannot read RabbitMQ 3.10's answer (3.10
     /// sends `tags` as a string where the crate expects a list).
     pub async fn check_vhost(&self) -> Result<()> {
-        self.send(Method::GET, &self.in_vhost("vhosts"), "the vhost lookup")
+        self.get(&self.in_vhost("vhosts"), "the vhost lookup")
             .await
             .map(|_| ())
     }
@@ -485,11 +485,7 @@ impl ManagementApi {
     /// The client-given name of a connection, from its broker-side name.
     pub async fn connection_name(&self, connection: &str) -> Option<String> {
         let path = format!("connections/{}", encode(connection));
-        let response = self
-            .send(Method::GET, &path, "a connection lookup")
-            .await
-            .ok()?;
-        let details: Value = response.json().await.ok()?;
+        let details: Value = self.get_json(&path, "a connection lookup").await.ok()?;
         details["client_properties"]["connection_name"]
             .as_str()
             .map(str::to_string)
@@ -501,9 +497,8 @@ impl ManagementApi {
         path: &str,
         operation: &str,
     ) -> Result<T> {
-        let response = self.deliver_get(path).await?;
-        let response = self.check_status(response, operation).await?;
-        response
+        self.get(path, operation)
+            .await?
             .json()
             .await
             .map_err(|e| self.unexpected(operation, e))
@@ -695,9 +690,9 @@ impl ManagementApi {
         }
     }
 
-    /// Sends an authenticated request and checks its status.
-    async fn send(&self, method: Method, path: &str, operation: &str) -> Result<reqwest::Response> {
-        let response = self.deliver(method, path).await?;
+    /// A GET (see [`Self::deliver_get`]) whose status is checked.
+    async fn get(&self, path: &str, operation: &str) -> Result<reqwest::Response> {
+        let response = self.deliver_get(path).await?;
         self.check_status(response, operation).await
     }
 
