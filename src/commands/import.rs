@@ -10,6 +10,7 @@ use crate::error::{GodError, Result};
 use crate::inputs::SourceFile;
 use crate::inputs::components::load_components;
 use crate::inputs::compose_import::convert;
+use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::registry_import::{self, Consumer, Imported, LiveVhost};
 use crate::observe::rabbit::observe;
 use crate::rabbit::management::ManagementApi;
@@ -90,6 +91,16 @@ fn write(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| GodError::Other(format!("cannot write {}: {e}", path.display())))
 }
 
+/// An import whose result does not validate: a bug of god's, reported with every problem
+/// and what to send with the report.
+fn importer_bug(what: &str, send: &str, problems: &[Diagnostic]) -> GodError {
+    let listed: Vec<String> = problems.iter().map(|p| p.render()).collect();
+    GodError::Other(format!(
+        "{what} does not validate (a bug of god import; please report it with {send}):\n{}",
+        listed.join("\n")
+    ))
+}
+
 fn compose(args: &ComposeArgs) -> Result<Exit> {
     if let Some(path) = &args.out {
         refuse_overwrite(path, args.force)?;
@@ -105,11 +116,11 @@ fn compose(args: &ComposeArgs) -> Result<Exit> {
         text: converted.text.clone(),
     };
     if let Err(problems) = load_components(check) {
-        let listed: Vec<String> = problems.iter().map(|p| p.render()).collect();
-        return Err(GodError::Other(format!(
-            "the converted components.toml does not validate (a bug of god import; please report it with the compose file):\n{}",
-            listed.join("\n")
-        )));
+        return Err(importer_bug(
+            "the converted components.toml",
+            "the compose file",
+            &problems,
+        ));
     }
     for problem in &converted.left_out {
         eprintln!("{}", problem.render());
@@ -150,13 +161,14 @@ fn registry(globals: &Globals, args: &RegistryArgs) -> Result<Exit> {
     let live = runtime()?.block_on(read_live_vhost(&ManagementApi::new(&endpoints)?))?;
     let imported =
         registry_import::import(&live, args.exchange.as_deref()).map_err(GodError::Usage)?;
-    let differences = registry_import::differences(&imported, &out_path, &live).map_err(|problems| {
-        let listed: Vec<String> = problems.iter().map(|p| p.render()).collect();
-        GodError::Other(format!(
-            "the imported registry does not validate (a bug of god import; please report it with the vhost's definitions):\n{}",
-            listed.join("\n")
-        ))
-    })?;
+    let differences =
+        registry_import::differences(&imported, &out_path, &live).map_err(|problems| {
+            importer_bug(
+                "the imported registry",
+                "the vhost's definitions",
+                &problems,
+            )
+        })?;
     for (object, why) in &imported.left_out {
         eprintln!("left out: {object}: {why}");
     }

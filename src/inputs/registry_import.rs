@@ -86,7 +86,7 @@ pub fn import(live: &LiveVhost, exchange: Option<&str>) -> Result<Imported, Stri
     let services = scan.services();
     let topology = scan.topology(&services);
     Ok(Imported {
-        registry: registry_text(&live.state.vhost, &bus, &live.state, &services),
+        registry: registry_text(&bus, &live.state, &services),
         topology: (!topology.is_empty()).then(|| {
             let header = format!(
                 "# Written by `god import registry` from vhost {:?}: its objects a registry cannot say.\n\n",
@@ -827,7 +827,8 @@ fn limits_value(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
 
 /// The registry's text: the upstream layout (header, version, exchange, services, then
 /// event_subscriptions), each service's keys in the upstream order, god's keys after them.
-fn registry_text(vhost: &str, bus: &str, state: &ObservedState, services: &[ServiceOut]) -> String {
+fn registry_text(bus: &str, state: &ObservedState, services: &[ServiceOut]) -> String {
+    let vhost = state.vhost.as_str();
     let exchange = &state.topology.exchanges[bus];
     let mut text = String::from(
         "# Bloodbank Subscriber Services Registry\n\
