@@ -38,8 +38,8 @@ use common::{
     MANAGEMENT, applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost,
     two_thread_runtime,
 };
-use god::broker_endpoints::BrokerEndpoints;
-use god::gateway::publisher::{Outgoing, Publisher};
+use god::rabbit::endpoints::BrokerEndpoints;
+use god::services::gateway::publisher::{Outgoing, Publisher};
 use support::{ServiceProcess, cpu_seconds_of};
 
 const VHOST: &str = "god-bench-gateway";

@@ -9,24 +9,19 @@
 pub use god_core::{model, plan};
 
 pub mod apply;
-pub mod broker_endpoints;
-pub mod builtin;
 pub mod cli;
 pub mod commands;
 pub mod dlq;
-pub mod docker_engine;
 pub mod doctor;
 pub mod error;
-pub mod gateway;
 pub mod graph;
+pub mod import;
 pub mod inputs;
 pub mod logging;
-pub mod metrics;
 pub mod observe;
 pub mod rabbit;
 pub mod reconcile;
-pub mod relay;
-pub mod retry;
+pub mod services;
 
 /// This machine's name from /etc/hostname, read once; None when it cannot be read.
 pub fn host_name() -> Option<&'static str> {

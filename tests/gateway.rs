@@ -271,7 +271,7 @@ fn an_event_waiting_for_its_confirm_when_the_broker_dies_gets_a_503_before_the_t
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("lost before the confirm"), "{body}");
         assert!(
-            waited < god::gateway::publisher::CONFIRM_TIMEOUT,
+            waited < god::services::gateway::publisher::CONFIRM_TIMEOUT,
             "answered when the connection broke, not at the timeout: {waited:?}"
         );
     });

@@ -18,12 +18,12 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::Outcome;
-use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::model::containers::{
     BuildSpec, COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ContainerSpec, EnvSource,
     HealthProbe, NETWORK_LABEL, NetworkSpec, PROJECT_LABEL, SecretValues, VOLUME_LABEL, VolumeSpec,
 };
+use crate::observe::engine;
 use crate::plan::{Action, Change, Plan, Resource};
 
 /// Log lines quoted when a container fails.
@@ -126,7 +126,7 @@ async fn create_and_start(
     docker
         .create_container(Some(options), create_body(spec, secrets)?)
         .await
-        .map_err(|e| docker_engine::failed(&format!("creating container {}", spec.name), e))?;
+        .map_err(|e| engine::failed(&format!("creating container {}", spec.name), e))?;
     join_other_networks(docker, spec).await?;
     start(docker, &spec.name).await?;
     await_ready(docker, spec).await
@@ -144,7 +144,7 @@ async fn join_other_networks(docker: &Docker, spec: &ContainerSpec) -> Result<()
             .connect_network(network, request)
             .await
             .map_err(|e| {
-                docker_engine::failed(
+                engine::failed(
                     &format!("connecting container {} to network {network}", spec.name),
                     e,
                 )
@@ -179,7 +179,7 @@ async fn create_network(docker: &Docker, network: &NetworkSpec) -> Result<()> {
         .create_network(request)
         .await
         .map(|_| ())
-        .map_err(|e| docker_engine::failed(&format!("creating network {}", network.name), e))
+        .map_err(|e| engine::failed(&format!("creating network {}", network.name), e))
 }
 
 async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
@@ -200,7 +200,7 @@ async fn create_volume(docker: &Docker, volume: &VolumeSpec) -> Result<()> {
         .create_volume(request)
         .await
         .map(|_| ())
-        .map_err(|e| docker_engine::failed(&format!("creating volume {}", volume.name), e))
+        .map_err(|e| engine::failed(&format!("creating volume {}", volume.name), e))
 }
 
 async fn remove_volume(docker: &Docker, name: &str) -> Result<()> {
@@ -214,7 +214,7 @@ async fn start(docker: &Docker, name: &str) -> Result<()> {
     docker
         .start_container(name, None)
         .await
-        .map_err(|e| docker_engine::failed(&format!("starting container {name}"), e))
+        .map_err(|e| engine::failed(&format!("starting container {name}"), e))
 }
 
 async fn remove(docker: &Docker, name: &str) -> Result<()> {
@@ -228,7 +228,7 @@ async fn remove(docker: &Docker, name: &str) -> Result<()> {
 /// A removal's result: done, or nothing to remove, is Ok; any other failure names `what`.
 fn gone(result: std::result::Result<(), bollard::errors::Error>, what: &str) -> Result<()> {
     match result {
-        Err(e) if !docker_engine::is_not_found(&e) => Err(docker_engine::failed(what, e)),
+        Err(e) if !engine::is_not_found(&e) => Err(engine::failed(what, e)),
         _ => Ok(()),
     }
 }
@@ -296,7 +296,7 @@ async fn ensure_builtin_image(docker: &Docker, image: &str) -> Result<()> {
     }
     let context = tempfile::tempdir()
         .map_err(|e| GodError::Other(format!("cannot make a build directory: {e}")))?;
-    crate::builtin::image_context(context.path())
+    crate::services::builtin::image_context(context.path())
         .map_err(|e| GodError::Other(format!("cannot assemble god's image: {e}")))?;
     let build = BuildSpec {
         context: context.path().display().to_string(),
@@ -438,7 +438,7 @@ async fn state_of(docker: &Docker, name: &str) -> Result<ContainerState> {
     let info = docker
         .inspect_container(name, None)
         .await
-        .map_err(|e| docker_engine::failed(&format!("inspecting container {name}"), e))?;
+        .map_err(|e| engine::failed(&format!("inspecting container {name}"), e))?;
     Ok(info.state.unwrap_or_default())
 }
 

@@ -9,13 +9,13 @@ use serde_json::json;
 use super::{Exit, Globals, Only, runtime, seconds};
 use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::Result;
 use crate::plan::containers::broker_phase;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{NoteKind, Plan, Summary};
+use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::reconcile::{
     BrokerHold, Session, Targets, check_saved, execute, plan_targets, read_saved_plan,
 };

@@ -6,13 +6,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::{Exit, Globals, ask_yes, runtime};
-use crate::broker_endpoints::BrokerEndpoints;
-use crate::dlq::{self, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary};
+use crate::dlq::letters::{
+    self as dlq, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary,
+};
 use crate::error::Result;
 use crate::model::desired::QueueRole;
 use crate::model::{DeadLetterRoute, DestinationType, Topology};
 use crate::observe::rabbit::observe;
 use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::rabbit::management::ManagementApi;
 
 /// Messages from which a replay or purge shows a progress bar.
@@ -179,7 +181,7 @@ fn routed_by(topology: &Topology, exchange: &str, key: Option<&str>) -> Vec<Stri
         .filter(|b| match (kind, key) {
             ("fanout", _) => true,
             ("direct", Some(key)) => b.routing_key == key,
-            ("topic", Some(key)) => crate::relay::topic::matches(&b.routing_key, key),
+            ("topic", Some(key)) => crate::services::relay::topic::matches(&b.routing_key, key),
             _ => false,
         })
         .map(|b| b.destination.clone())

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Exit, Globals, runtime};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
-use crate::gateway::envelope::Schemas;
-use crate::gateway::metrics::Metrics;
-use crate::gateway::publisher::Publisher;
-use crate::gateway::{Gateway, serve};
+use crate::rabbit::endpoints::BrokerEndpoints;
+use crate::services::gateway::envelope::Schemas;
+use crate::services::gateway::metrics::Metrics;
+use crate::services::gateway::publisher::Publisher;
+use crate::services::gateway::{Gateway, serve};
 
 /// The exchange used when neither `--exchange` nor a registry names one.
 pub const DEFAULT_EXCHANGE: &str = "bloodbank.events.v1";
@@ -26,7 +26,7 @@ pub struct GatewayArgs {
     #[arg(long, env = "GOD_EXCHANGE", hide_env_values = true)]
     pub exchange: Option<String>,
     /// Largest accepted request body, in bytes (larger: 413).
-    #[arg(long, default_value_t = crate::gateway::DEFAULT_BODY_LIMIT)]
+    #[arg(long, default_value_t = crate::services::gateway::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
     /// Directory of payload schemas named <event_type>.json.
     #[arg(long, default_value = "schemas/events")]

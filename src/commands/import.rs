@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::{Exit, Globals, runtime};
 use crate::error::{GodError, Result};
+use crate::import::compose::convert;
+use crate::import::registry::{self as registry_import, Consumer, Imported, LiveVhost};
 use crate::inputs::SourceFile;
 use crate::inputs::components::load_components;
-use crate::inputs::compose_import::convert;
 use crate::inputs::diagnostic::Diagnostic;
-use crate::inputs::registry_import::{self, Consumer, Imported, LiveVhost};
 use crate::observe::rabbit::observe;
 use crate::rabbit::management::ManagementApi;
 

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 
 use super::gateway::exchange;
 use super::{Exit, Globals, runtime};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
-use crate::relay::{Relay, RelayConfig, serve};
+use crate::rabbit::endpoints::BrokerEndpoints;
+use crate::services::relay::{Relay, RelayConfig, serve};
 
 /// Options of `god relay`.
 #[derive(Debug, Clone, clap::Args)]

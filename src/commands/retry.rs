@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 
 use super::{Exit, Globals, runtime};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::{GodError, Result};
 use crate::model::desired::RetryRoute;
-use crate::retry::{Mover, ROUTES_VARIABLE, RetryConfig, serve};
+use crate::rabbit::endpoints::BrokerEndpoints;
+use crate::services::retry::mover::{Mover, ROUTES_VARIABLE, RetryConfig, serve};
 
 /// Options of `god retry`.
 #[derive(Debug, Clone, clap::Args)]

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use super::{Area, Check, Problem, Thresholds, Verdict, cluster, flow, topology, within};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::model::desired::DesiredState;
 use crate::observe::rabbit::observe;
 use crate::plan::diff::{self, PlanOptions};
 use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::rabbit::management::{ManagementApi, NodeEntry, Overview};
 
 /// What the broker, topology and flow checks need.

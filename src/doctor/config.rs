@@ -2,7 +2,6 @@
 //! docker-compose.yml agrees with components.toml. Loading the inputs is these checks.
 
 use super::{Area, Check, Verdict, first_few, first_line};
-use crate::broker_endpoints::BrokerEndpoints;
 use crate::error::GodError;
 use crate::inputs::SourceFile;
 use crate::inputs::components::LoadedComponents;
@@ -11,6 +10,7 @@ use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::validate::LoadedRegistry;
 use crate::model::containers::DesiredContainers;
 use crate::model::desired::DesiredState;
+use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::reconcile::Globals;
 
 /// The inputs that loaded, and the config checks made while loading them.

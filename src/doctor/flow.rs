@@ -10,7 +10,7 @@ use crate::model::{BindingSpec, ObservedState};
 use crate::observe::rabbit::exact_counts;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::{ConsumerEntry, ManagementApi};
-use crate::relay::topic;
+use crate::services::relay::topic;
 
 /// Depth, consumers and growth of one queue, from the management API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -140,7 +140,7 @@ async fn relays(
     let mut relays = Vec::new();
     for c in consumers
         .iter()
-        .filter(|c| c.consumer_tag == crate::relay::CONSUMER_TAG)
+        .filter(|c| c.consumer_tag == crate::services::relay::CONSUMER_TAG)
     {
         // The consumer list lags: a relay that just went away may still be in it.
         let Some(bindings) = api.queue_bindings(&c.queue.name).await? else {

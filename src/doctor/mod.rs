@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::builtin::Builtin;
 use crate::error::GodError;
 use crate::model::desired::QueueRole;
+use crate::services::builtin::Builtin;
 
 /// Version of the report's JSON format (`schemas/doctor.schema.json`).
 pub const DOCTOR_FORMAT_VERSION: u32 = 1;

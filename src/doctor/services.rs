@@ -6,11 +6,11 @@ use std::time::Duration;
 use bollard::models::HealthStatusEnum;
 
 use super::{Area, Check, Problem, Verdict, first_few, within};
-use crate::broker_endpoints::mask_url_str;
-use crate::builtin::Builtin;
-use crate::docker_engine;
 use crate::model::containers::{ContainerSpec, DesiredContainers, PROJECT_LABEL};
 use crate::model::desired::DesiredState;
+use crate::observe::engine;
+use crate::rabbit::endpoints::mask_url_str;
+use crate::services::builtin::Builtin;
 
 /// The health URL of a bundled service: `--gateway-url`/`--relay-url` with its health path,
 /// else its component's (see [`Builtin::health_url`]).
@@ -69,7 +69,7 @@ pub async fn containers(desired: Option<&DesiredContainers>, limit: Duration) ->
     let Some(desired) = desired.filter(|d| !d.containers.is_empty()) else {
         return Check::skip(id, Area::Services, "components.toml runs no containers");
     };
-    let docker = match within(limit, docker_engine::connect()).await {
+    let docker = match within(limit, engine::connect()).await {
         Ok(d) => d,
         Err(problem) => {
             return Check::new(
@@ -80,10 +80,7 @@ pub async fn containers(desired: Option<&DesiredContainers>, limit: Duration) ->
                     // god's own error names the engine's address already.
                     Problem::Failed(_) => problem.to_string(),
                     Problem::Timeout(_) => {
-                        format!(
-                            "Docker engine at {}: {problem}",
-                            docker_engine::engine_address()
-                        )
+                        format!("Docker engine at {}: {problem}", engine::engine_address())
                     }
                 },
             )
@@ -119,8 +116,8 @@ async fn container_state(
     let inspect = async {
         match docker.inspect_container(name, None).await {
             Ok(info) => Ok(Some(info)),
-            Err(e) if docker_engine::is_not_found(&e) => Ok(None),
-            Err(e) => Err(docker_engine::failed(&format!("inspecting {name}"), e)),
+            Err(e) if engine::is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine::failed(&format!("inspecting {name}"), e)),
         }
     };
     let info = match within(limit, inspect).await {
@@ -215,8 +212,7 @@ async fn memory_use(docker: &bollard::Docker, name: &str) -> crate::error::Resul
     let Some(sample) = stream.next().await else {
         return Ok(None);
     };
-    let sample =
-        sample.map_err(|e| docker_engine::failed(&format!("reading {name}'s statistics"), e))?;
+    let sample = sample.map_err(|e| engine::failed(&format!("reading {name}'s statistics"), e))?;
     let Some(memory) = sample.memory_stats else {
         return Ok(None);
     };

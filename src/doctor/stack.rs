@@ -7,8 +7,8 @@ use std::time::Duration;
 use bollard::Docker;
 
 use super::{Area, Check, Verdict, within};
-use crate::docker_engine;
 use crate::model::containers::{DesiredContainers, NetworkSpec, VolumeSpec};
+use crate::observe::engine;
 
 /// The share of a volume's filesystem in use that warns, and that fails.
 pub const VOLUME_FULL: (f64, f64) = (0.90, 0.98);
@@ -23,7 +23,7 @@ pub async fn checks(desired: Option<&DesiredContainers>, limit: Duration) -> Vec
             .map(|id| Check::skip(id, Area::Services, "components.toml declares none"))
             .collect();
     }
-    let docker = match within(limit, docker_engine::connect()).await {
+    let docker = match within(limit, engine::connect()).await {
         Ok(d) => d,
         Err(problem) => {
             return ids
@@ -59,7 +59,7 @@ async fn networks(docker: &Docker, desired: &DesiredContainers, limit: Duration)
             docker
                 .inspect_container(&spec.name, None)
                 .await
-                .map_err(|e| docker_engine::failed(&format!("inspecting {}", spec.name), e))
+                .map_err(|e| engine::failed(&format!("inspecting {}", spec.name), e))
         })
         .await
         else {
@@ -114,7 +114,7 @@ async fn inspect_network(docker: &Docker, network: &NetworkSpec) -> crate::error
         .inspect_network(&network.name, None)
         .await
         .map(|_| ())
-        .map_err(|e| docker_engine::failed(&format!("inspecting network {}", network.name), e))
+        .map_err(|e| engine::failed(&format!("inspecting network {}", network.name), e))
 }
 
 fn missing_network(network: &NetworkSpec) -> String {
@@ -138,9 +138,10 @@ async fn volumes(docker: &Docker, volumes: &[VolumeSpec], limit: Duration) -> Ch
     let mut lines = Vec::new();
     for volume in volumes {
         let found = within(limit, async {
-            docker.inspect_volume(&volume.name).await.map_err(|e| {
-                docker_engine::failed(&format!("inspecting volume {}", volume.name), e)
-            })
+            docker
+                .inspect_volume(&volume.name)
+                .await
+                .map_err(|e| engine::failed(&format!("inspecting volume {}", volume.name), e))
         })
         .await;
         let (verdict, line) = match found {

@@ -93,7 +93,7 @@ pub fn compare(compose: &SourceFile, components: &LoadedComponents) -> Vec<Diagn
             .collect();
         // What god gives its bundled services a compose file must spell out.
         let given_by_god = |key: &str| {
-            component.builtin.is_some() && crate::builtin::GIVEN_VARIABLES.contains(&key)
+            component.builtin.is_some() && crate::services::builtin::GIVEN_VARIABLES.contains(&key)
         };
         for (key, theirs) in compose_env(service) {
             match env_ours.get(&key) {

@@ -3,12 +3,10 @@
 
 pub mod components;
 pub mod compose;
-pub mod compose_import;
 pub mod cross_check;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
-pub mod registry_import;
 pub mod schema;
 pub mod toml_doc;
 pub mod topology;

@@ -9,12 +9,12 @@ use bollard::Docker;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptions};
 
-use crate::docker_engine;
 use crate::error::Result;
 use crate::model::containers::{
     COMPONENT_LABEL, CONFIG_HASH_LABEL, CONFIG_LABEL, ObservedContainer, ObservedContainers,
     ObservedNetwork, ObservedVolume, PROJECT_LABEL, VOLUME_LABEL,
 };
+use crate::observe::engine;
 
 /// The engine names god looks for besides the project's labelled objects.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +38,7 @@ pub async fn observe(
     let list = docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| docker_engine::failed("listing containers", e))?;
+        .map_err(|e| engine::failed("listing containers", e))?;
     let mut observed = ObservedContainers {
         project: project.to_string(),
         ..ObservedContainers::default()
@@ -123,7 +123,7 @@ async fn observe_networks(
     let list = docker
         .list_networks(None)
         .await
-        .map_err(|e| docker_engine::failed("listing networks", e))?;
+        .map_err(|e| engine::failed("listing networks", e))?;
     for network in list {
         let name = network.name.clone().unwrap_or_default();
         let owner = network
@@ -137,7 +137,7 @@ async fn observe_networks(
         let inspected = docker
             .inspect_network(&name, None)
             .await
-            .map_err(|e| docker_engine::failed(&format!("inspecting network {name}"), e))?;
+            .map_err(|e| engine::failed(&format!("inspecting network {name}"), e))?;
         let mut containers: Vec<String> = inspected
             .containers
             .unwrap_or_default()
@@ -166,7 +166,7 @@ async fn observe_volumes(
     let list = docker
         .list_volumes(None::<ListVolumesOptions>)
         .await
-        .map_err(|e| docker_engine::failed("listing volumes", e))?;
+        .map_err(|e| engine::failed("listing volumes", e))?;
     for volume in list.volumes.unwrap_or_default() {
         let owner = volume.labels.get(PROJECT_LABEL).cloned();
         let ours = owner.as_deref() == Some(project);

@@ -5,9 +5,9 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-use crate::broker_endpoints::{AmqpEndpoint, BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
 use crate::model::{Arguments, BindingSpec, DestinationType};
+use crate::rabbit::endpoints::{AmqpEndpoint, BrokerEndpoints, NodeList};
 use crate::rabbit::management::ExportedBinding;
 
 /// How long closing a connection may wait for the broker's close-ok.

@@ -13,8 +13,8 @@ use rabbitmq_http_client::error::Error as ClientError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::broker_endpoints::{BrokerEndpoints, NodeList};
 use crate::error::{GodError, Result};
+use crate::rabbit::endpoints::{BrokerEndpoints, NodeList};
 
 /// Times a GET answered with HTTP 500 is sent (see [`ManagementApi::deliver_get`]).
 const GET_ATTEMPTS: u32 = 3;

@@ -11,7 +11,7 @@ use lapin::options::BasicQosOptions;
 use lapin::types::LongString;
 use lapin::{Channel, Connection, ConnectionProperties};
 
-use crate::broker_endpoints::mask_url_str;
+use crate::rabbit::endpoints::mask_url_str;
 
 /// The nodes a service connects to in turn, and whether it is connected now.
 pub struct NodeRotation {

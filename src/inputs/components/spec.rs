@@ -12,7 +12,6 @@ use super::fields::{parse_cpus, parse_duration, parse_memory, parse_port};
 use super::{
     BuildDecl, Component, HealthcheckDecl, LoadedComponents, SharedObjectDecl, UlimitDecl,
 };
-use crate::builtin::Builtin;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 use crate::model::containers::{
@@ -20,6 +19,7 @@ use crate::model::containers::{
     NetworkSpec, RuntimeSpec, SecretValues, Ulimit, VolumeSpec, interpolate, looks_secret,
     masked_url,
 };
+use crate::services::builtin::Builtin;
 
 impl LoadedComponents {
     /// The desired containers of `project`, dependencies first. Environment variables named by
@@ -303,7 +303,7 @@ impl LoadedComponents {
                 "god-build/{project}-{name}:{}",
                 context_digest(Path::new(&b.context)).unwrap_or_default()
             ),
-            (None, None, Some(_)) => crate::builtin::image(),
+            (None, None, Some(_)) => crate::services::builtin::image(),
             (None, None, None) => String::new(),
         };
         let builtin = c.builtin.as_deref().and_then(Builtin::parse);

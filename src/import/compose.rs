@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use super::SourceFile;
-use super::components::is_host_path;
-use super::diagnostic::Diagnostic;
-use super::document::{PositionedDocument, escape_pointer};
-use super::yaml;
+use crate::inputs::SourceFile;
+use crate::inputs::components::is_host_path;
+use crate::inputs::diagnostic::Diagnostic;
+use crate::inputs::document::{PositionedDocument, escape_pointer};
+use crate::inputs::yaml;
 use crate::model::containers::interpolate;
 
 /// A compose file converted: the components.toml text and what was left out or changed.

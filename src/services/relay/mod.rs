@@ -190,7 +190,7 @@ async fn health(State(relay): State<Arc<Relay>>) -> Response {
 async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
     let clients = relay.clients.lock().await.len();
     let connected = relay.nodes.is_connected();
-    crate::metrics::response(relay.metrics.render(clients, connected))
+    crate::services::metrics::response(relay.metrics.render(clients, connected))
 }
 
 async fn upgrade(

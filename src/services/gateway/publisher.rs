@@ -20,7 +20,7 @@ use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue,
 use tokio::sync::{Mutex, MutexGuard, RwLock, oneshot};
 
 use super::confirms::{Confirms, Verdict};
-use crate::broker_endpoints::AmqpAddress;
+use crate::rabbit::endpoints::AmqpAddress;
 
 /// How long a publish waits for the broker's confirm.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::SourceFile;
-use super::diagnostic::Diagnostic;
-use super::topology::TOPOLOGY_DIR;
-use super::validate::load_inputs;
+use crate::inputs::SourceFile;
+use crate::inputs::diagnostic::Diagnostic;
+use crate::inputs::topology::TOPOLOGY_DIR;
+use crate::inputs::validate::load_inputs;
 
 use crate::model::queue_type::{
     DECLARATION_ONLY_ARGUMENTS, QUEUE_TYPE_ARG, QueueSettings, QueueType,
@@ -1214,7 +1214,7 @@ mod tests {
             "none": [],
         });
         let text = topology_text(&value);
-        let parsed = super::super::yaml::parse(&text).unwrap().value;
+        let parsed = crate::inputs::yaml::parse(&text).unwrap().value;
         assert_eq!(parsed, value, "{text}");
     }
 }

@@ -82,7 +82,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        crate::metrics::render(&self.registry)
+        crate::services::metrics::render(&self.registry)
     }
 }
 

@@ -151,7 +151,7 @@ impl Filter {
         let event_type = self
             .event_type
             .as_ref()
-            .is_none_or(|p| crate::relay::topic::matches(p, &letter.event_type));
+            .is_none_or(|p| crate::services::relay::topic::matches(p, &letter.event_type));
         let old = self.older_than.is_none_or(|age| {
             letter
                 .died_at

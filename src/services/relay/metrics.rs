@@ -54,6 +54,6 @@ impl Metrics {
     pub fn render(&self, clients: usize, connected: bool) -> String {
         self.clients.set(i64::try_from(clients).unwrap_or(i64::MAX));
         self.connected.set(i64::from(connected));
-        crate::metrics::render(&self.registry)
+        crate::services::metrics::render(&self.registry)
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 /// The envelope schema, shipped in `schemas/` and compiled into the binary.
-pub const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.schema.json");
+pub const ENVELOPE_SCHEMA: &str = include_str!("../../../schemas/envelope.schema.json");
 
 /// One schema violation: where (a JSON pointer) and what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -18,7 +18,7 @@ pub const GIVEN_VARIABLES: [&str; 4] = [
     BROKER_URL_VARIABLE,
     EXCHANGE_VARIABLE,
     crate::logging::FORMAT_VARIABLE,
-    crate::retry::ROUTES_VARIABLE,
+    crate::services::retry::mover::ROUTES_VARIABLE,
 ];
 
 /// One of god's bundled services.
@@ -235,7 +235,7 @@ pub fn give_defaults(
         }
         if let (Some(Builtin::Retry), Some(routes)) = (Builtin::of(spec), registry.retry_routes) {
             defaults.push((
-                crate::retry::ROUTES_VARIABLE,
+                crate::services::retry::mover::ROUTES_VARIABLE,
                 EnvSource::Value(routes.to_string()),
             ));
         }

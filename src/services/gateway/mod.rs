@@ -97,7 +97,7 @@ async fn ready(State(g): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
-    crate::metrics::response(g.metrics.render())
+    crate::services::metrics::response(g.metrics.render())
 }
 
 /// The request headers the event routes read, taken without copying the whole header map.

@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use crate::apply::rabbit::{ApplyOptions, RabbitExecutor};
 use crate::apply::{Outcome, docker, lock};
-use crate::broker_endpoints::BrokerEndpoints;
-use crate::builtin;
-use crate::docker_engine;
 use crate::error::{GodError, Result};
 use crate::inputs::components::{LoadedComponents, default_project, load_components};
 use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
@@ -20,6 +17,7 @@ use crate::model::ObservedState;
 use crate::model::containers::{DesiredContainers, ObservedContainers, SecretValues};
 use crate::model::desired::DesiredState;
 use crate::observe::docker::{Wanted, observe as observe_containers};
+use crate::observe::engine;
 use crate::observe::rabbit::{observe, observe_exact_depths};
 use crate::plan::containers::broker_phase;
 use crate::plan::containers::plan as plan_container_changes;
@@ -27,7 +25,9 @@ use crate::plan::diff::{self, PlanOptions};
 use crate::plan::saved::SavedPlan;
 use crate::plan::{Note, NoteKind, Plan};
 use crate::rabbit::amqp::AmqpSession;
+use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::rabbit::management::ManagementApi;
+use crate::services::builtin;
 
 /// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.
 pub const COMPONENTS_FILE: &str = "components.toml";
@@ -359,7 +359,7 @@ pub async fn plan_targets(
     let mut containers = None;
     let mut container_plan = None;
     if let Some(desired) = &targets.containers {
-        let docker = docker_engine::connect().await?;
+        let docker = engine::connect().await?;
         let (observed, p) = plan_containers(&docker, desired, options).await?;
         container_plan = Some(p);
         containers = Some(observed);
@@ -594,7 +594,7 @@ pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> R
     };
     let containers = match &saved.plan.project {
         Some(project) => {
-            let docker = docker_engine::connect().await?;
+            let docker = engine::connect().await?;
             let wanted = Wanted {
                 containers: saved.engine_names("container"),
                 networks: saved.engine_names("network"),
@@ -686,7 +686,7 @@ async fn containers(
     broker_url: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Option<Outcome>>> {
-    let docker = engine.get_or_try_init(docker_engine::connect).await?;
+    let docker = engine.get_or_try_init(engine::connect).await?;
     let secrets = SecretValues {
         env: &environment,
         broker_url: Some(broker_url),
