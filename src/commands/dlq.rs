@@ -181,7 +181,7 @@ fn routed_by(topology: &Topology, exchange: &str, key: Option<&str>) -> Vec<Stri
         .filter(|b| match (kind, key) {
             ("fanout", _) => true,
             ("direct", Some(key)) => b.routing_key == key,
-            ("topic", Some(key)) => crate::services::relay::topic::matches(&b.routing_key, key),
+            ("topic", Some(key)) => crate::model::topic::matches(&b.routing_key, key),
             _ => false,
         })
         .map(|b| b.destination.clone())

@@ -17,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 
 use crate::error::{GodError, Result};
+use crate::model::duration::parse_millis;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::headers::{deaths, integer, text};
 
@@ -131,7 +132,8 @@ impl Filter {
                 "type" => filter.event_type = Some(value.trim().to_string()),
                 "older-than" => {
                     filter.older_than = Some(
-                        humantime::parse_duration(value.trim())
+                        parse_millis(value.trim())
+                            .map(Duration::from_millis)
                             .map_err(|e| format!("older-than={value}: {e}"))?,
                     )
                 }
@@ -151,7 +153,7 @@ impl Filter {
         let event_type = self
             .event_type
             .as_ref()
-            .is_none_or(|p| crate::services::relay::topic::matches(p, &letter.event_type));
+            .is_none_or(|p| crate::model::topic::matches(p, &letter.event_type));
         let old = self.older_than.is_none_or(|age| {
             letter
                 .died_at

@@ -10,7 +10,7 @@ use crate::model::{BindingSpec, ObservedState};
 use crate::observe::rabbit::exact_counts;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::{ConsumerEntry, ManagementApi};
-use crate::services::relay::topic;
+use crate::model::topic;
 
 /// Depth, consumers and growth of one queue, from the management API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

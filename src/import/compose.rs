@@ -11,6 +11,7 @@ use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::{PositionedDocument, escape_pointer};
 use crate::inputs::yaml;
 use crate::model::containers::interpolate;
+use crate::model::duration::{format_millis, parse_millis};
 
 /// A compose file converted: the components.toml text and what was left out or changed.
 pub struct Converted {
@@ -503,11 +504,7 @@ fn undeclared_volumes(
 
 /// A Compose duration (`10s`, `1m30s`, `500ms`) in the units components.toml takes.
 fn seconds(text: &str) -> Option<String> {
-    let d = humantime::parse_duration(text).ok()?;
-    Some(match (d.subsec_millis(), d.as_secs()) {
-        (0, s) => format!("{s}s"),
-        _ => format!("{}ms", d.as_millis()),
-    })
+    parse_millis(text).ok().map(format_millis)
 }
 
 /// Compose writes sizes as `256M`; components.toml reads either case, and writes lower case.

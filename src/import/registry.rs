@@ -23,6 +23,7 @@ use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::topology::TOPOLOGY_DIR;
 use crate::inputs::validate::load_inputs;
 
+use crate::model::duration::format_millis;
 use crate::model::queue_type::{
     DECLARATION_ONLY_ARGUMENTS, QUEUE_TYPE_ARG, QueueSettings, QueueType,
 };
@@ -634,8 +635,7 @@ fn retries(state: &ObservedState) -> (BTreeMap<String, Vec<String>>, BTreeSet<St
         }
         let written = stages
             .iter()
-            .map(|(_, ms)| humantime::format_duration(std::time::Duration::from_millis(*ms)))
-            .map(|d| d.to_string())
+            .map(|(_, ms)| format_millis(*ms))
             .collect();
         delays.insert(name.clone(), written);
         members.insert(inbox);

@@ -10,7 +10,7 @@ use super::diagnostic::Diagnostic;
 use super::document::{Position, PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
 use super::topology::{InvalidTopologyFile, LoadedTopologyFile, ParsedTopology, QueueDecl};
-use super::validate::{check_binding_key, check_queue_name};
+use crate::model::topic::{check_binding_key, check_queue_name};
 use crate::model::desired::RetryRoute;
 use crate::model::queue_type::QueueType;
 use crate::model::{DestinationType, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
@@ -669,12 +669,4 @@ mod tests {
         assert_eq!(found, expected);
     }
 
-    #[test]
-    fn durations_are_milliseconds_or_written_with_a_unit() {
-        use super::super::topology::milliseconds;
-        assert_eq!(milliseconds(&serde_json::json!(86400000)), Some(86_400_000));
-        assert_eq!(milliseconds(&serde_json::json!("24h")), Some(86_400_000));
-        assert_eq!(milliseconds(&serde_json::json!("7d")), Some(604_800_000));
-        assert_eq!(milliseconds(&serde_json::json!("2m")), Some(120_000));
-    }
 }

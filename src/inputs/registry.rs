@@ -11,6 +11,7 @@ use crate::model::desired::{
     DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, RETRY_EXCHANGE,
     RETRY_QUEUE_HEADER, RetryRoute, ServiceSpec,
 };
+use crate::model::duration::Millis;
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
     Arguments, BindingSpec, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG, ExchangeSpec,
@@ -103,9 +104,9 @@ pub struct Service {
     /// god extension: the prefetch its consumers should use (god doctor compares it).
     #[serde(default)]
     pub prefetch: Option<u32>,
-    /// god extension: the delays of its retry stages (`[5s, 30s, 2m]`).
+    /// god extension: the delays of its retry stages (`[5s, 30s, 2m]`), read once.
     #[serde(default)]
-    pub retry: Vec<Value>,
+    pub retry: Vec<Millis>,
 }
 
 impl Service {
@@ -272,11 +273,7 @@ impl Registry {
         queue: &str,
         dead_letter_queue: &str,
     ) -> Option<String> {
-        let delays: Vec<u64> = service
-            .retry
-            .iter()
-            .filter_map(crate::inputs::topology::milliseconds)
-            .collect();
+        let delays: Vec<u64> = service.retry.iter().map(|d| d.0).collect();
         if delays.is_empty() {
             return None;
         }

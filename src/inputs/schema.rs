@@ -135,3 +135,36 @@ fn collect_property_names(schema: &Value, names: &mut BTreeSet<String>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every duration a schema accepts as a string, by the pattern it gives.
+    fn duration_patterns(schema: &Value, found: &mut Vec<String>) {
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::String(p)) = map.get("pattern")
+                    && p.contains("ms|s|m|h")
+                {
+                    found.push(p.clone());
+                }
+                map.values().for_each(|v| duration_patterns(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| duration_patterns(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_file_takes_durations_in_the_one_grammar() {
+        let mut found = Vec::new();
+        for text in [REGISTRY_SCHEMA, TOPOLOGY_SCHEMA, COMPONENTS_SCHEMA] {
+            duration_patterns(&serde_json::from_str(text).unwrap(), &mut found);
+        }
+        assert_eq!(found.len(), 3, "one duration pattern per schema: {found:?}");
+        for pattern in found {
+            assert_eq!(pattern, crate::model::duration::PATTERN);
+        }
+    }
+}

@@ -14,6 +14,7 @@ use super::diagnostic::Diagnostic;
 use super::document::PositionedDocument;
 use super::{schema, yaml};
 use crate::error::{GodError, Result};
+use crate::model::duration::millis_of;
 use crate::model::desired::DesiredState;
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
@@ -286,18 +287,6 @@ pub fn parse(sources: Vec<SourceFile>) -> ParsedTopology {
     parsed
 }
 
-/// A duration of a topology file in milliseconds: an integer is milliseconds already, a
-/// string is read as `5s`, `2m`, `24h`, `7d`.
-pub fn milliseconds(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => humantime::parse_duration(s.trim())
-            .ok()
-            .and_then(|d| u64::try_from(d.as_millis()).ok()),
-        _ => None,
-    }
-}
-
 impl LoadedTopologyFile {
     /// Adds the file's objects to the desired state, each with this file as its source.
     pub fn add_to(&self, state: &mut DesiredState) {
@@ -387,12 +376,12 @@ fn queue_spec(name: &str, q: &QueueDecl) -> QueueSpec {
             "x-message-ttl",
             q.message_ttl
                 .as_ref()
-                .and_then(milliseconds)
+                .and_then(millis_of)
                 .map(Value::from),
         ),
         (
             "x-expires",
-            q.expires.as_ref().and_then(milliseconds).map(Value::from),
+            q.expires.as_ref().and_then(millis_of).map(Value::from),
         ),
         ("x-max-length", q.max_length.map(Value::from)),
         ("x-max-length-bytes", q.max_length_bytes.map(Value::from)),

@@ -13,9 +13,9 @@ use super::{cross_check, schema, yaml};
 use crate::model::desired::DesiredState;
 use crate::model::desired::{Lifecycle, RetryRoute};
 use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
+use crate::model::topic::{check_binding_key, check_queue_name};
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
-const MAX_NAME_BYTES: usize = 255;
 
 /// A registry that parsed and validated, with the topology files beside it and the warnings
 /// found on the way.
@@ -452,55 +452,6 @@ impl RuleCheck<'_> {
             true
         }
     }
-}
-
-/// Checks a queue name against what RabbitMQ accepts from a client.
-pub fn check_queue_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("an empty name asks the broker to invent one".to_string());
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}",
-            name.len()
-        ));
-    }
-    if name.starts_with("amq.") {
-        return Err("names starting with \"amq.\" are reserved: RabbitMQ refuses to declare them (403 ACCESS_REFUSED)".to_string());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("contains a control character".to_string());
-    }
-    Ok(())
-}
-
-/// Checks a topic binding key: dot-separated non-empty words, wildcards only as whole words.
-pub fn check_binding_key(key: &str) -> Result<(), String> {
-    if key.is_empty() {
-        return Err(
-            "empty (it would only match events published with an empty routing key)".to_string(),
-        );
-    }
-    if key.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "{} bytes long; RabbitMQ accepts at most {MAX_NAME_BYTES}",
-            key.len()
-        ));
-    }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace".to_string());
-    }
-    for word in key.split('.') {
-        if word.is_empty() {
-            return Err("has an empty word (a leading, trailing or doubled dot)".to_string());
-        }
-        if word.len() > 1 && (word.contains('*') || word.contains('#')) {
-            return Err(format!(
-                "the word {word:?} mixes a wildcard with text; RabbitMQ would match it literally"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A registry from YAML text that must be valid: for the unit tests of the modules that take one.

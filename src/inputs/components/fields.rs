@@ -77,23 +77,6 @@ pub fn parse_cpus(raw: &serde_json::Value) -> Result<i64, String> {
     Ok((cpus * 1e9).round() as i64)
 }
 
-/// Parses `500ms`, `2s`, `1m`, `1h` into milliseconds.
-pub fn parse_duration(raw: &str) -> Result<u64, String> {
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration"))?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{raw:?} is not a duration")),
-    };
-    Ok(n * factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +102,5 @@ mod tests {
         );
         assert_eq!(parse_port("[::1]:80:8080").unwrap().host_ip, "::1");
         assert!(parse_port("a:b").is_err());
-        assert_eq!(parse_duration("500ms"), Ok(500));
-        assert!(parse_duration("5 s").is_err());
     }
 }

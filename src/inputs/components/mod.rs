@@ -20,7 +20,7 @@ use super::toml_doc;
 use crate::model::containers::{Condition, interpolate};
 
 pub use build_context::context_digest;
-pub use fields::{parse_duration, parse_port};
+pub use fields::parse_port;
 pub use spec::{default_project, is_host_path};
 
 /// The file as written.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::build_context::context_digest;
-use super::fields::{parse_cpus, parse_duration, parse_memory, parse_port};
+use super::fields::{parse_cpus, parse_memory, parse_port};
+use crate::model::duration::parse_millis as parse_duration;
 use super::{
     BuildDecl, Component, HealthcheckDecl, LoadedComponents, SharedObjectDecl, UlimitDecl,
 };

@@ -4,7 +4,6 @@
 //! dropped (its buffer is bounded) so that it never slows the others or the broker.
 
 pub mod metrics;
-pub mod topic;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +22,7 @@ use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::model::topic;
 use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
 
 /// The consumer tag of a relay's queue: how `god doctor` finds relays on the broker.

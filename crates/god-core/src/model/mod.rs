@@ -540,4 +540,6 @@ impl ObservedState {
 
 pub mod containers;
 pub mod desired;
+pub mod duration;
 pub mod queue_type;
+pub mod topic;
