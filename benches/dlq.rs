@@ -32,7 +32,7 @@ use common::{
 const VHOST: &str = "god-bench-dlq";
 const ORIGIN: &str = "svc.q";
 const DLQ: &str = "svc.q_dlq";
-const IN_FLIGHT: usize = god::dlq::letters::IN_FLIGHT;
+const IN_FLIGHT: usize = god::dlq::replay::IN_FLIGHT;
 
 fn main() {
     let messages: u32 = env_number("GOD_BENCH_MESSAGES", 100_000);

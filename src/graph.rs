@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::QueueStats;
-use crate::model::desired::{DesiredState, QueueRole};
+use crate::model::desired::{DesiredState, QueueRole, unroutable_exchange};
 
 /// What a node stands for (it decides its shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn build(desired: &DesiredState, live: Option<&BTreeMap<String, QueueStats>>
     }
     declared_topology(&mut g, desired, live);
     if let Some(queue) = &desired.unroutable {
-        let alternate = format!("{}.unroutable", desired.exchange);
+        let alternate = unroutable_exchange(&desired.exchange);
         let x = g.node(
             node_id("x", &alternate),
             NodeKind::Exchange,

@@ -6,13 +6,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::{Exit, Globals, ask_yes, runtime};
-use crate::dlq::letters::{
-    self as dlq, Action, DeadLetter, Destination, Filter, Outcome, Selection, Summary,
-};
+use crate::dlq::letters::{DeadLetter, Filter, Summary, depth, now, read};
+use crate::dlq::replay::{Action, Destination, Outcome, Selection, process};
+use crate::dlq::routes;
 use crate::error::Result;
-use crate::model::desired::QueueRole;
-use crate::model::{DeadLetterRoute, DestinationType, Topology};
-use crate::observe::rabbit::observe;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::rabbit::management::ManagementApi;
@@ -99,22 +96,13 @@ pub struct ReplayArgs {
 pub fn run(globals: &Globals, command: &DlqCommand) -> Result<Exit> {
     let registry = globals.read_registry().ok();
     let endpoints = globals.endpoints_for(registry.as_ref())?;
-    let dead_letter_queues: BTreeSet<String> = registry
-        .map(|r| r.desired_state())
-        .map(|d| {
-            d.owners
-                .iter()
-                .filter(|(_, o)| matches!(o.role, QueueRole::DeadLetter { .. }))
-                .map(|(q, _)| q.clone())
-                .collect()
-        })
+    let declared = registry
+        .map(|r| routes::declared(&r.desired_state()))
         .unwrap_or_default();
     runtime()?.block_on(async {
         let session = AmqpSession::connect(&endpoints, "dlq").await?;
         let done = match command {
-            DlqCommand::List { json } => {
-                list(&session, &endpoints, dead_letter_queues, *json).await
-            }
+            DlqCommand::List { json } => list(&session, &endpoints, declared, *json).await,
             DlqCommand::Show {
                 queue,
                 limit,
@@ -133,61 +121,6 @@ pub fn run(globals: &Globals, command: &DlqCommand) -> Result<Exit> {
     })
 }
 
-/// The queues `list` looks at: the registry's dead-letter queues, and every queue of the vhost
-/// another queue dead-letters into: through the default exchange (by its name), or through a
-/// direct, topic or fanout exchange (the queues whose binding takes its dead-letter routing
-/// key, every queue of a fanout one). The routes come from the queues' arguments and from
-/// god's own dead-letter policies.
-async fn dead_letter_targets(
-    endpoints: &BrokerEndpoints,
-    mut queues: BTreeSet<String>,
-) -> Result<BTreeSet<String>> {
-    let api = ManagementApi::new(endpoints)?;
-    let observed = observe(&api).await?;
-    let topology = &observed.topology;
-    for queue in topology.queues.values() {
-        match topology.dead_letter_route(queue) {
-            Some(DeadLetterRoute {
-                exchange: "",
-                routing_key: Some(key),
-            }) => {
-                queues.insert(key.to_string());
-            }
-            Some(DeadLetterRoute {
-                exchange,
-                routing_key,
-            }) if !exchange.is_empty() => {
-                queues.extend(routed_by(topology, exchange, routing_key));
-            }
-            _ => {}
-        }
-    }
-    Ok(queues
-        .into_iter()
-        .filter(|q| topology.queues.contains_key(q))
-        .collect())
-}
-
-/// The queues `exchange` routes a message with routing key `key` to (a message dead-lettered
-/// without one keeps its own keys: only a fanout exchange's queues are known then).
-fn routed_by(topology: &Topology, exchange: &str, key: Option<&str>) -> Vec<String> {
-    let Some(kind) = topology.exchanges.get(exchange).map(|e| e.kind.as_str()) else {
-        return Vec::new();
-    };
-    topology
-        .bindings
-        .iter()
-        .filter(|b| b.source == exchange && b.destination_type == DestinationType::Queue)
-        .filter(|b| match (kind, key) {
-            ("fanout", _) => true,
-            ("direct", Some(key)) => b.routing_key == key,
-            ("topic", Some(key)) => crate::model::topic::matches(&b.routing_key, key),
-            _ => false,
-        })
-        .map(|b| b.destination.clone())
-        .collect()
-}
-
 async fn list(
     session: &AmqpSession,
     endpoints: &BrokerEndpoints,
@@ -195,8 +128,9 @@ async fn list(
     json: bool,
 ) -> Result<Exit> {
     let mut summaries = Vec::new();
-    for queue in dead_letter_targets(endpoints, registry_queues).await? {
-        let (count, letters) = dlq::read(session, &queue, None).await?;
+    let api = ManagementApi::new(endpoints)?;
+    for queue in routes::dead_letter_queues(&api, registry_queues).await? {
+        let (count, letters) = read(session, &queue, None).await?;
         summaries.push(Summary::of(&queue, count, &letters));
     }
     if json {
@@ -211,7 +145,7 @@ async fn list(
     if summaries.is_empty() {
         println!("No dead-letter queue.");
     }
-    let now = dlq::now();
+    let now = now();
     for s in &summaries {
         let oldest = s
             .oldest
@@ -255,10 +189,10 @@ async fn show(
     json: bool,
 ) -> Result<Exit> {
     let filter = filter.unwrap_or_default();
-    let now = dlq::now();
+    let now = now();
     // The filter looks at every message; --limit counts the ones shown.
     let read_limit = (filter == Filter::default()).then_some(limit);
-    let (_, letters) = dlq::read(session, queue, read_limit).await?;
+    let (_, letters) = read(session, queue, read_limit).await?;
     let letters: Vec<DeadLetter> = letters
         .into_iter()
         .filter(|l| filter.matches(l, now))
@@ -380,7 +314,7 @@ async fn go(
     auto_approve: bool,
     question: &str,
 ) -> Result<Option<Outcome>> {
-    let count = dlq::depth(session, queue).await?;
+    let count = depth(session, queue).await?;
     println!("{queue} holds {count} message(s).");
     if *action != Action::DryRun && !auto_approve && !ask_yes(question)? {
         println!("Cancelled: nothing was changed.");
@@ -396,7 +330,7 @@ async fn go(
             .expect("the progress template is valid")
             .progress_chars("=> "),
     );
-    let outcome = dlq::process(session, queue, selection, action, &|n| bar.inc(n)).await;
+    let outcome = process(session, queue, selection, action, &|n| bar.inc(n)).await;
     bar.finish_and_clear();
     Ok(Some(outcome?))
 }

@@ -1,18 +1,13 @@
-//! Dead letters: what a dead-letter queue holds, read from each message's `x-death` history
-//! without consuming it, and moved back where it came from, published with confirms before it
-//! is acknowledged.
-//!
-//! Reading takes every message of the queue unacknowledged on one channel, then closes the
-//! channel: the broker puts them all back where they were, in the same order. Replaying holds
-//! the messages it leaves in place the same way until the end.
+//! What a dead-letter queue holds, read from each message's `x-death` history without
+//! consuming it: reading takes every message of the queue unacknowledged on one channel, then
+//! closes the channel, and the broker puts them all back where they were, in the same order.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use lapin::Confirmation;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 
@@ -26,7 +21,7 @@ pub const REPLAYS_HEADER: &str = "x-god-replays";
 /// Characters of the body shown by `god dlq show`.
 const PREVIEW: usize = 80;
 /// How long reading waits for the next message before it takes the queue as read.
-const QUIET: Duration = Duration::from_secs(2);
+pub(super) const QUIET: Duration = Duration::from_secs(2);
 
 /// One dead-lettered message, as its headers and body describe it.
 #[derive(Debug, Clone, Serialize)]
@@ -249,7 +244,7 @@ pub async fn read(
 
 /// Consumes `queue` with manual acknowledgements and no prefetch limit: every message the
 /// broker has is held, in order, until acknowledged or given back.
-async fn subscribe(
+pub(super) async fn subscribe(
     session: &AmqpSession,
     channel: &lapin::Channel,
     queue: &str,
@@ -268,223 +263,6 @@ async fn subscribe(
         )
         .await
         .map_err(|e| session.error(e, &format!("reading queue {queue}")))
-}
-
-/// Where replayed messages go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// Back to the queue each died in (its last `x-death` entry), through the default exchange.
-    Origin,
-    /// To this queue, through the default exchange.
-    Queue(String),
-}
-
-/// What a replay or a purge takes.
-#[derive(Debug, Clone)]
-pub struct Selection {
-    /// Which messages.
-    pub filter: Filter,
-    /// At most this many.
-    pub limit: Option<u64>,
-    /// A message replayed this many times already stays.
-    pub max_replays: u64,
-}
-
-/// What a replay or a purge did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
-    /// Messages looked at.
-    pub seen: u64,
-    /// Messages moved (or purged).
-    pub moved: u64,
-    /// Messages left where they were, by why.
-    pub stayed: BTreeMap<String, u64>,
-    /// Messages selected that could not be moved (no such queue, refused): they stay too.
-    pub failed: u64,
-}
-
-impl Outcome {
-    fn stay(&mut self, why: &str) {
-        *self.stayed.entry(why.to_string()).or_default() += 1;
-    }
-
-    /// The messages that stayed, all reasons together.
-    pub fn stayed_total(&self) -> u64 {
-        self.stayed.values().sum()
-    }
-}
-
-/// What to do with the messages a replay selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Publish them to the destination, then acknowledge them.
-    Replay(Destination),
-    /// Acknowledge them: they are gone.
-    Purge,
-    /// Count them, touch nothing.
-    DryRun,
-}
-
-/// Publishes a replay keeps unconfirmed at once: the broker confirms them in a stream instead
-/// of one round trip each. A crash loses none of them (each is acknowledged only after its
-/// confirm) and leaves at most this many in both places.
-pub const IN_FLIGHT: usize = 64;
-
-/// A replayed message waiting for its confirm.
-struct Pending {
-    delivery: Delivery,
-    confirm: lapin::PublisherConfirm,
-    destination: String,
-}
-
-/// Goes through the messages `queue` holds now, once each, in order: those `selection` takes
-/// are replayed (published in order with `mandatory`, and acknowledged each once the broker
-/// confirmed it: a crash in between leaves a message in both places, never in neither) or
-/// purged; the others are held and given back, in their order, at the end. `progress` is told
-/// of each message.
-pub async fn process(
-    session: &AmqpSession,
-    queue: &str,
-    selection: &Selection,
-    action: &Action,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Outcome> {
-    let count = depth(session, queue).await?;
-    let channel = session.channel().await?;
-    channel
-        .confirm_select(Default::default())
-        .await
-        .map_err(|e| session.error(e, "turning on publisher confirms"))?;
-    let mut deliveries = subscribe(session, &channel, queue, "god-dlq-replay").await?;
-    let mut outcome = Outcome::default();
-    let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
-    let now = now();
-    while outcome.seen < count {
-        let delivery = match tokio::time::timeout(QUIET, deliveries.next()).await {
-            Ok(Some(Ok(delivery))) => delivery,
-            _ => break,
-        };
-        outcome.seen += 1;
-        let letter = DeadLetter::of(outcome.seen as usize, &delivery);
-        let taken = outcome.moved + outcome.failed + pending.len() as u64;
-        if !selection.filter.matches(&letter, now) {
-            outcome.stay("not selected by the filter");
-        } else if selection.limit.is_some_and(|l| taken >= l) {
-            outcome.stay("beyond --limit");
-        } else if letter.replays >= selection.max_replays && matches!(action, Action::Replay(_)) {
-            outcome.stay("replayed --max-replays times already");
-        } else {
-            match action {
-                Action::DryRun => outcome.moved += 1,
-                Action::Purge => {
-                    ack(session, &delivery).await?;
-                    outcome.moved += 1;
-                }
-                Action::Replay(destination) => match target(destination, &letter) {
-                    Err(why) => {
-                        outcome.failed += 1;
-                        outcome.stay(&why);
-                    }
-                    Ok(to) => {
-                        pending.push_back(publish(session, &channel, delivery, &letter, to).await?);
-                        if pending.len() >= IN_FLIGHT
-                            && let Some(oldest) = pending.pop_front()
-                        {
-                            settle(session, oldest, &mut outcome).await?;
-                        }
-                    }
-                },
-            }
-        }
-        progress(1);
-    }
-    while let Some(oldest) = pending.pop_front() {
-        settle(session, oldest, &mut outcome).await?;
-    }
-    // Everything not acknowledged goes back where it was, in its order.
-    let _ = channel.close(200, "replayed".into()).await;
-    Ok(outcome)
-}
-
-/// The queue a replayed message goes to.
-fn target(destination: &Destination, letter: &DeadLetter) -> std::result::Result<String, String> {
-    match destination {
-        Destination::Queue(q) => Ok(q.clone()),
-        Destination::Origin => letter
-            .origin_queue
-            .clone()
-            .ok_or_else(|| "no x-death history to say where it came from".to_string()),
-    }
-}
-
-/// Publishes a copy of a dead letter to `destination` through the default exchange, with its
-/// replay count raised.
-async fn publish(
-    session: &AmqpSession,
-    channel: &lapin::Channel,
-    delivery: Delivery,
-    letter: &DeadLetter,
-    destination: String,
-) -> Result<Pending> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        REPLAYS_HEADER.into(),
-        AMQPValue::LongLongInt(letter.replays as i64 + 1),
-    );
-    let properties = delivery.properties.clone().with_headers(headers);
-    let confirm = channel
-        .basic_publish(
-            "".into(),
-            destination.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            &delivery.data,
-            properties,
-        )
-        .await
-        .map_err(|e| session.error(e, "publishing a replayed message"))?;
-    Ok(Pending {
-        delivery,
-        confirm,
-        destination,
-    })
-}
-
-/// Waits for a replayed message's confirm, then acknowledges the dead letter; one the broker
-/// could not route or refused stays.
-async fn settle(session: &AmqpSession, pending: Pending, outcome: &mut Outcome) -> Result<()> {
-    let confirmation = pending
-        .confirm
-        .await
-        .map_err(|e| session.error(e, "waiting for the broker's confirm"))?;
-    match confirmation {
-        Confirmation::Ack(None) => {
-            ack(session, &pending.delivery).await?;
-            outcome.moved += 1;
-        }
-        Confirmation::Ack(Some(_)) => {
-            outcome.failed += 1;
-            outcome.stay(&format!("queue {} does not exist", pending.destination));
-        }
-        _ => {
-            outcome.failed += 1;
-            outcome.stay(&format!(
-                "the broker refused it for {}",
-                pending.destination
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn ack(session: &AmqpSession, delivery: &Delivery) -> Result<()> {
-    delivery
-        .ack(BasicAckOptions::default())
-        .await
-        .map(|_| ())
-        .map_err(|e| session.error(e, "acknowledging a message"))
 }
 
 #[cfg(test)]

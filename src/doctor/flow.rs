@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Area, Check, QueueKind, Thresholds, Verdict, first_few};
 use crate::model::desired::DesiredState;
+use crate::model::topic;
 use crate::model::{BindingSpec, ObservedState};
 use crate::observe::rabbit::exact_counts;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::{ConsumerEntry, ManagementApi};
-use crate::model::topic;
 
 /// Depth, consumers and growth of one queue, from the management API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -5,7 +5,7 @@
 use super::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::model::{
-    DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,
+    ApplyTo, DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,
 };
 use crate::plan::{Action, Change, Plan, ResourceKind};
 
@@ -120,7 +120,7 @@ fn unroutable_check(desired: &DesiredState, observed: &ObservedState, queue: &st
         .topology
         .policies
         .values()
-        .filter(|p| p.name != ours && p.priority >= mine.priority && p.apply_to != "queues")
+        .filter(|p| p.name != ours && p.priority >= mine.priority && p.apply_to.covers_exchanges())
         .filter(|p| regex::Regex::new(&p.pattern).is_ok_and(|r| r.is_match(exchange)))
         .map(|p| {
             format!(
@@ -202,10 +202,10 @@ fn matches_anything(policy: &PolicySpec, observed: &ObservedState) -> bool {
     let topology = &observed.topology;
     let queues = topology.queues.keys();
     let exchanges = topology.exchanges.keys();
-    match policy.apply_to.as_str() {
-        "queues" => queues.into_iter().any(|n| pattern.is_match(n)),
-        "exchanges" => exchanges.into_iter().any(|n| pattern.is_match(n)),
-        _ => queues.chain(exchanges).any(|n| pattern.is_match(n)),
+    match policy.apply_to {
+        ApplyTo::Queues => queues.into_iter().any(|n| pattern.is_match(n)),
+        ApplyTo::Exchanges => exchanges.into_iter().any(|n| pattern.is_match(n)),
+        ApplyTo::All | ApplyTo::Other(_) => queues.chain(exchanges).any(|n| pattern.is_match(n)),
     }
 }
 

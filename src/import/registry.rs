@@ -28,8 +28,8 @@ use crate::model::queue_type::{
     DECLARATION_ONLY_ARGUMENTS, QUEUE_TYPE_ARG, QueueSettings, QueueType,
 };
 use crate::model::{
-    Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeSpec, ObservedState,
-    POLICY_PREFIX, PolicySpec, QueueSpec,
+    Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeKind, ExchangeSpec,
+    ObservedState, POLICY_PREFIX, PolicySpec, QueueSpec,
 };
 use crate::plan::diff::{PlanOptions, plan};
 use crate::plan::{Action, MIGRATION_HOLDING_SUFFIX};
@@ -165,7 +165,7 @@ fn bus_exchange(state: &ObservedState, named: Option<&str>) -> Result<String, St
     };
     let mut topics: Vec<(usize, &String)> = exchanges
         .values()
-        .filter(|e| e.kind == "topic" && !is_builtin_or_own_exchange(&e.name))
+        .filter(|e| e.kind == ExchangeKind::Topic && !is_builtin_or_own_exchange(&e.name))
         .map(|e| (bound(&e.name), &e.name))
         .filter(|(n, _)| *n > 0)
         .collect();
@@ -633,10 +633,7 @@ fn retries(state: &ObservedState) -> (BTreeMap<String, Vec<String>>, BTreeSet<St
         if stages.is_empty() {
             continue;
         }
-        let written = stages
-            .iter()
-            .map(|(_, ms)| format_millis(*ms))
-            .collect();
+        let written = stages.iter().map(|(_, ms)| format_millis(*ms)).collect();
         delays.insert(name.clone(), written);
         members.insert(inbox);
         members.extend(stages.into_iter().map(|(stage, _)| stage));

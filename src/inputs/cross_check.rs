@@ -10,10 +10,10 @@ use super::diagnostic::Diagnostic;
 use super::document::{Position, PositionedDocument, escape_pointer};
 use super::registry::{DeadLetter, Registry};
 use super::topology::{InvalidTopologyFile, LoadedTopologyFile, ParsedTopology, QueueDecl};
-use crate::model::topic::{check_binding_key, check_queue_name};
-use crate::model::desired::RetryRoute;
+use crate::model::desired::{RetryRoute, unroutable_exchange};
 use crate::model::queue_type::QueueType;
-use crate::model::{DestinationType, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
+use crate::model::topic::{check_binding_key, check_queue_name};
+use crate::model::{DestinationType, ExchangeKind, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
 
 /// The registry, as the cross checks need it.
 pub struct RegistryInput<'a> {
@@ -123,7 +123,7 @@ struct CrossCheck<'a> {
     /// Where each (kind, name) was first defined.
     defined: BTreeMap<(&'static str, String), Place<'a>>,
     /// The type of each defined exchange.
-    exchange_types: BTreeMap<String, String>,
+    exchange_types: BTreeMap<String, ExchangeKind>,
     out: Vec<Diagnostic>,
 }
 
@@ -158,7 +158,7 @@ impl<'a> CrossCheck<'a> {
             registry.exchange.kind.clone(),
         );
         if let Some(queue) = &registry.exchange.unroutable {
-            let alternate = format!("{}.unroutable", registry.exchange.name);
+            let alternate = unroutable_exchange(&registry.exchange.name);
             self.define("exchange", &alternate, place("/exchange/unroutable"));
             self.define("queue", queue, place("/exchange/unroutable"));
         }
@@ -258,7 +258,7 @@ impl<'a> CrossCheck<'a> {
                 if let (true, Some(kind)) = (section == "exchanges", exchange_type) {
                     self.exchange_types
                         .entry(name.clone())
-                        .or_insert_with(|| kind.to_string());
+                        .or_insert_with(|| ExchangeKind::from(kind));
                 }
             }
         }
@@ -352,8 +352,7 @@ impl<'a> CrossCheck<'a> {
             ));
             return;
         }
-        let kind = self.exchange_types.get(source).map(String::as_str);
-        if kind == Some("topic")
+        if self.exchange_types.get(source) == Some(&ExchangeKind::Topic)
             && let Err(why) = check_binding_key(key)
         {
             self.out.push(value(format!("{at}/routing_key")).error(
@@ -668,5 +667,4 @@ mod tests {
         ];
         assert_eq!(found, expected);
     }
-
 }

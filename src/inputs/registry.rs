@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use crate::model::desired::{
     DesiredState, InactiveService, Lifecycle, QueueOwner, QueueRole, RETRY_EXCHANGE,
-    RETRY_QUEUE_HEADER, RetryRoute, ServiceSpec,
+    RETRY_QUEUE_HEADER, RetryRoute, ServiceSpec, unroutable_exchange,
 };
 use crate::model::duration::Millis;
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
-    Arguments, BindingSpec, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG, ExchangeSpec,
-    PolicySpec, QueueSpec, UNROUTABLE_POLICY_PREFIX, normalize_arguments,
+    ApplyTo, Arguments, BindingSpec, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG, ExchangeKind,
+    ExchangeSpec, PolicySpec, QueueSpec, UNROUTABLE_POLICY_PREFIX, normalize_arguments,
 };
 
 /// The registry file as written.
@@ -43,8 +43,8 @@ pub struct ExchangeDecl {
     /// Exchange name.
     pub name: String,
     /// Exchange type (topic by default).
-    #[serde(rename = "type", default = "default_exchange_type")]
-    pub kind: String,
+    #[serde(rename = "type", default = "topic")]
+    pub kind: ExchangeKind,
     /// Durable (true by default).
     #[serde(default = "yes")]
     pub durable: bool,
@@ -53,8 +53,8 @@ pub struct ExchangeDecl {
     pub unroutable: Option<String>,
 }
 
-fn default_exchange_type() -> String {
-    "topic".to_string()
+fn topic() -> ExchangeKind {
+    ExchangeKind::Topic
 }
 
 fn yes() -> bool {
@@ -364,12 +364,12 @@ pub const UNROUTABLE_MAX_LENGTH: u64 = 10_000;
 /// exchange's alternate exchange by a policy (an argument would make every client's
 /// redeclaration of the exchange fail with 406), and the bounded queue bound to it.
 fn add_unroutable(state: &mut DesiredState, exchange: &str, queue: &str) {
-    let alternate = format!("{exchange}.unroutable");
+    let alternate = unroutable_exchange(exchange);
     state.topology.exchanges.insert(
         alternate.clone(),
         ExchangeSpec {
             name: alternate.clone(),
-            kind: "fanout".to_string(),
+            kind: ExchangeKind::Fanout,
             durable: true,
             auto_delete: false,
             internal: true,
@@ -392,7 +392,7 @@ fn add_unroutable(state: &mut DesiredState, exchange: &str, queue: &str) {
     let policy = PolicySpec {
         name: format!("{UNROUTABLE_POLICY_PREFIX}{exchange}"),
         pattern: format!("^{}$", regex::escape(exchange)),
-        apply_to: "exchanges".to_string(),
+        apply_to: ApplyTo::Exchanges,
         priority: DEAD_LETTER_POLICY_PRIORITY,
         definition: [("alternate-exchange".to_string(), Value::from(alternate))].into(),
     };
@@ -405,7 +405,7 @@ fn add_unroutable(state: &mut DesiredState, exchange: &str, queue: &str) {
 fn retry_exchange() -> ExchangeSpec {
     ExchangeSpec {
         name: RETRY_EXCHANGE.to_string(),
-        kind: "headers".to_string(),
+        kind: ExchangeKind::Headers,
         durable: true,
         auto_delete: false,
         internal: true,

@@ -14,12 +14,12 @@ use super::diagnostic::Diagnostic;
 use super::document::PositionedDocument;
 use super::{schema, yaml};
 use crate::error::{GodError, Result};
-use crate::model::duration::millis_of;
 use crate::model::desired::DesiredState;
+use crate::model::duration::millis_of;
 use crate::model::queue_type::{QueueSettings, QueueType};
 use crate::model::{
-    Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeSpec, PolicySpec, QueueSpec,
-    normalize_arguments,
+    ApplyTo, Arguments, BindingSpec, DLK_ARG, DLX_ARG, DestinationType, ExchangeKind, ExchangeSpec,
+    PolicySpec, QueueSpec, normalize_arguments,
 };
 
 /// The folder of topology files, beside the registry.
@@ -53,7 +53,7 @@ pub struct TopologyFile {
 pub struct ExchangeDecl {
     /// topic (the default), direct, fanout or headers.
     #[serde(rename = "type", default = "topic")]
-    pub kind: String,
+    pub kind: ExchangeKind,
     /// Survives a restart (the default).
     #[serde(default = "yes")]
     pub durable: bool,
@@ -150,7 +150,7 @@ pub struct PolicyDecl {
     pub pattern: String,
     /// queues, exchanges or all (the default).
     #[serde(default = "all")]
-    pub apply_to: String,
+    pub apply_to: ApplyTo,
     /// Higher wins.
     #[serde(default)]
     pub priority: i64,
@@ -182,16 +182,16 @@ impl LimitsDecl {
     }
 }
 
-fn topic() -> String {
-    "topic".to_string()
+fn topic() -> ExchangeKind {
+    ExchangeKind::Topic
 }
 
 fn yes() -> bool {
     true
 }
 
-fn all() -> String {
-    "all".to_string()
+fn all() -> ApplyTo {
+    ApplyTo::All
 }
 
 fn queue_destination() -> DestinationType {
@@ -374,10 +374,7 @@ fn queue_spec(name: &str, q: &QueueDecl) -> QueueSpec {
     let named = [
         (
             "x-message-ttl",
-            q.message_ttl
-                .as_ref()
-                .and_then(millis_of)
-                .map(Value::from),
+            q.message_ttl.as_ref().and_then(millis_of).map(Value::from),
         ),
         (
             "x-expires",

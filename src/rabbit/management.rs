@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{GodError, Result};
+use crate::model::{ApplyTo, ExchangeKind};
 use crate::rabbit::endpoints::{BrokerEndpoints, NodeList};
 
 /// Times a GET answered with HTTP 500 is sent (see [`ManagementApi::deliver_get`]).
@@ -54,9 +55,9 @@ pub struct DefinitionsExport {
 pub struct ExportedExchange {
     /// Name.
     pub name: String,
-    /// Type.
+    /// How it routes.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ExchangeKind,
     /// Durable.
     pub durable: bool,
     /// Auto-delete.
@@ -106,9 +107,9 @@ pub struct ExportedPolicy {
     pub name: String,
     /// Pattern.
     pub pattern: String,
-    /// Target kind.
+    /// Which objects it applies to.
     #[serde(rename = "apply-to")]
-    pub apply_to: String,
+    pub apply_to: ApplyTo,
     /// Priority.
     pub priority: i64,
     /// Definition.

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::build_context::context_digest;
 use super::fields::{parse_cpus, parse_memory, parse_port};
-use crate::model::duration::parse_millis as parse_duration;
 use super::{
     BuildDecl, Component, HealthcheckDecl, LoadedComponents, SharedObjectDecl, UlimitDecl,
 };
@@ -20,6 +19,7 @@ use crate::model::containers::{
     NetworkSpec, RuntimeSpec, SecretValues, Ulimit, VolumeSpec, interpolate, looks_secret,
     masked_url,
 };
+use crate::model::duration::parse_millis as parse_duration;
 use crate::services::builtin::Builtin;
 
 impl LoadedComponents {

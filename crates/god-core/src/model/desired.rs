@@ -107,6 +107,12 @@ impl RetryRoute {
     }
 }
 
+/// The alternate exchange of the bus exchange `exchange` when the registry keeps unroutable
+/// events (`exchange.unroutable: QUEUE`): a fanout exchange `<exchange>.unroutable`.
+pub fn unroutable_exchange(exchange: &str) -> String {
+    format!("{exchange}.unroutable")
+}
+
 /// Who a desired queue belongs to and why it exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueOwner {

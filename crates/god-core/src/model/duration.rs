@@ -30,7 +30,9 @@ pub fn parse_millis(text: &str) -> Result<u64, String> {
     let mut rest = text;
     let mut total: u64 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let letters = rest[digits..]
             .find(|c: char| !c.is_ascii_alphabetic())
             .map_or(rest.len(), |n| digits + n);
@@ -134,8 +136,14 @@ mod tests {
     #[test]
     fn the_schema_pattern_accepts_exactly_what_the_parser_does() {
         let pattern = regex::Regex::new(PATTERN).unwrap();
-        for text in ["500ms", "1m30s", "7d", "5 s", "5", "5sec", "1.5h", "", "ms5"] {
-            assert_eq!(pattern.is_match(text), parse_millis(text).is_ok(), "{text:?}");
+        for text in [
+            "500ms", "1m30s", "7d", "5 s", "5", "5sec", "1.5h", "", "ms5",
+        ] {
+            assert_eq!(
+                pattern.is_match(text),
+                parse_millis(text).is_ok(),
+                "{text:?}"
+            );
         }
     }
 

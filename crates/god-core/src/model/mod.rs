@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use kinds::{ApplyTo, ExchangeKind};
+
 /// Optional arguments of a queue, exchange or binding, normalised (see [`normalize_arguments`]).
 pub type Arguments = BTreeMap<String, Value>;
 
@@ -32,9 +34,9 @@ pub const APPLY_LOCK_QUEUE: &str = "god.apply-lock";
 pub struct ExchangeSpec {
     /// Exchange name.
     pub name: String,
-    /// Exchange type: topic, direct, fanout, headers.
+    /// How it routes: topic, direct, fanout, headers or a plugin's type.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ExchangeKind,
     /// Survives a broker restart.
     pub durable: bool,
     /// Deleted when its last binding goes.
@@ -182,8 +184,8 @@ pub struct PolicySpec {
     pub name: String,
     /// Regular expression over object names.
     pub pattern: String,
-    /// `queues`, `exchanges` or `all`.
-    pub apply_to: String,
+    /// Which objects it applies to.
+    pub apply_to: ApplyTo,
     /// Higher wins when several match.
     pub priority: i64,
     /// The keys it sets.
@@ -212,7 +214,7 @@ impl PolicySpec {
         Self {
             name: format!("{DEAD_LETTER_POLICY_PREFIX}{queue}"),
             pattern: format!("^{}$", regex::escape(queue)),
-            apply_to: "queues".to_string(),
+            apply_to: ApplyTo::Queues,
             priority: DEAD_LETTER_POLICY_PRIORITY,
             definition,
         }
@@ -456,7 +458,7 @@ impl Origin {
 pub fn record_exchange() -> ExchangeSpec {
     ExchangeSpec {
         name: MANAGED_RECORD_EXCHANGE.to_string(),
-        kind: "direct".to_string(),
+        kind: ExchangeKind::Direct,
         durable: true,
         auto_delete: false,
         internal: true,
@@ -541,5 +543,6 @@ impl ObservedState {
 pub mod containers;
 pub mod desired;
 pub mod duration;
+pub mod kinds;
 pub mod queue_type;
 pub mod topic;

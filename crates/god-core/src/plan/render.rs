@@ -93,7 +93,7 @@ fn change_lines(change: &Change) -> String {
 pub fn describe(resource: &Resource) -> String {
     match resource {
         Resource::Exchange(e) => {
-            let mut flags = vec![e.kind.clone()];
+            let mut flags = vec![e.kind.to_string()];
             if e.durable {
                 flags.push("durable".into());
             }
