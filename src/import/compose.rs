@@ -11,7 +11,7 @@ use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::{PositionedDocument, escape_pointer};
 use crate::inputs::yaml;
 use crate::model::containers::interpolate;
-use crate::model::duration::{format_millis, parse_millis};
+use crate::model::duration::parse_millis;
 
 /// A compose file converted: the components.toml text and what was left out or changed.
 pub struct Converted {
@@ -504,7 +504,11 @@ fn undeclared_volumes(
 
 /// A Compose duration (`10s`, `1m30s`, `500ms`) in the units components.toml takes.
 fn seconds(text: &str) -> Option<String> {
-    parse_millis(text).ok().map(format_millis)
+    let millis = parse_millis(text).ok()?;
+    Some(match millis % 1000 {
+        0 => format!("{}s", millis / 1000),
+        _ => format!("{millis}ms"),
+    })
 }
 
 /// Compose writes sizes as `256M`; components.toml reads either case, and writes lower case.
