@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch to [`crate::commands`], nothing else.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::commands::gateway::GatewayArgs;
 use crate::commands::plan::PlanArgs;
 use crate::commands::relay::RelayArgs;
 use crate::commands::retry::RetryArgs;
-use crate::commands::{self, Exit, Globals};
+use crate::commands::{self, Exit};
+use crate::reconcile::sources::Sources;
 
 /// god: declarative reconciler for the 33GOD event bus.
 ///
@@ -103,10 +105,103 @@ enum Command {
     },
 }
 
+/// Options every command accepts: where the inputs are and where the broker is.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Globals {
+    /// The service registry. Default: ./registry.yaml, else ./services/registry.yaml.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_REGISTRY",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    pub registry: Option<PathBuf>,
+    /// AMQP URL; its path is the vhost. Nodes of a cluster: comma-separated, the first that
+    /// answers is used. The upstream's RABBIT_URL is read when RABBITMQ_URL is not set.
+    /// Default: the broker components.toml runs (`broker = true`), by its published ports, else
+    /// amqp://guest:guest@127.0.0.1:5672/%2f
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
+    /// Management API URL; credentials come from the AMQP URL unless given here. Nodes of a
+    /// cluster: comma-separated, the first that answers is used. Default: the broker
+    /// components.toml runs, else http://127.0.0.1:15672
+    #[arg(
+        long,
+        global = true,
+        env = "RABBITMQ_MANAGEMENT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub management_url: Option<String>,
+    /// The folder of topology files (every *.yaml in it). Default: topology/ beside the
+    /// registry, when present.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_TOPOLOGY",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
+    pub topology: Option<PathBuf>,
+    /// The containers manifest. Default: ./components.toml when present.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_COMPONENTS",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    pub components: Option<PathBuf>,
+    /// Run the components of this profile too (repeatable); a component with `profiles` runs
+    /// only when one of them is named, as with `docker compose --profile`.
+    #[arg(
+        long = "profile",
+        global = true,
+        env = "GOD_PROFILES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub profiles: Vec<String>,
+    /// Container project: names are <project>-<component>. Default: the directory of components.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_PROJECT",
+        value_name = "NAME",
+        hide_env_values = true
+    )]
+    pub project: Option<String>,
+}
+
+impl Globals {
+    /// Where the inputs and the broker are, as the library reads them: the options, with the
+    /// upstream's `RABBIT_URL` when neither `--amqp-url` nor `RABBITMQ_URL` gives a broker.
+    fn sources(self) -> Sources {
+        Sources {
+            registry: self.registry,
+            amqp_url: self.amqp_url,
+            management_url: self.management_url,
+            topology: self.topology,
+            components: self.components,
+            profiles: self.profiles,
+            project: self.project,
+        }
+        .with_upstream_variables()
+    }
+}
+
 /// Parses the command line, runs the command, and returns its exit code. Usage errors exit 1
 /// (not clap's 2, which `plan --detailed-exitcode` uses for "changes").
 pub fn main() -> ExitCode {
-    let mut cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
@@ -114,7 +209,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    cli.globals.read_upstream_variables();
     crate::logging::init(match cli.command {
         Command::Gateway(_) | Command::Relay(_) | Command::Retry(_) => crate::logging::SERVICE,
         _ => crate::logging::QUIET,
@@ -129,19 +223,19 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> crate::error::Result<Exit> {
-    let globals = &cli.globals;
+    let sources = &cli.globals.sources();
     match cli.command {
-        Command::Validate => commands::validate::run(globals),
-        Command::Import { what } => commands::import::run(globals, &what),
-        Command::Dlq { what } => commands::dlq::run(globals, &what),
-        Command::Render { format } => commands::render::run(globals, format),
-        Command::Plan(args) => commands::plan::run(globals, &args),
-        Command::Apply(args) => commands::apply::run(globals, &args),
-        Command::Gateway(args) => commands::gateway::run(globals, &args),
-        Command::Relay(args) => commands::relay::run(globals, &args),
-        Command::Retry(args) => commands::retry::run(globals, &args),
-        Command::Doctor(args) => commands::doctor::run(globals, &args),
-        Command::Graph { format, live } => commands::graph::run(globals, format, live),
+        Command::Validate => commands::validate::run(sources),
+        Command::Import { what } => commands::import::run(sources, &what),
+        Command::Dlq { what } => commands::dlq::run(sources, &what),
+        Command::Render { format } => commands::render::run(sources, format),
+        Command::Plan(args) => commands::plan::run(sources, &args),
+        Command::Apply(args) => commands::apply::run(sources, &args),
+        Command::Gateway(args) => commands::gateway::run(sources, &args),
+        Command::Relay(args) => commands::relay::run(sources, &args),
+        Command::Retry(args) => commands::retry::run(sources, &args),
+        Command::Doctor(args) => commands::doctor::run(sources, &args),
+        Command::Graph { format, live } => commands::graph::run(sources, format, live),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "god", &mut std::io::stdout());
             Ok(Exit::Success)

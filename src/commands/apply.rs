@@ -6,7 +6,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Exit, Globals, Only, runtime, seconds};
+use super::{Exit, Only, Sources, runtime, seconds};
 use crate::apply::Outcome;
 use crate::apply::rabbit::ApplyOptions;
 use crate::error::Result;
@@ -16,9 +16,11 @@ use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{NoteKind, Plan, Summary};
 use crate::rabbit::endpoints::BrokerEndpoints;
-use crate::reconcile::{
-    BrokerHold, Session, Targets, check_saved, execute, plan_targets, read_saved_plan,
-};
+use crate::reconcile::execute::execute;
+use crate::reconcile::planning::plan_targets;
+use crate::reconcile::saved::{check_saved, read_saved_plan};
+use crate::reconcile::session::{BrokerHold, Session};
+use crate::reconcile::sources::Targets;
 
 /// Plans with at least this many changes show a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
@@ -50,7 +52,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
     pub lock_timeout: Duration,
     /// Apply only the broker (rabbitmq) or only the containers (docker).
-    #[arg(long, value_enum, value_name = "SYSTEM")]
+    #[arg(long, value_name = "SYSTEM", value_parser = super::only_value())]
     pub only: Option<Only>,
 }
 
@@ -94,15 +96,15 @@ impl Source {
 }
 
 /// Applies and reports.
-pub fn run(globals: &Globals, args: &ApplyArgs) -> Result<Exit> {
+pub fn run(sources: &Sources, args: &ApplyArgs) -> Result<Exit> {
     let (source, endpoints) = match &args.plan_file {
         Some(path) => {
             let saved = read_saved_plan(path)?;
-            let endpoints = globals.saved_plan_endpoints(&saved)?;
+            let endpoints = sources.saved_plan_endpoints(&saved)?;
             (Source::Saved(Box::new(saved), path.clone()), endpoints)
         }
         None => {
-            let targets = globals.targets(args.only)?;
+            let targets = sources.targets(args.only)?;
             let endpoints = targets.endpoints.clone();
             (Source::Inputs(Box::new(targets)), endpoints)
         }

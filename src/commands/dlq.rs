@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Exit, Globals, ask_yes, runtime};
+use super::{Exit, Sources, ask_yes, runtime};
 use crate::dlq::letters::{DeadLetter, Filter, Summary, depth, now, read};
 use crate::dlq::replay::{Action, Destination, Outcome, Selection, process};
 use crate::dlq::routes;
@@ -93,9 +93,9 @@ pub struct ReplayArgs {
 }
 
 /// Runs a dlq command.
-pub fn run(globals: &Globals, command: &DlqCommand) -> Result<Exit> {
-    let registry = globals.read_registry().ok();
-    let endpoints = globals.endpoints_for(registry.as_ref())?;
+pub fn run(sources: &Sources, command: &DlqCommand) -> Result<Exit> {
+    let registry = sources.read_registry().ok();
+    let endpoints = sources.endpoints_for(registry.as_ref())?;
     let declared = registry
         .map(|r| routes::declared(&r.desired_state()))
         .unwrap_or_default();

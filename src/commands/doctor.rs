@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::doctor::render::{self, Colour};
 use crate::doctor::{Options, Report, audit, config};
 use crate::error::Result;
@@ -25,9 +25,9 @@ pub struct DoctorArgs {
 }
 
 /// Runs every check and prints the report.
-pub fn run(globals: &Globals, args: &DoctorArgs) -> Result<Exit> {
+pub fn run(sources: &Sources, args: &DoctorArgs) -> Result<Exit> {
     let started = Instant::now();
-    let mut inputs = config::load(globals);
+    let mut inputs = config::load(sources);
     let mut checks = std::mem::take(&mut inputs.checks);
     checks.extend(runtime()?.block_on(audit(&inputs, &args.options)));
     let elapsed = started.elapsed().as_millis() as u64;

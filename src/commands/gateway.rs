@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::error::{GodError, Result};
 use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::services::gateway::envelope::Schemas;
@@ -39,15 +39,15 @@ pub const UPSTREAM_EXCHANGE_VARIABLES: [&str; 2] = ["EXCHANGE_NAME", "BLOODBANK_
 
 /// The exchange of the bundled services: `--exchange` (or `GOD_EXCHANGE`), else the upstream's
 /// `EXCHANGE_NAME` or `BLOODBANK_EXCHANGE`, else the registry's, else the default.
-pub fn exchange(globals: &Globals, explicit: Option<&str>) -> Result<String> {
+pub fn exchange(sources: &Sources, explicit: Option<&str>) -> Result<String> {
     let upstream = UPSTREAM_EXCHANGE_VARIABLES
         .iter()
-        .find_map(|v| crate::reconcile::environment(v).filter(|e| !e.is_empty()));
+        .find_map(|v| crate::reconcile::sources::environment(v).filter(|e| !e.is_empty()));
     match explicit.map(str::to_string).or(upstream) {
         Some(e) => Ok(e),
-        None => match globals.load_registry() {
+        None => match sources.load_registry() {
             Ok(loaded) => Ok(loaded.registry.exchange.name.clone()),
-            Err(GodError::Usage(_)) if globals.registry.is_none() => {
+            Err(GodError::Usage(_)) if sources.registry.is_none() => {
                 Ok(DEFAULT_EXCHANGE.to_string())
             }
             Err(e) => Err(e),
@@ -56,11 +56,11 @@ pub fn exchange(globals: &Globals, explicit: Option<&str>) -> Result<String> {
 }
 
 /// Resolves the exchange, connects, and serves until killed.
-pub fn run(globals: &Globals, args: &GatewayArgs) -> Result<Exit> {
-    let exchange = exchange(globals, args.exchange.as_deref())?;
+pub fn run(sources: &Sources, args: &GatewayArgs) -> Result<Exit> {
+    let exchange = exchange(sources, args.exchange.as_deref())?;
     let endpoints = BrokerEndpoints::resolve(
-        globals.amqp_url.as_deref(),
-        globals.management_url.as_deref(),
+        sources.amqp_url.as_deref(),
+        sources.management_url.as_deref(),
     )?;
     let schemas = Schemas::load(Some(&args.schemas))
         .map_err(|e| GodError::Usage(format!("cannot load the payload schemas: {e}")))?;

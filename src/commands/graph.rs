@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::error::Result;
 use crate::graph;
 use crate::model::QueueStats;
@@ -20,10 +20,10 @@ pub enum Format {
 }
 
 /// Builds the graph (reading the broker when `live`) and prints it.
-pub fn run(globals: &Globals, format: Format, live: bool) -> Result<Exit> {
-    let loaded = globals.load_registry()?;
+pub fn run(sources: &Sources, format: Format, live: bool) -> Result<Exit> {
+    let loaded = sources.load_registry()?;
     let stats = if live {
-        let endpoints = globals.endpoints(&loaded)?;
+        let endpoints = sources.endpoints(&loaded)?;
         Some(runtime()?.block_on(queue_stats(&ManagementApi::new(&endpoints)?))?)
     } else {
         None

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::error::{GodError, Result};
 use crate::import::compose::convert;
 use crate::import::registry::{self as registry_import, Consumer, Imported, LiveVhost};
@@ -64,10 +64,10 @@ pub struct ComposeArgs {
 }
 
 /// Runs an import.
-pub fn run(globals: &Globals, command: &ImportCommand) -> Result<Exit> {
+pub fn run(sources: &Sources, command: &ImportCommand) -> Result<Exit> {
     match command {
         ImportCommand::Compose(args) => compose(args),
-        ImportCommand::Registry(args) => registry(globals, args),
+        ImportCommand::Registry(args) => registry(sources, args),
     }
 }
 
@@ -147,7 +147,7 @@ fn compose(args: &ComposeArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn registry(globals: &Globals, args: &RegistryArgs) -> Result<Exit> {
+fn registry(sources: &Sources, args: &RegistryArgs) -> Result<Exit> {
     let out_path = args
         .out
         .clone()
@@ -157,7 +157,7 @@ fn registry(globals: &Globals, args: &RegistryArgs) -> Result<Exit> {
         refuse_overwrite(&out_path, args.force)?;
         refuse_overwrite(&topology_path, args.force)?;
     }
-    let endpoints = globals.url_endpoints()?;
+    let endpoints = sources.url_endpoints()?;
     let live = runtime()?.block_on(read_live_vhost(&ManagementApi::new(&endpoints)?))?;
     let imported =
         registry_import::import(&live, args.exchange.as_deref()).map_err(GodError::Usage)?;

@@ -14,11 +14,24 @@ pub mod retry;
 pub mod tail;
 pub mod validate;
 
-pub use crate::reconcile::{Globals, Only, runtime};
+pub use crate::reconcile::sources::{Only, Sources};
 
 use crate::error::{GodError, Result};
 
 use std::time::Duration;
+
+/// The value parser of `--only`: `rabbitmq` or `docker`, each with its help.
+pub fn only_value() -> impl clap::builder::TypedValueParser<Value = Only> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("rabbitmq").help("The broker topology from registry.yaml"),
+        PossibleValue::new("docker").help("The containers from components.toml"),
+    ])
+    .map(|word| match word.as_str() {
+        "rabbitmq" => Only::Rabbitmq,
+        _ => Only::Docker,
+    })
+}
 
 /// How a command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,4 +82,13 @@ pub fn ask_yes(question: &str) -> Result<bool> {
         .read_line(&mut answer)
         .map_err(|e| GodError::Other(format!("cannot read the answer: {e}")))?;
     Ok(answer.trim() == "yes")
+}
+
+/// Builds the runtime the broker-facing commands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| GodError::Other(format!("cannot start the async runtime: {e}")))
 }

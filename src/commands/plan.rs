@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use super::{Exit, Globals, Only, runtime};
+use super::{Exit, Only, Sources, runtime};
 use crate::error::Result;
 use crate::plan::diff::PlanOptions;
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::reconcile::{plan_targets, write_saved_plan};
+use crate::reconcile::planning::plan_targets;
+use crate::reconcile::saved::write_saved_plan;
 
 /// Options of `god plan`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -29,13 +30,13 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Plan only the broker (rabbitmq) or only the containers (docker).
-    #[arg(long, value_enum, value_name = "SYSTEM")]
+    #[arg(long, value_name = "SYSTEM", value_parser = super::only_value())]
     pub only: Option<Only>,
 }
 
 /// Plans and prints.
-pub fn run(globals: &Globals, args: &PlanArgs) -> Result<Exit> {
-    let targets = globals.targets(args.only)?;
+pub fn run(sources: &Sources, args: &PlanArgs) -> Result<Exit> {
+    let targets = sources.targets(args.only)?;
     let options = PlanOptions {
         prune: args.prune,
         allow_data_loss: false,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::gateway::exchange;
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::error::{GodError, Result};
 use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::services::relay::{Relay, RelayConfig, serve};
@@ -30,17 +30,17 @@ pub struct RelayArgs {
 }
 
 /// Resolves the exchange, consumes, and serves until killed.
-pub fn run(globals: &Globals, args: &RelayArgs) -> Result<Exit> {
+pub fn run(sources: &Sources, args: &RelayArgs) -> Result<Exit> {
     let endpoints = BrokerEndpoints::resolve(
-        globals.amqp_url.as_deref(),
-        globals.management_url.as_deref(),
+        sources.amqp_url.as_deref(),
+        sources.management_url.as_deref(),
     )?;
     let relay = Relay::new(RelayConfig {
         amqp_urls: endpoints
             .amqp_endpoints()
             .map(|e| e.secret().to_string())
             .collect(),
-        exchange: exchange(globals, args.exchange.as_deref())?,
+        exchange: exchange(sources, args.exchange.as_deref())?,
         binding_key: args.binding_key.clone(),
         prefetch: args.prefetch,
         client_buffer: args.client_buffer,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use saphyr::{Scalar, Yaml, YamlEmitter};
 use serde_json::{Value, json};
 
-use super::{Exit, Globals};
+use super::{Exit, Sources};
 use crate::error::{GodError, Result};
 use crate::model::desired::DesiredState;
 
@@ -19,8 +19,8 @@ pub enum Format {
 }
 
 /// Prints the desired topology.
-pub fn run(globals: &Globals, format: Format) -> Result<Exit> {
-    let loaded = globals.load_registry()?;
+pub fn run(sources: &Sources, format: Format) -> Result<Exit> {
+    let loaded = sources.load_registry()?;
     let document = rendered(&loaded.desired_state());
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&document).expect("JSON serialises") + "\n",

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Exit, Globals, runtime};
+use super::{Exit, Sources, runtime};
 use crate::error::{GodError, Result};
 use crate::model::desired::RetryRoute;
 use crate::rabbit::endpoints::BrokerEndpoints;
@@ -22,12 +22,12 @@ pub struct RetryArgs {
 
 /// Reads the routes (GOD_RETRY_ROUTES, else the registry's services with `retry`), consumes,
 /// and serves until killed.
-pub fn run(globals: &Globals, args: &RetryArgs) -> Result<Exit> {
+pub fn run(sources: &Sources, args: &RetryArgs) -> Result<Exit> {
     let endpoints = BrokerEndpoints::resolve(
-        globals.amqp_url.as_deref(),
-        globals.management_url.as_deref(),
+        sources.amqp_url.as_deref(),
+        sources.management_url.as_deref(),
     )?;
-    let routes = routes(globals)?;
+    let routes = routes(sources)?;
     if routes.is_empty() {
         return Err(GodError::Usage(
             "no service of the registry has `retry`: nothing to move\nhint: add e.g. `retry: [5s, 30s, 2m]` to a service, then god apply".to_string(),
@@ -48,12 +48,12 @@ pub fn run(globals: &Globals, args: &RetryArgs) -> Result<Exit> {
 }
 
 /// The routes to serve: what god gave its container, else what the registry says.
-fn routes(globals: &Globals) -> Result<Vec<RetryRoute>> {
+fn routes(sources: &Sources) -> Result<Vec<RetryRoute>> {
     if let Ok(text) = std::env::var(ROUTES_VARIABLE) {
         return serde_json::from_str(&text).map_err(|e| {
             GodError::Usage(format!("{ROUTES_VARIABLE} is not a list of routes: {e}"))
         });
     }
-    let loaded = globals.load_registry()?;
+    let loaded = sources.load_registry()?;
     Ok(loaded.desired_state().retry.into_values().collect())
 }

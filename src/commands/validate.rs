@@ -1,17 +1,17 @@
 //! `god validate`: offline checks of every input present: registry.yaml, components.toml, and
 //! docker-compose.yml against components.toml.
 
-use super::{Exit, Globals};
+use super::{Exit, Sources};
 use crate::error::{GodError, Result};
 use crate::inputs::SourceFile;
 use crate::inputs::compose;
 
 /// Validates what is there; prints a one-line summary per valid file, warnings to stderr.
-pub fn run(globals: &Globals) -> Result<Exit> {
-    let components = globals.load_components()?;
-    let registry = match globals.load_registry() {
+pub fn run(sources: &Sources) -> Result<Exit> {
+    let components = sources.load_components()?;
+    let registry = match sources.load_registry() {
         Ok(loaded) => Some(loaded),
-        Err(GodError::Usage(_)) if globals.registry.is_none() && components.is_some() => None,
+        Err(GodError::Usage(_)) if sources.registry.is_none() && components.is_some() => None,
         Err(e) => return Err(e),
     };
     if let Some(loaded) = &registry {

@@ -11,7 +11,7 @@ use crate::inputs::validate::LoadedRegistry;
 use crate::model::containers::DesiredContainers;
 use crate::model::desired::DesiredState;
 use crate::rabbit::endpoints::BrokerEndpoints;
-use crate::reconcile::Globals;
+use crate::reconcile::sources::Sources;
 
 /// The inputs that loaded, and the config checks made while loading them.
 pub struct Inputs {
@@ -27,14 +27,14 @@ pub struct Inputs {
 
 /// Loads registry.yaml and components.toml without printing, and reports on them (and on
 /// docker-compose.yml beside components.toml).
-pub fn load(globals: &Globals) -> Inputs {
-    let (registry_check, registry) = registry_input(globals);
-    let (components_check, components) = components_input(globals);
+pub fn load(sources: &Sources) -> Inputs {
+    let (registry_check, registry) = registry_input(sources);
+    let (components_check, components) = components_input(sources);
     let compose_check = compose_input(components.as_ref());
-    let endpoints = globals.endpoints_for(registry.as_ref());
+    let endpoints = sources.endpoints_for(registry.as_ref());
     let broker = registry.as_ref().map(LoadedRegistry::desired_state);
     let desired = components.as_ref().map(|c| match &endpoints {
-        Ok(endpoints) => globals
+        Ok(endpoints) => sources
             .desired_containers(c, broker.as_ref(), endpoints)
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -63,9 +63,9 @@ pub fn load(globals: &Globals) -> Inputs {
     }
 }
 
-fn registry_input(globals: &Globals) -> (Check, Option<LoadedRegistry>) {
+fn registry_input(sources: &Sources) -> (Check, Option<LoadedRegistry>) {
     let id = "config.registry";
-    match globals.read_registry() {
+    match sources.read_registry() {
         Ok(loaded) => (
             diagnostics_check(id, loaded.summary(), &loaded.warnings),
             Some(loaded),
@@ -78,9 +78,9 @@ fn registry_input(globals: &Globals) -> (Check, Option<LoadedRegistry>) {
     }
 }
 
-fn components_input(globals: &Globals) -> (Check, Option<LoadedComponents>) {
+fn components_input(sources: &Sources) -> (Check, Option<LoadedComponents>) {
     let id = "config.components";
-    match globals.read_components() {
+    match sources.read_components() {
         Ok(None) => (
             Check::skip(
                 id,

@@ -1,0 +1,266 @@
+//! Where the inputs and the broker are ([`Sources`]): finding, reading and validating
+//! registry.yaml, topology/ and components.toml, resolving the broker's endpoints and vhost,
+//! and what a plan or apply covers ([`Targets`]).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{GodError, Result};
+use crate::inputs::components::{LoadedComponents, default_project, load_components};
+use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
+use crate::inputs::validate::{LoadedRegistry, load_inputs};
+use crate::inputs::{SourceFile, locate_registry};
+use crate::model::containers::DesiredContainers;
+use crate::model::desired::DesiredState;
+use crate::plan::saved::SavedPlan;
+use crate::rabbit::endpoints::BrokerEndpoints;
+use crate::services::builtin;
+
+/// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.
+pub const COMPONENTS_FILE: &str = "components.toml";
+
+/// Where the inputs and the broker are: the global options (`--registry`, `--amqp-url`, …),
+/// read by every command. The CLI's `Globals` documents each.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The service registry (default ./registry.yaml, else ./services/registry.yaml).
+    pub registry: Option<PathBuf>,
+    /// AMQP URLs, comma-separated; the path is the vhost.
+    pub amqp_url: Option<String>,
+    /// Management API URLs, comma-separated.
+    pub management_url: Option<String>,
+    /// The folder of topology files (default topology/ beside the registry).
+    pub topology: Option<PathBuf>,
+    /// The containers manifest (default ./components.toml when present).
+    pub components: Option<PathBuf>,
+    /// The profiles whose components run too.
+    pub profiles: Vec<String>,
+    /// The container project (default: the directory of components.toml).
+    pub project: Option<String>,
+}
+
+/// Which systems a run covers (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// The broker topology from registry.yaml.
+    Rabbitmq,
+    /// The containers from components.toml.
+    Docker,
+}
+
+/// What a plan or apply covers: the broker's desired state and/or the containers of a project,
+/// and where the broker is (the bundled services are given its URL).
+pub struct Targets {
+    /// The broker part.
+    pub broker: Option<DesiredState>,
+    /// Where the broker is.
+    pub endpoints: BrokerEndpoints,
+    /// The container part.
+    pub containers: Option<DesiredContainers>,
+}
+
+/// god's own environment, where `from_env` secrets are read.
+pub fn environment(variable: &str) -> Option<String> {
+    std::env::var(variable).ok()
+}
+
+/// The upstream's name of the broker URL (Bloodbank's services), read when `RABBITMQ_URL` is
+/// not set.
+pub const UPSTREAM_URL_VARIABLE: &str = "RABBIT_URL";
+
+impl Sources {
+    /// Takes the broker URL from the upstream's variable (`RABBIT_URL`) when neither
+    /// `--amqp-url` nor `RABBITMQ_URL` gives one, so the upstream's compose environment works.
+    pub fn with_upstream_variables(mut self) -> Self {
+        if self.amqp_url.is_none() {
+            self.amqp_url = environment(UPSTREAM_URL_VARIABLE).filter(|v| !v.is_empty());
+        }
+        self
+    }
+
+    /// Finds, reads and validates the registry; prints its warnings to stderr.
+    pub fn load_registry(&self) -> Result<LoadedRegistry> {
+        let loaded = self.read_registry()?;
+        print_warnings(&loaded.warnings);
+        Ok(loaded)
+    }
+
+    /// Finds, reads and validates the registry, leaving its warnings to the caller.
+    pub fn read_registry(&self) -> Result<LoadedRegistry> {
+        let path = locate_registry(self.registry.as_deref())?;
+        let source = SourceFile::read(&path)?;
+        let dir = match &self.topology {
+            Some(dir) if !dir.is_dir() => {
+                return Err(GodError::Usage(format!(
+                    "--topology {}: no such folder\nhint: pass the folder that holds the topology files (*.yaml)",
+                    dir.display()
+                )));
+            }
+            Some(dir) => dir.clone(),
+            None => path.parent().unwrap_or(Path::new("")).join(TOPOLOGY_DIR),
+        };
+        let topology = read_dir(&dir)?;
+        load_inputs(source, topology).map_err(GodError::Invalid)
+    }
+
+    /// Finds, reads and validates components.toml (explicit path, else ./components.toml when
+    /// present); prints its warnings to stderr.
+    pub fn load_components(&self) -> Result<Option<LoadedComponents>> {
+        let loaded = self.read_components()?;
+        if let Some(loaded) = &loaded {
+            print_warnings(&loaded.warnings);
+        }
+        Ok(loaded)
+    }
+
+    /// Like [`Self::load_components`], leaving the warnings to the caller.
+    pub fn read_components(&self) -> Result<Option<LoadedComponents>> {
+        let path = match &self.components {
+            Some(p) => p.clone(),
+            None if Path::new(COMPONENTS_FILE).is_file() => PathBuf::from(COMPONENTS_FILE),
+            None => return Ok(None),
+        };
+        let source = SourceFile::read(&path)?;
+        load_components(source).map(Some).map_err(GodError::Invalid)
+    }
+
+    /// The desired containers of the project (`--project`, else the directory of the file),
+    /// with what god gives its bundled services: the broker URL of `endpoints`, and the
+    /// exchange and retry routes of the registry's desired state.
+    pub fn desired_containers(
+        &self,
+        loaded: &LoadedComponents,
+        broker: Option<&DesiredState>,
+        endpoints: &BrokerEndpoints,
+    ) -> Result<DesiredContainers> {
+        let project = self
+            .project
+            .clone()
+            .unwrap_or_else(|| default_project(&loaded.source.path));
+        let mut desired = loaded
+            .desired(&project, &environment, &self.profiles)
+            .map_err(GodError::Invalid)?;
+        let retry_routes = broker.map(|d| {
+            let routes: Vec<_> = d.retry.values().collect();
+            serde_json::to_string(&routes).expect("routes serialise")
+        });
+        let facts = builtin::RegistryFacts {
+            exchange: broker.map(|d| d.exchange.as_str()),
+            retry_routes: retry_routes.as_deref(),
+        };
+        builtin::give_defaults(
+            &mut desired,
+            facts,
+            &endpoints.amqp_urls_secret(),
+            &environment,
+        );
+        Ok(desired)
+    }
+
+    /// What a plan or apply covers. Without `--only`: the broker, plus the containers when
+    /// components.toml describes any.
+    pub fn targets(&self, only: Option<Only>) -> Result<Targets> {
+        let registry = match only {
+            // The bundled services still take the registry's exchange and vhost when there is one.
+            Some(Only::Docker) => self.read_registry().ok(),
+            _ => Some(self.load_registry()?),
+        };
+        let endpoints = self.endpoints_for(registry.as_ref())?;
+        let broker = registry.as_ref().map(LoadedRegistry::desired_state);
+        let containers = match (only, self.load_components()?) {
+            (Some(Only::Rabbitmq), _) => None,
+            (Some(Only::Docker), None) => {
+                return Err(GodError::Usage(
+                    "--only docker needs components.toml: none found in this directory\nhint: pass --components PATH (or set GOD_COMPONENTS)".to_string(),
+                ));
+            }
+            (Some(Only::Docker), Some(loaded)) => {
+                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
+            }
+            (None, Some(loaded)) if loaded.containers().next().is_some() => {
+                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
+            }
+            (None, _) => None,
+        };
+        let broker = match only {
+            Some(Only::Docker) => None,
+            _ => broker,
+        };
+        Ok(Targets {
+            broker,
+            endpoints,
+            containers,
+        })
+    }
+
+    /// The broker endpoints, with the vhost from the registry when the URL names none.
+    pub fn endpoints(&self, registry: &LoadedRegistry) -> Result<BrokerEndpoints> {
+        self.endpoints_on(registry.registry.vhost.as_deref(), |endpoints, wanted| {
+            format!(
+                "{} asks for vhost \"{wanted}\" but the AMQP URL {} names vhost \"{}\"\nhint: remove one of the two, or make them agree",
+                registry.source.path.display(),
+                endpoints.amqp_display(),
+                endpoints.vhost
+            )
+        })
+    }
+
+    /// The broker endpoints of the registry when there is one, else of the URLs alone.
+    pub fn endpoints_for(&self, registry: Option<&LoadedRegistry>) -> Result<BrokerEndpoints> {
+        match registry {
+            Some(r) => self.endpoints(r),
+            None => self.url_endpoints(),
+        }
+    }
+
+    /// The broker endpoints the URLs name; without any, those of the broker components.toml
+    /// runs (`broker = true`, by its published ports), else the defaults.
+    pub fn url_endpoints(&self) -> Result<BrokerEndpoints> {
+        if self.amqp_url.is_none()
+            && self.management_url.is_none()
+            && let Some((amqp, management)) = self.broker_component_urls()
+        {
+            return BrokerEndpoints::resolve(Some(&amqp), Some(&management));
+        }
+        BrokerEndpoints::resolve(self.amqp_url.as_deref(), self.management_url.as_deref())
+    }
+
+    /// The URLs of the broker components.toml runs, when it runs one (a components.toml that
+    /// does not load is left for the command to report).
+    fn broker_component_urls(&self) -> Option<(String, String)> {
+        let loaded = self.read_components().ok()??;
+        loaded.broker_urls(&environment, &self.profiles)
+    }
+
+    /// The endpoints a saved plan is applied with: its vhost, on the broker the URLs name.
+    pub fn saved_plan_endpoints(&self, saved: &SavedPlan) -> Result<BrokerEndpoints> {
+        self.endpoints_on(saved.plan.vhost.as_deref(), |endpoints, wanted| {
+            format!(
+                "the saved plan is for vhost \"{wanted}\" but the AMQP URL names vhost \"{}\"",
+                endpoints.vhost
+            )
+        })
+    }
+
+    /// The endpoints the URLs name, on the `wanted` vhost when there is one; a URL that names
+    /// another vhost is a usage error, worded by `conflict`.
+    fn endpoints_on(
+        &self,
+        wanted: Option<&str>,
+        conflict: impl FnOnce(&BrokerEndpoints, &str) -> String,
+    ) -> Result<BrokerEndpoints> {
+        let endpoints = self.url_endpoints()?;
+        match wanted {
+            Some(vhost) if endpoints.vhost_explicit && endpoints.vhost != vhost => {
+                Err(GodError::Usage(conflict(&endpoints, vhost)))
+            }
+            Some(vhost) => Ok(endpoints.with_vhost(vhost)),
+            None => Ok(endpoints),
+        }
+    }
+}
+
+fn print_warnings(warnings: &[crate::inputs::diagnostic::Diagnostic]) {
+    for warning in warnings {
+        eprintln!("{}", warning.render());
+    }
+}
