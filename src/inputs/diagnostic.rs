@@ -3,6 +3,15 @@
 
 use std::path::PathBuf;
 
+/// An input file's path and text, kept together so that every problem can quote its line.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as the user gave it (or as it was found), used in messages.
+    pub path: PathBuf,
+    /// The whole text of the file.
+    pub text: String,
+}
+
 /// How bad a problem is: errors make `god validate` fail, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -33,12 +42,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at a position of a file whose text is known.
-    pub fn error(
-        file: &crate::inputs::SourceFile,
-        line: usize,
-        col: usize,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn error(file: &SourceFile, line: usize, col: usize, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             file: file.path.clone(),
@@ -55,12 +59,7 @@ impl Diagnostic {
     }
 
     /// The same problem as a warning.
-    pub fn warning(
-        file: &crate::inputs::SourceFile,
-        line: usize,
-        col: usize,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn warning(file: &SourceFile, line: usize, col: usize, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             ..Self::error(file, line, col, message)

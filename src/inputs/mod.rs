@@ -4,6 +4,8 @@
 pub mod components;
 pub mod compose;
 pub mod cross_check;
+#[cfg(test)]
+mod cross_check_tests;
 pub mod diagnostic;
 pub mod document;
 pub mod registry;
@@ -15,20 +17,15 @@ pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
+pub use diagnostic::SourceFile;
+
 use crate::error::{GodError, Result};
 
 /// Where the registry is looked for when neither `--registry` nor `GOD_REGISTRY` is given.
 pub const REGISTRY_CANDIDATES: [&str; 2] = ["registry.yaml", "services/registry.yaml"];
 
-/// An input file's path and text, kept together so that every problem can quote its line.
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    /// The path as the user gave it (or as it was found), used in messages.
-    pub path: PathBuf,
-    /// The whole text of the file.
-    pub text: String,
-}
-
+/// Reading lives here, beside the other file lookups, so that [`diagnostic`] (which
+/// [`crate::error`] carries) needs nothing of the error type.
 impl SourceFile {
     /// Reads a file, with a hint when it is missing.
     pub fn read(path: &Path) -> Result<Self> {

@@ -266,9 +266,7 @@ pub fn parse(sources: Vec<SourceFile>) -> ParsedTopology {
         let doc = match yaml::parse(&source.text) {
             Ok(doc) => doc,
             Err(e) => {
-                parsed
-                    .problems
-                    .push(super::validate::yaml_syntax_problem(&source, &e));
+                parsed.problems.push(yaml::syntax_problem(&source, &e));
                 parsed.complete = false;
                 continue;
             }

@@ -117,7 +117,7 @@ fn parse_registry(
     let doc = match yaml::parse(&source.text) {
         Ok(doc) => doc,
         Err(e) => {
-            return Err(vec![yaml_syntax_problem(source, &e)]);
+            return Err(vec![yaml::syntax_problem(source, &e)]);
         }
     };
     let mut problems = schema::registry().problems(source, &doc);
@@ -148,33 +148,6 @@ fn parse_registry(
         return Err(problems);
     }
     Ok((doc, registry, problems))
-}
-
-/// A YAML syntax error at its place; a tab in the indentation is pointed at, with the fix.
-pub(crate) fn yaml_syntax_problem(source: &SourceFile, error: &yaml::SyntaxError) -> Diagnostic {
-    let message = format!("YAML syntax error: {}", error.message);
-    let line = source
-        .text
-        .lines()
-        .nth(error.position.line.saturating_sub(1));
-    let tab = line
-        .and_then(|l| l.find('\t'))
-        .filter(|_| error.message.contains("tab"));
-    match tab {
-        Some(index) => Diagnostic::error(source, error.position.line, index + 1, message)
-            .with_hint("YAML indents with spaces only: replace the tab with spaces"),
-        None if error.message.contains("duplicated key") => Diagnostic::error(
-            source,
-            error.position.line,
-            error.position.col,
-            message,
-        )
-        .with_hint("a key appears once in a mapping: a name is defined once, so remove or rename one of the two"),
-        None => Diagnostic::error(source, error.position.line, error.position.col, message)
-            .with_hint(
-                "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
-            ),
-    }
 }
 
 /// The checks a JSON Schema cannot express.

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map, Number, Value};
 
+use super::SourceFile;
+use super::diagnostic::Diagnostic;
 use super::document::{Position, PositionedDocument, escape_pointer};
 
 /// A YAML syntax problem, with its place.
@@ -42,6 +44,33 @@ pub fn parse(text: &str) -> Result<PositionedDocument, SyntaxError> {
         None => Value::Object(Map::new()),
     };
     Ok(doc)
+}
+
+/// A YAML syntax error at its place; a tab in the indentation is pointed at, with the fix.
+pub fn syntax_problem(source: &SourceFile, error: &SyntaxError) -> Diagnostic {
+    let message = format!("YAML syntax error: {}", error.message);
+    let line = source
+        .text
+        .lines()
+        .nth(error.position.line.saturating_sub(1));
+    let tab = line
+        .and_then(|l| l.find('\t'))
+        .filter(|_| error.message.contains("tab"));
+    match tab {
+        Some(index) => Diagnostic::error(source, error.position.line, index + 1, message)
+            .with_hint("YAML indents with spaces only: replace the tab with spaces"),
+        None if error.message.contains("duplicated key") => Diagnostic::error(
+            source,
+            error.position.line,
+            error.position.col,
+            message,
+        )
+        .with_hint("a key appears once in a mapping: a name is defined once, so remove or rename one of the two"),
+        None => Diagnostic::error(source, error.position.line, error.position.col, message)
+            .with_hint(
+                "fix the YAML syntax at this place (indentation, quotes, a missing `:` or `]`)",
+            ),
+    }
 }
 
 fn position(node: &MarkedYaml<'_>) -> Position {

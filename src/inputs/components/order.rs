@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::LoadedComponents;
+use super::loaded::LoadedComponents;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 
@@ -77,7 +77,7 @@ impl LoadedComponents {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::load;
+    use crate::inputs::components::tests::load;
     use indoc::indoc;
 
     #[test]

@@ -9,9 +9,8 @@ use serde_json::Value;
 
 use super::build_context::context_digest;
 use super::fields::{parse_cpus, parse_memory, parse_port};
-use super::{
-    BuildDecl, Component, HealthcheckDecl, LoadedComponents, SharedObjectDecl, UlimitDecl,
-};
+use super::file::{BuildDecl, Component, HealthcheckDecl, SharedObjectDecl, UlimitDecl};
+use super::loaded::LoadedComponents;
 use crate::inputs::diagnostic::Diagnostic;
 use crate::inputs::document::escape_pointer;
 use crate::model::containers::{
@@ -580,9 +579,9 @@ mod tests {
     use indoc::indoc;
     use std::path::Path;
 
-    use super::super::tests::{WEB, env, load};
     use crate::inputs::SourceFile;
-    use crate::inputs::components::load_components;
+    use crate::inputs::components::loaded::load_components;
+    use crate::inputs::components::tests::{WEB, env, load};
     use crate::model::containers::EnvSource;
 
     #[test]
