@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Area, Check, Problem, Thresholds, Verdict, cluster, flow, topology, within};
+use super::check::{Area, Check, Problem, Verdict, within};
+use super::flow::Thresholds;
+use super::{cluster, flow, topology};
 use crate::error::GodError;
 use crate::model::desired::DesiredState;
 use crate::observe::rabbit::observe;

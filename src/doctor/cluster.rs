@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Area, Check, Verdict, first_few};
+use super::check::{Area, Check, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::rabbit::management::{NodeEntry, QueuePlacement};
 

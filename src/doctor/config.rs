@@ -1,7 +1,7 @@
 //! Config checks: registry.yaml and components.toml validate and turn into desired state, and
 //! docker-compose.yml agrees with components.toml. Loading the inputs is these checks.
 
-use super::{Area, Check, Verdict, first_few, first_line};
+use super::check::{Area, Check, Verdict, first_few, first_line};
 use crate::error::GodError;
 use crate::inputs::SourceFile;
 use crate::inputs::components::LoadedComponents;

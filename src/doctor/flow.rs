@@ -4,13 +4,42 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Area, Check, QueueKind, Thresholds, Verdict, first_few};
+use super::check::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::model::topic;
 use crate::model::{BindingSpec, ObservedState};
 use crate::observe::rabbit::exact_counts;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::{ConsumerEntry, ManagementApi};
+
+/// Limits the flow checks compare against (`god doctor --max-depth ...`).
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
+pub struct Thresholds {
+    /// Messages a service queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::DEFAULT.max_depth)]
+    pub max_depth: u64,
+    /// Messages a dead-letter queue may hold before it is reported.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::DEFAULT.max_dlq_depth)]
+    pub max_dlq_depth: u64,
+    /// Growth of a queue, in messages per second, before it is reported.
+    #[arg(long, value_name = "RATE", default_value_t = Thresholds::DEFAULT.max_growth)]
+    pub max_growth: f64,
+}
+
+impl Thresholds {
+    /// The limits when none are given.
+    pub const DEFAULT: Thresholds = Thresholds {
+        max_depth: 1000,
+        max_dlq_depth: 0,
+        max_growth: 50.0,
+    };
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Depth, consumers and growth of one queue, from the management API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

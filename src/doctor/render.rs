@@ -1,6 +1,6 @@
 //! The doctor report as a table grouped by area (coloured on a terminal), or as JSON.
 
-use super::{Check, Report, Verdict};
+use super::check::{Check, Report, Verdict};
 
 /// ANSI colours, or none (piped output, `NO_COLOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bollard::models::HealthStatusEnum;
 
-use super::{Area, Check, Problem, Verdict, first_few, within};
+use super::check::{Area, Check, Problem, Verdict, first_few, within};
 use crate::model::containers::{ContainerSpec, DesiredContainers, PROJECT_LABEL};
 use crate::model::desired::DesiredState;
 use crate::observe::engine;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use super::{Area, Check, Verdict, within};
+use super::check::{Area, Check, Verdict, within};
 use crate::model::containers::{DesiredContainers, NetworkSpec, VolumeSpec};
 use crate::observe::engine;
 

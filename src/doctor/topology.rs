@@ -2,7 +2,7 @@
 //! what differs): the exchange, the service queues, their bindings, their dead-lettering, and
 //! the whole drift.
 
-use super::{Area, Check, QueueKind, Verdict, first_few};
+use super::check::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::model::{
     ApplyTo, DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,

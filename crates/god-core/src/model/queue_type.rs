@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Arguments;
+use super::arguments::Arguments;
 
 /// The queue argument naming the type.
 pub const QUEUE_TYPE_ARG: &str = "x-queue-type";
