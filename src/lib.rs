@@ -14,7 +14,6 @@ pub mod commands;
 pub mod dlq;
 pub mod doctor;
 pub mod error;
-pub mod graph;
 pub mod import;
 pub mod inputs;
 pub mod logging;
@@ -33,6 +32,3 @@ pub fn host_name() -> Option<&'static str> {
     })
     .as_deref()
 }
-
-#[cfg(test)]
-mod plan_tests;

@@ -16,7 +16,7 @@ const ROOT_FILES: [&str; 5] = ["main.rs", "lib.rs", "cli.rs", "error.rs", "loggi
 /// The module of god-core that holds the test fixtures.
 const FIXTURES: &str = "testing";
 
-/// A module path: `["inputs", "registry"]` for `crate::inputs::registry`.
+/// A module path: `["inputs", "registry"]` for `crate::model::registry`.
 type ModulePath = Vec<String>;
 
 /// One crate's source tree: where each module is defined.
@@ -25,6 +25,8 @@ struct CrateTree {
     modules: BTreeMap<ModulePath, PathBuf>,
     /// The parsed files, with the module path each one defines.
     files: Vec<(PathBuf, ModulePath, syn::File)>,
+    /// The modules declared `#[cfg(test)]`: everything in them is test code.
+    test_modules: BTreeSet<ModulePath>,
 }
 
 fn repository() -> PathBuf {
@@ -61,6 +63,7 @@ impl CrateTree {
     fn read(src: &Path) -> Self {
         let mut modules = BTreeMap::new();
         let mut files = Vec::new();
+        let mut test_modules = BTreeSet::new();
         for file in rust_files(src) {
             let text = std::fs::read_to_string(&file).unwrap();
             let parsed = syn::parse_file(&text)
@@ -68,9 +71,19 @@ impl CrateTree {
             let module = module_of(src, &file);
             modules.insert(module.clone(), file.clone());
             inline_modules(&parsed.items, &module, &file, &mut modules);
+            test_modules.extend(declared_for_tests(&parsed.items, &module));
             files.push((file, module, parsed));
         }
-        Self { modules, files }
+        Self {
+            modules,
+            files,
+            test_modules,
+        }
+    }
+
+    /// Whether a module is test code: it, or a module it is in, is declared `#[cfg(test)]`.
+    fn is_test_module(&self, module: &[String]) -> bool {
+        (1..=module.len()).any(|n| self.test_modules.contains(&module[..n]))
     }
 
     /// The file of the longest known module that `absolute` starts with.
@@ -94,6 +107,21 @@ impl CrateTree {
         }
         edges
     }
+}
+
+/// The child modules of `scope` declared `#[cfg(test)]` (`#[cfg(test)] mod tests;`).
+fn declared_for_tests(items: &[syn::Item], scope: &ModulePath) -> Vec<ModulePath> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Mod(m) if is_cfg_test(&m.attrs) => {
+                let mut path = scope.clone();
+                path.push(m.ident.to_string());
+                Some(path)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn inline_modules(
@@ -130,7 +158,7 @@ impl<'a> References<'a> {
             tree,
             scope: module.clone(),
             found: BTreeSet::new(),
-            in_test: false,
+            in_test: tree.is_test_module(module),
             fixture_uses: Vec::new(),
         };
         references.visit_file(parsed);

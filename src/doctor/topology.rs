@@ -326,7 +326,7 @@ mod tests {
     use crate::inputs::validate::registry_from_text;
     use crate::model::ObservedState;
     use crate::plan::diff::{PlanOptions, plan};
-    use crate::plan_tests::converged;
+    use god_core::testing::converged;
     use indoc::indoc;
 
     fn desired() -> DesiredState {

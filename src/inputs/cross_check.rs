@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{Position, PositionedDocument, escape_pointer};
-use super::registry::{DeadLetter, Registry};
 use super::topology::{InvalidTopologyFile, LoadedTopologyFile, ParsedTopology, QueueDecl};
 use crate::model::desired::{RetryRoute, unroutable_exchange};
 use crate::model::queue_type::QueueType;
+use crate::model::registry::{DeadLetter, Registry};
 use crate::model::topic::{check_binding_key, check_queue_name};
 use crate::model::{DestinationType, ExchangeKind, MANAGED_RECORD_EXCHANGE, POLICY_PREFIX};
 

@@ -8,7 +8,6 @@ pub mod cross_check;
 mod cross_check_tests;
 pub mod diagnostic;
 pub mod document;
-pub mod registry;
 pub mod schema;
 pub mod toml_doc;
 pub mod topology;

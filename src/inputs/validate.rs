@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
-use super::registry::{DeadLetter, Registry};
 use super::topology::{self, LoadedTopologyFile};
 use super::{cross_check, schema, yaml};
 use crate::model::desired::DesiredState;
 use crate::model::desired::{Lifecycle, RetryRoute};
 use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
+use crate::model::registry::{DeadLetter, Registry};
 use crate::model::topic::{check_binding_key, check_queue_name};
 
 /// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
@@ -429,7 +429,7 @@ impl RuleCheck<'_> {
 
 /// A registry from YAML text that must be valid: for the unit tests of the modules that take one.
 #[cfg(test)]
-pub(crate) fn registry_from_text(text: &str) -> crate::inputs::registry::Registry {
+pub(crate) fn registry_from_text(text: &str) -> crate::model::registry::Registry {
     let source = SourceFile {
         path: "registry.yaml".into(),
         text: text.into(),

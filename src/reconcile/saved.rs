@@ -7,6 +7,7 @@ use crate::error::{GodError, Result};
 use crate::observe::docker::{Wanted, observe as observe_containers};
 use crate::observe::engine;
 use crate::observe::rabbit::observe;
+use crate::plan::ResourceKind;
 use crate::plan::saved::SavedPlan;
 
 use super::session::Session;
@@ -22,9 +23,9 @@ pub async fn check_saved(saved: &SavedPlan, path: &Path, session: &Session) -> R
         Some(project) => {
             let docker = engine::connect().await?;
             let wanted = Wanted {
-                containers: saved.engine_names("container"),
-                networks: saved.engine_names("network"),
-                volumes: saved.engine_names("volume"),
+                containers: saved.engine_names(ResourceKind::Container),
+                networks: saved.engine_names(ResourceKind::Network),
+                volumes: saved.engine_names(ResourceKind::Volume),
             };
             Some(observe_containers(&docker, project, &wanted).await?)
         }

@@ -6,6 +6,8 @@
 
 pub mod model;
 pub mod plan;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 #[cfg(test)]
 mod tests {

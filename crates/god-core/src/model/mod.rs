@@ -408,6 +408,7 @@ pub mod desired;
 pub mod duration;
 pub mod kinds;
 pub mod queue_type;
+pub mod registry;
 pub mod topic;
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 
 pub mod containers;
 pub mod diff;
+pub mod graph;
 pub mod render;
 pub mod saved;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
@@ -72,6 +75,21 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// The word its identifiers start with (`queue` in `queue/NAME`).
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            ResourceKind::Exchange => "exchange",
+            ResourceKind::Queue => "queue",
+            ResourceKind::Binding => "binding",
+            ResourceKind::Policy => "policy",
+            ResourceKind::OperatorPolicy => "operator_policy",
+            ResourceKind::Limit => "limit",
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+        }
+    }
+
     /// Whether objects of this kind live on the broker (as opposed to the Docker engine).
     pub fn is_broker(self) -> bool {
         !matches!(
@@ -139,17 +157,15 @@ impl Resource {
     /// A stable identifier: `kind/name`, for bindings `binding/source/type/destination/key`.
     pub fn id(&self) -> String {
         match self {
-            Resource::Exchange(e) => format!("exchange/{}", e.name),
-            Resource::Queue(q) => format!("queue/{}", q.name),
-            Resource::Policy(p) => format!("policy/{}", p.name),
-            Resource::OperatorPolicy(p) => format!("operator_policy/{}", p.name),
-            Resource::Limit(l) => format!("limit/{}", l.name),
             Resource::Binding(b) => binding_id(b),
-            Resource::Container(c) => format!("container/{}", c.name),
-            Resource::Network(n) => format!("network/{}", n.name),
-            Resource::Volume(v) => format!("volume/{}", v.name),
+            other => object_id(other.kind(), other.name()),
         }
     }
+}
+
+/// The identifier of a named object (not a binding): `kind/name`.
+pub fn object_id(kind: ResourceKind, name: &str) -> String {
+    format!("{}/{name}", kind.id_prefix())
 }
 
 /// The identifier of a binding (its arguments are appended when it has any).

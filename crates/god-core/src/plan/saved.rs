@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Plan, binding_id};
+use super::{Plan, ResourceKind, binding_id, object_id};
 use crate::model::ObservedState;
 use crate::model::containers::ObservedContainers;
 
@@ -61,21 +61,21 @@ impl SavedPlan {
     /// The engine names of the containers, networks and volumes the plan was made from or
     /// changes, by kind (`container`, `network`, `volume`): what to observe again before
     /// applying it.
-    pub fn engine_names(&self, kind: &str) -> std::collections::BTreeSet<String> {
+    pub fn engine_names(&self, kind: ResourceKind) -> std::collections::BTreeSet<String> {
+        let own = format!("{}/", kind.id_prefix());
         let recorded = self.observed.keys().filter_map(|id| {
-            let (k, name) = id.split_once('/')?;
-            let k = if k == "foreign-container" {
-                "container"
-            } else {
-                k
-            };
-            (k == kind).then(|| name.to_string())
+            id.strip_prefix(&own).or_else(|| match kind {
+                ResourceKind::Container => id.strip_prefix(FOREIGN_CONTAINER_PREFIX),
+                _ => None,
+            })
         });
-        let changed = self.plan.changes.iter().filter_map(|c| {
-            let (k, name) = c.id.split_once('/')?;
-            (k == kind).then(|| name.to_string())
-        });
-        recorded.chain(changed).collect()
+        let changed = self
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.name());
+        recorded.chain(changed).map(str::to_string).collect()
     }
 
     /// The objects that differ between the state the plan was made from and now, one line
@@ -112,6 +112,9 @@ fn all_digests(
     out
 }
 
+/// How the digest of a foreign container that blocks a name starts.
+const FOREIGN_CONTAINER_PREFIX: &str = "foreign-container/";
+
 /// A digest per container: its configuration hash and whether it runs; foreign containers
 /// that block a name count too.
 pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, String> {
@@ -122,15 +125,15 @@ pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, Stri
             c.config_hash.as_deref().unwrap_or("none"),
             if c.running { "running" } else { "stopped" }
         );
-        out.insert(format!("container/{}", c.name), state);
+        out.insert(object_id(ResourceKind::Container, &c.name), state);
     }
     for (name, id) in &observed.foreign_names {
-        out.insert(format!("foreign-container/{name}"), id.clone());
+        out.insert(format!("{FOREIGN_CONTAINER_PREFIX}{name}"), id.clone());
     }
     for (name, n) in &observed.networks {
         let owner = n.project.as_deref().unwrap_or("not god's");
         out.insert(
-            format!("network/{name}"),
+            object_id(ResourceKind::Network, name),
             format!("{owner}/{}", n.containers.join(",")),
         );
     }
@@ -138,7 +141,7 @@ pub fn container_digests(observed: &ObservedContainers) -> BTreeMap<String, Stri
         // Not its size: a database's volume grows between plan and apply without anything moving.
         let owner = v.project.as_deref().unwrap_or("not god's");
         out.insert(
-            format!("volume/{name}"),
+            object_id(ResourceKind::Volume, name),
             format!("{owner}/{}", v.containers.join(",")),
         );
     }
@@ -151,16 +154,16 @@ pub fn object_digests(observed: &ObservedState) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let t = &observed.topology;
     for e in t.exchanges.values() {
-        out.insert(format!("exchange/{}", e.name), digest(e));
+        out.insert(object_id(ResourceKind::Exchange, &e.name), digest(e));
     }
     for q in t.queues.values() {
-        out.insert(format!("queue/{}", q.name), digest(q));
+        out.insert(object_id(ResourceKind::Queue, &q.name), digest(q));
     }
     for b in &t.bindings {
         out.insert(binding_id(b), digest(b));
     }
     for p in t.policies.values() {
-        out.insert(format!("policy/{}", p.name), digest(p));
+        out.insert(object_id(ResourceKind::Policy, &p.name), digest(p));
     }
     for (name, origin) in &observed.managed_queues {
         out.insert(format!("managed/queue/{name}"), origin.as_str().to_string());

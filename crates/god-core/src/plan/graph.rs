@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::QueueStats;
+use super::{ResourceKind, binding_id, object_id};
 use crate::model::desired::{DesiredState, QueueRole, unroutable_exchange};
+use crate::model::{DestinationType, QueueStats, format_arguments};
 
 /// What a node stands for (it decides its shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,14 +192,15 @@ fn declared_topology(
     desired: &DesiredState,
     live: Option<&BTreeMap<String, QueueStats>>,
 ) {
-    for id in desired.sources.keys() {
-        if let Some(name) = id.strip_prefix("exchange/") {
-            g.node(
-                node_id("x", name),
-                NodeKind::Exchange,
-                vec![name.to_string()],
-            );
-        } else if let Some(name) = id.strip_prefix("queue/") {
+    let declared =
+        |kind: ResourceKind, name: &str| desired.sources.contains_key(&object_id(kind, name));
+    for name in desired.topology.exchanges.keys() {
+        if declared(ResourceKind::Exchange, name) {
+            g.node(node_id("x", name), NodeKind::Exchange, vec![name.clone()]);
+        }
+    }
+    for name in desired.topology.queues.keys() {
+        if declared(ResourceKind::Queue, name) {
             g.node(node_id("q", name), NodeKind::Queue, queue_label(name, live));
         }
     }
@@ -206,7 +208,7 @@ fn declared_topology(
         .topology
         .bindings
         .iter()
-        .filter(|b| desired.sources.contains_key(&crate::plan::binding_id(b)));
+        .filter(|b| desired.sources.contains_key(&binding_id(b)));
     for b in declared {
         let from = g.node(
             node_id("x", &b.source),
@@ -214,12 +216,12 @@ fn declared_topology(
             vec![b.source.clone()],
         );
         let to = match b.destination_type {
-            crate::model::DestinationType::Queue => g.node(
+            DestinationType::Queue => g.node(
                 node_id("q", &b.destination),
                 NodeKind::Queue,
                 queue_label(&b.destination, live),
             ),
-            crate::model::DestinationType::Exchange => g.node(
+            DestinationType::Exchange => g.node(
                 node_id("x", &b.destination),
                 NodeKind::Exchange,
                 vec![b.destination.clone()],
@@ -228,7 +230,7 @@ fn declared_topology(
         let label = if b.arguments.is_empty() {
             b.routing_key.clone()
         } else {
-            crate::model::format_arguments(&b.arguments)
+            format_arguments(&b.arguments)
         };
         g.edge(
             &from,
@@ -329,7 +331,7 @@ pub fn dot(g: &Graph) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::validate::registry_from_text;
+    use crate::testing::registry_from_yaml;
     use indoc::indoc;
 
     fn desired() -> DesiredState {
@@ -347,7 +349,7 @@ mod tests {
                 queue_name: q.later
                 routing_keys: [x]
         "#};
-        registry_from_text(text).desired_state()
+        registry_from_yaml(text).desired_state()
     }
 
     #[test]
@@ -367,49 +369,6 @@ mod tests {
             !text.contains("later"),
             "planned services are not drawn:\n{text}"
         );
-    }
-
-    #[test]
-    fn topology_exchanges_their_bindings_retry_stages_and_the_unroutable_queue_are_drawn() {
-        use crate::inputs::SourceFile;
-        let registry = SourceFile {
-            path: "registry.yaml".into(),
-            text: indoc! {r#"
-                version: "1"
-                exchange: {name: bus, type: topic, unroutable: parked}
-                services:
-                  worker:
-                    queue_name: q.work
-                    routing_keys: ["task.*"]
-                    retry: [5s, 30s]
-            "#}
-            .into(),
-        };
-        let topology = SourceFile {
-            path: "topology/audit.yaml".into(),
-            text: indoc! {r#"
-                exchanges:
-                  audit: {type: headers}
-                queues:
-                  audit.q:
-                    bindings: [{exchange: audit, arguments: {x-match: any, kind: audit}}]
-                bindings:
-                  - {source: bus, destination: audit, destination_type: exchange, routing_key: "audit.#"}
-            "#}
-            .into(),
-        };
-        let loaded = crate::inputs::validate::load_inputs(registry, vec![topology]).unwrap();
-        let text = mermaid(&build(&loaded.desired_state(), None));
-        for expected in [
-            "x_bus -->|\"audit.#\"| x_audit",
-            "x_audit -->|\"{kind=#quot;audit#quot;, x-match=#quot;any#quot;}\"| q_audit_q",
-            "q_q_work -.->|\"rejected\"| retry_q_work_retry",
-            "retry_q_work_retry -.->|\"retry 2\"| retry_q_work_retry_2",
-            "retry_q_work_retry_2 -.->|\"after the delay\"| q_q_work",
-            "x_bus -.->|\"unroutable\"| x_bus_unroutable",
-        ] {
-            assert!(text.contains(expected), "{expected:?} not in\n{text}");
-        }
     }
 
     #[test]

@@ -1,43 +1,14 @@
-//! Table-like tests of the planner (`god_core::plan::diff`): no server, desired state from
-//! registry text (which is why they live in this crate, beside the registry's parser),
-//! observed state written by hand.
+//! Table-like tests of the planner ([`super::diff`]): no server, desired state from registry
+//! text, observed state written by hand.
 
 use indoc::indoc;
 use serde_json::json;
 
-use crate::inputs::validate::registry_from_text;
 use crate::model::desired::DesiredState;
-use crate::model::{
-    BindingSpec, MANAGED_RECORD_EXCHANGE, ObservedState, Origin, PolicySpec, QueueSpec, QueueStats,
-    Topology, record_exchange,
-};
+use crate::model::{BindingSpec, ObservedState, Origin, PolicySpec, QueueSpec, QueueStats};
 use crate::plan::diff::{PlanOptions, plan};
 use crate::plan::{Action, NoteKind, Plan, Resource, ResourceKind, removal_prerequisites};
-
-/// The state a broker is in after god applied `desired`: everything present and recorded.
-pub(crate) fn converged(desired: &DesiredState) -> ObservedState {
-    let mut topology: Topology = desired.topology.clone();
-    topology
-        .exchanges
-        .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
-    ObservedState {
-        vhost: "/".into(),
-        managed_queues: desired
-            .topology
-            .queues
-            .keys()
-            .map(|q| (q.clone(), Origin::Created))
-            .collect(),
-        managed_exchanges: desired
-            .topology
-            .exchanges
-            .keys()
-            .map(|e| (e.clone(), Origin::Created))
-            .collect(),
-        topology,
-        ..ObservedState::default()
-    }
-}
+use crate::testing::{converged, registry_from_yaml};
 
 /// The desired state of a registry with exchange `bus` and the given services, written
 /// unindented (they are indented under `services:` here).
@@ -46,7 +17,7 @@ fn desired(services: &str) -> DesiredState {
     let text = format!(
         "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices:\n{indented}"
     );
-    registry_from_text(&text).desired_state()
+    registry_from_yaml(&text).desired_state()
 }
 
 /// Prune on, data loss not allowed.
