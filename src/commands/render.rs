@@ -1,12 +1,10 @@
 //! `god render`: the desired topology, offline, sorted and stable.
 
-use std::borrow::Cow;
-
-use saphyr::{Scalar, Yaml, YamlEmitter};
 use serde_json::{Value, json};
 
 use super::{Exit, Sources};
-use crate::error::{GodError, Result};
+use crate::error::Result;
+use crate::import::yaml_writer;
 use crate::model::desired::DesiredState;
 
 /// Output formats of `god render`.
@@ -24,7 +22,7 @@ pub fn run(sources: &Sources, format: Format) -> Result<Exit> {
     let document = rendered(&loaded.desired_state());
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&document).expect("JSON serialises") + "\n",
-        Format::Yaml => to_yaml(&document)?,
+        Format::Yaml => yaml_writer::document(&document),
     };
     print!("{text}");
     Ok(Exit::Success)
@@ -58,36 +56,4 @@ pub fn rendered(desired: &DesiredState) -> Value {
         "limits": desired.topology.limits,
         "inactive_services": desired.inactive,
     })
-}
-
-fn to_yaml(value: &Value) -> Result<String> {
-    let mut out = String::new();
-    YamlEmitter::new(&mut out)
-        .dump(&yaml_of(value))
-        .map_err(|e| GodError::Other(format!("cannot write YAML: {e}")))?;
-    out.push('\n');
-    Ok(out)
-}
-
-fn yaml_of(value: &Value) -> Yaml<'static> {
-    match value {
-        Value::Null => Yaml::Value(Scalar::Null),
-        Value::Bool(b) => Yaml::Value(Scalar::Boolean(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Yaml::Value(Scalar::Integer(i)),
-            None => Yaml::Value(Scalar::FloatingPoint(n.as_f64().unwrap_or_default().into())),
-        },
-        Value::String(s) => Yaml::Value(Scalar::String(Cow::Owned(s.clone()))),
-        Value::Array(items) => Yaml::Sequence(items.iter().map(yaml_of).collect()),
-        Value::Object(map) => {
-            let mut mapping = saphyr::Mapping::new();
-            for (k, v) in map {
-                mapping.insert(
-                    Yaml::Value(Scalar::String(Cow::Owned(k.clone()))),
-                    yaml_of(v),
-                );
-            }
-            Yaml::Mapping(mapping)
-        }
-    }
 }
