@@ -82,7 +82,7 @@ enum Command {
     },
     /// Print a shell completion script, e.g. `god completions bash > ~/.local/share/bash-completion/completions/god`.
     Completions {
-        /// The shell.
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

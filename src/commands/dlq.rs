@@ -31,7 +31,7 @@ pub enum DlqCommand {
     /// The messages of a queue one by one, without consuming them: afterwards the queue holds
     /// what it held, in the same order.
     Show {
-        /// The queue.
+        /// The queue to read (it keeps every message).
         queue: String,
         /// At most this many (from the head).
         #[arg(long, default_value_t = 20)]
@@ -52,7 +52,7 @@ pub enum DlqCommand {
     Replay(ReplayArgs),
     /// Remove messages (all, or those of --filter). Asks for confirmation like apply.
     Purge {
-        /// The queue.
+        /// The queue to purge.
         queue: String,
         /// Only these: reason=rejected,type=agent.#,older-than=1h.
         #[arg(long, value_parser = Filter::parse)]

@@ -12,7 +12,7 @@ use crate::model::desired::DesiredState;
 pub enum Format {
     /// YAML (the default).
     Yaml,
-    /// JSON.
+    /// JSON, for scripts (the same document).
     Json,
 }
 

@@ -168,7 +168,7 @@ pub fn now() -> u64 {
 /// A queue's dead letters by what they have in common.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    /// The queue.
+    /// The dead-letter queue summed up.
     pub queue: String,
     /// Its messages, counted by the broker.
     pub count: u64,

@@ -68,7 +68,7 @@ pub struct RelayQueue {
 pub struct ConsumerFacts {
     /// The queue it consumes from.
     pub queue: String,
-    /// Its tag.
+    /// The consumer tag, to tell the consumers of one connection apart.
     pub tag: String,
     /// Its connection, as the broker names it.
     pub connection: String,

@@ -107,7 +107,7 @@ pub struct QueueDecl {
     /// Other arguments.
     #[serde(default)]
     pub arguments: Arguments,
-    /// Its bindings.
+    /// Where the queue is bound, beside the top-level `bindings`.
     #[serde(default)]
     pub bindings: Vec<QueueBindingDecl>,
 }

@@ -23,7 +23,7 @@ use crate::model::topic::{check_binding_key, check_queue_name};
 pub struct LoadedRegistry {
     /// The file it came from.
     pub source: SourceFile,
-    /// The registry.
+    /// The registry as read, for what the desired state does not keep.
     pub registry: Registry,
     /// The files of `topology/`, in name order.
     pub topology: Vec<LoadedTopologyFile>,

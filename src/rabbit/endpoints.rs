@@ -51,7 +51,7 @@ pub struct AmqpAddress {
     pub port: u16,
     /// User and password.
     pub credentials: Credentials,
-    /// The vhost.
+    /// The vhost it connects to.
     pub vhost: String,
     /// Whether the URL asks for TLS (amqps).
     pub tls: bool,

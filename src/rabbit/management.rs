@@ -45,7 +45,7 @@ pub struct DefinitionsExport {
     /// Bindings (the default exchange's excluded by the broker).
     #[serde(default)]
     pub bindings: Vec<ExportedBinding>,
-    /// Policies.
+    /// Policies (operator policies are read apart).
     #[serde(default)]
     pub policies: Vec<ExportedPolicy>,
 }
@@ -53,19 +53,19 @@ pub struct DefinitionsExport {
 /// An exchange as exported.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExportedExchange {
-    /// Name.
+    /// The exchange's name (empty for the default exchange).
     pub name: String,
     /// How it routes.
     #[serde(rename = "type")]
     pub kind: ExchangeKind,
-    /// Durable.
+    /// Whether it survives a broker restart.
     pub durable: bool,
-    /// Auto-delete.
+    /// Whether the broker deletes it with its last binding.
     pub auto_delete: bool,
-    /// Internal.
+    /// Whether only other exchanges may route to it.
     #[serde(default)]
     pub internal: bool,
-    /// Arguments.
+    /// Its optional arguments, as the broker stores them.
     #[serde(default)]
     pub arguments: crate::model::Arguments,
 }
@@ -73,13 +73,13 @@ pub struct ExportedExchange {
 /// A queue as exported.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExportedQueue {
-    /// Name.
+    /// The queue's name.
     pub name: String,
-    /// Durable.
+    /// Whether it survives a broker restart.
     pub durable: bool,
-    /// Auto-delete.
+    /// Whether the broker deletes it with its last consumer.
     pub auto_delete: bool,
-    /// Arguments.
+    /// Its optional arguments, as the broker stores them (4.x adds `x-queue-type`).
     #[serde(default)]
     pub arguments: crate::model::Arguments,
 }
@@ -89,13 +89,13 @@ pub struct ExportedQueue {
 pub struct ExportedBinding {
     /// Source exchange.
     pub source: String,
-    /// Destination.
+    /// The queue or exchange bound.
     pub destination: String,
     /// "queue" or "exchange".
     pub destination_type: String,
-    /// Routing key.
+    /// The binding key it is bound with.
     pub routing_key: String,
-    /// Arguments.
+    /// Its optional arguments (a headers exchange matches on them).
     #[serde(default)]
     pub arguments: crate::model::Arguments,
 }
@@ -103,16 +103,16 @@ pub struct ExportedBinding {
 /// A policy as exported.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExportedPolicy {
-    /// Name.
+    /// The policy's name.
     pub name: String,
-    /// Pattern.
+    /// The regular expression over object names it applies to.
     pub pattern: String,
     /// Which objects it applies to.
     #[serde(rename = "apply-to")]
     pub apply_to: ApplyTo,
-    /// Priority.
+    /// Among the policies matching one object, the highest priority wins.
     pub priority: i64,
-    /// Definition.
+    /// The settings it applies.
     #[serde(default)]
     pub definition: crate::model::Arguments,
 }
@@ -128,12 +128,12 @@ struct VhostLimitsEntry {
 /// to 5 s).
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueueListEntry {
-    /// Name.
+    /// The queue's name.
     pub name: String,
     /// Messages (absent while the queue's stats are not emitted yet).
     #[serde(default)]
     pub messages: Option<u64>,
-    /// Consumers.
+    /// Consumers attached (absent while the queue's stats are not emitted yet).
     #[serde(default)]
     pub consumers: Option<u64>,
     /// Messages delivered to a consumer and not acknowledged yet.
@@ -159,7 +159,7 @@ struct ExclusiveEntry {
 /// are online (quorum, stream).
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueuePlacement {
-    /// Name.
+    /// The queue's name.
     pub name: String,
     /// `classic`, `quorum` or `stream`.
     #[serde(default, rename = "type")]
@@ -237,14 +237,14 @@ pub struct Rate {
 /// A consumer, from the broker's consumer list (lags by a few seconds).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConsumerEntry {
-    /// Its tag.
+    /// The consumer tag, unique on its channel.
     pub consumer_tag: String,
     /// The queue it consumes from.
     pub queue: NamedRef,
     /// Its prefetch limit (0: none).
     #[serde(default)]
     pub prefetch_count: u64,
-    /// Its channel.
+    /// The channel it consumes on, which names its connection.
     #[serde(default)]
     pub channel_details: ChannelDetails,
 }
@@ -252,7 +252,7 @@ pub struct ConsumerEntry {
 /// An object named by reference.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NamedRef {
-    /// Its name.
+    /// The name the broker gives it.
     pub name: String,
 }
 

@@ -110,7 +110,7 @@ impl DedicatedBroker {
         );
     }
 
-    /// The management URL.
+    /// Where its management API answers, for god's --management-url.
     pub fn management_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.management_port)
     }

@@ -29,13 +29,13 @@ pub struct SharedObjectDecl {
     /// The engine's name (default `<project>_<key>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// The driver.
+    /// The engine's driver (`bridge`, `local`); the engine's default when absent.
     #[serde(default)]
     pub driver: Option<String>,
     /// Made outside god.
     #[serde(default)]
     pub external: bool,
-    /// Labels.
+    /// Labels god adds to its own (`god.project`, …), for the operator's tools.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
@@ -55,7 +55,7 @@ pub struct Component {
     /// One of god's bundled services (`gateway`, `relay`), run from an image of god itself.
     #[serde(default)]
     pub builtin: Option<String>,
-    /// Command.
+    /// What the container runs instead of its image's command.
     #[serde(default)]
     pub command: Vec<String>,
     /// Environment.
@@ -64,7 +64,7 @@ pub struct Component {
     /// A `KEY=VALUE` file, relative to components.toml.
     #[serde(default)]
     pub env_file: Option<String>,
-    /// Network mode.
+    /// `host`, `none` or `container:NAME`, instead of the project's networks.
     #[serde(default)]
     pub network_mode: Option<String>,
     /// Networks of `[networks]` it joins, with their aliases.
@@ -85,13 +85,13 @@ pub struct Component {
     /// Components started first, with what each must have reached.
     #[serde(default)]
     pub depends_on: Dependencies,
-    /// Labels.
+    /// Labels set on the container beside god's own.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Health check.
     #[serde(default)]
     pub healthcheck: Option<HealthcheckDecl>,
-    /// User.
+    /// The user (and group) the container's process runs as.
     #[serde(default)]
     pub user: Option<String>,
     /// Working directory.
@@ -218,7 +218,7 @@ impl Dependencies {
 /// Compose's `deploy` section, as far as god reads it.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DeployDecl {
-    /// `resources`.
+    /// Compose's `resources`: the limits of the container.
     #[serde(default)]
     pub resources: Option<ResourcesDecl>,
 }
@@ -226,7 +226,7 @@ pub struct DeployDecl {
 /// `deploy.resources`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ResourcesDecl {
-    /// `limits`.
+    /// Compose's `limits`: memory and CPUs at most.
     #[serde(default)]
     pub limits: Option<LimitsDecl>,
 }
@@ -282,16 +282,16 @@ pub struct HealthcheckDecl {
     /// URL requested by god from the host.
     #[serde(default)]
     pub http: Option<String>,
-    /// Interval.
+    /// How often the health check runs (a duration).
     #[serde(default)]
     pub interval: Option<String>,
-    /// Timeout.
+    /// How long one check may take before it counts as failed.
     #[serde(default)]
     pub timeout: Option<String>,
-    /// Retries.
+    /// Failures in a row before the container is unhealthy.
     #[serde(default)]
     pub retries: Option<u32>,
-    /// Start period.
+    /// How long after the start failures do not count.
     #[serde(default)]
     pub start_period: Option<String>,
 }

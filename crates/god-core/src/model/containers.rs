@@ -252,7 +252,7 @@ pub struct PortSpec {
     pub host_ip: String,
     /// Host port (None: the engine picks one).
     pub host_port: Option<u16>,
-    /// Container port.
+    /// The port inside the container the host port leads to.
     pub container_port: u16,
     /// tcp or udp.
     pub protocol: String,
@@ -592,7 +592,7 @@ pub struct ObservedVolume {
 /// god would use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedContainers {
-    /// The project.
+    /// The container project it was read for: only this project's objects are god's.
     pub project: String,
     /// God's containers of this project, by component.
     pub managed: BTreeMap<String, ObservedContainer>,

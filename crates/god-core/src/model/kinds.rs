@@ -84,7 +84,7 @@ impl fmt::Display for ExchangeKind {
 pub enum ApplyTo {
     /// Queues of every type.
     Queues,
-    /// Exchanges.
+    /// Exchanges only.
     Exchanges,
     /// Queues and exchanges.
     All,

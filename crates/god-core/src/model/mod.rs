@@ -27,7 +27,7 @@ pub const DLK_ARG: &str = "x-dead-letter-routing-key";
 /// The exclusive queue that serialises `god apply` runs on a vhost.
 pub const APPLY_LOCK_QUEUE: &str = "god.apply-lock";
 
-/// An exchange.
+/// An exchange as god declares and compares it (desired and observed alike).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeSpec {
     /// Exchange name.
@@ -45,7 +45,7 @@ pub struct ExchangeSpec {
     pub arguments: Arguments,
 }
 
-/// A queue.
+/// A queue as god declares and compares it (desired and observed alike).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueSpec {
     /// Queue name.
@@ -109,7 +109,7 @@ fn is_dead_letter_argument(key: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DestinationType {
-    /// A queue.
+    /// The destination is a queue.
     Queue,
     /// Another exchange.
     Exchange,
@@ -175,7 +175,7 @@ impl PartialOrd for BindingSpec {
     }
 }
 
-/// A policy.
+/// A policy or operator policy: settings the broker applies to the objects its pattern matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySpec {
     /// Policy name.
@@ -235,7 +235,7 @@ pub struct Topology {
     pub exchanges: BTreeMap<String, ExchangeSpec>,
     /// Queues by name.
     pub queues: BTreeMap<String, QueueSpec>,
-    /// Bindings.
+    /// Bindings, each identified by all of its fields.
     pub bindings: BTreeSet<BindingSpec>,
     /// Policies by name.
     pub policies: BTreeMap<String, PolicySpec>,

@@ -51,7 +51,7 @@ pub struct Edge {
 pub struct Graph {
     /// Nodes, each once.
     pub nodes: Vec<Node>,
-    /// Edges.
+    /// Edges, in the order they were drawn.
     pub edges: Vec<Edge>,
 }
 

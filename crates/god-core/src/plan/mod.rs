@@ -53,20 +53,20 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
-    /// An exchange.
+    /// Changes an exchange.
     Exchange,
-    /// A queue.
+    /// Changes a queue.
     Queue,
-    /// A binding.
+    /// Changes a binding (identified by all its fields).
     Binding,
-    /// A policy.
+    /// Changes a policy of the vhost.
     Policy,
-    /// An operator policy.
+    /// Changes an operator policy (a cap on what policies and clients set).
     #[serde(rename = "operator_policy")]
     OperatorPolicy,
     /// A limit of the vhost.
     Limit,
-    /// A container.
+    /// Changes a container of the project.
     Container,
     /// A network of the container project.
     Network,
@@ -103,20 +103,20 @@ impl ResourceKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Resource {
-    /// An exchange.
+    /// An exchange to declare, delete or adopt.
     Exchange(ExchangeSpec),
-    /// A queue.
+    /// A queue to declare, replace, delete or adopt.
     Queue(QueueSpec),
-    /// A binding.
+    /// A binding to add or remove.
     Binding(BindingSpec),
-    /// A policy.
+    /// A policy to set or clear.
     Policy(PolicySpec),
-    /// An operator policy.
+    /// An operator policy to set or clear.
     #[serde(rename = "operator_policy")]
     OperatorPolicy(PolicySpec),
     /// A limit of the vhost.
     Limit(LimitSpec),
-    /// A container.
+    /// A container to create, recreate or remove.
     Container(Box<ContainerSpec>),
     /// A network of the container project.
     Network(NetworkSpec),
@@ -125,7 +125,7 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// Its kind.
+    /// Which kind of object it is, for grouping and filtering changes.
     pub fn kind(&self) -> ResourceKind {
         match self {
             Resource::Exchange(_) => ResourceKind::Exchange,
