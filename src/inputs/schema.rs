@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::SourceFile;
 use super::diagnostic::Diagnostic;
 use super::document::{PositionedDocument, escape_pointer};
+use crate::model::duration;
 
 /// The registry schema (`schemas/registry.schema.json`).
 pub const REGISTRY_SCHEMA: &str = include_str!("../../schemas/registry.schema.json");
@@ -80,6 +81,16 @@ impl Schema {
                         );
                     }
                 }
+                kind if is_duration_error(kind) => {
+                    let at = doc.position_of(&pointer);
+                    let message = format!("{shown}: {} is not a duration", error.instance());
+                    out.push(
+                        Diagnostic::error(source, at.line, at.col, message).with_hint(format!(
+                            "write {} (a number, no space, then ms, s, m, h or d); a plain integer is milliseconds where the file allows one",
+                            duration::EXAMPLES
+                        )),
+                    );
+                }
                 _ => {
                     let at = doc.position_of(&pointer);
                     out.push(
@@ -113,6 +124,19 @@ impl Schema {
             "status" => "status is one of planned, active, deprecated".to_string(),
             _ => format!("see {} and the README", self.file),
         }
+    }
+}
+
+/// Whether a violation is a value that is not a duration: the duration pattern failed, alone
+/// or as a branch of a `oneOf` (durations that also take a number of milliseconds).
+fn is_duration_error(kind: &ValidationErrorKind) -> bool {
+    match kind {
+        ValidationErrorKind::Pattern { pattern } => pattern == duration::PATTERN,
+        ValidationErrorKind::OneOfNotValid { context } => context
+            .iter()
+            .flatten()
+            .any(|e| is_duration_error(e.kind())),
+        _ => false,
     }
 }
 

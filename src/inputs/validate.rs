@@ -15,8 +15,6 @@ use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
 use crate::model::registry::{DeadLetter, Registry};
 use crate::model::topic::{check_binding_key, check_queue_name};
 
-/// The longest name RabbitMQ accepts for a queue or exchange, and for a routing key (bytes).
-
 /// A registry that parsed and validated, with the topology files beside it and the warnings
 /// found on the way.
 #[derive(Debug, Clone)]

@@ -38,7 +38,27 @@ impl TestVhost {
     /// AMQP `host:port`s; god is given all of them, in this order.
     pub fn on_nodes(tag: &str, management: Vec<String>, amqp_nodes: Vec<String>) -> Self {
         let name = format!("god-test-{tag}-{}-{}", std::process::id(), next_id());
-        let vhost = Self {
+        let vhost = Self::handle(name, management, amqp_nodes);
+        vhost.grant();
+        vhost
+    }
+
+    /// Creates `god-test-<tag>` afresh on the default node (deleting what a previous run left):
+    /// for the CLI transcripts, whose commands name their vhost.
+    pub fn named(tag: &str) -> Self {
+        let vhost = Self::handle(
+            format!("god-test-{tag}"),
+            vec![MANAGEMENT.to_string()],
+            vec!["127.0.0.1:5672".to_string()],
+        );
+        let _ = vhost.try_api("DELETE", &format!("vhosts/{}", vhost.enc()), None);
+        vhost.grant();
+        vhost
+    }
+
+    /// The fixture of a vhost, not created yet.
+    fn handle(name: String, management: Vec<String>, amqp_nodes: Vec<String>) -> Self {
+        Self {
             name,
             management,
             amqp_nodes,
@@ -48,14 +68,17 @@ impl TestVhost {
                 .build()
                 .unwrap(),
             http: reqwest::Client::new(),
-        };
-        vhost.api("PUT", &format!("vhosts/{}", vhost.enc()), Some(json!({})));
-        vhost.api(
+        }
+    }
+
+    /// Creates the vhost and gives guest every permission on it.
+    fn grant(&self) {
+        self.api("PUT", &format!("vhosts/{}", self.enc()), Some(json!({})));
+        self.api(
             "PUT",
-            &format!("permissions/{}/guest", vhost.enc()),
+            &format!("permissions/{}/guest", self.enc()),
             Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
         );
-        vhost
     }
 
     fn enc(&self) -> String {
