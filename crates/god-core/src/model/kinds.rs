@@ -8,34 +8,81 @@ use serde::{Deserialize, Serialize};
 
 use super::topic;
 
-/// An exchange's type.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub enum ExchangeKind {
-    /// Routes by exact routing key.
-    Direct,
-    /// Routes to every bound queue.
-    Fanout,
-    /// Routes by topic pattern (`a.*.c`, `a.#`).
-    Topic,
-    /// Routes by message headers.
-    Headers,
-    /// A type a plugin adds (`x-delayed-message`, `x-consistent-hash`).
-    Other(String),
+/// Defines an enum of the broker's words with a variant that keeps any other word, read and
+/// written as the word itself.
+macro_rules! broker_words {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(#[$other_meta:meta])* Other(String);
+            $( $(#[$variant_meta:meta])* $variant:ident => $word:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant, )*
+            $(#[$other_meta])*
+            Other(String),
+        }
+
+        impl $name {
+            /// The broker's word for it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( $name::$variant => $word, )*
+                    $name::Other(word) => word,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(word: String) -> Self {
+                match word.as_str() {
+                    $( $word => $name::$variant, )*
+                    _ => $name::Other(word),
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(word: &str) -> Self {
+                $name::from(word.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.as_str().to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+broker_words! {
+    /// An exchange's type.
+    pub enum ExchangeKind {
+        /// A type a plugin adds (`x-delayed-message`, `x-consistent-hash`).
+        Other(String);
+        /// Routes by exact routing key.
+        Direct => "direct",
+        /// Routes to every bound queue.
+        Fanout => "fanout",
+        /// Routes by topic pattern (`a.*.c`, `a.#`).
+        Topic => "topic",
+        /// Routes by message headers.
+        Headers => "headers",
+    }
 }
 
 impl ExchangeKind {
-    /// The broker's word for it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ExchangeKind::Direct => "direct",
-            ExchangeKind::Fanout => "fanout",
-            ExchangeKind::Topic => "topic",
-            ExchangeKind::Headers => "headers",
-            ExchangeKind::Other(word) => word,
-        }
-    }
-
     /// Whether a message published with `routing_key` reaches a binding with `binding_key`;
     /// None where the routing does not depend on keys god can read (headers, plugin types).
     pub fn routes(&self, binding_key: &str, routing_key: &str) -> Option<bool> {
@@ -48,61 +95,21 @@ impl ExchangeKind {
     }
 }
 
-impl From<String> for ExchangeKind {
-    fn from(word: String) -> Self {
-        match word.as_str() {
-            "direct" => ExchangeKind::Direct,
-            "fanout" => ExchangeKind::Fanout,
-            "topic" => ExchangeKind::Topic,
-            "headers" => ExchangeKind::Headers,
-            _ => ExchangeKind::Other(word),
-        }
+broker_words! {
+    /// Which objects a policy applies to (`apply-to`).
+    pub enum ApplyTo {
+        /// A narrower target of newer brokers (`classic_queues`, `quorum_queues`, `streams`).
+        Other(String);
+        /// Queues of every type.
+        Queues => "queues",
+        /// Exchanges only.
+        Exchanges => "exchanges",
+        /// Queues and exchanges.
+        All => "all",
     }
-}
-
-impl From<&str> for ExchangeKind {
-    fn from(word: &str) -> Self {
-        ExchangeKind::from(word.to_string())
-    }
-}
-
-impl From<ExchangeKind> for String {
-    fn from(kind: ExchangeKind) -> String {
-        kind.as_str().to_string()
-    }
-}
-
-impl fmt::Display for ExchangeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which objects a policy applies to (`apply-to`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub enum ApplyTo {
-    /// Queues of every type.
-    Queues,
-    /// Exchanges only.
-    Exchanges,
-    /// Queues and exchanges.
-    All,
-    /// A narrower target of newer brokers (`classic_queues`, `quorum_queues`, `streams`).
-    Other(String),
 }
 
 impl ApplyTo {
-    /// The broker's word for it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ApplyTo::Queues => "queues",
-            ApplyTo::Exchanges => "exchanges",
-            ApplyTo::All => "all",
-            ApplyTo::Other(word) => word,
-        }
-    }
-
     /// Whether the policy can apply to queues.
     pub fn covers_queues(&self) -> bool {
         !matches!(self, ApplyTo::Exchanges)
@@ -111,35 +118,6 @@ impl ApplyTo {
     /// Whether the policy can apply to exchanges.
     pub fn covers_exchanges(&self) -> bool {
         matches!(self, ApplyTo::Exchanges | ApplyTo::All)
-    }
-}
-
-impl From<String> for ApplyTo {
-    fn from(word: String) -> Self {
-        match word.as_str() {
-            "queues" => ApplyTo::Queues,
-            "exchanges" => ApplyTo::Exchanges,
-            "all" => ApplyTo::All,
-            _ => ApplyTo::Other(word),
-        }
-    }
-}
-
-impl From<&str> for ApplyTo {
-    fn from(word: &str) -> Self {
-        ApplyTo::from(word.to_string())
-    }
-}
-
-impl From<ApplyTo> for String {
-    fn from(apply_to: ApplyTo) -> String {
-        apply_to.as_str().to_string()
-    }
-}
-
-impl fmt::Display for ApplyTo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
