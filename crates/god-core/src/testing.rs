@@ -3,14 +3,21 @@
 //! production code never uses them.
 
 use crate::model::desired::DesiredState;
-use crate::model::{MANAGED_RECORD_EXCHANGE, ObservedState, Origin, Topology, record_exchange};
+use crate::model::{
+    MANAGED_RECORD_EXCHANGE, ObservedState, Origin, PolicySpec, Topology, record_exchange,
+};
 
-/// The state a broker is in after god applied `desired`: everything present and recorded.
+/// The state a broker is in after god applied `desired`: everything present and recorded,
+/// god's policy on each queue it gives one.
 pub fn converged(desired: &DesiredState) -> ObservedState {
     let mut topology: Topology = desired.topology.clone();
     topology
         .exchanges
         .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
+    for (queue, given) in &desired.queue_policies {
+        let policy = PolicySpec::dead_letter_for(queue, given);
+        topology.policies.insert(policy.name.clone(), policy);
+    }
     ObservedState {
         vhost: "/".into(),
         managed_queues: desired

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Topology;
+use super::arguments::Arguments;
 
 /// Where a service is in its life, as the registry's `status` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -170,6 +171,12 @@ pub struct DesiredState {
     /// Retry with backoff, by the service queue it serves.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retry: BTreeMap<String, RetryRoute>,
+    /// What god gives each of its queues through its policy (`god.dlx.<queue>`), in argument
+    /// form (`x-dead-letter-exchange`, `x-message-ttl`, `x-delivery-limit`, …): what the
+    /// queue's consumers do not declare. A live queue whose own arguments already say it needs
+    /// no policy: arguments win over policies in RabbitMQ.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queue_policies: BTreeMap<String, Arguments>,
     /// Where objects not derived from a service were declared, by resource identifier
     /// (`exchange/NAME` → `topology/fireflies.yaml`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

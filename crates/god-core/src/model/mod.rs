@@ -59,13 +59,12 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
-    /// The arguments that make up the queue's identity: all but the dead-letter pair, which a
-    /// policy can supply instead, and those read only at declaration (where its members and
-    /// leader go).
+    /// The arguments that make up the queue's identity for god: all but those read only at
+    /// declaration (where its members and leader go), which a live queue may have got
+    /// otherwise without being another queue.
     pub fn identity_arguments(&self) -> Arguments {
         self.arguments
             .iter()
-            .filter(|(k, _)| !is_dead_letter_argument(k))
             .filter(|(k, _)| !queue_type::DECLARATION_ONLY_ARGUMENTS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -191,6 +190,11 @@ pub struct PolicySpec {
 }
 
 impl PolicySpec {
+    /// The queue this policy is god's own policy for (`god.dlx.<queue>`), if it is one.
+    pub fn queue_of_own(&self) -> Option<&str> {
+        self.name.strip_prefix(DEAD_LETTER_POLICY_PREFIX)
+    }
+
     /// The queue one of god's dead-letter policies sends the rejected messages of its queue to
     /// (through the default exchange), with the name of that queue.
     pub fn dead_letter_route(&self) -> Option<(&str, &str)> {
@@ -203,7 +207,8 @@ impl PolicySpec {
         Some((queue, target))
     }
 
-    /// The policy god sets to dead-letter a queue that exists without dead-letter arguments.
+    /// God's own policy for `queue`: what it gives the queue beyond its declaration (arguments
+    /// given in argument form, `x-dead-letter-exchange`, written as the policy's keys).
     pub fn dead_letter_for(queue: &str, dead_letter: &Arguments) -> Self {
         let definition = dead_letter
             .iter()

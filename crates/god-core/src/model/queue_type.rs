@@ -190,10 +190,37 @@ impl QueueSettings {
         .collect()
     }
 
-    /// The arguments of a queue of type `queue_type` with these settings (quorum options only
-    /// for quorum queues).
+    /// Every argument of a queue of type `queue_type` with these settings, as a topology
+    /// file's queue is declared: [`Self::declared_arguments`] and [`Self::policy_arguments`].
     pub fn queue_arguments(&self, queue_type: QueueType) -> Arguments {
-        let mut arguments = self.placement_arguments(queue_type);
+        let mut arguments = self.declared_arguments(queue_type);
+        arguments.extend(self.policy_arguments(queue_type));
+        arguments
+    }
+
+    /// What a queue of type `queue_type` is declared with, so what its consumers declare too:
+    /// its type (none for classic) and, for quorum, its initial group size. RabbitMQ refuses
+    /// (406) a declaration that leaves out an argument the queue has, these included.
+    pub fn declared_arguments(&self, queue_type: QueueType) -> Arguments {
+        let mut arguments = queue_type.arguments();
+        if queue_type == QueueType::Quorum
+            && let Some(size) = self.initial_group_size
+        {
+            arguments.insert("x-quorum-initial-group-size".into(), Value::from(size));
+        }
+        arguments
+    }
+
+    /// What god gives a queue of type `queue_type` through its policy instead, in argument
+    /// form: where its leader goes, and for quorum its delivery limit and dead-letter strategy.
+    /// Its consumers need not declare these.
+    pub fn policy_arguments(&self, queue_type: QueueType) -> Arguments {
+        let mut arguments = Arguments::new();
+        if queue_type != QueueType::Classic
+            && let Some(locator) = self.leader_locator
+        {
+            arguments.insert(LEADER_LOCATOR_ARG.into(), locator.as_str().into());
+        }
         if queue_type != QueueType::Quorum {
             return arguments;
         }
@@ -201,8 +228,7 @@ impl QueueSettings {
             arguments.insert("x-delivery-limit".into(), Value::from(limit));
         }
         if self.dead_letter_strategy == Some(DeadLetterStrategy::AtLeastOnce) {
-            arguments.insert("x-dead-letter-strategy".into(), "at-least-once".into());
-            arguments.insert("x-overflow".into(), "reject-publish".into());
+            arguments.extend(at_least_once());
         }
         arguments
     }
@@ -239,25 +265,29 @@ impl QueueSettings {
         (settings, rest)
     }
 
-    /// The arguments of a dead-letter queue of type `queue_type`: its type and where it is placed.
-    pub fn dead_letter_queue_arguments(&self, queue_type: QueueType) -> Arguments {
-        self.placement_arguments(queue_type)
-    }
-
-    fn placement_arguments(&self, queue_type: QueueType) -> Arguments {
-        let mut arguments = queue_type.arguments();
-        if queue_type == QueueType::Quorum
-            && let Some(size) = self.initial_group_size
-        {
-            arguments.insert("x-quorum-initial-group-size".into(), Value::from(size));
-        }
-        if queue_type != QueueType::Classic
-            && let Some(locator) = self.leader_locator
-        {
-            arguments.insert("x-queue-leader-locator".into(), locator.as_str().into());
-        }
+    /// What god gives a queue of its own (a dead-letter or retry queue) of type `queue_type`
+    /// through its policy: where its leader goes.
+    pub fn placement_policy(&self, queue_type: QueueType) -> Arguments {
+        let mut arguments = self.policy_arguments(queue_type);
+        arguments.retain(|key, _| key == LEADER_LOCATOR_ARG);
         arguments
     }
+}
+
+/// The argument placing a replicated queue's leader (`queue-leader-locator` in a policy).
+pub const LEADER_LOCATOR_ARG: &str = "x-queue-leader-locator";
+
+/// The arguments of at-least-once dead-lettering from a quorum queue: the strategy, and the
+/// overflow behaviour it needs.
+pub fn at_least_once() -> Arguments {
+    [
+        (
+            "x-dead-letter-strategy".to_string(),
+            Value::from("at-least-once"),
+        ),
+        ("x-overflow".to_string(), Value::from("reject-publish")),
+    ]
+    .into()
 }
 
 /// Takes a non-negative integer argument out of `arguments`.
@@ -270,11 +300,11 @@ fn take_integer(arguments: &mut Arguments, key: &str) -> Option<u64> {
 /// Takes `x-queue-leader-locator` out of `arguments` when `replicated` and it names a locator
 /// god knows.
 fn take_locator(arguments: &mut Arguments, replicated: bool) -> Option<LeaderLocator> {
-    let raw = arguments.get("x-queue-leader-locator")?;
+    let raw = arguments.get(LEADER_LOCATOR_ARG)?;
     let locator = serde_json::from_value(raw.clone())
         .ok()
         .filter(|_| replicated)?;
-    arguments.remove("x-queue-leader-locator");
+    arguments.remove(LEADER_LOCATOR_ARG);
     Some(locator)
 }
 
@@ -314,12 +344,22 @@ mod tests {
             }))
         );
         assert_eq!(
-            settings.dead_letter_queue_arguments(QueueType::Quorum),
+            settings.declared_arguments(QueueType::Quorum),
+            args(json!({"x-queue-type": "quorum", "x-quorum-initial-group-size": 3})),
+            "what consumers declare: the type, and the group size RabbitMQ compares"
+        );
+        assert_eq!(
+            settings.policy_arguments(QueueType::Quorum),
             args(json!({
-                "x-queue-type": "quorum",
-                "x-quorum-initial-group-size": 3,
+                "x-delivery-limit": 5,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
                 "x-queue-leader-locator": "balanced",
             }))
+        );
+        assert_eq!(
+            settings.placement_policy(QueueType::Quorum),
+            args(json!({"x-queue-leader-locator": "balanced"}))
         );
         assert!(
             settings.queue_arguments(QueueType::Classic).is_empty(),

@@ -12,7 +12,7 @@ use crate::model::desired::{
     RETRY_QUEUE_HEADER, RetryRoute, ServiceSpec, unroutable_exchange,
 };
 use crate::model::duration::Millis;
-use crate::model::queue_type::{QueueSettings, QueueType};
+use crate::model::queue_type::{QueueSettings, QueueType, at_least_once};
 use crate::model::{
     ApplyTo, Arguments, BindingSpec, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG, ExchangeKind,
     ExchangeSpec, PolicySpec, QueueSpec, UNROUTABLE_POLICY_PREFIX, normalize_arguments,
@@ -206,9 +206,11 @@ impl Registry {
             .collect()
     }
 
-    /// Adds one queue of a service to the desired state: the queue with its type, options and
-    /// dead-letter arguments, its dead-letter queue (of the queue's type unless told
-    /// otherwise), and a binding per routing key.
+    /// Adds one queue of a service to the desired state: the queue declared with exactly the
+    /// registry's `arguments` and its type (what its consumers declare), god's policy for the
+    /// rest (dead-lettering or retry, quorum options, placement) but what those arguments
+    /// already say, its dead-letter queue (of the queue's type unless told otherwise), and a
+    /// binding per routing key.
     fn add_service_queue(
         &self,
         state: &mut DesiredState,
@@ -221,18 +223,17 @@ impl Registry {
         let queue_type = self.queue_type_of(service);
         let dead_letter_queue = service.dead_letter_queue(queue, queue_type);
         let mut arguments = service.arguments.clone();
-        arguments.extend(settings.queue_arguments(queue_type));
+        arguments.extend(settings.declared_arguments(queue_type));
+        let mut policy = settings.policy_arguments(queue_type);
         if let Some(dlq) = &dead_letter_queue {
             let retry = self.add_retry(state, service_id, service, queue, dlq);
             let rejected_to = retry.unwrap_or_else(|| dlq.clone());
-            arguments.insert(DLX_ARG.to_string(), Value::String(String::new()));
-            arguments.insert(DLK_ARG.to_string(), Value::String(rejected_to.clone()));
+            policy.insert(DLX_ARG.to_string(), Value::String(String::new()));
+            policy.insert(DLK_ARG.to_string(), Value::String(rejected_to.clone()));
             let dlq_type = settings.dead_letter_queue_type.unwrap_or(queue_type);
-            let dlq_arguments = settings.dead_letter_queue_arguments(dlq_type);
-            state
-                .topology
-                .queues
-                .insert(dlq.clone(), durable_queue(dlq, dlq_arguments));
+            let dlq_spec = durable_queue(dlq, settings.declared_arguments(dlq_type));
+            state.topology.queues.insert(dlq.clone(), dlq_spec);
+            add_queue_policy(state, dlq, settings.placement_policy(dlq_type));
             state.owners.insert(
                 dlq.clone(),
                 QueueOwner {
@@ -243,6 +244,8 @@ impl Registry {
                 },
             );
         }
+        policy.retain(|key, _| !service.arguments.contains_key(key));
+        add_queue_policy(state, queue, policy);
         state
             .topology
             .queues
@@ -280,12 +283,14 @@ impl Registry {
         let settings = self.settings_of(service);
         let queue_type = self.queue_type_of(service);
         let route = RetryRoute::new(queue, delays, dead_letter_queue);
-        let placement = settings.dead_letter_queue_arguments(queue_type);
-        let owned = |state: &mut DesiredState, name: &str, stage: usize, arguments| {
+        let declared = settings.declared_arguments(queue_type);
+        let placement = settings.placement_policy(queue_type);
+        let owned = |state: &mut DesiredState, name: &str, stage: usize, policy| {
             state
                 .topology
                 .queues
-                .insert(name.to_string(), durable_queue(name, arguments));
+                .insert(name.to_string(), durable_queue(name, declared.clone()));
+            add_queue_policy(state, name, policy);
             let role = QueueRole::Retry {
                 of: queue.to_string(),
                 stage,
@@ -297,15 +302,14 @@ impl Registry {
         };
         owned(state, &route.inbox, 0, placement.clone());
         for (i, (stage, delay)) in route.stages.iter().zip(&route.delays_ms).enumerate() {
-            let mut arguments = placement.clone();
-            arguments.insert("x-message-ttl".into(), Value::from(*delay));
-            arguments.insert(DLX_ARG.into(), Value::from(RETRY_EXCHANGE));
+            let mut policy = placement.clone();
+            policy.insert("x-message-ttl".into(), Value::from(*delay));
+            policy.insert(DLX_ARG.into(), Value::from(RETRY_EXCHANGE));
             if queue_type == QueueType::Quorum {
                 // An expired message then reaches its queue even if a node fails on the way.
-                arguments.insert("x-dead-letter-strategy".into(), "at-least-once".into());
-                arguments.insert("x-overflow".into(), "reject-publish".into());
+                policy.extend(at_least_once());
             }
-            owned(state, stage, i + 1, arguments);
+            owned(state, stage, i + 1, policy);
         }
         state
             .topology
@@ -410,6 +414,13 @@ fn retry_exchange() -> ExchangeSpec {
         auto_delete: false,
         internal: true,
         arguments: Arguments::new(),
+    }
+}
+
+/// Records what god gives `queue` through its policy, when it gives anything.
+fn add_queue_policy(state: &mut DesiredState, queue: &str, policy: Arguments) {
+    if !policy.is_empty() {
+        state.queue_policies.insert(queue.to_string(), policy);
     }
 }
 

@@ -4,11 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Note, NoteKind, Plan, Resource, ResourceKind, line_diff};
 use crate::model::desired::{DesiredState, Lifecycle, QueueRole, RETRY_EXCHANGE};
-use crate::model::queue_type::{LeaderLocator, QueueType};
+use crate::model::queue_type::{LEADER_LOCATOR_ARG, LeaderLocator, QueueType};
 use crate::model::{
-    BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
-    Origin, PolicySpec, QueueSpec, Topology, format_arguments, record_exchange,
+    Arguments, BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE,
+    ObservedState, Origin, PolicySpec, QueueSpec, Topology, format_arguments, normalize_arguments,
+    record_exchange,
 };
+use serde_json::Value;
 
 /// Choices that change what the plan contains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +77,10 @@ fn delivery_limit_note(
             Some(Resource::Queue(q))
                 if q.queue_type() == QueueType::Quorum
                     && !q.arguments.contains_key("x-delivery-limit")
+                    && !desired
+                        .queue_policies
+                        .get(&q.name)
+                        .is_some_and(|p| p.contains_key("x-delivery-limit"))
                     && !desired.is_dead_letter_queue(&q.name) =>
             {
                 Some(q.name.as_str())
@@ -157,19 +163,23 @@ fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<C
 /// routing key is ever unbound while its replacement is pending.
 fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
     use ResourceKind::{Binding, Exchange, Limit, OperatorPolicy, Policy, Queue};
+    let own_policy = change.name().starts_with(DEAD_LETTER_POLICY_PREFIX);
     match (change.action, change.kind) {
         (Action::Create | Action::Replace, Exchange) => 0,
-        (Action::Replace, Queue) => 1,
-        (Action::Create, Queue) if desired.is_dead_letter_queue(change.name()) => 2,
-        (Action::Create, Queue) => 3,
-        (Action::Create | Action::Update, Policy | OperatorPolicy | Limit) => 4,
-        (Action::Create, Binding) => 5,
-        (Action::Adopt, _) => 6,
-        (Action::Delete, Binding) => 7,
-        (Action::Delete, Policy | OperatorPolicy | Limit) => 8,
-        (Action::Delete, Queue) => 9,
-        (Action::Delete, Exchange) => 10,
-        _ => 11,
+        // God's policy for a queue is in place when the queue is declared: its leader is
+        // placed by it, and no message meets the queue without its dead-lettering.
+        (Action::Create | Action::Update, Policy) if own_policy => 1,
+        (Action::Replace, Queue) => 2,
+        (Action::Create, Queue) if desired.is_dead_letter_queue(change.name()) => 3,
+        (Action::Create, Queue) => 4,
+        (Action::Create | Action::Update, Policy | OperatorPolicy | Limit) => 5,
+        (Action::Create, Binding) => 6,
+        (Action::Adopt, _) => 7,
+        (Action::Delete, Binding) => 8,
+        (Action::Delete, Policy | OperatorPolicy | Limit) => 9,
+        (Action::Delete, Queue) => 10,
+        (Action::Delete, Exchange) => 11,
+        _ => 12,
     }
 }
 
@@ -307,30 +317,66 @@ impl Planner<'_> {
 
     fn queues(&mut self) {
         for (name, wanted) in &self.desired.topology.queues {
-            let wanted = self.placed(wanted);
+            let (wanted, policy) = self.placed(wanted);
             match self.observed.topology.queues.get(name) {
-                None => self.create(Resource::Queue(wanted), self.queue_cause(name)),
-                Some(found) => self.compare_queue(found, &wanted),
+                None => {
+                    self.want_policy(name, &policy);
+                    self.create(Resource::Queue(wanted), self.queue_cause(name));
+                }
+                Some(found) => self.compare_queue(found, &wanted, &policy),
             }
         }
     }
 
-    /// A replicated queue as it is declared on this broker: in a cluster, unless the inputs
-    /// say otherwise, its leader goes to the node with the fewest leaders (`balanced`), not to
-    /// the node god happens to be connected to. The locator only matters at declaration, so a
-    /// queue declared without it is not a difference.
-    fn placed(&self, wanted: &QueueSpec) -> QueueSpec {
+    /// A queue as it is declared on this broker, with what god's policy gives it: in a
+    /// cluster, unless the inputs say otherwise, a replicated queue's leader goes to the node
+    /// with the fewest leaders (`balanced`), not to the node god happens to be connected to.
+    /// For the registry's queues that goes into god's policy, which their consumers need not
+    /// declare; a topology file's queue is declared with it. The locator only matters at
+    /// declaration, so a queue declared without it is not a difference.
+    fn placed(&self, wanted: &QueueSpec) -> (QueueSpec, Arguments) {
         let mut queue = wanted.clone();
-        if self.observed.cluster_nodes > 1
-            && queue.queue_type() != QueueType::Classic
-            && !queue.arguments.contains_key("x-queue-leader-locator")
-        {
-            queue.arguments.insert(
-                "x-queue-leader-locator".into(),
-                LeaderLocator::Balanced.as_str().into(),
-            );
+        let mut policy = self
+            .desired
+            .queue_policies
+            .get(&queue.name)
+            .cloned()
+            .unwrap_or_default();
+        let unplaced = !queue.arguments.contains_key(LEADER_LOCATOR_ARG)
+            && !policy.contains_key(LEADER_LOCATOR_ARG)
+            && !self.observed.topology.queues.contains_key(&queue.name);
+        if self.observed.cluster_nodes > 1 && queue.queue_type() != QueueType::Classic && unplaced {
+            let balanced = Value::from(LeaderLocator::Balanced.as_str());
+            match self.desired.owners.contains_key(&queue.name) {
+                true => policy.insert(LEADER_LOCATOR_ARG.into(), balanced),
+                false => queue.arguments.insert(LEADER_LOCATOR_ARG.into(), balanced),
+            };
         }
-        queue
+        (queue, policy)
+    }
+
+    /// God's policy for a live queue, keeping the leader placement its live policy gave it at
+    /// declaration: placement only matters then, so it is neither added nor taken away later.
+    fn with_kept_placement(&self, queue: &str, policy: &Arguments) -> Arguments {
+        let mut policy = policy.clone();
+        let live = self
+            .observed
+            .topology
+            .policies
+            .get(&format!("{DEAD_LETTER_POLICY_PREFIX}{queue}"))
+            .and_then(|p| p.definition.get("queue-leader-locator"));
+        if let Some(locator) = live.filter(|_| !policy.contains_key(LEADER_LOCATOR_ARG)) {
+            policy.insert(LEADER_LOCATOR_ARG.into(), locator.clone());
+        }
+        policy
+    }
+
+    /// Sets god's policy on `queue` when it gives it anything.
+    fn want_policy(&mut self, queue: &str, policy: &Arguments) {
+        if !policy.is_empty() {
+            let policy = PolicySpec::dead_letter_for(queue, policy);
+            self.wanted_policies.insert(policy.name.clone(), policy);
+        }
     }
 
     fn queue_cause(&self, queue: &str) -> String {
@@ -355,44 +401,67 @@ impl Planner<'_> {
         }
     }
 
-    fn compare_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec) {
-        let same_identity = found.durable == wanted.durable
+    /// A live queue is the desired one when they agree on everything but what god's policy
+    /// gives (the live queue may carry it as arguments of its own: it is kept so, and needs no
+    /// policy for what they say) and where its leader went.
+    fn compare_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec, policy: &Arguments) {
+        let policy = &self.with_kept_placement(&found.name, policy);
+        let identity = |q: &QueueSpec| {
+            normalize_arguments(&q.identity_arguments())
+                .into_iter()
+                .filter(|(key, _)| !policy.contains_key(key))
+                .collect::<Arguments>()
+        };
+        let same = found.durable == wanted.durable
             && found.auto_delete == wanted.auto_delete
-            && found.identity_arguments() == wanted.identity_arguments();
-        let found_dl = found.dead_letter_arguments();
-        let wanted_dl = wanted.dead_letter_arguments();
-        let dead_letter_fixable = found_dl == wanted_dl || found_dl.is_empty();
-        if !same_identity || !dead_letter_fixable {
-            self.replace_queue(found, wanted, same_identity);
+            && identity(found) == identity(wanted);
+        if !same {
+            self.replace_queue(found, wanted);
             return;
         }
-        if found_dl != wanted_dl {
-            let policy = PolicySpec::dead_letter_for(&found.name, &wanted_dl);
-            self.wanted_policies.insert(policy.name.clone(), policy);
+        let carried = normalize_arguments(&found.arguments);
+        let wanted_policy = normalize_arguments(policy);
+        let missing = wanted_policy.iter().any(|(k, _)| !carried.contains_key(k));
+        let own = PolicySpec::dead_letter_for(&found.name, policy);
+        let in_place = self.observed.topology.policies.get(&own.name) == Some(&own);
+        if missing || (in_place && !policy.is_empty()) {
+            self.want_policy(&found.name, policy);
+        }
+        let overriding: Vec<String> = wanted_policy
+            .iter()
+            .filter_map(|(k, v)| Some((k, carried.get(k).filter(|c| *c != v)?)))
+            .map(|(k, c)| format!("{k}={c}"))
+            .collect();
+        if !overriding.is_empty() {
+            self.note(
+                NoteKind::Info,
+                format!("queue/{}", found.name),
+                format!(
+                    "it carries {} as arguments of its own, which win over god's policy ({}): the queue is kept as it is (RabbitMQ cannot change a queue's arguments); its consumers must declare them",
+                    overriding.join(", "),
+                    format_arguments(&wanted_policy)
+                ),
+            );
         }
         if !self.observed.managed_queues.contains_key(&found.name) {
             let source = self.desired.source_of(&format!("queue/{}", found.name));
-            let cause = if found_dl == wanted_dl {
-                format!("exists and matches {source}")
-            } else {
+            let cause = if missing {
                 format!(
-                    "exists and matches {source}; dead-lettering is added by a policy, no replacement needed"
+                    "exists and matches {source}; what its consumers do not declare comes from god's policy, no replacement needed"
                 )
+            } else {
+                format!("exists and matches {source}")
             };
             self.adopt(Resource::Queue(found.clone()), cause);
         }
     }
 
-    fn replace_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec, same_identity: bool) {
+    fn replace_queue(&mut self, found: &QueueSpec, wanted: &QueueSpec) {
         let messages = self.observed.messages(&found.name);
         let source = self.desired.source_of(&format!("queue/{}", found.name));
-        let why = if same_identity {
-            "its dead-letter arguments differ, and queue arguments override any policy".to_string()
-        } else {
-            format!(
-                "its arguments differ from {source}, and RabbitMQ refuses to redeclare a queue with other arguments (406)"
-            )
-        };
+        let why = format!(
+            "its arguments differ from {source}, and RabbitMQ refuses to redeclare a queue with other arguments (406)"
+        );
         let before = Resource::Queue(found.clone());
         let after = Resource::Queue(wanted.clone());
         let why = if self.options.migrate {
@@ -633,8 +702,8 @@ impl Planner<'_> {
                 None => self.create(
                     Resource::Policy(policy.clone()),
                     format!(
-                        "dead-letters {} without replacing the existing queue",
-                        policy.pattern
+                        "gives queue {} what its consumers do not declare",
+                        policy.queue_of_own().unwrap_or_default()
                     ),
                 ),
                 Some(found) if found == policy => {}

@@ -1,6 +1,8 @@
 //! Table-like tests of the planner ([`super::diff`]): no server, desired state from registry
 //! text, observed state written by hand.
 
+use std::collections::BTreeMap;
+
 use indoc::indoc;
 use serde_json::json;
 
@@ -63,6 +65,7 @@ fn empty_vhost_gets_everything_in_dependency_order() {
         order,
         vec![
             "exchange/bus",
+            "policy/god.dlx.q",
             "queue/q_dlq",
             "queue/q",
             "binding/bus/queue/q/a.b",
@@ -71,7 +74,7 @@ fn empty_vhost_gets_everything_in_dependency_order() {
     );
     assert_eq!(
         (p.summary.add, p.summary.change, p.summary.destroy),
-        (5, 0, 0)
+        (6, 0, 0)
     );
     assert!(
         p.notes.iter().any(|n| n.id == "exchange/god.managed"),
@@ -81,8 +84,21 @@ fn empty_vhost_gets_everything_in_dependency_order() {
     let Some(Resource::Queue(spec)) = &q.after else {
         panic!()
     };
-    assert_eq!(spec.arguments["x-dead-letter-exchange"], "");
-    assert_eq!(spec.arguments["x-dead-letter-routing-key"], "q_dlq");
+    assert!(
+        spec.arguments.is_empty(),
+        "declared as its consumers declare it: {spec:?}"
+    );
+    let policy = p
+        .changes
+        .iter()
+        .find(|c| c.id == "policy/god.dlx.q")
+        .unwrap();
+    let Some(Resource::Policy(policy)) = &policy.after else {
+        panic!()
+    };
+    assert_eq!(policy.pattern, "^q$");
+    assert_eq!(policy.definition["dead-letter-exchange"], "");
+    assert_eq!(policy.definition["dead-letter-routing-key"], "q_dlq");
 }
 
 #[test]
@@ -114,6 +130,7 @@ fn existing_matching_queues_are_adopted_and_get_dead_lettering_by_policy() {
     let d = desired(ONE);
     let mut o = converged(&d);
     o.managed_queues.clear();
+    o.topology.policies.clear();
     o.topology.queues.insert("q".into(), queue("q", json!({})));
     let p = plan(&d, &o, PlanOptions::default());
     assert_eq!(ids(&p, Action::Adopt), vec!["queue/q", "queue/q_dlq"]);
@@ -356,18 +373,39 @@ fn producers_planned_and_deprecated_services_get_no_queues() {
     assert_eq!(ids(&pruned, Action::Delete), vec!["queue/qo"]);
 }
 
-#[test]
-fn a_dead_letter_policy_goes_when_the_queue_carries_its_own_arguments() {
-    let d = desired(ONE);
-    let mut o = converged(&d);
-    let stale = PolicySpec::dead_letter_for("q", &d.topology.queues["q"].dead_letter_arguments());
-    o.topology.policies.insert(stale.name.clone(), stale);
-    let p = plan(&d, &o, PlanOptions::default());
-    assert_eq!(ids(&p, Action::Delete), vec!["policy/god.dlx.q"]);
+/// A queue declared with the dead-letter arguments god's policy would set (by an older god,
+/// or by its consumer, as Candystore does).
+fn carrying_its_dead_letter_arguments() -> QueueSpec {
+    queue(
+        "q",
+        json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q_dlq"}),
+    )
 }
 
 #[test]
-fn other_dead_letter_arguments_cannot_be_fixed_by_a_policy() {
+fn a_queue_carrying_its_own_dead_letter_arguments_is_kept_and_needs_no_policy() {
+    let d = desired(ONE);
+    let mut o = converged(&d);
+    o.topology.policies.clear();
+    o.topology
+        .queues
+        .insert("q".into(), carrying_its_dead_letter_arguments());
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    o.topology.policies.insert(
+        "god.dlx.q".into(),
+        PolicySpec::dead_letter_for("q", &crate::model::Arguments::new()),
+    );
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(
+        ids(&p, Action::Delete),
+        vec!["policy/god.dlx.q"],
+        "a policy of god's that the queue's arguments make useless goes"
+    );
+}
+
+#[test]
+fn a_queue_whose_own_dead_letter_arguments_differ_is_kept_and_the_plan_says_so() {
     let d = desired(ONE);
     let mut o = converged(&d);
     o.topology.queues.insert(
@@ -375,10 +413,18 @@ fn other_dead_letter_arguments_cannot_be_fixed_by_a_policy() {
         queue("q", json!({"x-dead-letter-exchange": "elsewhere"})),
     );
     let p = plan(&d, &o, PlanOptions::default());
-    assert_eq!(ids(&p, Action::Replace), vec!["queue/q"]);
     assert!(
-        p.changes[0].blocked.is_none(),
-        "an empty queue is replaced freely"
+        p.changes.is_empty(),
+        "never replaced for this: {:#?}",
+        p.changes
+    );
+    let note = p.notes.iter().find(|n| n.id == "queue/q").expect("a note");
+    assert!(
+        note.message
+            .contains("x-dead-letter-exchange=\"elsewhere\"")
+            && note.message.contains("win over god's policy"),
+        "{}",
+        note.message
     );
 }
 
@@ -406,13 +452,17 @@ fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
           produces: [x]
     "});
     let p = plan(&now, &observed, PRUNE);
-    assert_eq!(ids(&p, Action::Delete), vec!["queue/work", "queue/dead"]);
+    assert_eq!(
+        ids(&p, Action::Delete),
+        vec!["queue/work", "policy/god.dlx.work", "queue/dead"]
+    );
     assert_eq!(
         removal_prerequisites(&p.changes)
             .iter()
             .map(|first| first.map(|i| p.changes[i].id.as_str()))
             .collect::<Vec<_>>(),
-        vec![None, Some("queue/work")]
+        vec![None, Some("queue/work"), Some("queue/work")],
+        "the queue's policy and its dead-letter queue go only after it"
     );
 
     let mut full = observed.clone();
@@ -424,18 +474,23 @@ fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
         },
     );
     let p = plan(&now, &full, PRUNE);
-    let blocked: Vec<(&str, &str)> = p
+    let blocked: BTreeMap<&str, &str> = p
         .changes
         .iter()
         .map(|c| (c.id.as_str(), c.blocked.as_deref().unwrap_or("")))
         .collect();
-    assert!(blocked[0].1.contains("holds 1 message"), "{blocked:?}");
     assert_eq!(
-        blocked[1],
-        (
-            "queue/dead",
-            "queue work dead-letters into it and is kept; it goes with work, after it"
-        )
+        blocked.keys().copied().collect::<Vec<_>>(),
+        vec!["queue/dead", "queue/work"],
+        "the kept queue keeps its policy"
+    );
+    assert!(
+        blocked["queue/work"].contains("holds 1 message"),
+        "{blocked:?}"
+    );
+    assert_eq!(
+        blocked["queue/dead"],
+        "queue work dead-letters into it and is kept; it goes with work, after it"
     );
 }
 
@@ -447,16 +502,6 @@ fn an_adopted_queue_keeps_the_dead_letter_queue_its_policy_names() {
     "});
     let mut observed = converged(&was);
     observed.managed_queues.insert("q".into(), Origin::Adopted);
-    let dead_letter = observed.topology.queues["q"].dead_letter_arguments();
-    let policy = PolicySpec::dead_letter_for("q", &dead_letter);
-    observed
-        .topology
-        .policies
-        .insert(policy.name.clone(), policy);
-    observed
-        .topology
-        .queues
-        .insert("q".into(), queue("q", json!({})));
     let p = plan(
         &desired(indoc! {"
         other:
@@ -567,9 +612,23 @@ fn in_a_cluster_a_new_replicated_queue_gets_a_balanced_leader_and_a_declared_one
         Some(Resource::Queue(q)) => q.arguments.get("x-queue-leader-locator").cloned(),
         other => panic!("no queue {name}: {other:?}"),
     };
-    assert_eq!(locator(&single, "q"), None, "one node: nothing to balance");
-    assert_eq!(locator(&spread, "q"), Some(json!("balanced")));
-    assert_eq!(locator(&spread, "q_dlq"), Some(json!("balanced")));
+    let placed = |p: &Plan, name: &str| match p
+        .changes
+        .iter()
+        .find(|c| c.id == format!("policy/god.dlx.{name}"))
+        .and_then(|c| c.after.clone())
+    {
+        Some(Resource::Policy(policy)) => policy.definition.get("queue-leader-locator").cloned(),
+        _ => None,
+    };
+    assert_eq!(placed(&single, "q"), None, "one node: nothing to balance");
+    assert_eq!(placed(&spread, "q"), Some(json!("balanced")));
+    assert_eq!(placed(&spread, "q_dlq"), Some(json!("balanced")));
+    assert_eq!(
+        locator(&spread, "q"),
+        None,
+        "the queue is declared as its consumers declare it; god's policy places it"
+    );
     let mut declared_before = converged(&d);
     declared_before.cluster_nodes = 3;
     assert!(
