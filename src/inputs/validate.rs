@@ -14,6 +14,7 @@ use crate::model::desired::{Lifecycle, RetryRoute};
 use crate::model::queue_type::{QUEUE_TYPE_ARG, QueueType};
 use crate::model::registry::{DeadLetter, Registry};
 use crate::model::topic::{check_binding_key, check_queue_name};
+use crate::model::{DLK_ARG, DLX_ARG};
 
 /// A registry that parsed and validated, with the topology files beside it and the warnings
 /// found on the way.
@@ -180,6 +181,7 @@ impl RuleCheck<'_> {
             self.check_queue_names(id, &base, &mut seen, &mut out);
             self.check_queue_type(id, &base, &mut out);
             self.check_retry(id, &base, &mut seen, &mut out);
+            out.extend(self.dead_lettering_twice(id, &base));
             if service.queues().is_empty() && !service.routing_keys.is_empty() {
                 out.push(self.warning_at(
                     &format!("{base}/routing_keys"),
@@ -191,6 +193,43 @@ impl RuleCheck<'_> {
             }
         }
         out
+    }
+
+    /// A service whose `arguments` set dead-lettering that god's policy would set too: the
+    /// arguments win in RabbitMQ, so the warning says where rejected messages really go.
+    fn dead_lettering_twice(&self, id: &str, base: &str) -> Option<Diagnostic> {
+        let service = &self.registry.services[id];
+        let queue = service.queues().into_iter().next()?;
+        let queue_type = self.registry.queue_type_of(service);
+        let dlq = service.dead_letter_queue(&queue, queue_type)?;
+        let set = |key: &str| service.arguments.get(key).and_then(|v| v.as_str());
+        let (exchange, key) = (set(DLX_ARG), set(DLK_ARG));
+        let god_target = match service.retry.is_empty() {
+            true => dlq,
+            false => RetryRoute::queue_names(&queue, 0).remove(0),
+        };
+        let goes = match (exchange, key) {
+            (Some(""), Some(key)) => format!("queue {key}"),
+            (Some(exchange), Some(key)) => format!("exchange \"{exchange}\" with key {key}"),
+            (Some(exchange), None) => format!("exchange \"{exchange}\" with their own keys"),
+            (None, Some(_)) => format!(
+                "nowhere new (x-dead-letter-routing-key without x-dead-letter-exchange), not to {god_target}"
+            ),
+            (None, None) => return None,
+        };
+        let verdict = match goes == format!("queue {god_target}") {
+            true => format!("they agree: rejected messages go to queue {god_target}"),
+            false => format!(
+                "rejected messages go to {goes}, not to queue {god_target} as god's policy would send them"
+            ),
+        };
+        Some(self.warning_at(
+            &format!("{base}/arguments/{}", escape_pointer(if exchange.is_some() { DLX_ARG } else { DLK_ARG })),
+            format!(
+                "service \"{id}\": arguments set dead-lettering that god's dead-letter policy would set too; the queue's arguments win in RabbitMQ and god's policy leaves it out: {verdict}"
+            ),
+            "keep them when the service's consumers declare them (as the platform's aio-pika consumers do); else remove them and god's policy dead-letters the queue",
+        ))
     }
 
     fn at(&self, pointer: &str, message: String, hint: &str) -> Diagnostic {
