@@ -74,6 +74,12 @@ enum Command {
         #[command(subcommand)]
         what: commands::dlq::DlqCommand,
     },
+    /// Add to god's inputs: `god new service` adds a service to registry.yaml (and writes its
+    /// consumer).
+    New {
+        #[command(subcommand)]
+        what: commands::new::NewCommand,
+    },
     /// Write god's inputs from what exists: `god import compose` turns a docker-compose.yml
     /// into components.toml, `god import registry` writes a registry from a live vhost.
     Import {
@@ -227,6 +233,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
     match cli.command {
         Command::Validate => commands::validate::run(sources),
         Command::Import { what } => commands::import::run(sources, &what),
+        Command::New { what } => commands::new::run(sources, &what),
         Command::Dlq { what } => commands::dlq::run(sources, &what),
         Command::Render { format } => commands::render::run(sources, format),
         Command::Plan(args) => commands::plan::run(sources, &args),

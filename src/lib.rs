@@ -20,6 +20,7 @@ pub mod logging;
 pub mod observe;
 pub mod rabbit;
 pub mod reconcile;
+pub mod scaffold;
 pub mod services;
 
 /// This machine's name from /etc/hostname, read once; None when it cannot be read.

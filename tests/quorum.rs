@@ -138,16 +138,20 @@ fn queue_settings_by_name_and_the_registry_defaults_become_the_queues_arguments(
     let arguments = |queue: &str| v.queue(queue).unwrap()["arguments"].clone();
     assert_eq!(
         arguments("orders"),
+        serde_json::json!({"x-queue-type": "quorum", "x-quorum-initial-group-size": 1}),
+        "declared with what its consumers declare: its type, and the group size RabbitMQ compares"
+    );
+    assert_eq!(
+        v.god_policy("orders"),
         serde_json::json!({
-            "x-queue-type": "quorum",
-            "x-delivery-limit": 5,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-            "x-quorum-initial-group-size": 1,
-            "x-queue-leader-locator": "balanced",
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": "orders_dlq",
-        })
+            "delivery-limit": 5,
+            "dead-letter-strategy": "at-least-once",
+            "overflow": "reject-publish",
+            "queue-leader-locator": "balanced",
+            "dead-letter-exchange": "",
+            "dead-letter-routing-key": "orders_dlq",
+        }),
+        "the rest comes from god's policy"
     );
     assert_eq!(queue_type(&v, "orders_dlq"), "quorum");
     assert_eq!(queue_type(&v, "audit"), "stream");

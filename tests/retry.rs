@@ -257,8 +257,8 @@ fn the_upstream_three_stage_retry_works_end_to_end() {
     let (_dir, registry) = service_with_retry("[5s, 30s, 2m]");
     apply(&v, &registry);
     for (stage, ttl) in [(1, 5_000), (2, 30_000), (3, 120_000)] {
-        let queue = v.queue(&format!("svc.q.retry.{stage}")).unwrap();
-        assert_eq!(queue["arguments"]["x-message-ttl"], ttl);
+        let policy = v.god_policy(&format!("svc.q.retry.{stage}"));
+        assert_eq!(policy["message-ttl"], ttl);
     }
     let _mover = start_mover(&v, &registry);
     v.publish("bus", "svc.created", "real event");
@@ -315,7 +315,7 @@ fn quorum_queues_retry_the_same_way_with_replicated_stages() {
     let stage = v.queue("svc.q.retry.1").unwrap();
     assert_eq!(stage["arguments"]["x-queue-type"], "quorum");
     assert_eq!(
-        stage["arguments"]["x-dead-letter-strategy"],
+        v.god_policy("svc.q.retry.1")["dead-letter-strategy"],
         "at-least-once"
     );
     let _mover = start_mover(&v, &registry);

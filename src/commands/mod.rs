@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod gateway;
 pub mod graph;
 pub mod import;
+pub mod new;
 pub mod plan;
 pub mod relay;
 pub mod render;

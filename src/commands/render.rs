@@ -28,7 +28,8 @@ pub fn run(sources: &Sources, format: Format) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The desired state as a document: exchanges, queues (with owner and role), bindings,
+/// The desired state as a document: exchanges, queues (with owner and role, and what god's
+/// policy gives each beyond its declaration, in argument form), bindings,
 /// policies, operator policies and vhost limits, and the services that get nothing.
 pub fn rendered(desired: &DesiredState) -> Value {
     let queues: Vec<Value> = desired
@@ -42,6 +43,9 @@ pub fn rendered(desired: &DesiredState) -> Value {
                 if let (Some(target), Some(extra)) = (v.as_object_mut(), owner.as_object()) {
                     target.extend(extra.clone());
                 }
+            }
+            if let Some(given) = desired.queue_policies.get(&q.name) {
+                v["god_policy"] = serde_json::to_value(given).expect("arguments serialise");
             }
             v
         })

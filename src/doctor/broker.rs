@@ -315,6 +315,7 @@ async fn topology_and_flow(
     let plan = diff::plan(desired, &observed, PlanOptions::default());
     let mut checks = topology::checks(desired, &plan);
     checks.extend(topology::declared_checks(desired, &observed, &plan));
+    checks.push(topology::arguments_check(desired, &observed));
     let facts = flow::gather(api, session, &observed, desired);
     match within(target.timeout, facts).await {
         Ok(facts) => checks.extend(flow::checks(

@@ -6,6 +6,7 @@ use super::check::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
 use crate::model::{
     ApplyTo, DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,
+    format_arguments, normalize_arguments,
 };
 use crate::plan::{Action, Change, Plan, ResourceKind};
 
@@ -63,6 +64,58 @@ pub fn checks(desired: &DesiredState, plan: &Plan) -> Vec<Check> {
     ];
     let drift = drift_check(plan, &categories);
     categories.into_iter().chain([drift]).collect()
+}
+
+/// `topology.arguments`: which arguments the consumers of each service queue must declare.
+/// RabbitMQ refuses (406) a declaration whose arguments differ from the queue's, so a queue
+/// that carries arguments the registry does not list (kept as it is by god: an older god's
+/// dead-lettering, or what its first consumer declared) refuses the consumers written from
+/// the registry.
+pub fn arguments_check(desired: &DesiredState, observed: &ObservedState) -> Check {
+    let id = "topology.arguments";
+    let mut differing = Vec::new();
+    let mut checked = 0;
+    for (name, owner) in &desired.owners {
+        let (Some(wanted), Some(found)) = (
+            desired.topology.queues.get(name),
+            observed.topology.queues.get(name),
+        ) else {
+            continue;
+        };
+        if QueueKind::of(&owner.role) != QueueKind::Main {
+            continue;
+        }
+        checked += 1;
+        let carried = normalize_arguments(&found.arguments);
+        if carried != normalize_arguments(&wanted.arguments) {
+            differing.push(format!(
+                "{name} (service {}): its consumers must declare {} (the registry lists {})",
+                owner.service,
+                format_arguments(&carried),
+                format_arguments(&normalize_arguments(&wanted.arguments))
+            ));
+        }
+    }
+    if differing.is_empty() {
+        return Check::ok(
+            id,
+            Area::Topology,
+            format!(
+                "all {checked} service queue(s) carry exactly the arguments the registry lists: consumers declaring them as it says are accepted"
+            ),
+        );
+    }
+    Check::new(
+        id,
+        Area::Topology,
+        Verdict::Warn,
+        format!(
+            "{} service queue(s) carry arguments the registry does not list: a consumer declaring its queue as the registry says is refused (406)",
+            differing.len()
+        ),
+    )
+    .with_details(first_few(&differing))
+    .with_fix("list them under the service's `arguments` in registry.yaml, and declare exactly them in its consumers (or declare passively); god keeps a queue's arguments as they are")
 }
 
 /// The checks of what `topology/` declares, when it declares anything: `topology.files` (its

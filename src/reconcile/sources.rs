@@ -86,6 +86,12 @@ impl Sources {
 
     /// Finds, reads and validates the registry, leaving its warnings to the caller.
     pub fn read_registry(&self) -> Result<LoadedRegistry> {
+        let (source, topology) = self.registry_files()?;
+        load_inputs(source, topology).map_err(GodError::Invalid)
+    }
+
+    /// Finds and reads the registry and the files of topology/, unchecked.
+    pub fn registry_files(&self) -> Result<(SourceFile, Vec<SourceFile>)> {
         let path = locate_registry(self.registry.as_deref())?;
         let source = SourceFile::read(&path)?;
         let dir = match &self.topology {
@@ -98,8 +104,7 @@ impl Sources {
             Some(dir) => dir.clone(),
             None => path.parent().unwrap_or(Path::new("")).join(TOPOLOGY_DIR),
         };
-        let topology = read_dir(&dir)?;
-        load_inputs(source, topology).map_err(GodError::Invalid)
+        Ok((source, read_dir(&dir)?))
     }
 
     /// Finds, reads and validates components.toml (explicit path, else ./components.toml when

@@ -1,7 +1,7 @@
 //! Test support, one fixture per file: a private vhost per test ([`TestVhost`]), a container
 //! project per test ([`TestProject`]), god's bundled services as processes ([`ServiceProcess`]),
 //! a RabbitMQ node of a test's own ([`DedicatedBroker`]), the local 3-node cluster ([`Cluster`]),
-//! and god run as a user does ([`cli`]).
+//! the platform's own Python consumers ([`ConsumerProcess`]), and god run as a user does ([`cli`]).
 
 // Each test crate and benchmark includes this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
@@ -9,6 +9,7 @@
 mod broker;
 mod cli;
 pub mod cluster;
+mod consumer;
 mod project;
 mod service;
 mod vhost;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub use broker::DedicatedBroker;
 pub use cli::*;
 pub use cluster::Cluster;
+pub use consumer::{ConsumerProcess, venv};
 pub use project::{
     TestProject, broker_component, broker_image, builtin_component, docker,
     remove_project_containers,

@@ -160,6 +160,19 @@ impl TestVhost {
         .ok()
     }
 
+    /// The definition of god's policy for a queue (`god.dlx.<queue>`): what god gives the queue
+    /// beyond its declaration; Null when there is none.
+    pub fn god_policy(&self, queue: &str) -> Value {
+        let name = format!("god.dlx.{queue}");
+        self.try_api(
+            "GET",
+            &format!("policies/{}/{}", self.enc(), encode(&name)),
+            None,
+        )
+        .map(|p| p["definition"].clone())
+        .unwrap_or(Value::Null)
+    }
+
     /// The bindings of the vhost as (source, destination, routing key).
     pub fn bindings(&self) -> Vec<(String, String, String)> {
         let all = self.api("GET", &format!("bindings/{}", self.enc()), None);

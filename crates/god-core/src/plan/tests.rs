@@ -822,3 +822,18 @@ fn an_exchange_to_exchange_binding_the_inputs_dropped_is_unbound() {
     d.topology.bindings.insert(e2e);
     assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
 }
+
+#[test]
+fn a_queue_replaced_for_its_type_keeps_gods_policy() {
+    let classic = desired("svc:\n  queue_name: q\n  routing_keys: [a.b]\n");
+    let quorum = desired("svc:\n  queue_name: q\n  queue_type: quorum\n  routing_keys: [a.b]\n");
+    let p = plan(&quorum, &converged(&classic), PlanOptions::default());
+    assert!(ids(&p, Action::Replace).contains(&"queue/q".to_string()));
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| c.id != "policy/god.dlx.q" || c.action != Action::Delete),
+        "the new queue needs the policy too: {:#?}",
+        p.changes
+    );
+}
