@@ -1,8 +1,9 @@
 """{service}: a consumer of the 33GOD bus, written by `god new service`.
 
-It reads queue {queue}, which `god apply` binds to {exchange} with {keys}. It declares the
-queue exactly as registry.yaml says ({declared}), so RabbitMQ accepts it on the queue god
-created; what god adds (dead-lettering, retry) comes from god's policy. Put the service's work
+It reads queue {queue}, which `god apply` binds to {exchange} with
+{keys}.
+It declares the queue exactly as registry.yaml says ({declared}), so RabbitMQ accepts it on
+the queue god created; what god adds (dead-lettering, retry) comes from god's policy. Put the service's work
 in `process`: an event it raises on, or one that is not a JSON object, is rejected without
 requeue and lands in {dead_letters}.
 
