@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check registry.yaml offline; print every problem as file:line:col.
-    Validate,
+    Validate(commands::validate::ValidateArgs),
     /// Print the desired topology (offline), sorted and stable.
     Render {
         /// Output format.
@@ -73,6 +73,12 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         what: commands::dlq::DlqCommand,
+    },
+    /// Event contracts: `god schema check` compares a Holyfields schema tree with an earlier
+    /// revision and fails on a breaking change.
+    Schema {
+        #[command(subcommand)]
+        what: commands::schema::SchemaCommand,
     },
     /// Add to god's inputs: `god new service` adds a service to registry.yaml (and writes its
     /// consumer).
@@ -231,7 +237,8 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> crate::error::Result<Exit> {
     let sources = &cli.globals.sources();
     match cli.command {
-        Command::Validate => commands::validate::run(sources),
+        Command::Validate(args) => commands::validate::run(sources, &args),
+        Command::Schema { what } => commands::schema::run(&what),
         Command::Import { what } => commands::import::run(sources, &what),
         Command::New { what } => commands::new::run(sources, &what),
         Command::Dlq { what } => commands::dlq::run(sources, &what),

@@ -11,6 +11,7 @@ pub use god_core::{model, plan};
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod contracts;
 pub mod dlq;
 pub mod doctor;
 pub mod error;

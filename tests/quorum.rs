@@ -148,10 +148,13 @@ fn queue_settings_by_name_and_the_registry_defaults_become_the_queues_arguments(
             "dead-letter-strategy": "at-least-once",
             "overflow": "reject-publish",
             "queue-leader-locator": "balanced",
-            "dead-letter-exchange": "",
-            "dead-letter-routing-key": "orders_dlq",
+            "dead-letter-exchange": "god.dead-letters",
         }),
         "the rest comes from god's policy"
+    );
+    assert_eq!(
+        v.dead_letter_target("orders").as_deref(),
+        Some("orders_dlq")
     );
     assert_eq!(queue_type(&v, "orders_dlq"), "quorum");
     assert_eq!(queue_type(&v, "audit"), "stream");

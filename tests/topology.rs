@@ -120,8 +120,13 @@ fn largest_registry_is_planned_in_full_applied_and_then_converged() {
         "queue exists"
     );
     assert_eq!(
-        v.god_policy("services.theboard.decision_analysis")["dead-letter-routing-key"],
-        "services.theboard.decision_analysis_dlq"
+        v.god_policy("services.theboard.decision_analysis")["dead-letter-exchange"],
+        "god.dead-letters"
+    );
+    assert_eq!(
+        v.dead_letter_target("services.theboard.decision_analysis")
+            .as_deref(),
+        Some("services.theboard.decision_analysis_dlq")
     );
     assert!(v.bindings().contains(&(
         "bloodbank.events.v1".into(),

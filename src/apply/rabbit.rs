@@ -237,7 +237,9 @@ impl<'a> RabbitExecutor<'a> {
                 continue;
             }
             if let Some(first) = prerequisites[i]
-                && self.outcomes[first] != Some(Outcome::Done)
+                .iter()
+                .copied()
+                .find(|first| self.outcomes[*first] != Some(Outcome::Done))
             {
                 let why = format!(
                     "kept: it goes only once {} is gone, and that was not deleted",
@@ -261,6 +263,7 @@ impl<'a> RabbitExecutor<'a> {
                     .await
                     .map(|_| Outcome::Done),
                 Some(Resource::Queue(q)) => self.delete_queue(q).await,
+                Some(Resource::Binding(b)) => self.unbind_one(b).await,
                 Some(Resource::Exchange(e)) => {
                     self.api.delete_exchange(&e.name).await.map(|deleted| {
                         refused_unless(deleted, "other objects are still bound to it; it is kept")
@@ -341,13 +344,25 @@ impl<'a> RabbitExecutor<'a> {
             .map(|_| Outcome::Done)
     }
 
+    /// Removes one binding over AMQP.
+    async fn unbind_one(&self, binding: &crate::model::BindingSpec) -> Result<Outcome, GodError> {
+        let channel = self.amqp.channel().await?;
+        unbind(&channel, binding)
+            .await
+            .map(|()| Outcome::Done)
+            .map_err(|e| self.amqp.error(e, "removing a binding"))
+    }
+
     /// Removes bindings over AMQP, pipelined on one channel.
     async fn unbind(&mut self, plan: &Plan) -> Result<(), ()> {
+        let prerequisites = removal_prerequisites(&plan.changes);
         let targets: Vec<(usize, &crate::model::BindingSpec)> = plan
             .changes
             .iter()
             .enumerate()
             .filter(|(i, c)| c.action == Action::Delete && self.pending(*i))
+            // Those that wait for a queue's deletion go with the other removals.
+            .filter(|(i, _)| prerequisites[*i].is_empty())
             .filter_map(|(i, c)| match &c.before {
                 Some(Resource::Binding(b)) => Some((i, b)),
                 _ => None,
@@ -420,7 +435,9 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
             if change.action != Action::Adopt {
                 items.push(item("exchanges", exchange_body(e)));
             }
-            if e.name != crate::model::MANAGED_RECORD_EXCHANGE {
+            if e.name != crate::model::MANAGED_RECORD_EXCHANGE
+                && e.name != crate::model::wiring::DEAD_LETTERS_EXCHANGE
+            {
                 items.push(item("bindings", binding_body(&record_binding(&e.name, DestinationType::Exchange, origin))));
             }
         }
@@ -451,7 +468,12 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
 /// dead-letter policies, which their prefix marks), operator policies and limits.
 fn has_object_record(change: &Change) -> bool {
     match change.resource() {
-        Some(Resource::Policy(p)) => !p.name.starts_with(DEAD_LETTER_POLICY_PREFIX),
+        Some(Resource::Policy(p)) => {
+            !p.name.starts_with(DEAD_LETTER_POLICY_PREFIX)
+                && !p
+                    .name
+                    .starts_with(crate::model::wiring::QUEUE_POLICY_PREFIX)
+        }
         Some(Resource::OperatorPolicy(_) | Resource::Limit(_)) => true,
         _ => false,
     }

@@ -28,9 +28,14 @@ pub struct GatewayArgs {
     /// Largest accepted request body, in bytes (larger: 413).
     #[arg(long, default_value_t = crate::services::gateway::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
-    /// Directory of payload schemas named <event_type>.json.
-    #[arg(long, default_value = "schemas/events")]
-    pub schemas: PathBuf,
+    /// A Holyfields schema tree (`<domain>/<entity>.<action>.v<N>.schema.json`, or flat
+    /// `<event_type>.json`): each event is checked against the schema of its type and version;
+    /// `$ref`s resolve offline. A tree with errors stops the gateway at start.
+    #[arg(long, value_name = "DIR", env = "HOLYFIELDS_SCHEMA_DIR")]
+    pub schemas: Option<PathBuf>,
+    /// Refuse (422) events of a type without a schema (by default they pass, as upstream).
+    #[arg(long)]
+    pub require_schema: bool,
 }
 
 /// The upstream's names of the exchange variable (Bloodbank's services), read in this order
@@ -55,6 +60,13 @@ pub fn exchange(sources: &Sources, explicit: Option<&str>) -> Result<String> {
     }
 }
 
+/// A variable of god's environment, when set and not empty.
+fn set(variable: &str) -> Option<String> {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// Resolves the exchange, connects, and serves until killed.
 pub fn run(sources: &Sources, args: &GatewayArgs) -> Result<Exit> {
     let exchange = exchange(sources, args.exchange.as_deref())?;
@@ -62,8 +74,22 @@ pub fn run(sources: &Sources, args: &GatewayArgs) -> Result<Exit> {
         sources.amqp_url.as_deref(),
         sources.management_url.as_deref(),
     )?;
-    let schemas = Schemas::load(Some(&args.schemas))
-        .map_err(|e| GodError::Usage(format!("cannot load the payload schemas: {e}")))?;
+    let schemas = Schemas::load(args.schemas.as_deref(), args.require_schema)
+        .map_err(|e| GodError::Usage(format!("cannot load the schema tree: {e}")))?;
+    if let Some(tree) = schemas.tree() {
+        if tree.has_errors() {
+            return Err(GodError::Invalid(tree.problems.clone()));
+        }
+        for warning in &tree.problems {
+            eprintln!("{}", warning.render());
+        }
+        tracing::info!(
+            "schema tree {}: {} event type(s) from {} file(s)",
+            tree.root.display(),
+            tree.event_types().count(),
+            tree.files.len()
+        );
+    }
     let gateway = Arc::new(Gateway {
         publisher: Publisher::new(
             endpoints.amqp_endpoints().map(|e| e.address()).collect(),
@@ -71,9 +97,9 @@ pub fn run(sources: &Sources, args: &GatewayArgs) -> Result<Exit> {
         ),
         schemas,
         metrics: Metrics::default(),
-        token: std::env::var("GOD_GATEWAY_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        token: set("GOD_GATEWAY_TOKEN"),
+        plane_secret: set("PLANE_WEBHOOK_SECRET"),
+        plane_intake_project: set("PLANE_INTAKE_PROJECT_ID"),
     });
     runtime()?
         .block_on(serve(gateway, args.listen, args.body_limit))

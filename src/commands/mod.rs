@@ -12,6 +12,7 @@ pub mod plan;
 pub mod relay;
 pub mod render;
 pub mod retry;
+pub mod schema;
 pub mod tail;
 pub mod validate;
 

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::types::AMQPValue;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde::Serialize;
 
 use super::letters::{DeadLetter, Filter, QUIET, REPLAYS_HEADER, depth, now, subscribe};
@@ -176,6 +176,18 @@ async fn publish(
     headers.insert(
         REPLAYS_HEADER.into(),
         AMQPValue::LongLongInt(letter.replays as i64 + 1),
+    );
+    // A replayed message that dies again is led by where it dies then, not where it first
+    // died (god's dead-letters exchange routes on x-first-death-queue); x-death keeps its history.
+    let kept: Vec<(ShortString, AMQPValue)> = headers
+        .inner()
+        .iter()
+        .filter(|(k, _)| !k.as_str().starts_with("x-first-death-"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let headers = FieldTable::from(
+        kept.into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
     );
     let properties = delivery.properties.clone().with_headers(headers);
     let confirm = channel

@@ -2,7 +2,7 @@
 //! vhost another queue dead-letters into, through the default exchange (by its name) or
 //! through a direct, topic or fanout exchange (the queues whose binding takes its dead-letter
 //! routing key, every queue of a fanout one). The routes come from the queues' arguments and
-//! from god's own dead-letter policies ([`Topology::dead_letter_route`]).
+//! from god's wiring (see [`god_core::model::wiring`]).
 
 use std::collections::BTreeSet;
 
@@ -35,8 +35,9 @@ pub async fn dead_letter_queues(
 /// The queues of `topology` that hold dead letters: `declared`, and those another queue
 /// dead-letters into.
 pub fn in_topology(topology: &Topology, mut queues: BTreeSet<String>) -> BTreeSet<String> {
+    let wiring = topology.wiring();
     for queue in topology.queues.values() {
-        match topology.dead_letter_route(queue) {
+        match wiring.dead_letter_route(queue) {
             Some(DeadLetterRoute {
                 exchange: "",
                 routing_key: Some(key),

@@ -4,6 +4,7 @@
 
 use super::check::{Area, Check, QueueKind, Verdict, first_few};
 use crate::model::desired::DesiredState;
+use crate::model::wiring::{DEAD_LETTERS_EXCHANGE, QUEUE_POLICY_PREFIX};
 use crate::model::{
     ApplyTo, DEAD_LETTER_POLICY_PREFIX, ObservedState, PolicySpec, UNROUTABLE_POLICY_PREFIX,
     format_arguments, normalize_arguments,
@@ -29,13 +30,13 @@ pub fn checks(desired: &DesiredState, plan: &Plan) -> Vec<Check> {
     let binding_changes: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == ResourceKind::Binding)
+        .filter(|c| c.kind == ResourceKind::Binding && !is_wiring(c))
         .collect();
     let dead_letter_changes: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| {
-            (c.kind == ResourceKind::Policy && c.name().starts_with(DEAD_LETTER_POLICY_PREFIX))
+            is_wiring(c)
                 || (c.kind == ResourceKind::Queue
                     && c.action != Action::Adopt
                     && kind_of(desired, c) == Some(QueueKind::DeadLetter))
@@ -259,6 +260,22 @@ fn matches_anything(policy: &PolicySpec, observed: &ObservedState) -> bool {
         ApplyTo::Queues => queues.into_iter().any(|n| pattern.is_match(n)),
         ApplyTo::Exchanges => exchanges.into_iter().any(|n| pattern.is_match(n)),
         ApplyTo::All | ApplyTo::Other(_) => queues.chain(exchanges).any(|n| pattern.is_match(n)),
+    }
+}
+
+/// Whether a change is of god's wiring: its policies for queues, the dead-letters exchange
+/// and its bindings.
+fn is_wiring(change: &Change) -> bool {
+    match change.kind {
+        ResourceKind::Policy => {
+            change.name().starts_with(DEAD_LETTER_POLICY_PREFIX)
+                || change.name().starts_with(QUEUE_POLICY_PREFIX)
+        }
+        ResourceKind::Exchange => change.name() == DEAD_LETTERS_EXCHANGE,
+        ResourceKind::Binding => change
+            .id
+            .starts_with(&format!("binding/{DEAD_LETTERS_EXCHANGE}/")),
+        _ => false,
     }
 }
 

@@ -160,17 +160,34 @@ impl TestVhost {
         .ok()
     }
 
-    /// The definition of god's policy for a queue (`god.dlx.<queue>`): what god gives the queue
-    /// beyond its declaration; Null when there is none.
+    /// The definition of god's policy that names a queue (a grouped `god.queues.*` one): what
+    /// god gives the queue beyond its declaration; Null when there is none.
     pub fn god_policy(&self, queue: &str) -> Value {
-        let name = format!("god.dlx.{queue}");
-        self.try_api(
-            "GET",
-            &format!("policies/{}/{}", self.enc(), encode(&name)),
-            None,
-        )
-        .map(|p| p["definition"].clone())
-        .unwrap_or(Value::Null)
+        let policies = self.api("GET", &format!("policies/{}", self.enc()), None);
+        policies
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                let policy: god_core::model::PolicySpec = serde_json::from_value(json!({
+                    "name": p["name"], "pattern": p["pattern"], "apply_to": p["apply-to"],
+                    "priority": p["priority"], "definition": p["definition"],
+                }))
+                .unwrap();
+                god_core::model::wiring::group_members(&policy)
+                    .is_some_and(|members| members.iter().any(|m| m == queue))
+            })
+            .map(|p| p["definition"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The queue god's dead-letters exchange leads the dead letters of `queue` to.
+    pub fn dead_letter_target(&self, queue: &str) -> Option<String> {
+        let bindings = self.api("GET", &format!("bindings/{}", self.enc()), None);
+        bindings.as_array().unwrap().iter().find_map(|b| {
+            (b["source"] == "god.dead-letters" && b["arguments"]["x-first-death-queue"] == queue)
+                .then(|| b["destination"].as_str().unwrap().to_string())
+        })
     }
 
     /// The bindings of the vhost as (source, destination, routing key).

@@ -3,20 +3,29 @@
 //! production code never uses them.
 
 use crate::model::desired::DesiredState;
-use crate::model::{
-    MANAGED_RECORD_EXCHANGE, ObservedState, Origin, PolicySpec, Topology, record_exchange,
-};
+use crate::model::{MANAGED_RECORD_EXCHANGE, ObservedState, Origin, Topology, record_exchange};
+use crate::plan::Resource;
+use crate::plan::diff::{PlanOptions, plan};
 
-/// The state a broker is in after god applied `desired`: everything present and recorded,
-/// god's policy on each queue it gives one.
+/// The state a broker is in after god applied `desired`: everything the plan from an empty
+/// vhost creates is present, and god's record says it created the desired queues and exchanges.
 pub fn converged(desired: &DesiredState) -> ObservedState {
-    let mut topology: Topology = desired.topology.clone();
+    let empty = ObservedState {
+        vhost: "/".into(),
+        ..ObservedState::default()
+    };
+    let mut topology = Topology::default();
     topology
         .exchanges
         .insert(MANAGED_RECORD_EXCHANGE.into(), record_exchange());
-    for (queue, given) in &desired.queue_policies {
-        let policy = PolicySpec::dead_letter_for(queue, given);
-        topology.policies.insert(policy.name.clone(), policy);
+    for change in plan(desired, &empty, PlanOptions::default()).changes {
+        match change.after {
+            Some(Resource::Exchange(e)) => drop(topology.exchanges.insert(e.name.clone(), e)),
+            Some(Resource::Queue(q)) => drop(topology.queues.insert(q.name.clone(), q)),
+            Some(Resource::Binding(b)) => drop(topology.bindings.insert(b)),
+            Some(Resource::Policy(p)) => drop(topology.policies.insert(p.name.clone(), p)),
+            _ => {}
+        }
     }
     ObservedState {
         vhost: "/".into(),

@@ -188,13 +188,13 @@ impl<'a> Scan<'a> {
     /// dead-letter queue).
     fn find_dead_letter_queues(&self) -> BTreeMap<String, String> {
         let mut senders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let wiring = self.live.state.topology.wiring();
         for (name, queue) in &self.queues {
             let retried = self.retries.contains_key(*name);
             let target = if retried {
                 Some(format!("{name}_dlq"))
             } else {
-                let topology = &self.live.state.topology;
-                topology.dead_letter_queue_of(queue).map(str::to_string)
+                wiring.dead_letter_queue_of(queue).map(str::to_string)
             };
             if let Some(target) = target {
                 senders.entry(target).or_default().push(name.to_string());

@@ -6,6 +6,7 @@ pub mod confirms;
 pub mod envelope;
 pub mod metrics;
 pub mod publisher;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,11 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Bearer token required on /events/* when set.
     pub token: Option<String>,
+    /// The Plane webhooks' secret (`PLANE_WEBHOOK_SECRET`), required on `POST /event` when set.
+    pub plane_secret: Option<String>,
+    /// The Plane project whose new issues become `task.inbox.issue.created`
+    /// (`PLANE_INTAKE_PROJECT_ID`; every project's when unset).
+    pub plane_intake_project: Option<String>,
 }
 
 /// The HTTP routes.
@@ -46,6 +52,12 @@ pub fn router(gateway: Arc<Gateway>, body_limit: usize) -> Router {
     Router::new()
         .route("/events/custom", post(post_envelope))
         .route("/events/{event_type}", post(post_payload))
+        .route(
+            "/events/agent/{agent}/{*action}",
+            post(upstream::agent_event),
+        )
+        .route("/publish", post(upstream::publish_event))
+        .route("/event", post(upstream::plane_webhook))
         .route(
             "/healthz",
             get(|| async { Json(json!({"ok": true, "service": "bloodbank"})) }),
@@ -101,7 +113,7 @@ async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
 }
 
 /// The request headers the event routes read, taken without copying the whole header map.
-struct EventHeaders {
+pub(crate) struct EventHeaders {
     bearer: Option<String>,
     correlation_id: Option<String>,
 }
@@ -139,7 +151,7 @@ async fn post_envelope(
         }
         Err(refusal) => return refusal.respond(&g),
     };
-    publish(&g, &headers, envelope).await
+    accepted(&g, publish(&g, &headers, envelope, Check::Envelope).await)
 }
 
 async fn post_payload(
@@ -155,7 +167,23 @@ async fn post_payload(
         Ok(v) => v,
         Err(e) => return invalid_json(e).respond(&g),
     };
-    publish(&g, &headers, envelope::wrap(&event_type, payload)).await
+    let source = envelope::source("webhook", "god-gateway");
+    let envelope = envelope::wrap(&event_type, payload, source);
+    accepted(&g, publish(&g, &headers, envelope, Check::Wrapped).await)
+}
+
+/// The 202 of god's own routes, once the broker confirmed the event.
+fn accepted(g: &Gateway, published: Result<Published, Refusal>) -> Response {
+    match published {
+        Ok(p) => {
+            let accepted = Accepted {
+                event_id: &p.event_id,
+                event_type: &p.event_type,
+            };
+            (StatusCode::ACCEPTED, Json(accepted)).into_response()
+        }
+        Err(refusal) => refusal.respond(g),
+    }
 }
 
 fn authorize(g: &Gateway, headers: &EventHeaders) -> Result<(), Refusal> {
@@ -183,7 +211,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
     }
 }
 
-fn invalid_json(e: serde_json::Error) -> Refusal {
+pub(crate) fn invalid_json(e: serde_json::Error) -> Refusal {
     Refusal::new(
         StatusCode::BAD_REQUEST,
         "invalid_json",
@@ -191,11 +219,32 @@ fn invalid_json(e: serde_json::Error) -> Refusal {
     )
 }
 
-async fn publish(
+/// How an event is checked before it is published (see [`envelope::Posted`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Check {
+    /// The client posted the whole envelope.
+    Envelope,
+    /// The gateway wrapped the client's payload.
+    Wrapped,
+    /// Checked already by the route (the upstream's agent route, against its action's schema).
+    Done,
+}
+
+/// An event the broker confirmed.
+pub(crate) struct Published {
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+}
+
+/// Checks an event and publishes it, waiting for the broker's confirm: 422 for an event that
+/// violates its schemas or that no queue takes, 503 (with Retry-After) while the broker does
+/// not confirm.
+pub(crate) async fn publish(
     g: &Gateway,
     headers: &EventHeaders,
     mut envelope: Map<String, Value>,
-) -> Response {
+    check: Check,
+) -> Result<Published, Refusal> {
     if let (Some(id), Some(Value::Array(ids))) = (
         headers.correlation_id.as_deref(),
         envelope.get_mut("correlation_ids"),
@@ -204,14 +253,17 @@ async fn publish(
         ids.push(json!(id));
     }
     let envelope = Value::Object(envelope);
-    let violations = g.schemas.violations(&envelope);
+    let violations = match check {
+        Check::Envelope => g.schemas.violations(envelope::Posted::Envelope(&envelope)),
+        Check::Wrapped => g.schemas.violations(envelope::Posted::Wrapped(&envelope)),
+        Check::Done => Vec::new(),
+    };
     if !violations.is_empty() {
-        return refuse(
-            g,
+        return Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "schema",
             json!({"error": "the event does not match its schema", "errors": violations}),
-        );
+        ));
     }
     let event_id = envelope["event_id"]
         .as_str()
@@ -241,60 +293,60 @@ async fn publish(
     match result {
         Ok(latency) => {
             g.metrics.published(latency);
-            let accepted = Accepted {
-                event_id: &event_id,
-                event_type: &event_type,
-            };
-            (StatusCode::ACCEPTED, Json(accepted)).into_response()
+            Ok(Published {
+                event_id,
+                event_type,
+            })
         }
-        Err(PublishError::Unroutable) => refuse(
-            g,
+        Err(PublishError::Unroutable) => Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unroutable",
             json!({"error": "unroutable: no queue is bound for this event type", "event_type": event_type, "event_id": event_id}),
-        ),
+        )),
         Err(e) => {
             let reason = match e {
                 PublishError::Timeout => "confirm_timeout",
                 PublishError::Nacked => "nacked",
                 _ => "unavailable",
             };
-            let mut response = refuse(
-                g,
+            let mut refusal = Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 reason,
                 json!({"error": "the broker did not confirm the event; it was not published", "detail": format!("{e:?}")}),
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
+            refusal.retry_after = true;
+            Err(refusal)
         }
     }
 }
 
 /// A request refused: its status, the reason counted in the metrics, and the body.
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     reason: &'static str,
     body: Value,
+    /// The broker is away: the client may try again in a second.
+    retry_after: bool,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, body: Value) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: &'static str, body: Value) -> Self {
         Self {
             status,
             reason,
             body,
+            retry_after: false,
         }
     }
 
-    fn respond(self, g: &Gateway) -> Response {
+    pub(crate) fn respond(self, g: &Gateway) -> Response {
         g.metrics.rejected(self.reason);
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
-}
-
-fn refuse(g: &Gateway, status: StatusCode, reason: &'static str, body: Value) -> Response {
-    Refusal::new(status, reason, body).respond(g)
 }

@@ -262,36 +262,6 @@ pub struct DeadLetterRoute<'a> {
     pub routing_key: Option<&'a str>,
 }
 
-impl Topology {
-    /// Where `queue` dead-letters: its arguments' route, else the one god's dead-letter policy
-    /// for it sets (queue arguments win over policies, as in RabbitMQ).
-    pub fn dead_letter_route<'a>(&'a self, queue: &'a QueueSpec) -> Option<DeadLetterRoute<'a>> {
-        let route = |settings: &'a Arguments, exchange: &str, key: &str| {
-            Some(DeadLetterRoute {
-                exchange: settings.get(exchange)?.as_str()?,
-                routing_key: settings.get(key).and_then(Value::as_str),
-            })
-        };
-        if queue.arguments.contains_key(DLX_ARG) {
-            return route(&queue.arguments, DLX_ARG, DLK_ARG);
-        }
-        let policy = format!("{DEAD_LETTER_POLICY_PREFIX}{}", queue.name);
-        let definition = &self.policies.get(&policy)?.definition;
-        route(
-            definition,
-            "dead-letter-exchange",
-            "dead-letter-routing-key",
-        )
-    }
-
-    /// The queue `queue` dead-letters into through the default exchange, if it does.
-    pub fn dead_letter_queue_of<'a>(&'a self, queue: &'a QueueSpec) -> Option<&'a str> {
-        self.dead_letter_route(queue)
-            .filter(|r| r.exchange.is_empty())?
-            .routing_key
-    }
-}
-
 /// How god came to manage an object: it created it, or found it already matching and adopted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -415,6 +385,7 @@ pub mod kinds;
 pub mod queue_type;
 pub mod registry;
 pub mod topic;
+pub mod wiring;
 
 #[cfg(test)]
 mod tests {

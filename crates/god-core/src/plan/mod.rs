@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::containers::{ContainerSpec, NetworkSpec, VolumeSpec};
+use crate::model::wiring::{first_death_queue, group_members};
 use crate::model::{BindingSpec, ExchangeSpec, LimitSpec, PolicySpec, QueueSpec};
 
 /// The holding queue of a queue replaced with `--migrate` is `<queue>.god-migrating`.
@@ -405,10 +406,11 @@ mod vhost_or_empty {
     }
 }
 
-/// For each change, the index of the deletion that must have succeeded before it runs: the
-/// dead-letter queue of a queue, and god's dead-letter policy for a queue, go only once that
-/// queue is gone (a kept queue never dead-letters into nothing).
-pub fn removal_prerequisites(changes: &[Change]) -> Vec<Option<usize>> {
+/// For each change, the indices of the deletions that must have succeeded before it runs: the
+/// dead-letter queue of a queue, an older god's dead-letter policy for a queue, and the
+/// dead-letters exchange's binding for it go only once that queue is gone, god's grouped policy
+/// only once every queue it names is (a kept queue never dead-letters into nothing).
+pub fn removal_prerequisites(changes: &[Change]) -> Vec<Vec<usize>> {
     let deleted = |kind: ResourceKind| {
         changes
             .iter()
@@ -433,15 +435,34 @@ pub fn removal_prerequisites(changes: &[Change]) -> Vec<Option<usize>> {
             _ => None,
         }),
     );
+    sources.extend(
+        deleted(ResourceKind::Binding).filter_map(|(_, c)| match &c.before {
+            Some(Resource::Binding(b)) => Some((first_death_queue(b)?, b.destination.as_str())),
+            _ => None,
+        }),
+    );
     changes
         .iter()
         .map(|c| match (&c.action, &c.before) {
-            (Action::Delete, Some(Resource::Policy(p))) => queue_deletion(p.dead_letter_route()?.0),
+            (Action::Delete, Some(Resource::Policy(p))) => match group_members(p) {
+                Some(members) => members.iter().filter_map(|m| queue_deletion(m)).collect(),
+                None => p
+                    .dead_letter_route()
+                    .and_then(|r| queue_deletion(r.0))
+                    .into_iter()
+                    .collect(),
+            },
+            (Action::Delete, Some(Resource::Binding(b))) => first_death_queue(b)
+                .and_then(queue_deletion)
+                .into_iter()
+                .collect(),
             (Action::Delete, Some(Resource::Queue(q))) => sources
                 .iter()
                 .find(|(source, target)| *target == q.name && *source != q.name)
-                .and_then(|(source, _)| queue_deletion(source)),
-            _ => None,
+                .and_then(|(source, _)| queue_deletion(source))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
         })
         .collect()
 }

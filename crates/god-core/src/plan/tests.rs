@@ -61,20 +61,25 @@ fn empty_vhost_gets_everything_in_dependency_order() {
     let d = desired(ONE);
     let p = plan(&d, &ObservedState::default(), PlanOptions::default());
     let order: Vec<&str> = p.changes.iter().map(|c| c.id.as_str()).collect();
+    let group = order[2].to_string();
+    assert!(group.starts_with("policy/god.queues."), "{order:?}");
     assert_eq!(
         order,
         vec![
             "exchange/bus",
-            "policy/god.dlx.q",
+            "exchange/god.dead-letters",
+            group.as_str(),
             "queue/q_dlq",
             "queue/q",
             "binding/bus/queue/q/a.b",
             "binding/bus/queue/q/c.#",
-        ]
+            "binding/god.dead-letters/queue/q_dlq/{x-first-death-queue=\"q\", x-match=\"all-with-x\"}",
+        ],
+        "god's policy before the queue, so the queue never exists without it"
     );
     assert_eq!(
         (p.summary.add, p.summary.change, p.summary.destroy),
-        (6, 0, 0)
+        (8, 0, 0)
     );
     assert!(
         p.notes.iter().any(|n| n.id == "exchange/god.managed"),
@@ -88,17 +93,44 @@ fn empty_vhost_gets_everything_in_dependency_order() {
         spec.arguments.is_empty(),
         "declared as its consumers declare it: {spec:?}"
     );
-    let policy = p
-        .changes
-        .iter()
-        .find(|c| c.id == "policy/god.dlx.q")
-        .unwrap();
+    let policy = p.changes.iter().find(|c| c.id == group).unwrap();
     let Some(Resource::Policy(policy)) = &policy.after else {
         panic!()
     };
-    assert_eq!(policy.pattern, "^q$");
-    assert_eq!(policy.definition["dead-letter-exchange"], "");
-    assert_eq!(policy.definition["dead-letter-routing-key"], "q_dlq");
+    assert_eq!(policy.pattern, "^(?:q)$");
+    assert_eq!(
+        policy.definition,
+        serde_json::from_value::<crate::model::Arguments>(
+            json!({"dead-letter-exchange": "god.dead-letters"})
+        )
+        .unwrap()
+    );
+}
+
+/// The state an older god left: dead-lettering in the queues' arguments, none of god's
+/// grouped wiring.
+fn without_wiring(mut observed: ObservedState) -> ObservedState {
+    use crate::model::wiring::{DEAD_LETTERS_EXCHANGE, first_death_queue};
+    observed.topology.policies.clear();
+    observed
+        .topology
+        .bindings
+        .retain(|b| first_death_queue(b).is_none());
+    observed.topology.exchanges.remove(DEAD_LETTERS_EXCHANGE);
+    observed
+}
+
+/// The setting `key` of the grouped policy a plan creates for `queue`.
+fn group_setting(plan: &Plan, queue: &str, key: &str) -> Option<serde_json::Value> {
+    plan.changes.iter().find_map(|c| match &c.after {
+        Some(Resource::Policy(p))
+            if crate::model::wiring::group_members(p)
+                .is_some_and(|m| m.iter().any(|q| q == queue)) =>
+        {
+            p.definition.get(key).cloned()
+        }
+        _ => None,
+    })
 }
 
 #[test]
@@ -118,7 +150,7 @@ fn equal_meanings_in_other_spellings_are_not_changes() {
     let mut o = converged(&d);
     let mut found = queue(
         "q",
-        json!({"x-max-length": 10.0, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q_dlq"}),
+        json!({"x-max-length": 10.0, "x-queue-type": "classic"}),
     );
     found.arguments = crate::model::normalize_arguments(&found.arguments);
     o.topology.queues.insert("q".into(), found);
@@ -134,7 +166,11 @@ fn existing_matching_queues_are_adopted_and_get_dead_lettering_by_policy() {
     o.topology.queues.insert("q".into(), queue("q", json!({})));
     let p = plan(&d, &o, PlanOptions::default());
     assert_eq!(ids(&p, Action::Adopt), vec!["queue/q", "queue/q_dlq"]);
-    assert_eq!(ids(&p, Action::Create), vec!["policy/god.dlx.q"]);
+    let created = ids(&p, Action::Create);
+    assert!(
+        created.len() == 1 && created[0].starts_with("policy/god.queues."),
+        "{created:?}"
+    );
     assert!(ids(&p, Action::Replace).is_empty());
 }
 
@@ -385,8 +421,7 @@ fn carrying_its_dead_letter_arguments() -> QueueSpec {
 #[test]
 fn a_queue_carrying_its_own_dead_letter_arguments_is_kept_and_needs_no_policy() {
     let d = desired(ONE);
-    let mut o = converged(&d);
-    o.topology.policies.clear();
+    let mut o = without_wiring(converged(&d));
     o.topology
         .queues
         .insert("q".into(), carrying_its_dead_letter_arguments());
@@ -422,7 +457,7 @@ fn a_queue_whose_own_dead_letter_arguments_differ_is_kept_and_the_plan_says_so()
     assert!(
         note.message
             .contains("x-dead-letter-exchange=\"elsewhere\"")
-            && note.message.contains("win over god's policy"),
+            && note.message.contains("win over god's settings"),
         "{}",
         note.message
     );
@@ -452,17 +487,27 @@ fn a_queue_and_its_dead_letter_queue_are_pruned_together_the_queue_first() {
           produces: [x]
     "});
     let p = plan(&now, &observed, PRUNE);
-    assert_eq!(
-        ids(&p, Action::Delete),
-        vec!["queue/work", "policy/god.dlx.work", "queue/dead"]
+    let deleted = ids(&p, Action::Delete);
+    assert_eq!(deleted.len(), 4, "{deleted:?}");
+    assert_eq!(deleted[0], "queue/work");
+    assert!(deleted[1].starts_with("binding/god.dead-letters/queue/dead/"));
+    assert_eq!(deleted[2], "queue/dead");
+    assert!(
+        deleted[3].starts_with("policy/god.queues."),
+        "god's policy goes last: {deleted:?}"
     );
     assert_eq!(
         removal_prerequisites(&p.changes)
             .iter()
-            .map(|first| first.map(|i| p.changes[i].id.as_str()))
-            .collect::<Vec<_>>(),
-        vec![None, Some("queue/work"), Some("queue/work")],
-        "the queue's policy and its dead-letter queue go only after it"
+            .map(|firsts| firsts.iter().map(|i| p.changes[*i].id.as_str()).collect())
+            .collect::<Vec<Vec<&str>>>(),
+        vec![
+            vec![],
+            vec!["queue/work"],
+            vec!["queue/work"],
+            vec!["queue/work"]
+        ],
+        "the queue's dead-letter wiring, its dead-letter queue and god's policy go only after it"
     );
 
     let mut full = observed.clone();
@@ -612,15 +657,7 @@ fn in_a_cluster_a_new_replicated_queue_gets_a_balanced_leader_and_a_declared_one
         Some(Resource::Queue(q)) => q.arguments.get("x-queue-leader-locator").cloned(),
         other => panic!("no queue {name}: {other:?}"),
     };
-    let placed = |p: &Plan, name: &str| match p
-        .changes
-        .iter()
-        .find(|c| c.id == format!("policy/god.dlx.{name}"))
-        .and_then(|c| c.after.clone())
-    {
-        Some(Resource::Policy(policy)) => policy.definition.get("queue-leader-locator").cloned(),
-        _ => None,
-    };
+    let placed = |p: &Plan, name: &str| group_setting(p, name, "queue-leader-locator");
     assert_eq!(placed(&single, "q"), None, "one node: nothing to balance");
     assert_eq!(placed(&spread, "q"), Some(json!("balanced")));
     assert_eq!(placed(&spread, "q_dlq"), Some(json!("balanced")));
@@ -834,6 +871,37 @@ fn a_queue_replaced_for_its_type_keeps_gods_policy() {
             .iter()
             .all(|c| c.id != "policy/god.dlx.q" || c.action != Action::Delete),
         "the new queue needs the policy too: {:#?}",
+        p.changes
+    );
+}
+
+#[test]
+fn a_pruned_queue_keeps_its_wiring_until_it_is_gone_and_what_it_leaves_is_no_change() {
+    let both = desired(
+        "a:\n  queue_name: a\n  routing_keys: [x.a]\nb:\n  queue_name: b\n  routing_keys: [x.b]\n",
+    );
+    let only_b = desired("b:\n  queue_name: b\n  routing_keys: [x.b]\n");
+    let observed = converged(&both);
+    let p = plan(&only_b, &observed, PRUNE);
+    assert!(ids(&p, Action::Delete).contains(&"queue/a".to_string()));
+    assert!(
+        p.changes.iter().all(|c| c.kind != ResourceKind::Policy),
+        "the grouped policy still names a while it is deleted: {:#?}",
+        p.changes
+    );
+    let mut after = observed.clone();
+    after.topology.queues.remove("a");
+    after.topology.queues.remove("a_dlq");
+    after
+        .topology
+        .bindings
+        .retain(|b| b.destination != "a" && b.destination != "a_dlq");
+    after.managed_queues.remove("a");
+    after.managed_queues.remove("a_dlq");
+    let p = plan(&only_b, &after, PRUNE);
+    assert!(
+        p.changes.is_empty(),
+        "a name of a queue that is gone is harmless: {:#?}",
         p.changes
     );
 }

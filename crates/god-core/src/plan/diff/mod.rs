@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Action, Change, Note, NoteKind, Plan, Resource, ResourceKind, line_diff};
 use crate::model::desired::{DesiredState, Lifecycle, RETRY_EXCHANGE};
 use crate::model::queue_type::QueueType;
+use crate::model::wiring::{QUEUE_POLICY_PREFIX, Wiring};
 use crate::model::{
-    BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE, ObservedState,
-    Origin, PolicySpec, QueueSpec, Topology, format_arguments, record_exchange,
+    Arguments, BindingSpec, DEAD_LETTER_POLICY_PREFIX, ExchangeSpec, MANAGED_RECORD_EXCHANGE,
+    ObservedState, Origin, PolicySpec, QueueSpec, Topology, format_arguments, record_exchange,
 };
 
 mod queues;
+mod wiring;
 
 /// Choices that change what the plan contains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +34,10 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
         changes: Vec::new(),
         notes: Vec::new(),
         replaced_queues: BTreeSet::new(),
-        wanted_policies: BTreeMap::new(),
+        wiring: observed.topology.wiring(),
+        wired: BTreeMap::new(),
+        dead_letter_targets: BTreeMap::new(),
+        kept_own_policies: BTreeSet::new(),
         pruned_queues: BTreeSet::new(),
     };
     planner.exchanges();
@@ -40,7 +45,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: PlanOptio
     planner.bindings();
     planner.orphans();
     planner.keep_dead_letter_queues_of_kept_queues();
-    planner.policies();
+    planner.wiring_changes();
     planner.declared_settings();
     planner.inactive_services();
     planner.interrupted_migrations();
@@ -135,8 +140,9 @@ fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<C
     let waits_for: Vec<Option<String>> = changes
         .iter()
         .zip(&prerequisites)
-        .map(|(c, first)| {
-            unavailable_queue(c).or_else(|| first.and_then(|i| unavailable_queue(&changes[i])))
+        .map(|(c, firsts)| {
+            unavailable_queue(c)
+                .or_else(|| firsts.iter().find_map(|i| unavailable_queue(&changes[*i])))
         })
         .collect();
     changes
@@ -163,7 +169,8 @@ fn withhold_unavailable(changes: Vec<Change>, observed: &ObservedState) -> Vec<C
 /// routing key is ever unbound while its replacement is pending.
 fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
     use ResourceKind::{Binding, Exchange, Limit, OperatorPolicy, Policy, Queue};
-    let own_policy = change.name().starts_with(DEAD_LETTER_POLICY_PREFIX);
+    let own_policy = change.name().starts_with(DEAD_LETTER_POLICY_PREFIX)
+        || change.name().starts_with(QUEUE_POLICY_PREFIX);
     match (change.action, change.kind) {
         (Action::Create | Action::Replace, Exchange) => 0,
         // God's policy for a queue is in place when the queue is declared: its leader is
@@ -176,10 +183,15 @@ fn execution_phase(change: &Change, desired: &DesiredState) -> u8 {
         (Action::Create, Binding) => 6,
         (Action::Adopt, _) => 7,
         (Action::Delete, Binding) => 8,
+        (Action::Delete, Policy)
+            if own_policy && change.name().starts_with(QUEUE_POLICY_PREFIX) =>
+        {
+            11
+        }
         (Action::Delete, Policy | OperatorPolicy | Limit) => 9,
         (Action::Delete, Queue) => 10,
-        (Action::Delete, Exchange) => 11,
-        _ => 12,
+        (Action::Delete, Exchange) => 12,
+        _ => 13,
     }
 }
 
@@ -189,18 +201,13 @@ fn after_prerequisites(changes: Vec<Change>) -> Vec<Change> {
     let prerequisites = super::removal_prerequisites(&changes);
     let mut placed = vec![false; changes.len()];
     let mut order = Vec::with_capacity(changes.len());
-    fn place(
-        i: usize,
-        prerequisites: &[Option<usize>],
-        placed: &mut [bool],
-        order: &mut Vec<usize>,
-    ) {
+    fn place(i: usize, prerequisites: &[Vec<usize>], placed: &mut [bool], order: &mut Vec<usize>) {
         if placed[i] {
             return;
         }
         placed[i] = true;
-        if let Some(first) = prerequisites[i] {
-            place(first, prerequisites, placed, order);
+        for first in &prerequisites[i] {
+            place(*first, prerequisites, placed, order);
         }
         order.push(i);
     }
@@ -218,7 +225,14 @@ struct Planner<'a> {
     changes: Vec<Change>,
     notes: Vec<Note>,
     replaced_queues: BTreeSet<String>,
-    wanted_policies: BTreeMap<String, PolicySpec>,
+    /// God's wiring of the live queues.
+    wiring: Wiring<'a>,
+    /// What god's grouped policies give each queue that needs them (argument form).
+    wired: BTreeMap<String, Arguments>,
+    /// Where the dead-letters exchange leads each queue's dead letters.
+    dead_letter_targets: BTreeMap<String, String>,
+    /// An older god's policies of a queue's own that still give it what it needs.
+    kept_own_policies: BTreeSet<String>,
     pruned_queues: BTreeSet<String>,
 }
 
@@ -475,12 +489,7 @@ impl Planner<'_> {
                 .queues
                 .values()
                 .filter(|q| !deleted.contains(&q.name) && !self.replaced_queues.contains(&q.name))
-                .filter_map(|q| {
-                    Some((
-                        q.name.as_str(),
-                        self.observed.topology.dead_letter_queue_of(q)?,
-                    ))
-                })
+                .filter_map(|q| Some((q.name.as_str(), self.wiring.dead_letter_queue_of(q)?)))
                 .find(|(_, target)| deleted.contains(*target));
             let Some((source, target)) = kept_source else {
                 return;
@@ -518,50 +527,6 @@ impl Planner<'_> {
             .filter(|s| s.status == Lifecycle::Deprecated)
             .flat_map(|s| s.queues.iter().map(|q| (q.clone(), s.service.clone())))
             .collect()
-    }
-
-    fn policies(&mut self) {
-        let wanted = std::mem::take(&mut self.wanted_policies);
-        for (name, policy) in &wanted {
-            match self.observed.topology.policies.get(name) {
-                None => self.create(
-                    Resource::Policy(policy.clone()),
-                    format!(
-                        "gives queue {} what its consumers do not declare",
-                        policy.queue_of_own().unwrap_or_default()
-                    ),
-                ),
-                Some(found) if found == policy => {}
-                Some(found) => {
-                    let mut c = Change::new(
-                        Action::Update,
-                        &Resource::Policy(policy.clone()),
-                        "its definition differs from what registry.yaml asks",
-                    );
-                    c.diff = line_diff(&policy_lines(found), &policy_lines(policy));
-                    c.before = Some(Resource::Policy(found.clone()));
-                    c.after = Some(Resource::Policy(policy.clone()));
-                    self.push(c);
-                }
-            }
-        }
-        let stale: Vec<PolicySpec> = self
-            .observed
-            .topology
-            .policies
-            .values()
-            .filter(|p| {
-                p.name.starts_with(DEAD_LETTER_POLICY_PREFIX) && !wanted.contains_key(&p.name)
-            })
-            .filter(|p| self.policy_is_stale(p))
-            .cloned()
-            .collect();
-        for p in stale {
-            self.delete(
-                Resource::Policy(p),
-                "the queue it dead-letters no longer needs it",
-            );
-        }
     }
 
     /// The policies, operator policies and limits the inputs declare: created, adopted when
@@ -622,15 +587,6 @@ impl Planner<'_> {
                 self.push(c);
             }
         }
-    }
-
-    /// A god dead-letter policy whose queue is gone, pruned, replaced (the new queue carries its
-    /// own arguments), or desired with its arguments in place. Policies of kept orphans stay.
-    fn policy_is_stale(&self, policy: &PolicySpec) -> bool {
-        let queue = &policy.name[DEAD_LETTER_POLICY_PREFIX.len()..];
-        let exists = self.observed.topology.queues.contains_key(queue);
-        let desired = self.desired.topology.queues.contains_key(queue);
-        !exists || desired || self.pruned_queues.contains(queue)
     }
 
     /// Holding queues a migration left behind (god stopped part-way): their messages wait

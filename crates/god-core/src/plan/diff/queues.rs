@@ -6,10 +6,8 @@ use serde_json::Value;
 use super::{Planner, plural, queue_lines};
 use crate::model::desired::QueueRole;
 use crate::model::queue_type::{LEADER_LOCATOR_ARG, LeaderLocator, QueueType};
-use crate::model::{
-    Arguments, DEAD_LETTER_POLICY_PREFIX, PolicySpec, QueueSpec, format_arguments,
-    normalize_arguments,
-};
+use crate::model::wiring::{DEAD_LETTERS_EXCHANGE, argument_form};
+use crate::model::{Arguments, DLK_ARG, DLX_ARG, QueueSpec, format_arguments, normalize_arguments};
 use crate::plan::{Action, Change, NoteKind, Resource, line_diff};
 
 impl Planner<'_> {
@@ -18,7 +16,7 @@ impl Planner<'_> {
             let (wanted, policy) = self.placed(wanted);
             match self.observed.topology.queues.get(name) {
                 None => {
-                    self.want_policy(name, &policy);
+                    self.wire(name, &policy);
                     self.create(Resource::Queue(wanted), self.queue_cause(name));
                 }
                 Some(found) => self.compare_queue(found, &wanted, &policy),
@@ -53,28 +51,36 @@ impl Planner<'_> {
         (queue, policy)
     }
 
-    /// God's policy for a live queue, keeping the leader placement its live policy gave it at
-    /// declaration: placement only matters then, so it is neither added nor taken away later.
-    fn with_kept_placement(&self, queue: &str, policy: &Arguments) -> Arguments {
-        let mut policy = policy.clone();
-        let live = self
-            .observed
-            .topology
-            .policies
-            .get(&format!("{DEAD_LETTER_POLICY_PREFIX}{queue}"))
-            .and_then(|p| p.definition.get("queue-leader-locator"));
-        if let Some(locator) = live.filter(|_| !policy.contains_key(LEADER_LOCATOR_ARG)) {
-            policy.insert(LEADER_LOCATOR_ARG.into(), locator.clone());
+    /// God's settings for a live queue, keeping the leader placement its live wiring gave it
+    /// at declaration: placement only matters then, so it is neither added nor taken away later.
+    fn with_kept_placement(&self, queue: &str, settings: &Arguments) -> Arguments {
+        let mut settings = settings.clone();
+        let live = self.wiring.settings_of(queue).remove(LEADER_LOCATOR_ARG);
+        if let Some(locator) = live.filter(|_| !settings.contains_key(LEADER_LOCATOR_ARG)) {
+            settings.insert(LEADER_LOCATOR_ARG.into(), locator);
         }
-        policy
+        settings
     }
 
-    /// Sets god's policy on `queue` when it gives it anything.
-    fn want_policy(&mut self, queue: &str, policy: &Arguments) {
-        if !policy.is_empty() {
-            let policy = PolicySpec::dead_letter_for(queue, policy);
-            self.wanted_policies.insert(policy.name.clone(), policy);
+    /// Gives `queue` god's `settings` through the grouped policies: dead-lettering into a queue
+    /// through the default exchange becomes the dead-letters exchange and its binding.
+    fn wire(&mut self, queue: &str, settings: &Arguments) {
+        if settings.is_empty() {
+            return;
         }
+        let mut effective = settings.clone();
+        let through_default = effective.get(DLX_ARG).and_then(Value::as_str) == Some("");
+        if let Some(target) = effective
+            .get(DLK_ARG)
+            .and_then(Value::as_str)
+            .filter(|_| through_default)
+            .map(str::to_string)
+        {
+            effective.remove(DLK_ARG);
+            effective.insert(DLX_ARG.into(), Value::from(DEAD_LETTERS_EXCHANGE));
+            self.dead_letter_targets.insert(queue.to_string(), target);
+        }
+        self.wired.insert(queue.to_string(), effective);
     }
 
     fn queue_cause(&self, queue: &str) -> String {
@@ -114,17 +120,26 @@ impl Planner<'_> {
             && found.auto_delete == wanted.auto_delete
             && identity(found) == identity(wanted);
         if !same {
-            self.want_policy(&found.name, policy);
+            self.wire(&found.name, policy);
             self.replace_queue(found, wanted);
             return;
         }
-        let carried = normalize_arguments(&found.arguments);
+        // What the queue has already: its own arguments, and an older god's policy of its own
+        // for what they do not say (arguments win over policies).
+        let arguments = normalize_arguments(&found.arguments);
+        let own_policy = self.wiring.own_policy_of(&found.name);
+        let mut carried = own_policy
+            .map(|p| normalize_arguments(&argument_form(&p.definition)))
+            .unwrap_or_default();
+        carried.extend(arguments.clone());
         let wanted_policy = normalize_arguments(policy);
         let missing = wanted_policy.iter().any(|(k, _)| !carried.contains_key(k));
-        let own = PolicySpec::dead_letter_for(&found.name, policy);
-        let in_place = self.observed.topology.policies.get(&own.name) == Some(&own);
-        if missing || (in_place && !policy.is_empty()) {
-            self.want_policy(&found.name, policy);
+        if missing {
+            self.wire(&found.name, policy);
+        } else if let Some(own) =
+            own_policy.filter(|_| wanted_policy.keys().any(|k| !arguments.contains_key(k)))
+        {
+            self.kept_own_policies.insert(own.name.clone());
         }
         let overriding: Vec<String> = wanted_policy
             .iter()
@@ -136,7 +151,7 @@ impl Planner<'_> {
                 NoteKind::Info,
                 format!("queue/{}", found.name),
                 format!(
-                    "it carries {} as arguments of its own, which win over god's policy ({}): the queue is kept as it is (RabbitMQ cannot change a queue's arguments); its consumers must declare them",
+                    "it carries {} of its own (arguments, or an older god's policy for it), which win over god's settings ({}): the queue is kept as it is (RabbitMQ cannot change a queue's arguments); its consumers must declare its arguments",
                     overriding.join(", "),
                     format_arguments(&wanted_policy)
                 ),

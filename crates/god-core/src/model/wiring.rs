@@ -1,0 +1,277 @@
+//! God's wiring of the queues it serves, beyond their declaration: what their consumers do not
+//! declare (dead-lettering, retry stages' TTLs, quorum options, leader placement) comes from
+//! policies, and a queue is declared only as its consumers declare it.
+//!
+//! Policies are grouped: every queue given the same settings shares one policy
+//! (`god.queues.<digest>`, its pattern the list of those queues), because RabbitMQ matches
+//! every queue against every policy: a policy per queue makes 3,000 services take minutes to
+//! declare, where a few grouped policies cost little more than none. Dead letters need no
+//! per-queue setting either: the group's policy sends them to god's headers exchange
+//! `god.dead-letters`, whose binding per queue (on `x-first-death-queue`, which the broker sets
+//! when a message first dies) leads them to that queue's dead-letter queue.
+//!
+//! An older god gave each queue a policy of its own (`god.dlx.<queue>`); such a policy, like a
+//! queue's own arguments, still counts as wiring the queue has.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::arguments::Arguments;
+use super::{
+    ApplyTo, BindingSpec, DEAD_LETTER_POLICY_PREFIX, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG,
+    DeadLetterRoute, DestinationType, ExchangeKind, ExchangeSpec, PolicySpec, QueueSpec, Topology,
+};
+
+/// Prefix of god's grouped queue policies.
+pub const QUEUE_POLICY_PREFIX: &str = "god.queues.";
+/// God's headers exchange that leads each queue's dead letters to its dead-letter queue.
+pub const DEAD_LETTERS_EXCHANGE: &str = "god.dead-letters";
+/// The header the broker sets to the queue a message first died in.
+pub const FIRST_DEATH_QUEUE: &str = "x-first-death-queue";
+
+/// The dead-letters exchange: headers, durable, internal (no client publishes to it).
+pub fn dead_letters_exchange() -> ExchangeSpec {
+    ExchangeSpec {
+        name: DEAD_LETTERS_EXCHANGE.to_string(),
+        kind: ExchangeKind::Headers,
+        durable: true,
+        auto_delete: false,
+        internal: true,
+        arguments: Arguments::new(),
+    }
+}
+
+/// The binding that leads the dead letters of `queue` to `target`. `all-with-x` makes the
+/// exchange read an `x-` header (plain `all` skips them).
+pub fn dead_letters_binding(queue: &str, target: &str) -> BindingSpec {
+    let mut binding = BindingSpec::queue(DEAD_LETTERS_EXCHANGE, target, "");
+    binding.arguments = [
+        ("x-match".to_string(), Value::from("all-with-x")),
+        (FIRST_DEATH_QUEUE.to_string(), Value::from(queue)),
+    ]
+    .into();
+    binding
+}
+
+/// The queue whose dead letters a binding of the dead-letters exchange takes.
+pub fn first_death_queue(binding: &BindingSpec) -> Option<&str> {
+    if binding.source != DEAD_LETTERS_EXCHANGE || binding.destination_type != DestinationType::Queue
+    {
+        return None;
+    }
+    binding.arguments.get(FIRST_DEATH_QUEUE)?.as_str()
+}
+
+/// The policy that gives `settings` (argument form) to `queues`: named by a digest of the
+/// settings, so that it stays the same policy while queues join and leave it.
+pub fn group_policy(settings: &Arguments, queues: &BTreeSet<String>) -> PolicySpec {
+    let definition = policy_definition(settings);
+    let text = serde_json::to_string(&definition).expect("arguments serialise");
+    let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
+    let names: Vec<String> = queues.iter().map(|q| regex::escape(q)).collect();
+    PolicySpec {
+        name: format!("{QUEUE_POLICY_PREFIX}{digest}"),
+        pattern: format!("^(?:{})$", names.join("|")),
+        apply_to: ApplyTo::Queues,
+        priority: DEAD_LETTER_POLICY_PRIORITY,
+        definition,
+    }
+}
+
+/// Settings in argument form (`x-message-ttl`) as a policy writes them (`message-ttl`).
+pub fn policy_definition(settings: &Arguments) -> Arguments {
+    settings
+        .iter()
+        .map(|(k, v)| (k.trim_start_matches("x-").to_string(), v.clone()))
+        .collect()
+}
+
+/// A policy's definition in argument form: the inverse of [`policy_definition`].
+pub fn argument_form(definition: &Arguments) -> Arguments {
+    definition
+        .iter()
+        .map(|(k, v)| (format!("x-{k}"), v.clone()))
+        .collect()
+}
+
+/// The queues one of god's grouped policies names, read back from its pattern.
+pub fn group_members(policy: &PolicySpec) -> Option<Vec<String>> {
+    policy.name.strip_prefix(QUEUE_POLICY_PREFIX)?;
+    let inner = policy.pattern.strip_prefix("^(?:")?.strip_suffix(")$")?;
+    let mut members = vec![String::new()];
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => members.last_mut()?.push(chars.next()?),
+            '|' => members.push(String::new()),
+            other => members.last_mut()?.push(other),
+        }
+    }
+    Some(members)
+}
+
+/// What god's wiring gives the queues of a topology, read once: the grouped policy of each
+/// queue, an older god's per-queue policies, and the dead-letters exchange's bindings.
+pub struct Wiring<'a> {
+    topology: &'a Topology,
+    grouped: HashMap<String, &'a PolicySpec>,
+    dead_letter_targets: HashMap<&'a str, &'a str>,
+}
+
+impl Topology {
+    /// The wiring of this topology's queues.
+    pub fn wiring(&self) -> Wiring<'_> {
+        let mut grouped = HashMap::new();
+        for policy in self.policies.values() {
+            for member in group_members(policy).into_iter().flatten() {
+                grouped.entry(member).or_insert(policy);
+            }
+        }
+        let dead_letter_targets = self
+            .bindings
+            .iter()
+            .filter_map(|b| Some((first_death_queue(b)?, b.destination.as_str())))
+            .collect();
+        Wiring {
+            topology: self,
+            grouped,
+            dead_letter_targets,
+        }
+    }
+}
+
+impl<'a> Wiring<'a> {
+    /// What god's policies give `queue` (an older god's own policy for it first), in argument
+    /// form.
+    pub fn settings_of(&self, queue: &str) -> Arguments {
+        self.policy_of(queue)
+            .map(|p| argument_form(&p.definition))
+            .unwrap_or_default()
+    }
+
+    /// The grouped policy that names `queue`, if any.
+    pub fn group_of(&self, queue: &str) -> Option<&'a PolicySpec> {
+        self.grouped.get(queue).copied()
+    }
+
+    /// An older god's policy of `queue`'s own (`god.dlx.<queue>`), if any.
+    pub fn own_policy_of(&self, queue: &str) -> Option<&'a PolicySpec> {
+        self.topology
+            .policies
+            .get(&format!("{DEAD_LETTER_POLICY_PREFIX}{queue}"))
+    }
+
+    /// God's policy that applies to `queue`, if any.
+    pub fn policy_of(&self, queue: &str) -> Option<&'a PolicySpec> {
+        self.own_policy_of(queue).or_else(|| self.group_of(queue))
+    }
+
+    /// The queue the dead-letters exchange leads the dead letters of `queue` to.
+    pub fn dead_letter_target(&self, queue: &str) -> Option<&'a str> {
+        self.dead_letter_targets.get(queue).copied()
+    }
+
+    /// Where `queue` dead-letters: its arguments' route, else the one god's policy gives it
+    /// (queue arguments win over policies, as in RabbitMQ). Through the dead-letters exchange,
+    /// that is its dead-letter queue, through the default exchange.
+    pub fn dead_letter_route(&self, queue: &'a QueueSpec) -> Option<DeadLetterRoute<'a>> {
+        let route = |settings: &'a Arguments, exchange: &str, key: &str| {
+            Some(DeadLetterRoute {
+                exchange: settings.get(exchange)?.as_str()?,
+                routing_key: settings.get(key).and_then(Value::as_str),
+            })
+        };
+        if queue.arguments.contains_key(DLX_ARG) {
+            return route(&queue.arguments, DLX_ARG, DLK_ARG);
+        }
+        let definition = &self.policy_of(&queue.name)?.definition;
+        let found = route(
+            definition,
+            "dead-letter-exchange",
+            "dead-letter-routing-key",
+        )?;
+        if found.exchange != DEAD_LETTERS_EXCHANGE {
+            return Some(found);
+        }
+        Some(DeadLetterRoute {
+            exchange: "",
+            routing_key: Some(self.dead_letter_target(&queue.name)?),
+        })
+    }
+
+    /// The queue `queue` dead-letters into through the default exchange, if it does.
+    pub fn dead_letter_queue_of(&self, queue: &'a QueueSpec) -> Option<&'a str> {
+        self.dead_letter_route(queue)
+            .filter(|r| r.exchange.is_empty())?
+            .routing_key
+    }
+}
+
+/// God's grouped policies for `settings` (each queue's, in argument form): one per distinct
+/// settings, naming every queue given them.
+pub fn group_policies(settings: &BTreeMap<String, Arguments>) -> Vec<PolicySpec> {
+    let mut groups: BTreeMap<String, (&Arguments, BTreeSet<String>)> = BTreeMap::new();
+    for (queue, given) in settings.iter().filter(|(_, s)| !s.is_empty()) {
+        let key = serde_json::to_string(given).expect("arguments serialise");
+        groups
+            .entry(key)
+            .or_insert_with(|| (given, BTreeSet::new()))
+            .1
+            .insert(queue.clone());
+    }
+    groups
+        .values()
+        .map(|(given, queues)| group_policy(given, queues))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_group_policy_names_its_queues_and_reads_them_back() {
+        let settings: Arguments =
+            serde_json::from_value(json!({"x-dead-letter-exchange": "god.dead-letters"})).unwrap();
+        let queues: BTreeSet<String> = ["a.b", "c|d", "e(f)"].map(String::from).into();
+        let policy = group_policy(&settings, &queues);
+        assert!(policy.name.starts_with(QUEUE_POLICY_PREFIX));
+        assert_eq!(
+            policy.definition["dead-letter-exchange"],
+            "god.dead-letters"
+        );
+        let pattern = regex::Regex::new(&policy.pattern).unwrap();
+        for q in &queues {
+            assert!(pattern.is_match(q), "{q}");
+        }
+        assert!(!pattern.is_match("a.bc") && !pattern.is_match("axb"));
+        let members: BTreeSet<String> = group_members(&policy).unwrap().into_iter().collect();
+        assert_eq!(members, queues);
+        let other = group_policy(&settings, &["z".to_string()].into());
+        assert_eq!(
+            other.name, policy.name,
+            "named by its settings, not its queues"
+        );
+    }
+
+    #[test]
+    fn dead_letters_reach_the_queue_the_exchange_binds() {
+        let mut topology = Topology::default();
+        let settings: Arguments =
+            serde_json::from_value(json!({"x-dead-letter-exchange": DEAD_LETTERS_EXCHANGE}))
+                .unwrap();
+        let policy = group_policy(&settings, &["q".to_string()].into());
+        topology.policies.insert(policy.name.clone(), policy);
+        topology.bindings.insert(dead_letters_binding("q", "q_dlq"));
+        let q = QueueSpec {
+            name: "q".into(),
+            durable: true,
+            auto_delete: false,
+            arguments: Arguments::new(),
+        };
+        assert_eq!(topology.wiring().dead_letter_queue_of(&q), Some("q_dlq"));
+    }
+}
