@@ -81,9 +81,18 @@ fn largest_registry_is_planned_in_full_applied_and_then_converged() {
     }
     let bindings: Vec<&String> = created
         .iter()
-        .filter(|id| id.starts_with("binding/"))
+        .filter(|id| id.starts_with("binding/bloodbank.events.v1/"))
         .collect();
     assert_eq!(bindings.len(), 11, "{bindings:?}");
+    let wiring = created
+        .iter()
+        .filter(|id| id.starts_with("binding/god.dead-letters/"))
+        .count();
+    assert_eq!(
+        wiring,
+        LARGEST_ACTIVE_QUEUES.len(),
+        "one dead-letters binding per queue"
+    );
     assert!(
         created.contains(
             &"binding/bloodbank.events.v1/queue/services.agent.voice_soprano/agent.*.message.*"

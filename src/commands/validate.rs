@@ -86,7 +86,7 @@ fn validate_tree(dir: &std::path::Path, registry: Option<&LoadedRegistry>) -> Re
 
 /// A warning for each routing key of the registry that no event type of the tree matches.
 fn unmatched_keys(tree: &SchemaTree, loaded: &LoadedRegistry) -> Vec<Diagnostic> {
-    let types: Vec<&str> = tree.event_types().collect();
+    let types = tree.named_types();
     let doc = crate::inputs::yaml::parse(&loaded.source.text).ok();
     let mut out = Vec::new();
     for (id, service) in &loaded.registry.services {

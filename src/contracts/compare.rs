@@ -134,10 +134,10 @@ impl Walk<'_> {
     fn types(&mut self, old: &Flat, new: &Flat, pointer: &str) {
         let (Some(old_types), Some(new_types)) = (&old.types, &new.types) else {
             if old.types.is_none() && new.types.is_some() {
-                let now: Vec<&String> = new.types.iter().flatten().collect();
+                let now = type_list(new.types.iter().flatten());
                 self.breaking(
                     &format!("{pointer}/type"),
-                    format!("type narrowed from any to {now:?}"),
+                    format!("type narrowed from any to {now}"),
                 );
             }
             return;
@@ -152,7 +152,12 @@ impl Walk<'_> {
         if !lost.is_empty() {
             self.breaking(
                 &format!("{pointer}/type"),
-                format!("type narrowed: {lost:?} no longer allowed (now {new_types:?})"),
+                format!(
+                    "type narrowed from {} to {}: {} no longer allowed",
+                    type_list(old_types.iter()),
+                    type_list(new_types.iter()),
+                    type_list(lost.into_iter())
+                ),
             );
         }
     }
@@ -344,4 +349,9 @@ fn dereference(resolver: &TreeResolver, node: &Node, depth: usize) -> Node {
         true => dereference(resolver, &followed, depth + 1),
         false => followed,
     }
+}
+
+/// Type names as a schema author writes them: `number`, or `string or null`.
+fn type_list<'a>(types: impl Iterator<Item = &'a String>) -> String {
+    types.map(String::as_str).collect::<Vec<_>>().join(" or ")
 }

@@ -12,7 +12,7 @@
 //! `payload`, or when it includes another schema through `allOf` (the older Holyfields form,
 //! extending `_common/base_event`); any other schema describes the payload alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -138,27 +138,34 @@ impl SchemaTree {
         if !root.is_dir() {
             return Err(format!("{}: no such folder", root.display()));
         }
-        let root = root
+        let canonical = root
             .canonicalize()
             .map_err(|e| format!("{}: {e}", root.display()))?;
         let mut problems = Vec::new();
-        let files = read_files(&root, &mut problems);
+        let files = read_files(root, &mut problems);
         problems.extend(id_problems(&files));
+        let located: Vec<PathBuf> = files.iter().map(|f| canonical.join(&f.relative)).collect();
         let resolver = TreeResolver::new(
             files
                 .iter()
-                .map(|f| (f.source.path.as_path(), f.id(), &f.value)),
+                .zip(&located)
+                .map(|(f, path)| (path.as_path(), f.id(), &f.value)),
         );
-        problems.extend(files.iter().flat_map(|f| reference_problems(f, &resolver)));
+        problems.extend(
+            files
+                .iter()
+                .zip(&located)
+                .flat_map(|(f, path)| reference_problems(f, path, &resolver)),
+        );
         let mut tree = Self {
-            root,
+            root: canonical,
             files: Vec::new(),
             events: BTreeMap::new(),
             problems,
             resolver: resolver.clone(),
         };
-        for file in &files {
-            tree.add_events(file, &resolver);
+        for (file, path) in files.iter().zip(&located) {
+            tree.add_events(file, path, &resolver);
         }
         tree.files = files;
         Ok(tree)
@@ -195,7 +202,21 @@ impl SchemaTree {
         self.events.values().flat_map(BTreeMap::values)
     }
 
-    fn add_events(&mut self, file: &SchemaFile, resolver: &TreeResolver) {
+    /// Every event type the tree's files name (by path or `event_type` const), those that do
+    /// not compile included.
+    pub fn named_types(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .filter_map(|f| {
+                let (path_type, _) = event_of_path(&f.relative)?;
+                Some([Some(path_type), event_type_const(&f.value)])
+            })
+            .flatten()
+            .flatten()
+            .collect()
+    }
+
+    fn add_events(&mut self, file: &SchemaFile, path: &Path, resolver: &TreeResolver) {
         let Some((path_type, version)) = event_of_path(&file.relative) else {
             return;
         };
@@ -221,7 +242,7 @@ impl SchemaTree {
                 );
                 continue;
             }
-            match compile(file, resolver) {
+            match compile(path, &file.value, resolver) {
                 Ok((validator, payload)) => {
                     let schema = EventSchema {
                         event_type: event_type.clone(),
@@ -263,7 +284,7 @@ fn read_files(root: &Path, problems: &mut Vec<Diagnostic>) -> Vec<SchemaFile> {
     let walk = walkdir::WalkDir::new(root)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| !e.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walk.filter_map(Result::ok) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy();
@@ -340,13 +361,13 @@ fn id_problems(files: &[SchemaFile]) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for file in files {
         let Some(id) = file.id() else { continue };
-        let line = line_of(&file.source.text, "\"$id\"").unwrap_or(1);
+        let (line, col) = place_of(&file.source.text, &Value::from(id).to_string());
         if let Some(first) = seen.get(id) {
             problems.push(
                 Diagnostic::error(
                     &file.source,
                     line,
-                    1,
+                    col,
                     format!("duplicate $id {id:?}: {} has it too", first.relative),
                 )
                 .with_hint("a $id names one schema: give this one its own"),
@@ -360,7 +381,7 @@ fn id_problems(files: &[SchemaFile]) -> Vec<Diagnostic> {
                 Diagnostic::warning(
                     &file.source,
                     line,
-                    1,
+                    col,
                     format!("$id {id:?} disagrees with the file's path {}", file.relative),
                 )
                 .with_hint("references by $id and by path then lead to different places: make the $id end with the path"),
@@ -370,18 +391,18 @@ fn id_problems(files: &[SchemaFile]) -> Vec<Diagnostic> {
     problems
 }
 
-/// Each `$ref` of a file that does not resolve, at its line.
-fn reference_problems(file: &SchemaFile, resolver: &TreeResolver) -> Vec<Diagnostic> {
-    let base = file_uri(&file.source.path);
+/// Each `$ref` of a file (at `path`) that does not resolve, at its line.
+fn reference_problems(file: &SchemaFile, path: &Path, resolver: &TreeResolver) -> Vec<Diagnostic> {
+    let base = file_uri(path);
     let mut references = Vec::new();
     collect_references(&file.value, &mut references);
     references
         .into_iter()
         .filter_map(|reference| {
             let why = resolver.check(&base, reference).err()?;
-            let line = line_of(&file.source.text, &Value::from(reference).to_string()).unwrap_or(1);
+            let (line, col) = place_of(&file.source.text, &Value::from(reference).to_string());
             Some(
-                Diagnostic::error(&file.source, line, 1, format!("$ref {reference:?} does not resolve: {why}"))
+                Diagnostic::error(&file.source, line, col, format!("$ref {reference:?} does not resolve: {why}"))
                     .with_hint("a relative $ref is resolved against this file's path, an absolute one against the $ids of the tree; god never fetches over the network"),
             )
         })
@@ -403,13 +424,26 @@ fn collect_references<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 
 /// The first line (1-based) holding `needle`.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+    Some(place_of_opt(text, needle)?.0)
 }
 
-/// The schema compiled with formats asserted, and its payload part when it describes the
-/// whole event.
+/// Where `needle` first stands (1-based line and column), else the file's start.
+fn place_of(text: &str, needle: &str) -> (usize, usize) {
+    place_of_opt(text, needle).unwrap_or((1, 1))
+}
+
+fn place_of_opt(text: &str, needle: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let at = line.find(needle)?;
+        Some((i + 1, line[..at].chars().count() + 1))
+    })
+}
+
+/// The schema (of the file at `path`) compiled with formats asserted, and its payload part when
+/// it describes the whole event.
 fn compile(
-    file: &SchemaFile,
+    path: &Path,
+    schema: &Value,
     resolver: &TreeResolver,
 ) -> Result<(jsonschema::Validator, Option<jsonschema::Validator>), String> {
     let options = || {
@@ -417,12 +451,11 @@ fn compile(
             .should_validate_formats(true)
             .with_retriever(resolver.clone())
     };
-    let served = resolver.document(&file_uri(&file.source.path))?;
+    let served = resolver.document(&file_uri(path))?;
     let validator = options().build(&served).map_err(|e| e.to_string())?;
-    let payload = match file.value.pointer("/properties/payload") {
-        Some(_) if describes_whole_event(&file.value) => {
-            let reference =
-                json!({"$ref": format!("{}#/properties/payload", file_uri(&file.source.path))});
+    let payload = match schema.pointer("/properties/payload") {
+        Some(_) if describes_whole_event(schema) => {
+            let reference = json!({"$ref": format!("{}#/properties/payload", file_uri(path))});
             Some(options().build(&reference).map_err(|e| e.to_string())?)
         }
         _ => None,

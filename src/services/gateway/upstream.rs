@@ -19,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::envelope::{self, Violation};
-use super::{Check, EventHeaders, Gateway, Published, Refusal, authorize, publish};
+use super::publish::{
+    Check, EventHeaders, Gateway, Published, Refusal, authorize, invalid_json, publish,
+};
 
 /// The actions of the upstream's agent route (Holyfields' generated models): others are
 /// accepted only when the schema tree has an `agent.<action>` schema.
@@ -126,7 +128,7 @@ pub(crate) async fn publish_event(
 }
 
 fn bridge_envelope(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
-    let data: Value = serde_json::from_slice(body).map_err(super::invalid_json)?;
+    let data: Value = serde_json::from_slice(body).map_err(invalid_json)?;
     let Some(data) = data.as_object() else {
         return Err(detail(
             StatusCode::BAD_REQUEST,

@@ -1,6 +1,8 @@
 //! A plan: the value that says what `apply` will do. It is computed by a pure function
 //! ([`diff::plan`]), printed by [`render`], saved and checked by [`saved`].
 
+#[cfg(test)]
+mod cluster_tests;
 pub mod containers;
 pub mod diff;
 pub mod graph;
