@@ -27,15 +27,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use common::load::{
     EVENT, LIVENESS, Sample, closed_loop, http_load, median, median_rate, percentiles,
 };
 use common::{
-    MANAGEMENT, applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost,
+    Drain, MANAGEMENT, applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost,
     two_thread_runtime,
 };
 use god::rabbit::endpoints::BrokerEndpoints;
@@ -67,7 +67,7 @@ fn main() {
         let mut accounts = Vec::new();
         let mut publisher_rows = Vec::new();
         for consumed in [true, false] {
-            let drain = if consumed { Some(Drain::start(&amqp).await) } else { None };
+            let drain = if consumed { Some(Drain::start(&amqp, "sink").await) } else { None };
             let queue = if consumed { "consumed" } else { "not consumed" };
             for &clients in &concurrencies {
                 let mut row = Row::default();
@@ -114,41 +114,6 @@ fn main() {
         purge(&http).await;
         delete_vhost(&http, VHOST).await;
     });
-}
-
-/// A consumer that takes every message off the benchmark's queue as it arrives.
-struct Drain {
-    connection: Connection,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drain {
-    async fn start(amqp: &str) -> Self {
-        let connection = Connection::connect(amqp, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let options = BasicConsumeOptions {
-            no_ack: true,
-            ..BasicConsumeOptions::default()
-        };
-        let mut consumer = channel
-            .basic_consume(
-                "sink".into(),
-                "drain".into(),
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let task = tokio::spawn(async move { while consumer.next().await.is_some() {} });
-        Self { connection, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.connection.close(200, "done".into()).await;
-        let _ = self.task.await;
-    }
 }
 
 fn concurrencies() -> Vec<usize> {

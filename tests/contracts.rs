@@ -479,3 +479,63 @@ fn schema_check_compares_with_a_git_revision_of_the_same_tree() {
     assert_exit(&out, 1);
     assert!(text(&out).contains("no-such-revision"), "{}", text(&out));
 }
+
+#[test]
+fn the_builtin_gateway_container_checks_events_against_the_tree_components_toml_mounts() {
+    let v = TestVhost::new("contracts-builtin");
+    let p = TestProject::new("contracts-builtin");
+    copy_tree(&tree(), &p.dir.path().join("holyfields/schemas"));
+    let (_d, registry) =
+        registry_with("all:\n  queue_name: all\n  routing_keys: [\"#\"]\n  dead_letter: false\n");
+    let port = free_port();
+    p.write(&builtin_component(
+        "gateway",
+        port,
+        "/health/ready",
+        "schemas = \"holyfields/schemas\"",
+    ));
+    assert_exit(
+        &p.run_with_broker(&registry, &v.amqp_url(), &["apply", "--auto-approve"]),
+        0,
+    );
+    let env = p.inspect("gateway").unwrap()["Config"]["Env"].to_string();
+    assert!(env.contains("HOLYFIELDS_SCHEMA_DIR=/schemas"), "{env}");
+
+    let url = format!("http://127.0.0.1:{port}/events/agent.message.received");
+    let send = |body: &str| http_request("POST", &url, Some(body.as_bytes()), &[]);
+    let (status, _, answer) = send(r#"{"channel": "fax"}"#);
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer.contains("agent/message.received.v1.json"),
+        "the answer names the schema file: {answer}"
+    );
+    assert_eq!(send(r#"{"text": "hello", "channel": "cli"}"#).0, 202);
+    assert!(v.await_message("all").is_some());
+
+    p.write(&builtin_component(
+        "relay",
+        port,
+        "/health",
+        "schemas = \"holyfields/schemas\"",
+    ));
+    let refused = p.run(&["plan"]);
+    assert_exit(&refused, 1);
+    assert!(
+        text(&refused).contains("components.toml:5:11: component \"relay\" is not god's gateway"),
+        "a tree on another service is refused at its line: {}",
+        text(&refused)
+    );
+    p.write(&builtin_component(
+        "gateway",
+        port,
+        "/health/ready",
+        "schemas = \"holyfields/schema\"",
+    ));
+    let missing = p.run(&["plan"]);
+    assert_exit(&missing, 1);
+    assert!(
+        text(&missing).contains("holyfields/schema is not a directory"),
+        "{}",
+        text(&missing)
+    );
+}

@@ -171,3 +171,40 @@ impl MoverRounds {
 pub fn rate(messages: u32, started: std::time::Instant) -> f64 {
     f64::from(messages) / started.elapsed().as_secs_f64()
 }
+
+/// A consumer that takes every message off a benchmark's queue as it arrives.
+pub struct Drain {
+    connection: lapin::Connection,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drain {
+    pub async fn start(amqp: &str, queue: &str) -> Self {
+        let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let options = lapin::options::BasicConsumeOptions {
+            no_ack: true,
+            ..lapin::options::BasicConsumeOptions::default()
+        };
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "drain".into(),
+                options,
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            while futures::StreamExt::next(&mut consumer).await.is_some() {}
+        });
+        Self { connection, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+        let _ = self.task.await;
+    }
+}

@@ -21,6 +21,11 @@ pub const GIVEN_VARIABLES: [&str; 4] = [
     crate::services::retry::mover::ROUTES_VARIABLE,
 ];
 
+/// Where a gateway component's `schemas` tree is mounted in its container.
+pub const SCHEMA_MOUNT: &str = "/schemas";
+/// The variable the gateway reads its schema tree from (clap's `env` of `--schemas`).
+pub const SCHEMA_DIR_VARIABLE: &str = "HOLYFIELDS_SCHEMA_DIR";
+
 /// One of god's bundled services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builtin {

@@ -55,6 +55,10 @@ pub struct Component {
     /// One of god's bundled services (`gateway`, `relay`), run from an image of god itself.
     #[serde(default)]
     pub builtin: Option<String>,
+    /// The gateway's Holyfields schema tree on the host, mounted read-only at
+    /// [`crate::services::builtin::SCHEMA_MOUNT`].
+    #[serde(default)]
+    pub schemas: Option<String>,
     /// What the container runs instead of its image's command.
     #[serde(default)]
     pub command: Vec<String>,

@@ -203,7 +203,40 @@ impl LoadedComponents {
             };
             out.push(format!("{}:{rest}", volume.name));
         }
+        if let Some(tree) = &c.schemas {
+            out.push(self.schema_tree_mount(name, c, &base.join(tree))?);
+        }
         Ok(out)
+    }
+
+    /// The read-only mount of a gateway's schema tree, or the problem at its `schemas` key: a
+    /// component other than god's gateway, or a tree that is not a directory.
+    fn schema_tree_mount(
+        &self,
+        name: &str,
+        c: &Component,
+        tree: &Path,
+    ) -> Result<String, Diagnostic> {
+        let pointer = format!("/components/{}/schemas", escape_pointer(name));
+        if c.builtin.as_deref().and_then(Builtin::parse) != Some(Builtin::Gateway) {
+            return Err(self.at(
+                &pointer,
+                format!("component \"{name}\" is not god's gateway: `schemas` gives a schema tree to builtin = \"gateway\" only"),
+                "move the key to the gateway's component, or mount the tree with volumes and set HOLYFIELDS_SCHEMA_DIR",
+            ));
+        }
+        if !tree.is_dir() {
+            return Err(self.at(
+                &pointer,
+                format!("component \"{name}\": schema tree {} is not a directory", tree.display()),
+                "the path is relative to components.toml: the schemas/ folder of a Holyfields checkout",
+            ));
+        }
+        Ok(format!(
+            "{}:{}:ro",
+            tree.display(),
+            crate::services::builtin::SCHEMA_MOUNT
+        ))
     }
 
     fn container_spec(
@@ -311,6 +344,10 @@ impl LoadedComponents {
             (Some(service), true) => service.command(c.network_mode.as_deref() == Some("host")),
             _ => c.command.clone(),
         };
+        if c.schemas.is_some() {
+            env.entry(crate::services::builtin::SCHEMA_DIR_VARIABLE.to_string())
+                .or_insert_with(|| EnvSource::Value(crate::services::builtin::SCHEMA_MOUNT.into()));
+        }
         let mut spec = ContainerSpec {
             name: runtime
                 .container_name
