@@ -308,25 +308,24 @@ fn with_its_exchange_deleted_the_gateway_refuses_events_and_recovers_when_it_is_
     );
 }
 
-/// The number of AMQP connections to the vhost, asked of the broker itself (the management
-/// API lists connections only after its next statistics round), once it is down to one or
-/// after 10 s.
+/// The number of AMQP connections to the vhost, as the broker's management API lists them,
+/// once it is down to exactly one or after 15 s. The API lists connections after its next
+/// statistics round (every 5 s), so a count is taken again until it settles: a connection given
+/// up on and left open keeps it at two, none at all keeps it at zero.
 fn settled_connection_count(v: &TestVhost) -> usize {
-    // list_connections has no vhost filter: it lists the whole broker's, vhost first.
     let count = || {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "list_connections", "vhost"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|vhost| *vhost == v.name)
-            .count()
+        v.api(
+            "GET",
+            &format!("vhosts/{}/connections", encode(&v.name)),
+            None,
+        )
+        .as_array()
+        .map_or(0, Vec::len)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let now = count();
-        if now <= 1 || std::time::Instant::now() > deadline {
+        if now == 1 || std::time::Instant::now() > deadline {
             return now;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

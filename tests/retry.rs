@@ -166,10 +166,14 @@ fn a_message_that_always_fails_ends_in_the_dead_letter_queue_with_its_history() 
         }
         _ => None,
     });
+    // RabbitMQ 3.x counts in x-death every rejection the message met; 4.0 keeps the history
+    // itself and starts it again for a message a client publishes (the mover does, at each
+    // hop), so only the last rejection is there. god's own count (above) is the same on both.
+    let rejections = if v.broker_major() >= 4 { 1 } else { 3 };
     assert_eq!(
         rejected,
-        Some(3),
-        "x-death counts the three rejections: {deaths:?}"
+        Some(rejections),
+        "x-death counts the rejections: {deaths:?}"
     );
     assert_eq!(v.depth("svc.q"), 0, "no fourth delivery: no loop");
 }

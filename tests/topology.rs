@@ -560,8 +560,9 @@ fn a_missing_vhost_is_named_and_never_created() {
         .args(["apply", "--auto-approve"])
         .env(
             "RABBITMQ_URL",
-            format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            format!("amqp://guest:guest@{}/{vhost}", amqp_node()),
         )
+        .env("RABBITMQ_MANAGEMENT_URL", management())
         .output()
         .unwrap();
     assert_exit(&out, 1);

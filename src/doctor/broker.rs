@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::check::{Area, Check, Problem, Verdict, within};
 use super::flow::Thresholds;
-use super::{cluster, flow, topology};
+use super::{cluster, flow, rabbitmq4, topology};
 use crate::error::GodError;
 use crate::model::desired::DesiredState;
 use crate::observe::rabbit::observe;
@@ -67,6 +67,9 @@ pub async fn checks(target: &Target<'_>) -> Vec<Check> {
         if vhost_ok {
             checks.extend(cluster_checks(&api, &nodes, target).await);
             checks.extend(topology_and_flow(&api, session.as_ref(), target).await);
+            if let Ok(o) = &overview {
+                checks.extend(rabbitmq4::checks(&api, &o.rabbitmq_version, target.timeout).await);
+            }
         } else {
             checks.extend(skipped_bus_checks("the vhost does not exist"));
         }

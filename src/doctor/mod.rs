@@ -8,6 +8,7 @@ pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod flow;
+pub mod rabbitmq4;
 pub mod render;
 pub mod services;
 pub mod stack;

@@ -155,6 +155,61 @@ struct ExclusiveEntry {
     exclusive: bool,
 }
 
+/// A queue's settings, as the 4.x checks of `god doctor` read them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    /// The queue's name.
+    pub name: String,
+    /// Survives a restart.
+    #[serde(default)]
+    pub durable: bool,
+    /// Belongs to one connection.
+    #[serde(default)]
+    pub exclusive: bool,
+    /// `classic`, `quorum` or `stream`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// Its own arguments.
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, Value>,
+    /// The policy in effect (the broker leaves the merged settings out of a list without
+    /// statistics).
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// A deprecated feature the broker sees in use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeprecatedFeature {
+    /// Its name (`transient_nonexcl_queues`, `global_qos`, …).
+    pub name: String,
+    /// Where RabbitMQ explains it.
+    #[serde(default)]
+    pub doc_url: String,
+}
+
+/// A channel and its prefetch settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelEntry {
+    /// The broker's name of the channel (`client address -> server address (N)`).
+    pub name: String,
+    /// The prefetch shared by every consumer of the channel (`basic.qos` with `global`); 0 when
+    /// none is set.
+    #[serde(default)]
+    pub global_prefetch_count: u64,
+    /// The connection's client-given name, when it has one.
+    #[serde(default)]
+    pub connection_details: Option<ConnectionDetails>,
+}
+
+/// What a channel says of its connection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionDetails {
+    /// The broker's name of the connection.
+    #[serde(default)]
+    pub name: String,
+}
+
 /// Where a queue lives in the cluster: its node (classic), or its members and which of them
 /// are online (quorum, stream).
 #[derive(Debug, Clone, Deserialize)]
@@ -465,6 +520,37 @@ impl ManagementApi {
             .into_iter()
             .filter(|b| !b.source.is_empty())
             .collect())
+    }
+
+    /// What the 4.x checks of `god doctor` read of the vhost's queues: durability,
+    /// exclusivity, type, arguments and the policy in effect (one request, without
+    /// statistics).
+    pub async fn queue_settings(&self) -> Result<Vec<QueueSettings>> {
+        let path = format!(
+            "{}?disable_stats=true&columns=name,durable,exclusive,type,arguments,policy",
+            self.in_vhost("queues")
+        );
+        self.get_json(&path, "the queue settings").await
+    }
+
+    /// The vhost's channels (their prefetch settings).
+    pub async fn channels(&self) -> Result<Vec<ChannelEntry>> {
+        let path = format!("vhosts/{}/channels", encode(&self.endpoints.vhost));
+        self.get_json(&path, "the channel list").await
+    }
+
+    /// The deprecated features the broker sees in use (RabbitMQ 3.13 and later; none before).
+    pub async fn deprecated_features_used(&self) -> Result<Vec<DeprecatedFeature>> {
+        let used = self
+            .get_json_if_exists("deprecated-features/used", "the deprecated features in use")
+            .await?;
+        Ok(used.unwrap_or_default())
+    }
+
+    /// The vhost's (user) policies.
+    pub async fn policies(&self) -> Result<Vec<ExportedPolicy>> {
+        self.get_json(&self.in_vhost("policies"), "the policy list")
+            .await
     }
 
     /// The broker's overview (its version).

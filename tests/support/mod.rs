@@ -27,8 +27,20 @@ pub use project::{
 pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of, http_request, post_event};
 pub use vhost::TestVhost;
 
-/// The management API of the broker `scripts/bootstrap` starts.
-pub const MANAGEMENT: &str = "http://127.0.0.1:15672";
+/// The management API of the broker `scripts/bootstrap` starts, god's default.
+pub const DEFAULT_MANAGEMENT: &str = "http://127.0.0.1:15672";
+
+/// The management API of the single-node broker the tests run on: the node of
+/// `scripts/bootstrap` (RabbitMQ 3.10), or the one `GOD_TEST_MANAGEMENT` names (scripts/test's
+/// second pass, on RabbitMQ 4.0 from `scripts/rabbitmq4`).
+pub fn management() -> String {
+    std::env::var("GOD_TEST_MANAGEMENT").unwrap_or_else(|_| DEFAULT_MANAGEMENT.to_string())
+}
+
+/// The AMQP `host:port` of that broker (`GOD_TEST_AMQP`, else 127.0.0.1:5672).
+pub fn amqp_node() -> String {
+    std::env::var("GOD_TEST_AMQP").unwrap_or_else(|_| "127.0.0.1:5672".to_string())
+}
 
 /// A number no other fixture of this process has, for unique names.
 fn next_id() -> usize {

@@ -18,17 +18,22 @@ pub fn builtin_component(builtin: &str, port: u16, health_path: &str, extra: &st
 }
 
 /// The image `scripts/broker-image` builds (RabbitMQ from Debian's packages), built once per
-/// process when missing.
+/// process when missing: 3.10, or 4.0 when `GOD_TEST_BROKER_IMAGE=4.0` (scripts/test's second
+/// pass).
 pub fn broker_image() -> &'static str {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
+    static BUILT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker-image");
+        let (tag, args) = match std::env::var("GOD_TEST_BROKER_IMAGE").as_deref() {
+            Ok("4.0") => ("god-local/rabbitmq:4.0-management", vec!["4.0"]),
+            _ => ("god-local/rabbitmq:3-management", vec![]),
+        };
         assert!(
-            Command::new(script).status().unwrap().success(),
+            Command::new(script).args(args).status().unwrap().success(),
             "scripts/broker-image failed"
         );
-    });
-    "god-local/rabbitmq:3-management"
+        tag
+    })
 }
 
 /// The table of the stack's broker (`broker = true`, the [`broker_image`]) on `network`,

@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
-use super::{MANAGEMENT, encode, god, next_id};
+use super::{DEFAULT_MANAGEMENT, amqp_node, encode, god, management, next_id};
 
 /// A vhost of its own for one test.
 pub struct TestVhost {
@@ -27,11 +27,7 @@ pub struct TestVhost {
 impl TestVhost {
     /// Creates `god-test-<tag>-<pid>-<n>` on the default node and grants guest everything on it.
     pub fn new(tag: &str) -> Self {
-        Self::on_nodes(
-            tag,
-            vec![MANAGEMENT.to_string()],
-            vec!["127.0.0.1:5672".to_string()],
-        )
+        Self::on_nodes(tag, vec![management()], vec![amqp_node()])
     }
 
     /// Creates the vhost on a broker of several nodes, given by their management URLs and
@@ -48,8 +44,8 @@ impl TestVhost {
     pub fn named(tag: &str) -> Self {
         let vhost = Self::handle(
             format!("god-test-{tag}"),
-            vec![MANAGEMENT.to_string()],
-            vec!["127.0.0.1:5672".to_string()],
+            vec![management()],
+            vec![amqp_node()],
         );
         let _ = vhost.try_api("DELETE", &format!("vhosts/{}", vhost.enc()), None);
         vhost.grant();
@@ -368,11 +364,22 @@ impl TestVhost {
         panic!("the statistics of {queue} never showed {n} messages");
     }
 
+    /// The major version of the broker's RabbitMQ (3 or 4).
+    pub fn broker_major(&self) -> u32 {
+        let overview = self.api("GET", "overview", None);
+        let version = overview["rabbitmq_version"].as_str().unwrap_or_default();
+        version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// A `god` command bound to this vhost (on every node) and to nothing from the environment.
     pub fn god(&self) -> Command {
         let mut cmd = god();
         cmd.env("RABBITMQ_URL", self.amqp_urls());
-        if self.management != [MANAGEMENT] {
+        if self.management != [DEFAULT_MANAGEMENT] {
             cmd.env("RABBITMQ_MANAGEMENT_URL", self.management_urls());
         }
         cmd

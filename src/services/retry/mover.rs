@@ -173,11 +173,14 @@ impl Session for Mover {
 
 /// Where a message of the inbox goes: a rejected message to its next stage while stages are
 /// left, else (and whatever else brought it here: a TTL, a length limit, a delivery limit) to
-/// the dead-letter queue with the number of times it failed.
+/// the dead-letter queue with the number of times it failed: the retries it was given, each
+/// after a failure, and the failure that brought it here. The count travels in the message's
+/// own header (`x-god-retries`), never in `x-death`: RabbitMQ 4.0 no longer counts deaths of a
+/// message a client published again, as the mover does at every hop.
 fn decide<'a>(route: &'a RetryRoute, headers: &FieldTable) -> Decision<'a> {
     let retries = integer(headers.inner().get(RETRIES_HEADER)).unwrap_or(0);
-    let last = deaths(headers).next();
-    let rejected = last
+    let rejected = deaths(headers)
+        .next()
         .and_then(|d| text(d.inner().get("reason")))
         .is_some_and(|reason| reason == "rejected");
     match route.stages.get(retries as usize).filter(|_| rejected) {
@@ -186,20 +189,11 @@ fn decide<'a>(route: &'a RetryRoute, headers: &FieldTable) -> Decision<'a> {
             retries: retries + 1,
             final_attempts: None,
         },
-        None => {
-            let failures = deaths(headers)
-                .find(|d| {
-                    text(d.inner().get("queue")) == Some(route.queue.as_str())
-                        && text(d.inner().get("reason")) == Some("rejected")
-                })
-                .and_then(|d| integer(d.inner().get("count")))
-                .unwrap_or(retries + 1);
-            Decision {
-                target: &route.dead_letter_queue,
-                retries,
-                final_attempts: Some(failures),
-            }
-        }
+        None => Decision {
+            target: &route.dead_letter_queue,
+            retries,
+            final_attempts: Some(retries + 1),
+        },
     }
 }
 
@@ -289,4 +283,56 @@ pub async fn serve(mover: Arc<Mover>, listen: SocketAddr) -> std::io::Result<()>
         mover.config.routes.len()
     );
     axum::serve(listener, router(mover)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> RetryRoute {
+        RetryRoute::new("q", vec![5_000, 30_000], "q_dlq")
+    }
+
+    /// The headers of a message that left `q` for `reason` after `retries` retries, with the
+    /// one death RabbitMQ 4.0 records for it (the mover published it again, so earlier deaths
+    /// are not counted): `count` 1 whatever came before.
+    fn arrived(retries: i64, reason: &str) -> FieldTable {
+        let mut death = FieldTable::default();
+        death.insert("queue".into(), AMQPValue::LongString("q".into()));
+        death.insert("reason".into(), AMQPValue::LongString(reason.into()));
+        death.insert("count".into(), AMQPValue::LongLongInt(1));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        if retries > 0 {
+            headers.insert(RETRIES_HEADER.into(), AMQPValue::LongLongInt(retries));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_rejected_message_goes_through_every_stage_then_to_its_dead_letter_queue() {
+        let route = route();
+        let first = decide(&route, &arrived(0, "rejected"));
+        assert_eq!((first.target, first.retries), ("q.retry.1", 1));
+        let second = decide(&route, &arrived(1, "rejected"));
+        assert_eq!((second.target, second.retries), ("q.retry.2", 2));
+        let last = decide(&route, &arrived(2, "rejected"));
+        assert_eq!(last.target, "q_dlq");
+        assert_eq!(
+            last.final_attempts,
+            Some(3),
+            "two retries and the last failure"
+        );
+    }
+
+    #[test]
+    fn a_message_that_expired_goes_to_its_dead_letter_queue_counting_its_retries() {
+        let route = route();
+        let decision = decide(&route, &arrived(1, "expired"));
+        assert_eq!(decision.target, "q_dlq");
+        assert_eq!(decision.final_attempts, Some(2));
+    }
 }

@@ -30,6 +30,8 @@ pub const QUEUE_POLICY_PREFIX: &str = "god.queues.";
 pub const DEAD_LETTERS_EXCHANGE: &str = "god.dead-letters";
 /// The header the broker sets to the queue a message first died in.
 pub const FIRST_DEATH_QUEUE: &str = "x-first-death-queue";
+/// The header RabbitMQ 3.13 and later set to the queue a message died in last.
+pub const LAST_DEATH_QUEUE: &str = "x-last-death-queue";
 
 /// The dead-letters exchange: headers, durable, internal (no client publishes to it).
 pub fn dead_letters_exchange() -> ExchangeSpec {
@@ -43,13 +45,19 @@ pub fn dead_letters_exchange() -> ExchangeSpec {
     }
 }
 
-/// The binding that leads the dead letters of `queue` to `target`. `all-with-x` makes the
-/// exchange read an `x-` header (plain `all` skips them).
+/// The binding that leads the dead letters of `queue` to `target`: a message whose last death
+/// was in `queue` (RabbitMQ 3.13 and later say so in `x-last-death-queue`), or, on 3.x before
+/// 3.13, which has no such header, whose first death was (`x-first-death-queue`: god's retry
+/// mover keeps that header, so it stays the service's queue through every retry). RabbitMQ
+/// 4.0 keeps a message's death history itself, whatever headers a client publishes, so a
+/// message back from a retry stage first died in the stage: only the last death names the
+/// queue. `any-with-x` matches either header, `x-` headers included (plain `any` skips them).
 pub fn dead_letters_binding(queue: &str, target: &str) -> BindingSpec {
     let mut binding = BindingSpec::queue(DEAD_LETTERS_EXCHANGE, target, "");
     binding.arguments = [
-        ("x-match".to_string(), Value::from("all-with-x")),
+        ("x-match".to_string(), Value::from("any-with-x")),
         (FIRST_DEATH_QUEUE.to_string(), Value::from(queue)),
+        (LAST_DEATH_QUEUE.to_string(), Value::from(queue)),
     ]
     .into();
     binding

@@ -73,7 +73,7 @@ fn empty_vhost_gets_everything_in_dependency_order() {
             "queue/q",
             "binding/bus/queue/q/a.b",
             "binding/bus/queue/q/c.#",
-            "binding/god.dead-letters/queue/q_dlq/{x-first-death-queue=\"q\", x-match=\"all-with-x\"}",
+            "binding/god.dead-letters/queue/q_dlq/{x-first-death-queue=\"q\", x-last-death-queue=\"q\", x-match=\"any-with-x\"}",
         ],
         "god's policy before the queue, so the queue never exists without it"
     );
