@@ -146,14 +146,21 @@ impl TestVhost {
         );
     }
 
-    /// Whether a queue exists, with its definition.
+    /// Whether a queue exists, with its definition. Only the broker's 404 means it does not:
+    /// any other failure (a management API slow to answer on a loaded machine) is asked again,
+    /// and after a few tries is the test's failure, never taken for a missing queue.
     pub fn queue(&self, name: &str) -> Option<Value> {
-        self.try_api(
-            "GET",
-            &format!("queues/{}/{}", self.enc(), encode(name)),
-            None,
-        )
-        .ok()
+        let path = format!("queues/{}/{}", self.enc(), encode(name));
+        let mut failure = String::new();
+        for _ in 0..5 {
+            match self.try_api("GET", &path, None) {
+                Ok(queue) => return Some(queue),
+                Err(e) if e.starts_with("404") => return None,
+                Err(e) => failure = e,
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        panic!("GET {path} kept failing: {failure}")
     }
 
     /// The definition of god's policy that names a queue (a grouped `god.queues.*` one): what
