@@ -21,6 +21,31 @@ use support::*;
 use tower::ServiceExt;
 
 /// A small deterministic generator (xorshift64*): the same seed, the same bodies.
+/// The keys generated objects use: the envelope's fields first, then the tree's payload fields
+/// and the upstream routes' ones.
+const KEYS: [&str; 20] = [
+    "event_id",
+    "event_type",
+    "timestamp",
+    "version",
+    "source",
+    "payload",
+    "correlation_ids",
+    "correlation_id",
+    "host",
+    "type",
+    "app",
+    "trigger_type",
+    "meeting_id",
+    "topic",
+    "organizer",
+    "text",
+    "channel",
+    "event",
+    "action",
+    "data",
+];
+
 struct Generator(u64);
 
 impl Generator {
@@ -66,28 +91,7 @@ impl Generator {
             ])),
             6 => Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
             _ => {
-                let keys = [
-                    "event_id",
-                    "event_type",
-                    "timestamp",
-                    "version",
-                    "source",
-                    "payload",
-                    "correlation_ids",
-                    "correlation_id",
-                    "host",
-                    "type",
-                    "app",
-                    "trigger_type",
-                    "meeting_id",
-                    "topic",
-                    "organizer",
-                    "text",
-                    "channel",
-                    "event",
-                    "action",
-                    "data",
-                ];
+                let keys = KEYS;
                 let mut map = Map::new();
                 for _ in 0..self.below(6) {
                     map.insert(self.pick(&keys).to_string(), self.value(depth + 1));
@@ -108,14 +112,7 @@ impl Generator {
             "payload": {"meeting_id": "5f1d2a9c-1c2b-4e8a-9f3e-2a7d6c5b4e3f", "topic": "t", "organizer": "ada@example.org", "agent_id": "x", "message": "m"},
         });
         for _ in 0..self.below(3) {
-            let field = *self.pick(&[
-                "event_id",
-                "event_type",
-                "timestamp",
-                "version",
-                "source",
-                "payload",
-            ]);
+            let field = *self.pick(&KEYS[..6]);
             envelope[field] = self.value(1);
         }
         envelope
