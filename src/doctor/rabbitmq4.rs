@@ -4,9 +4,8 @@
 //! checks say nothing: the features are not deprecated there, and the limit is unset.
 
 use super::check::{Area, Check, Problem, Verdict, first_few, within};
-use crate::rabbit::management::{
-    ChannelEntry, DeprecatedFeature, ExportedPolicy, ManagementApi, QueueSettings,
-};
+use crate::rabbit::management::{ExportedPolicy, ManagementApi};
+use crate::rabbit::settings::{ChannelEntry, DeprecatedFeature, QueueSettings};
 
 /// The delivery limit quorum queues get on RabbitMQ 4.0 and later unless one is set.
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;

@@ -7,3 +7,4 @@ pub mod endpoints;
 pub mod headers;
 pub mod management;
 pub mod rotation;
+pub mod settings;
