@@ -425,7 +425,6 @@ fn the_repository_plans_doctors_and_graphs_with_no_broker_variable_exported() {
     repository_inputs(&p);
     let in_project = |args: &[&str]| {
         god()
-            .env_remove("RABBITMQ_MANAGEMENT_URL")
             .current_dir(p.dir.path())
             .args(["--project", &p.name])
             .args(args)

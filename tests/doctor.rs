@@ -85,6 +85,8 @@ impl Drop for Consumers {
 /// `god --registry REGISTRY doctor` with the given environment and nothing from ours.
 fn doctor_command(registry: &Path, env: &[(&str, String)]) -> Command {
     let mut cmd = god();
+    // The test broker's management API (a second broker's is not god's default).
+    cmd.env("RABBITMQ_MANAGEMENT_URL", management());
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("--registry")
         .arg(registry)

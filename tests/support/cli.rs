@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The god binary with a clean environment (but for the test broker's management API).
+/// The god binary with a clean environment.
 pub fn god() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_god"));
     for var in [
@@ -23,11 +23,6 @@ pub fn god() -> Command {
         "BLOODBANK_EXCHANGE",
     ] {
         cmd.env_remove(var);
-    }
-    // On the second broker of scripts/test (RabbitMQ 4.0), god's default management URL is the
-    // first broker's: the tests that give god an AMQP URL alone get the right API this way.
-    if let Ok(management) = std::env::var("GOD_TEST_MANAGEMENT") {
-        cmd.env("RABBITMQ_MANAGEMENT_URL", management);
     }
     // Away from the repository, whose components.toml would add its containers to every run.
     cmd.current_dir(std::env::temp_dir());

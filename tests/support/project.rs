@@ -98,6 +98,7 @@ impl TestProject {
             .arg("--components")
             .arg(self.dir.path().join("components.toml"))
             .args(["--project", &self.name, "--amqp-url", amqp_url])
+            .args(["--management-url", &super::management()])
             .args(args)
             .output()
             .unwrap()
