@@ -29,9 +29,9 @@ impl DedicatedBroker {
         let n = next_id();
         let host =
             String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout).unwrap();
-        let node = format!("god-test-{}-{n}@{}", std::process::id(), host.trim());
+        let node = format!("god-test-{}-{n}@{}", super::process_tag(), host.trim());
         let [amqp_port, management_port, dist_port] = free_ports();
-        let dir = std::env::temp_dir().join(format!("god-test-node-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("god-test-node-{}-{n}", super::process_tag()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("rabbitmq.conf"),

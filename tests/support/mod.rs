@@ -42,6 +42,18 @@ pub fn amqp_node() -> String {
     std::env::var("GOD_TEST_AMQP").unwrap_or_else(|_| "127.0.0.1:5672".to_string())
 }
 
+/// What names this test process's objects (vhosts, projects, nodes): its pid and the moment it
+/// started, so that a later process given the same pid never meets what a killed run left.
+pub fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 1_000_000);
+        format!("{}-{started}", std::process::id())
+    })
+}
+
 /// A number no other fixture of this process has, for unique names.
 fn next_id() -> usize {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

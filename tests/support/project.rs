@@ -65,7 +65,7 @@ impl TestProject {
             );
         });
         Self {
-            name: format!("godtest-{tag}-{}-{}", std::process::id(), next_id()),
+            name: format!("godtest-{tag}-{}-{}", super::process_tag(), next_id()),
             dir: tempfile::tempdir().unwrap(),
         }
     }

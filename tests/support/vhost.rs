@@ -33,7 +33,7 @@ impl TestVhost {
     /// Creates the vhost on a broker of several nodes, given by their management URLs and
     /// AMQP `host:port`s; god is given all of them, in this order.
     pub fn on_nodes(tag: &str, management: Vec<String>, amqp_nodes: Vec<String>) -> Self {
-        let name = format!("god-test-{tag}-{}-{}", std::process::id(), next_id());
+        let name = format!("god-test-{tag}-{}-{}", super::process_tag(), next_id());
         let vhost = Self::handle(name, management, amqp_nodes);
         vhost.grant();
         vhost
