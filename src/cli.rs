@@ -54,6 +54,10 @@ enum Command {
     /// Run the retry mover: rejected messages of services with `retry` to their next delay
     /// stage, then to their dead-letter queue.
     Retry(RetryArgs),
+    /// Plan continuously: every --interval and on every edit of the inputs. Reports drift as
+    /// JSON lines on stdout and events on the bus (god.drift.detected, .healed, .failed);
+    /// --mode heal also carries out what is safe. Stops on SIGTERM or Ctrl-C.
+    Watch(commands::watch::WatchArgs),
     /// Audit the event bus: broker, topology, flow, services and configuration, with fixes.
     ///
     /// Exit codes: 0 when no check fails (warnings alone pass), 1 when one fails (or warns,
@@ -249,6 +253,7 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
         Command::Relay(args) => commands::relay::run(sources, &args),
         Command::Retry(args) => commands::retry::run(sources, &args),
         Command::Doctor(args) => commands::doctor::run(sources, &args),
+        Command::Watch(args) => commands::watch::run(sources, &args),
         Command::Graph { format, live } => commands::graph::run(sources, format, live),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "god", &mut std::io::stdout());

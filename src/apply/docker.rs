@@ -102,7 +102,7 @@ async fn run_container(
             create_and_start(docker, spec, secrets).await
         }
         Action::Update => {
-            start(docker, &spec.name).await?;
+            restart(docker, &spec.name).await?;
             await_ready(docker, spec).await
         }
         Action::Delete => remove(docker, &spec.name).await,
@@ -213,6 +213,14 @@ async fn remove_volume(docker: &Docker, name: &str) -> Result<()> {
 async fn start(docker: &Docker, name: &str) -> Result<()> {
     docker
         .start_container(name, None)
+        .await
+        .map_err(|e| engine::failed(&format!("starting container {name}"), e))
+}
+
+/// Starts a stopped container, or restarts a running one (an unhealthy container).
+async fn restart(docker: &Docker, name: &str) -> Result<()> {
+    docker
+        .restart_container(name, None)
         .await
         .map_err(|e| engine::failed(&format!("starting container {name}"), e))
 }

@@ -75,13 +75,7 @@ impl Source {
     /// (components.toml runs it).
     fn broker_hold(&self) -> BrokerHold {
         let (covers, runs_broker) = match self {
-            Source::Inputs(targets) => (
-                targets.broker.is_some(),
-                targets
-                    .containers
-                    .as_ref()
-                    .is_some_and(|c| c.broker().is_some()),
-            ),
+            Source::Inputs(targets) => return targets.broker_hold(),
             Source::Saved(saved, _) => (
                 saved.plan.vhost.is_some(),
                 !broker_phase(&saved.plan).is_empty(),

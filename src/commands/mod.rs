@@ -15,6 +15,7 @@ pub mod retry;
 pub mod schema;
 pub mod tail;
 pub mod validate;
+pub mod watch;
 
 pub use crate::reconcile::sources::{Only, Sources};
 

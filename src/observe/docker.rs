@@ -83,6 +83,10 @@ fn sort_container(
             config: labels.get(CONFIG_LABEL).cloned(),
             running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
             completed: exited && exit_code(summary.status.as_deref()) == Some(0),
+            unhealthy: summary
+                .status
+                .as_deref()
+                .is_some_and(|s| s.ends_with("(unhealthy)")),
         };
         observed
             .managed

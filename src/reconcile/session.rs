@@ -50,6 +50,22 @@ pub enum BrokerHold {
     WhenUp,
 }
 
+impl super::sources::Targets {
+    /// How an apply of these targets holds the broker: not at all, at once, or once its
+    /// container is up (components.toml runs it).
+    pub fn broker_hold(&self) -> BrokerHold {
+        let runs_broker = self
+            .containers
+            .as_ref()
+            .is_some_and(|c| c.broker().is_some());
+        match (self.broker.is_some(), runs_broker) {
+            (false, _) => BrokerHold::None,
+            (true, false) => BrokerHold::Now,
+            (true, true) => BrokerHold::WhenUp,
+        }
+    }
+}
+
 impl Session {
     /// Checks the vhost, connects and takes the vhost's lock (as `hold` says), then the
     /// project's lock (when `project` is given), waiting up to `timeout` for each.

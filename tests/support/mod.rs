@@ -1,7 +1,7 @@
 //! Test support, one fixture per file: a private vhost per test ([`TestVhost`]), a container
 //! project per test ([`TestProject`]), god's bundled services as processes ([`ServiceProcess`]),
 //! a RabbitMQ node of a test's own ([`DedicatedBroker`]), the local 3-node cluster ([`Cluster`]),
-//! the platform's own Python consumers ([`ConsumerProcess`]), and god run as a user does ([`cli`]).
+//! the platform's own Python consumers ([`ConsumerProcess`]), `god watch` ([`WatchProcess`]), and god run as a user does ([`cli`]).
 
 // Each test crate and benchmark includes this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
@@ -13,6 +13,7 @@ mod consumer;
 mod project;
 mod service;
 mod vhost;
+mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,6 +27,7 @@ pub use project::{
 };
 pub use service::{GatewayProcess, ServiceProcess, cpu_seconds_of, http_request, post_event};
 pub use vhost::TestVhost;
+pub use watch::{WatchProcess, names_change};
 
 /// The management API of the broker `scripts/bootstrap` starts, god's default.
 pub const DEFAULT_MANAGEMENT: &str = "http://127.0.0.1:15672";

@@ -564,6 +564,10 @@ pub struct ObservedContainer {
     /// Exited with code 0 (a one-shot container that is done).
     #[serde(default)]
     pub completed: bool,
+    /// Running while the engine's health check reports it unhealthy (the engine never
+    /// restarts such a container itself, whatever its restart policy).
+    #[serde(default)]
+    pub unhealthy: bool,
 }
 
 /// A network found on the engine with a name god wants, or with god's label for the project.

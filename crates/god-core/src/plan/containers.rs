@@ -397,10 +397,12 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
         c.before = Some(placeholder(&found.name, &spec.component, &observed.project));
         return Some(c);
     }
-    let done = found.running || (spec.run_once && found.completed);
+    let done = (found.running && !found.unhealthy) || (spec.run_once && found.completed);
     if !done {
         let cause = if spec.run_once {
             "a one-shot container that has not completed successfully: run it again"
+        } else if found.running {
+            "it runs, but the engine's health check reports it unhealthy (the engine does not restart it): restart it"
         } else {
             "it exists with the right configuration but is not running: start it"
         };
@@ -492,6 +494,7 @@ mod tests {
             config: Some(spec.config_lines()),
             running: true,
             completed: false,
+            unhealthy: false,
         }
     }
 
@@ -538,6 +541,26 @@ mod tests {
             o.managed.insert(s.component.clone(), running(s));
         }
         assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
+    }
+
+    #[test]
+    fn an_unhealthy_running_container_is_restarted_in_place() {
+        let web = spec("web", "x");
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
+        let mut observed = running(&web);
+        observed.unhealthy = true;
+        o.managed.insert("web".into(), observed);
+        let p = plan(&desired(vec![web]), &o, PlanOptions::default());
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert!(
+            p.changes[0].cause.contains("unhealthy"),
+            "{}",
+            p.changes[0].cause
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cluster_tests;
 pub mod containers;
 pub mod diff;
 pub mod graph;
+pub mod heal;
 pub mod render;
 pub mod saved;
 #[cfg(test)]
