@@ -54,9 +54,12 @@ enum Command {
     /// Run the retry mover: rejected messages of services with `retry` to their next delay
     /// stage, then to their dead-letter queue.
     Retry(RetryArgs),
-    /// Plan continuously: every --interval and on every edit of the inputs. Reports drift as
-    /// JSON lines on stdout and events on the bus (god.drift.detected, .healed, .failed);
-    /// --mode heal also carries out what is safe. Stops on SIGTERM or Ctrl-C.
+    /// Plan continuously and report drift; --mode heal also fixes what is safe.
+    ///
+    /// Plans every --interval and at every edit of registry.yaml, topology/ or components.toml.
+    /// Each drift, heal or error is one JSON line on stdout and an event on the bus
+    /// (god.drift.detected, god.drift.healed, god.drift.failed); --listen serves /health and
+    /// /metrics. Stops on SIGTERM or Ctrl-C, between steps.
     Watch(commands::watch::WatchArgs),
     /// Audit the event bus: broker, topology, flow, services and configuration, with fixes.
     ///

@@ -314,7 +314,7 @@ fn await_relay_client(port: u16) {
 fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and_relay() {
     let p = TestProject::new("withbroker");
     let [amqp, management, gateway] = [free_port(), free_port(), free_port()];
-    let relay = free_port();
+    let [relay, watch] = [free_port(), free_port()];
     let (_d, registry) = registry_with(indoc! {r##"
         audit:
           queue_name: audit
@@ -344,6 +344,16 @@ fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and
 
         [components.relay.healthcheck]
         http = "http://127.0.0.1:{relay}/health"
+        interval = "500ms"
+        retries = 60
+
+        [components.watch]
+        builtin = "watch"
+        network_mode = "host"
+        command = ["/god", "watch", "--listen", "127.0.0.1:{watch}", "--interval", "1s"]
+
+        [components.watch.healthcheck]
+        http = "http://127.0.0.1:{watch}/health"
         interval = "500ms"
         retries = 60
     "#,
@@ -422,6 +432,19 @@ fn one_apply_on_a_machine_without_a_broker_brings_up_broker_topology_gateway_and
     );
 
     assert_exit(&run(&["plan", "--detailed-exitcode"]), 0);
+
+    // The watch in the stack computes what god computes here (the broker's password from
+    // god's environment included): it reports no drift on a converged stack.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let logs = docker(&["logs", &format!("{}-watch", p.name)]).unwrap();
+    assert!(!logs.contains("god.drift"), "{logs}");
+    let (status, _, health) = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{watch}/health"),
+        None,
+        &[],
+    );
+    assert_eq!(status, 200, "{health}");
 }
 
 /// `god import compose FILE --out OUT` in `dir`.

@@ -398,3 +398,54 @@ fn two_healing_watchers_take_turns_and_heal_a_drift_once() {
         assert!(vhost.queue("orders.q").is_some());
     }
 }
+
+#[test]
+fn watch_runs_as_a_container_of_the_project_sees_it_converged_and_heals_it() {
+    let vhost = TestVhost::new("watch-container");
+    let (_dir, registry) = registry_with(SERVICES);
+    let p = TestProject::new("watchc");
+    let (web, watch_port) = (free_port(), free_port());
+    let components = format!(
+        "[components.web]\nimage = \"busybox:local\"\ncommand = [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{web}\", \"-h\", \"/www\"]\nnetwork_mode = \"host\"\n\n[components.watch]\nbuiltin = \"watch\"\ncommand = [\"/god\", \"watch\", \"--listen\", \"127.0.0.1:{watch_port}\", \"--mode\", \"heal\", \"--interval\", \"2s\"]\nnetwork_mode = \"host\"\n\n[components.watch.healthcheck]\nhttp = \"http://127.0.0.1:{watch_port}/health\"\ninterval = \"500ms\"\nretries = 60\n"
+    );
+    p.write(&components);
+    let out = p.run_with_broker(&registry, &vhost.amqp_url(), &["apply", "--auto-approve"]);
+    assert_exit(&out, 0);
+    let logs = |p: &TestProject| docker(&["logs", &format!("{}-watch", p.name)]).unwrap();
+    std::thread::sleep(INTERVAL * 2);
+    assert!(
+        !logs(&p).contains("god.drift"),
+        "the watch inside sees drift where god sees none: {}",
+        logs(&p)
+    );
+    let out = p.run_with_broker(
+        &registry,
+        &vhost.amqp_url(),
+        &["plan", "--detailed-exitcode"],
+    );
+    assert_exit(&out, 0);
+
+    docker(&["rm", "-f", &format!("{}-web", p.name)]).unwrap();
+    delete_queue(&vhost, "orders.q");
+    let deadline = std::time::Instant::now() + TWO_INTERVALS;
+    while !(logs(&p).contains("god.drift.healed") && p.inspect("web").is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not healed: {}",
+            logs(&p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let healed: Vec<Value> = logs(&p)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "god.drift.healed")
+        .collect();
+    assert!(
+        healed
+            .iter()
+            .any(|e| names_change(e, "healed", &format!("container/{}-web", p.name))),
+        "{healed:#?}"
+    );
+    assert!(vhost.queue("orders.q").is_some());
+}

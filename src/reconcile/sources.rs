@@ -2,6 +2,7 @@
 //! registry.yaml, topology/ and components.toml, resolving the broker's endpoints and vhost,
 //! and what a plan or apply covers ([`Targets`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{GodError, Result};
@@ -9,7 +10,7 @@ use crate::inputs::components::{LoadedComponents, default_project, load_componen
 use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
 use crate::inputs::validate::{LoadedRegistry, load_inputs};
 use crate::inputs::{SourceFile, locate_registry};
-use crate::model::containers::DesiredContainers;
+use crate::model::containers::{DesiredContainers, EnvSource, interpolate};
 use crate::model::desired::DesiredState;
 use crate::plan::saved::SavedPlan;
 use crate::rabbit::endpoints::BrokerEndpoints;
@@ -141,9 +142,17 @@ impl Sources {
             .project
             .clone()
             .unwrap_or_else(|| default_project(&loaded.source.path));
+        let read = std::sync::Mutex::new(BTreeSet::new());
+        let recording = |variable: &str| {
+            read.lock()
+                .expect("variables lock")
+                .insert(variable.to_string());
+            environment(variable)
+        };
         let mut desired = loaded
-            .desired(&project, &environment, &self.profiles)
+            .desired(&project, &recording, &self.profiles)
             .map_err(GodError::Invalid)?;
+        let watch = self.watch_facts(loaded, &desired, endpoints, read.into_inner().ok());
         let retry_routes = broker.map(|d| {
             let routes: Vec<_> = d.retry.values().collect();
             serde_json::to_string(&routes).expect("routes serialise")
@@ -151,6 +160,7 @@ impl Sources {
         let facts = builtin::RegistryFacts {
             exchange: broker.map(|d| d.exchange.as_str()),
             retry_routes: retry_routes.as_deref(),
+            watch: watch.as_ref(),
         };
         builtin::give_defaults(
             &mut desired,
@@ -159,6 +169,49 @@ impl Sources {
             &environment,
         );
         Ok(desired)
+    }
+
+    /// What a watch container of the project is given (None when none runs): the inputs god
+    /// read, the project, the profiles, the management API, and the variables components.toml
+    /// read from god's environment (`read`, plus those its secrets and templates name).
+    fn watch_facts(
+        &self,
+        loaded: &LoadedComponents,
+        desired: &DesiredContainers,
+        endpoints: &BrokerEndpoints,
+        read: Option<BTreeSet<String>>,
+    ) -> Option<builtin::WatchFacts> {
+        let runs_watch = desired
+            .containers
+            .iter()
+            .any(|c| builtin::Builtin::of(c) == Some(builtin::Builtin::Watch));
+        if !runs_watch {
+            return None;
+        }
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut variables = read.unwrap_or_default();
+        for source in desired.containers.iter().flat_map(|c| c.env.values()) {
+            match source {
+                EnvSource::Secret { from_env, .. } => {
+                    variables.insert(from_env.clone());
+                }
+                EnvSource::Template { template } => {
+                    variables.extend(template_variables(template));
+                }
+                EnvSource::Value(_) | EnvSource::BrokerUrl { .. } => {}
+            }
+        }
+        Some(builtin::WatchFacts {
+            registry: locate_registry(self.registry.as_deref())
+                .ok()
+                .map(|r| absolute(&r)),
+            components: absolute(&loaded.source.path),
+            topology: self.topology.as_deref().map(absolute),
+            project: desired.project.clone(),
+            profiles: self.profiles.clone(),
+            management_url: endpoints.management_bases().join(","),
+            variables,
+        })
     }
 
     /// What a plan or apply covers. Without `--only`: the broker, plus the containers when
@@ -262,6 +315,13 @@ impl Sources {
             None => Ok(endpoints),
         }
     }
+}
+
+/// The variables a Compose-style template reads.
+fn template_variables(template: &str) -> Vec<String> {
+    interpolate(template, &|_| Some(String::new()))
+        .map(|(_, read)| read)
+        .unwrap_or_default()
 }
 
 fn print_warnings(warnings: &[crate::inputs::diagnostic::Diagnostic]) {

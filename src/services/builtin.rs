@@ -3,7 +3,8 @@
 //! what god gives them (the broker URL it resolved, the registry's exchange and retry routes,
 //! JSON logs).
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use crate::model::containers::{
     ContainerSpec, DesiredContainers, EnvSource, HealthProbe, SecretValues, masked_url,
@@ -35,15 +36,18 @@ pub enum Builtin {
     Relay,
     /// `god retry`: rejected messages to their next retry stage.
     Retry,
+    /// `god watch`: drift reported (and healed, in heal mode) continuously.
+    Watch,
 }
 
 impl Builtin {
-    /// The service a component's `builtin` names (the schema allows only these two).
+    /// The service a component's `builtin` names (the schema allows only these).
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "gateway" => Some(Builtin::Gateway),
             "relay" => Some(Builtin::Relay),
             "retry" => Some(Builtin::Retry),
+            "watch" => Some(Builtin::Watch),
             _ => None,
         }
     }
@@ -59,16 +63,18 @@ impl Builtin {
             Builtin::Gateway => "gateway",
             Builtin::Relay => "relay",
             Builtin::Retry => "retry",
+            Builtin::Watch => "watch",
         }
     }
 
     /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683; the retry
-    /// mover's health on the next one.
+    /// mover's health and the watch's on the next ones.
     pub fn port(self) -> u16 {
         match self {
             Builtin::Gateway => 8682,
             Builtin::Relay => 8683,
             Builtin::Retry => 8684,
+            Builtin::Watch => 8685,
         }
     }
 
@@ -76,7 +82,7 @@ impl Builtin {
     pub fn health_path(self) -> &'static str {
         match self {
             Builtin::Gateway => "/health/ready",
-            Builtin::Relay | Builtin::Retry => "/health",
+            Builtin::Relay | Builtin::Retry | Builtin::Watch => "/health",
         }
     }
 
@@ -111,6 +117,10 @@ impl Builtin {
     }
 }
 
+/// The variable naming the image of god's services to a god that runs in one (the watch
+/// container: the binary inside is stripped, so its own digest is not the image's tag).
+pub const IMAGE_VARIABLE: &str = "GOD_BUILTIN_IMAGE";
+
 /// The image of god's own services: this binary, tagged with a digest of its content, so a new
 /// god recreates them. The binary is read and hashed once per run, however many services use it.
 pub fn image() -> String {
@@ -118,6 +128,9 @@ pub fn image() -> String {
     static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     IMAGE
         .get_or_init(|| {
+            if let Ok(image) = std::env::var(IMAGE_VARIABLE) {
+                return image;
+            }
             let digest = std::env::current_exe()
                 .and_then(std::fs::read)
                 .map(|bytes| hex::encode(&Sha256::digest(&bytes)[..8]))
@@ -169,11 +182,18 @@ fn shares_a_network(a: &ContainerSpec, b: &ContainerSpec) -> bool {
 /// broker's component name as host, and the container port its published port leads to
 /// (5672 when the URL's port is not one it publishes). Credentials and vhost are kept.
 pub fn url_inside(broker_url: &str, broker: &ContainerSpec) -> String {
-    let first = broker_url.split(',').next().unwrap_or_default().trim();
-    let Ok(mut url) = url::Url::parse(first) else {
-        return broker_url.to_string();
+    address_inside(broker_url, broker, 5672)
+}
+
+/// `url` (the first of a list) as a container beside the broker's reaches it: the broker's
+/// component name as host, the container port its published port leads to, else
+/// `default_port`.
+fn address_inside(url: &str, broker: &ContainerSpec, default_port: u16) -> String {
+    let first = url.split(',').next().unwrap_or_default().trim();
+    let Ok(mut parsed) = url::Url::parse(first) else {
+        return url.to_string();
     };
-    let port = url
+    let port = parsed
         .port_or_known_default()
         .and_then(|published| {
             broker
@@ -182,11 +202,135 @@ pub fn url_inside(broker_url: &str, broker: &ContainerSpec) -> String {
                 .find(|p| p.host_port == Some(published))
                 .map(|p| p.container_port)
         })
-        .unwrap_or(5672);
-    if url.set_host(Some(&broker.component)).is_err() || url.set_port(Some(port)).is_err() {
-        return broker_url.to_string();
+        .unwrap_or(default_port);
+    if parsed.set_host(Some(&broker.component)).is_err() || parsed.set_port(Some(port)).is_err() {
+        return url.to_string();
     }
-    url.to_string()
+    parsed.to_string()
+}
+
+/// What god gives a watch container (`builtin = "watch"`): where its inputs are (absolute
+/// paths, mounted read-only at the same paths, so relative paths in components.toml mean the
+/// same inside), what it covers, and the variables components.toml reads from god's
+/// environment (passed on as secrets, so the watch computes the same configuration as god).
+#[derive(Debug, Clone, Default)]
+pub struct WatchFacts {
+    /// registry.yaml, when there is one.
+    pub registry: Option<PathBuf>,
+    /// components.toml.
+    pub components: PathBuf,
+    /// The topology folder, when one was named.
+    pub topology: Option<PathBuf>,
+    /// The container project.
+    pub project: String,
+    /// The profiles named.
+    pub profiles: Vec<String>,
+    /// The management API god talks to.
+    pub management_url: String,
+    /// The variables components.toml reads from god's environment.
+    pub variables: BTreeSet<String>,
+}
+
+impl WatchFacts {
+    /// The folders the watch container mounts read-only: those of its inputs.
+    fn input_folders(&self) -> BTreeSet<PathBuf> {
+        [Some(&self.components), self.registry.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .chain(self.topology.clone())
+            .collect()
+    }
+}
+
+/// Where the engine's socket is: DOCKER_HOST's path when it names a unix socket, else the
+/// default.
+fn engine_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string())
+}
+
+/// What a watch container is given: its inputs' paths, what it covers, where the broker's
+/// management API is (beside the broker, by its name), the image of god's services, and the
+/// variables components.toml reads; mounts of the input folders (read-only), the engine's
+/// socket and the temporary folder (where the project's apply lock is), at the paths they
+/// have here, so that the watch inside computes the very configuration god computes here.
+fn watch_defaults(
+    spec: &mut ContainerSpec,
+    facts: &WatchFacts,
+    broker: Option<&ContainerSpec>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Vec<(String, EnvSource)> {
+    let management = match broker {
+        Some(broker) if shares_a_network(spec, broker) => {
+            address_inside(&facts.management_url, broker, 15672)
+        }
+        _ => facts.management_url.clone(),
+    };
+    let path = |p: &Path| EnvSource::Value(p.display().to_string());
+    let mut given: Vec<(String, EnvSource)> = vec![
+        ("GOD_COMPONENTS".into(), path(&facts.components)),
+        (
+            "GOD_PROJECT".into(),
+            EnvSource::Value(facts.project.clone()),
+        ),
+        (
+            "RABBITMQ_MANAGEMENT_URL".into(),
+            EnvSource::Value(management),
+        ),
+        (IMAGE_VARIABLE.into(), EnvSource::Value(spec.image.clone())),
+    ];
+    given.extend(
+        facts
+            .registry
+            .as_deref()
+            .map(|r| ("GOD_REGISTRY".into(), path(r))),
+    );
+    given.extend(
+        facts
+            .topology
+            .as_deref()
+            .map(|t| ("GOD_TOPOLOGY".into(), path(t))),
+    );
+    if !facts.profiles.is_empty() {
+        given.push((
+            "GOD_PROFILES".into(),
+            EnvSource::Value(facts.profiles.join(",")),
+        ));
+    }
+    given.extend(
+        facts
+            .variables
+            .iter()
+            .filter(|v| env(v).is_some())
+            .map(|v| {
+                let secret = EnvSource::Secret {
+                    from_env: v.clone(),
+                    shown: None,
+                };
+                (v.clone(), secret)
+            }),
+    );
+    let socket = engine_socket();
+    let temp = std::env::temp_dir().display().to_string();
+    given.push((
+        "DOCKER_HOST".into(),
+        EnvSource::Value(format!("unix://{socket}")),
+    ));
+    given.push(("TMPDIR".into(), EnvSource::Value(temp.clone())));
+    let mounts = facts
+        .input_folders()
+        .into_iter()
+        .map(|f| format!("{0}:{0}:ro", f.display()))
+        .chain([format!("{socket}:{socket}"), format!("{temp}:{temp}")]);
+    for mount in mounts {
+        if !spec.volumes.contains(&mount) {
+            spec.volumes.push(mount);
+        }
+    }
+    given
 }
 
 /// What the registry tells god's bundled services: its exchange, and the routes of its
@@ -197,6 +341,27 @@ pub struct RegistryFacts<'a> {
     pub exchange: Option<&'a str>,
     /// The retry routes, as `god retry` reads them from `GOD_RETRY_ROUTES`.
     pub retry_routes: Option<&'a str>,
+    /// What a watch container is given.
+    pub watch: Option<&'a WatchFacts>,
+}
+
+/// Moves a watch container that nothing depends on to the end of the start order: it starts
+/// once the rest of the project is up, so its first plan sees the project converged rather
+/// than half-way through the apply that starts it.
+fn start_watch_last(desired: &mut DesiredContainers) {
+    let depended_on: BTreeSet<String> = desired
+        .containers
+        .iter()
+        .flat_map(|c| c.depends_on.iter().cloned())
+        .collect();
+    let last = |c: &ContainerSpec| {
+        Builtin::of(c) == Some(Builtin::Watch) && !depended_on.contains(&c.component)
+    };
+    let (watches, others): (Vec<_>, Vec<_>) = std::mem::take(&mut desired.containers)
+        .into_iter()
+        .partition(last);
+    desired.containers = others;
+    desired.containers.extend(watches);
 }
 
 /// What god gives its bundled services unless their component sets it: the broker URL god
@@ -209,6 +374,7 @@ pub fn give_defaults(
     broker_url: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) {
+    start_watch_last(desired);
     let broker = desired.broker().cloned();
     for spec in desired
         .containers
@@ -223,29 +389,36 @@ pub fn give_defaults(
             env,
             broker_url: Some(&url),
         };
-        let mut defaults = vec![
+        let mut defaults: Vec<(String, EnvSource)> = vec![
             (
-                BROKER_URL_VARIABLE,
+                BROKER_URL_VARIABLE.into(),
                 EnvSource::BrokerUrl {
                     broker_url: masked_url(&url).unwrap_or_default(),
                 },
             ),
             (
-                crate::logging::FORMAT_VARIABLE,
+                crate::logging::FORMAT_VARIABLE.into(),
                 EnvSource::Value("json".to_string()),
             ),
         ];
         if let Some(exchange) = registry.exchange {
-            defaults.push((EXCHANGE_VARIABLE, EnvSource::Value(exchange.to_string())));
-        }
-        if let (Some(Builtin::Retry), Some(routes)) = (Builtin::of(spec), registry.retry_routes) {
             defaults.push((
-                crate::services::retry::mover::ROUTES_VARIABLE,
-                EnvSource::Value(routes.to_string()),
+                EXCHANGE_VARIABLE.into(),
+                EnvSource::Value(exchange.to_string()),
             ));
         }
+        match (Builtin::of(spec), registry.retry_routes, registry.watch) {
+            (Some(Builtin::Retry), Some(routes), _) => defaults.push((
+                crate::services::retry::mover::ROUTES_VARIABLE.into(),
+                EnvSource::Value(routes.to_string()),
+            )),
+            (Some(Builtin::Watch), _, Some(facts)) => {
+                defaults.extend(watch_defaults(spec, facts, broker.as_ref(), env));
+            }
+            _ => {}
+        }
         for (key, source) in defaults {
-            spec.env.entry(key.to_string()).or_insert(source);
+            spec.env.entry(key).or_insert(source);
         }
         spec.config_hash = spec.compute_hash(&secrets);
     }

@@ -251,14 +251,19 @@ impl Watch {
         targets: &Targets,
         events: &mut Vec<DriftEvent>,
     ) -> std::result::Result<(), TickFailed> {
+        let started = std::time::Instant::now();
         let planned = self
             .unless_stopped(plan_targets(targets, None, self.config.options))
             .await;
+        self.status.plan_took(started.elapsed().as_secs_f64());
         let plan = match planned {
             None => return Ok(()),
             Some(Ok(live)) => live.plan,
             Some(Err(e)) => return Err(self.failed(events, "planning", &e)),
         };
+        // Healthy from here on: a heal may wait for the lock of the apply that starts this
+        // very watch, and that apply waits for this health.
+        self.status.ended(self.input_error.clone());
         self.report_drift(&plan, events);
         let pending = match self.config.mode {
             Mode::Warn => plan.changes.len(),

@@ -3,7 +3,7 @@
 //! last tick could plan, 503 with the reason when it could not).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -24,6 +24,7 @@ pub struct Status {
     errors: Counter,
     ticks: Counter,
     last_good: Gauge<i64, AtomicI64>,
+    plan_seconds: Gauge<f64, AtomicU64>,
     mode: &'static str,
     health: Mutex<Health>,
 }
@@ -46,6 +47,7 @@ impl Status {
         let errors = Counter::default();
         let ticks = Counter::default();
         let last_good = Gauge::<i64, AtomicI64>::default();
+        let plan_seconds = Gauge::<f64, AtomicU64>::default();
         let mut registry = Registry::with_prefix("god_watch");
         registry.register(
             "changes_pending",
@@ -68,6 +70,11 @@ impl Status {
             "When a tick last ended with nothing left to do (Unix time; 0: never)",
             last_good.clone(),
         );
+        registry.register(
+            "last_plan_seconds",
+            "How long the last plan took: reading the inputs when they changed, observing, diffing",
+            plan_seconds.clone(),
+        );
         Arc::new(Self {
             registry,
             pending,
@@ -75,9 +82,15 @@ impl Status {
             errors,
             ticks,
             last_good,
+            plan_seconds,
             mode,
             health: Mutex::new(Health::Starting),
         })
+    }
+
+    /// The last plan took `seconds`.
+    pub fn plan_took(&self, seconds: f64) {
+        self.plan_seconds.set(seconds);
     }
 
     /// A tick planned: `pending` changes are left (after heal).
