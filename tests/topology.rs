@@ -63,6 +63,37 @@ fn change_ids(plan: &Value, action: &str) -> Vec<String> {
         .collect()
 }
 
+/// RabbitMQ refuses a policy pattern PCRE cannot compile ("regular expression is too large",
+/// past 64 KiB compiled): the queues given the same settings are named by shards of policies.
+#[test]
+fn a_group_of_queues_too_long_for_one_pattern_is_wired_by_policy_shards() {
+    let v = TestVhost::new("shards");
+    let padding = "x".repeat(150);
+    let services: String = (0..800)
+        .map(|i| format!("svc-{i:03}:\n  queue_name: services.{padding}.{i:03}\n  routing_keys: [shard.{i}]\n"))
+        .collect();
+    let (_dir, registry) = registry_with(&services);
+    let out = v.run(&registry, &["apply", "--auto-approve"]);
+    assert_exit(&out, 0);
+    assert_converged(&v, &registry);
+    let policies = v.api("GET", &format!("policies/{}", encode(&v.name)), None);
+    let shards: Vec<&Value> = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"].as_str().unwrap().starts_with("god.queues."))
+        .collect();
+    assert!(shards.len() > 1, "{}", shards.len());
+    for i in [0, 399, 799] {
+        let queue = format!("services.{padding}.{i:03}");
+        assert_eq!(
+            v.god_policy(&queue)["dead-letter-exchange"],
+            "god.dead-letters",
+            "{queue}"
+        );
+    }
+}
+
 #[test]
 fn largest_registry_is_planned_in_full_applied_and_then_converged() {
     let v = TestVhost::new("largest");

@@ -68,6 +68,19 @@ impl NodeRotation {
     }
 }
 
+/// Resolves once `connection` is no longer connected (looked at every second). A session
+/// selects on it beside its deliveries: a delivery stream does not always end when its broker
+/// vanishes (a node killed while the process is busy), and a session that waits on it forever
+/// never moves to the next node.
+pub async fn lost(connection: &Connection) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !connection.status().connected() {
+            return;
+        }
+    }
+}
+
 /// A consumer that runs one broker session at a time.
 #[async_trait::async_trait]
 pub trait Session: Send + Sync + 'static {

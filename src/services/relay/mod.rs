@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::model::topic;
-use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
+use crate::rabbit::rotation::{self, NodeRotation, Session, keep_running};
 
 /// The consumer tag of a relay's queue: how `god doctor` finds relays on the broker.
 pub const CONSUMER_TAG: &str = "god-relay";
@@ -116,7 +116,7 @@ impl Session for Relay {
     }
 
     async fn session(&self) -> Result<(), lapin::Error> {
-        let (_connection, channel) = self.nodes.channel(self.config.prefetch).await?;
+        let (connection, channel) = self.nodes.channel(self.config.prefetch).await?;
         let options = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -143,7 +143,14 @@ impl Session for Relay {
             )
             .await?;
         self.nodes.set_connected(true);
-        while let Some(delivery) = deliveries.next().await {
+        let lost = rotation::lost(&connection);
+        tokio::pin!(lost);
+        loop {
+            let delivery = tokio::select! {
+                delivery = deliveries.next() => delivery,
+                () = &mut lost => None,
+            };
+            let Some(delivery) = delivery else { break };
             let delivery = delivery?;
             self.fan_out(delivery.routing_key.as_str(), &delivery.data)
                 .await;

@@ -26,7 +26,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{Channel, Confirmation};
 use serde_json::json;
 
-use crate::rabbit::rotation::{NodeRotation, Session, keep_running};
+use crate::rabbit::rotation::{self, NodeRotation, Session, keep_running};
 
 use crate::model::desired::{ATTEMPTS_HEADER, RETRIES_HEADER, RETRY_QUEUE_HEADER, RetryRoute};
 use crate::rabbit::headers::{deaths, integer, text};
@@ -145,7 +145,7 @@ impl Session for Mover {
     }
 
     async fn session(&self) -> Result<(), lapin::Error> {
-        let (_connection, channel) = self.nodes.channel(self.config.prefetch).await?;
+        let (connection, channel) = self.nodes.channel(self.config.prefetch).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -163,7 +163,14 @@ impl Session for Mover {
         }
         self.nodes.set_connected(true);
         let mut deliveries = futures::stream::select_all(consumers);
-        while let Some((i, delivery)) = deliveries.next().await {
+        let lost = rotation::lost(&connection);
+        tokio::pin!(lost);
+        loop {
+            let next = tokio::select! {
+                next = deliveries.next() => next,
+                () = &mut lost => None,
+            };
+            let Some((i, delivery)) = next else { break };
             self.move_one(&channel, &self.config.routes[i], delivery?)
                 .await?;
         }

@@ -110,12 +110,16 @@ pub async fn run(config: WatchConfig) -> Result<()> {
             backoff = (backoff * 2).min(watch.config.interval);
             wait
         };
+        let deadline = tokio::time::Instant::now() + wait;
         let mut stopped = stop.clone();
-        tokio::select! {
-            biased;
-            _ = stopped.wait_for(|s| *s) => {}
-            _ = edits.recv() => {}
-            _ = tokio::time::sleep(wait) => {}
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => break,
+                // Reading the files is an event too: only a change of their content plans.
+                _ = edits.recv() => if watch.inputs_changed() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
     }
     eprintln!("god watch: stopped");
@@ -148,6 +152,8 @@ struct Watch {
     targets: Option<(Targets, u64)>,
     /// Why the files on disk do not load, while they do not.
     input_error: Option<String>,
+    /// The fingerprint of the files last read.
+    tried: u64,
     /// The changes of the last drift reported (action and id), so a drift is reported once.
     reported: Mutex<BTreeSet<String>>,
 }
@@ -169,6 +175,7 @@ impl Watch {
             stop,
             targets: None,
             input_error: None,
+            tried: 0,
             reported: Mutex::new(BTreeSet::new()),
         }
     }
@@ -191,6 +198,11 @@ impl Watch {
         planned
     }
 
+    /// Whether the files differ from those the inputs were last read from.
+    fn inputs_changed(&self) -> bool {
+        self.files.fingerprint() != self.tried
+    }
+
     /// Loads the inputs when their files changed. Inputs that do not load, or that declare
     /// nothing where the last good ones declared something, are reported once and leave the
     /// last good ones in place.
@@ -203,6 +215,7 @@ impl Watch {
         {
             return;
         }
+        self.tried = fingerprint;
         let loaded = self
             .config
             .sources

@@ -72,19 +72,78 @@ pub fn first_death_queue(binding: &BindingSpec) -> Option<&str> {
     binding.arguments.get(FIRST_DEATH_QUEUE)?.as_str()
 }
 
+/// The longest pattern a grouped policy is given. RabbitMQ compiles a policy's pattern with
+/// PCRE, whose compiled patterns are limited to 64 KiB: an alternation of 5,000 queue names
+/// (135,000 characters) is refused as "regular expression is too large". A group whose list is
+/// longer is split into shards (see [`group_policies`]).
+pub const MAX_GROUP_PATTERN: usize = 16_000;
+
 /// The policy that gives `settings` (argument form) to `queues`: named by a digest of the
-/// settings, so that it stays the same policy while queues join and leave it.
+/// settings, so that it stays the same policy while queues join and leave it. The first shard
+/// of its group (see [`group_policies`]).
 pub fn group_policy(settings: &Arguments, queues: &BTreeSet<String>) -> PolicySpec {
+    shard_policy(settings, queues, 0)
+}
+
+/// Shard `shard` of the policies that give `settings` to a group: the first is named
+/// `god.queues.<digest>` (as before groups had shards), the others `god.queues.<digest>.<n>`.
+fn shard_policy(settings: &Arguments, queues: &BTreeSet<String>, shard: usize) -> PolicySpec {
     let definition = policy_definition(settings);
     let text = serde_json::to_string(&definition).expect("arguments serialise");
     let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
-    let names: Vec<String> = queues.iter().map(|q| regex::escape(q)).collect();
+    let name = match shard {
+        0 => format!("{QUEUE_POLICY_PREFIX}{digest}"),
+        n => format!("{QUEUE_POLICY_PREFIX}{digest}.{n}"),
+    };
     PolicySpec {
-        name: format!("{QUEUE_POLICY_PREFIX}{digest}"),
-        pattern: format!("^(?:{})$", names.join("|")),
+        name,
+        pattern: members_pattern(queues),
         apply_to: ApplyTo::Queues,
         priority: DEAD_LETTER_POLICY_PRIORITY,
         definition,
+    }
+}
+
+/// The pattern that matches exactly `queues`.
+fn members_pattern(queues: &BTreeSet<String>) -> String {
+    let names: Vec<String> = queues.iter().map(|q| regex::escape(q)).collect();
+    format!("^(?:{})$", names.join("|"))
+}
+
+/// `policy` naming `queues` instead, under its own name.
+pub fn with_members(policy: &PolicySpec, queues: &BTreeSet<String>) -> PolicySpec {
+    PolicySpec {
+        pattern: members_pattern(queues),
+        ..policy.clone()
+    }
+}
+
+/// The shard of `shards` (a power of two) a queue belongs to: by a digest of its name, so a
+/// queue stays in its shard while others come and go, and when the shards double, each splits
+/// in two (its queues stay or move to the new one).
+fn shard_of(queue: &str, shards: usize) -> usize {
+    let digest = Sha256::digest(queue.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % shards as u64) as usize
+}
+
+/// The queues of a group in the fewest shards (a power of two) whose patterns all fit in
+/// [`MAX_GROUP_PATTERN`].
+fn shards(queues: &BTreeSet<String>) -> Vec<BTreeSet<String>> {
+    let mut count = 1;
+    loop {
+        let mut split = vec![BTreeSet::new(); count];
+        for queue in queues {
+            split[shard_of(queue, count)].insert(queue.clone());
+        }
+        let fits = split
+            .iter()
+            .all(|s| members_pattern(s).len() <= MAX_GROUP_PATTERN);
+        if fits || count >= queues.len() {
+            return split;
+        }
+        count *= 2;
     }
 }
 
@@ -218,7 +277,8 @@ impl<'a> Wiring<'a> {
 }
 
 /// God's grouped policies for `settings` (each queue's, in argument form): one per distinct
-/// settings, naming every queue given them.
+/// settings, naming every queue given them; a group too large for one pattern gets as many
+/// shards as it needs.
 pub fn group_policies(settings: &BTreeMap<String, Arguments>) -> Vec<PolicySpec> {
     let mut groups: BTreeMap<String, (&Arguments, BTreeSet<String>)> = BTreeMap::new();
     for (queue, given) in settings.iter().filter(|(_, s)| !s.is_empty()) {
@@ -231,13 +291,62 @@ pub fn group_policies(settings: &BTreeMap<String, Arguments>) -> Vec<PolicySpec>
     }
     groups
         .values()
-        .map(|(given, queues)| group_policy(given, queues))
+        .flat_map(|(given, queues)| {
+            shards(queues)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, members)| !members.is_empty())
+                .map(|(i, members)| shard_policy(given, &members, i))
+        })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_too_large_for_one_pattern_is_split_into_shards_that_each_fit() {
+        let settings: Arguments = [(
+            "x-dead-letter-exchange".to_string(),
+            Value::from(DEAD_LETTERS_EXCHANGE),
+        )]
+        .into();
+        let queues: BTreeMap<String, Arguments> = (0..5000)
+            .map(|i| (format!("services.bench.svc_{i:05}"), settings.clone()))
+            .collect();
+        let policies = group_policies(&queues);
+        assert!(
+            policies.len() > 1,
+            "one pattern of 5,000 names is too large"
+        );
+        let mut seen = BTreeSet::new();
+        for policy in &policies {
+            assert!(
+                policy.pattern.len() <= MAX_GROUP_PATTERN,
+                "{}",
+                policy.pattern.len()
+            );
+            for member in group_members(policy).unwrap() {
+                assert!(seen.insert(member), "a queue in two shards");
+            }
+        }
+        assert_eq!(seen.len(), 5000);
+        let names: BTreeSet<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names.len(), policies.len());
+        let small = group_policy(&settings, &["q".to_string()].into());
+        assert!(
+            names.contains(small.name.as_str()),
+            "the first shard keeps the group's name"
+        );
+        for (queue, _) in queues.iter().take(200) {
+            let at = shard_of(queue, 8);
+            assert!(
+                [at, at + 8].contains(&shard_of(queue, 16)),
+                "doubling splits a shard in two"
+            );
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::{Planner, line_diff, policy_lines};
 use crate::model::wiring::{
-    DEAD_LETTERS_EXCHANGE, QUEUE_POLICY_PREFIX, argument_form, dead_letters_binding,
-    dead_letters_exchange, first_death_queue, group_members, group_policies, group_policy,
+    DEAD_LETTERS_EXCHANGE, QUEUE_POLICY_PREFIX, dead_letters_binding, dead_letters_exchange,
+    first_death_queue, group_members, group_policies, with_members,
 };
 use crate::model::{BindingSpec, DEAD_LETTER_POLICY_PREFIX, PolicySpec, format_arguments};
 use crate::plan::{Action, Change, Resource};
@@ -46,10 +46,13 @@ impl Planner<'_> {
     }
 
     fn group_policy_changes(&mut self) {
-        let wanted: Vec<PolicySpec> = group_policies(&self.wired)
+        let mut wanted: Vec<PolicySpec> = group_policies(&self.wired)
             .into_iter()
             .map(|p| self.keeping_pruned_members(p))
             .collect();
+        // New shards first, then the ones that change, then the stale ones go: a queue moving
+        // between shards of its group is named by both for a moment, never by neither.
+        wanted.sort_by_key(|p| self.observed.topology.policies.contains_key(&p.name));
         for policy in &wanted {
             match self.observed.topology.policies.get(&policy.name) {
                 Some(found) if self.names_no_more(found, policy) => {}
@@ -107,7 +110,7 @@ impl Planner<'_> {
             .into_iter()
             .filter(|m| self.pruned_queues.contains(m));
         members.extend(pruned);
-        group_policy(&argument_form(&policy.definition), &members)
+        with_members(&policy, &members)
     }
 
     /// Whether a live grouped policy gives what `wanted` gives, naming more only of queues that
