@@ -424,6 +424,10 @@ fn watch_runs_as_a_container_of_the_project_sees_it_converged_and_heals_it() {
         &["plan", "--detailed-exitcode"],
     );
     assert_exit(&out, 0);
+    let doctor = p.run_with_broker(&registry, &vhost.amqp_url(), &["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let check = doctor_check(&report, "services.watch");
+    assert_eq!(check["status"], "ok", "{check}");
 
     docker(&["rm", "-f", &format!("{}-web", p.name)]).unwrap();
     delete_queue(&vhost, "orders.q");

@@ -87,18 +87,27 @@ pub async fn audit(inputs: &config::Inputs, options: &Options) -> Vec<Check> {
         }
     };
     let retry_url = services::bundled_url(None, builtin(Builtin::Retry), Builtin::Retry);
+    let watch_url = services::bundled_url(None, builtin(Builtin::Watch), Builtin::Watch);
+    let watch = async {
+        match watch_url {
+            Some(url) => Some(services::bundled(Builtin::Watch, Some(url), limit).await),
+            None => None,
+        }
+    };
     let retry_expected = desired.is_some_and(|d| !d.retry.is_empty());
-    let (mut checks, gateway, relay, retry, containers, endpoint_check, shared) = tokio::join!(
+    let (mut checks, gateway, relay, retry, watch, containers, endpoint_check, shared) = tokio::join!(
         broker,
         services::bundled(Builtin::Gateway, gateway_url, limit),
         services::bundled(Builtin::Relay, relay_url, limit),
         services::retry_mover(retry_expected, retry_url, limit),
+        watch,
         services::containers(inputs.containers.as_ref(), limit),
         services::endpoints(desired, limit),
         stack::checks(inputs.containers.as_ref(), limit),
     );
     checks.extend([gateway, relay]);
     checks.extend(retry);
+    checks.extend(watch);
     checks.extend([containers, endpoint_check]);
     checks.extend(shared);
     checks
