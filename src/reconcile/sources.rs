@@ -152,15 +152,17 @@ impl Sources {
         let mut desired = loaded
             .desired(&project, &recording, &self.profiles)
             .map_err(GodError::Invalid)?;
-        let watch = self.watch_facts(loaded, &desired, endpoints, read.into_inner().ok());
+        let watch = self.watch_facts(loaded, &desired, read.into_inner().ok());
         let retry_routes = broker.map(|d| {
             let routes: Vec<_> = d.retry.values().collect();
             serde_json::to_string(&routes).expect("routes serialise")
         });
+        let management_url = endpoints.management_bases().join(",");
         let facts = builtin::RegistryFacts {
             exchange: broker.map(|d| d.exchange.as_str()),
             retry_routes: retry_routes.as_deref(),
             watch: watch.as_ref(),
+            management_url: &management_url,
         };
         builtin::give_defaults(
             &mut desired,
@@ -172,13 +174,13 @@ impl Sources {
     }
 
     /// What a watch container of the project is given (None when none runs): the inputs god
-    /// read, the project, the profiles, the management API, and the variables components.toml
+    /// read, the project, the profiles, and the variables components.toml
     /// read from god's environment (`read`, plus those its secrets and templates name).
     fn watch_facts(
         &self,
         loaded: &LoadedComponents,
         desired: &DesiredContainers,
-        endpoints: &BrokerEndpoints,
+
         read: Option<BTreeSet<String>>,
     ) -> Option<builtin::WatchFacts> {
         let runs_watch = desired
@@ -209,7 +211,6 @@ impl Sources {
             topology: self.topology.as_deref().map(absolute),
             project: desired.project.clone(),
             profiles: self.profiles.clone(),
-            management_url: endpoints.management_bases().join(","),
             variables,
         })
     }

@@ -12,6 +12,8 @@ use crate::model::containers::{
 
 /// The variable god's services read the broker URL from (clap's `env` of `--amqp-url`).
 pub const BROKER_URL_VARIABLE: &str = "RABBITMQ_URL";
+/// The variable the relay (its history's epoch) and the watch read the management API from.
+pub const MANAGEMENT_URL_VARIABLE: &str = "RABBITMQ_MANAGEMENT_URL";
 /// The variable naming the exchange they publish to and read from.
 pub const EXCHANGE_VARIABLE: &str = "GOD_EXCHANGE";
 /// The variables god sets in its bundled services' containers unless their component does.
@@ -225,8 +227,6 @@ pub struct WatchFacts {
     pub project: String,
     /// The profiles named.
     pub profiles: Vec<String>,
-    /// The management API god talks to.
-    pub management_url: String,
     /// The variables components.toml reads from god's environment.
     pub variables: BTreeSet<String>,
 }
@@ -252,33 +252,22 @@ fn engine_socket() -> String {
         .unwrap_or_else(|| "/var/run/docker.sock".to_string())
 }
 
-/// What a watch container is given: its inputs' paths, what it covers, where the broker's
-/// management API is (beside the broker, by its name), the image of god's services, and the
+/// What a watch container is given: its inputs' paths, what it covers, the image of god's
+/// services, and the
 /// variables components.toml reads; mounts of the input folders (read-only), the engine's
 /// socket and the temporary folder (where the project's apply lock is), at the paths they
 /// have here, so that the watch inside computes the very configuration god computes here.
 fn watch_defaults(
     spec: &mut ContainerSpec,
     facts: &WatchFacts,
-    broker: Option<&ContainerSpec>,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Vec<(String, EnvSource)> {
-    let management = match broker {
-        Some(broker) if shares_a_network(spec, broker) => {
-            address_inside(&facts.management_url, broker, 15672)
-        }
-        _ => facts.management_url.clone(),
-    };
     let path = |p: &Path| EnvSource::Value(p.display().to_string());
     let mut given: Vec<(String, EnvSource)> = vec![
         ("GOD_COMPONENTS".into(), path(&facts.components)),
         (
             "GOD_PROJECT".into(),
             EnvSource::Value(facts.project.clone()),
-        ),
-        (
-            "RABBITMQ_MANAGEMENT_URL".into(),
-            EnvSource::Value(management),
         ),
         (IMAGE_VARIABLE.into(), EnvSource::Value(spec.image.clone())),
     ];
@@ -343,6 +332,8 @@ pub struct RegistryFacts<'a> {
     pub retry_routes: Option<&'a str>,
     /// What a watch container is given.
     pub watch: Option<&'a WatchFacts>,
+    /// The management API god talks to (comma-separated nodes).
+    pub management_url: &'a str,
 }
 
 /// Moves a watch container that nothing depends on to the end of the start order: it starts
@@ -407,13 +398,22 @@ pub fn give_defaults(
                 EnvSource::Value(exchange.to_string()),
             ));
         }
+        if matches!(Builtin::of(spec), Some(Builtin::Relay | Builtin::Watch)) {
+            let management = match &broker {
+                Some(broker) if shares_a_network(spec, broker) => {
+                    address_inside(registry.management_url, broker, 15672)
+                }
+                _ => registry.management_url.to_string(),
+            };
+            defaults.push((MANAGEMENT_URL_VARIABLE.into(), EnvSource::Value(management)));
+        }
         match (Builtin::of(spec), registry.retry_routes, registry.watch) {
             (Some(Builtin::Retry), Some(routes), _) => defaults.push((
                 crate::services::retry::mover::ROUTES_VARIABLE.into(),
                 EnvSource::Value(routes.to_string()),
             )),
             (Some(Builtin::Watch), _, Some(facts)) => {
-                defaults.extend(watch_defaults(spec, facts, broker.as_ref(), env));
+                defaults.extend(watch_defaults(spec, facts, env));
             }
             _ => {}
         }

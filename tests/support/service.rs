@@ -50,6 +50,7 @@ impl ServiceProcess {
             .args([service, "--listen", &listen])
             .args(args)
             .env("RABBITMQ_URL", amqp_url)
+            .env("RABBITMQ_MANAGEMENT_URL", super::management())
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log.reopen().unwrap())
@@ -77,7 +78,7 @@ impl ServiceProcess {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("{path} never answered {status}");
+        panic!("{path} never answered {status}; stderr:\n{}", self.stderr());
     }
 
     /// Sends a request with curl; returns the status, the headers and the body.
