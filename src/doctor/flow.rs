@@ -61,6 +61,45 @@ pub struct RelayQueue {
     pub connection: String,
     /// Its binding keys on the bus exchange.
     pub keys: Vec<String>,
+    /// What it keeps, when it is a stream (the relay's history).
+    pub history: Option<HistoryFacts>,
+}
+
+/// What a relay's history (a stream) holds and keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryFacts {
+    /// Events in it (absent while the broker's statistics are not out yet).
+    pub events: Option<u64>,
+    /// How long it keeps them (`x-max-age`).
+    pub max_age: Option<String>,
+    /// How many bytes it keeps at most (`x-max-length-bytes`).
+    pub max_bytes: Option<u64>,
+}
+
+impl HistoryFacts {
+    /// The history of a queue, when the queue is a stream.
+    fn of(queue: &crate::rabbit::management::QueueListEntry) -> Option<Self> {
+        let arguments = &queue.arguments;
+        (arguments.get("x-queue-type").and_then(|t| t.as_str()) == Some("stream")).then(|| Self {
+            events: queue.messages,
+            max_age: arguments
+                .get("x-max-age")
+                .and_then(|a| a.as_str())
+                .map(str::to_string),
+            max_bytes: arguments.get("x-max-length-bytes").and_then(|b| b.as_u64()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let events = self
+            .events
+            .map_or("an unknown number of".to_string(), |n| n.to_string());
+        let age = self.max_age.as_deref().unwrap_or("no age limit");
+        let bytes = self.max_bytes.map_or("no size limit".to_string(), |b| {
+            format!("{b} bytes at most")
+        });
+        format!("{events} event(s), kept {age}, {bytes}")
+    }
 }
 
 /// A consumer as the broker lists it.
@@ -180,10 +219,16 @@ async fn relays(
             .filter(|b| b.source == exchange)
             .map(|b| b.routing_key)
             .collect();
+        let history = api
+            .queue(&c.queue.name)
+            .await?
+            .as_ref()
+            .and_then(HistoryFacts::of);
         relays.push(RelayQueue {
             queue: c.queue.name.clone(),
             connection: c.channel_details.connection_name.clone(),
             keys,
+            history,
         });
     }
     Ok(relays)
@@ -209,6 +254,7 @@ pub fn checks(
         unroutable_check(desired, facts),
         relay_check(&desired.exchange, facts, relay_expected),
     ];
+    checks.extend(relay_history_check(facts));
     if !desired.retry.is_empty() {
         checks.push(depth_check(desired, facts, thresholds, QueueKind::Retry));
     }
@@ -506,6 +552,39 @@ fn relay_check(exchange: &str, facts: &FlowFacts, relay_expected: bool) -> Check
     .with_fix("restart the relay (it re-declares its queue bound with `#`), and check it is not started with a narrower --binding-key or RELAY_ROUTING_KEY")
 }
 
+/// `flow.relay_history`, when relays run: what each relay's history keeps; a relay without
+/// one warns (a dashboard that reconnects to it misses what was sent meanwhile).
+fn relay_history_check(facts: &FlowFacts) -> Option<Check> {
+    let id = "flow.relay_history";
+    if facts.relays.is_empty() {
+        return None;
+    }
+    let details: Vec<String> = facts
+        .relays
+        .iter()
+        .map(|r| match &r.history {
+            Some(history) => format!("{} ({}): {}", r.queue, r.connection, history.describe()),
+            None => format!("{} ({}): no history", r.queue, r.connection),
+        })
+        .collect();
+    let without = facts.relays.iter().filter(|r| r.history.is_none()).count();
+    let check = match without {
+        0 => Check::ok(
+            id,
+            Area::Flow,
+            format!("{} relay(s) keep a history: clients that reconnect get what they missed", facts.relays.len()),
+        ),
+        n => Check::new(
+            id,
+            Area::Flow,
+            Verdict::Warn,
+            format!("{n} relay(s) keep no history: a dashboard that reconnects misses the events sent meanwhile"),
+        )
+        .with_fix("run the relay without --no-history (GOD_RELAY_NO_HISTORY): its history is the stream god.relay.history"),
+    };
+    Some(check.with_details(details))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,9 +634,14 @@ mod tests {
             .collect(),
             bindings: vec![binding("qa", "agent.#"), binding("tasks", "task.*")],
             relays: vec![RelayQueue {
-                queue: "amq.gen-1".into(),
+                queue: "god.relay.history".into(),
                 connection: "god relay".into(),
                 keys: vec!["#".into()],
+                history: Some(HistoryFacts {
+                    events: Some(12),
+                    max_age: Some("1h".into()),
+                    max_bytes: Some(1_000_000_000),
+                }),
             }],
             consumers: vec![consumer(10)],
         }
@@ -574,6 +658,23 @@ mod tests {
             checks.iter().all(|c| c.status == Verdict::Ok),
             "{checks:#?}"
         );
+    }
+
+    #[test]
+    fn a_relay_without_history_warns_and_one_with_says_what_it_keeps() {
+        let facts = healthy();
+        let kept = relay_history_check(&facts).unwrap();
+        assert_eq!(kept.status, Verdict::Ok);
+        assert!(
+            format!("{kept:?}").contains("12 event(s), kept 1h, 1000000000 bytes at most"),
+            "{kept:?}"
+        );
+        let mut facts = healthy();
+        facts.relays[0].history = None;
+        let none = relay_history_check(&facts).unwrap();
+        assert_eq!(none.status, Verdict::Warn);
+        facts.relays.clear();
+        assert!(relay_history_check(&facts).is_none());
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct QueueListEntry {
     /// The connection owning an exclusive queue.
     #[serde(default)]
     pub owner_pid_details: Option<OwnerField>,
+    /// Its arguments, as declared.
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, Value>,
 }
 
 /// A queue's name and whether it is exclusive (the queue list without statistics).
