@@ -26,7 +26,6 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -36,7 +35,7 @@ use common::load::{
 };
 use common::{
     Drain, MANAGEMENT, applied_registry, confirming_channel, delete_vhost, env_number, fresh_vhost,
-    two_thread_runtime,
+    relay_deliveries, two_thread_runtime,
 };
 use god::rabbit::endpoints::BrokerEndpoints;
 use god::services::gateway::publisher::{Outgoing, Publisher};
@@ -108,7 +107,7 @@ fn main() {
 
         let relay = ServiceProcess::relay(&amqp, "bus", &[]);
         relay.await_status("/health", 200);
-        let rate = relay_load(&amqp, relay.port).await;
+        let rate = relay_deliveries(&amqp, relay.port, RELAY_CLIENTS, RELAY_EVENTS).await;
         println!("\nrelay: {RELAY_EVENTS} events to {RELAY_CLIENTS} clients: {rate:.0} deliveries/s");
         drop(relay);
         purge(&http).await;
@@ -453,59 +452,6 @@ async fn publisher_load(publisher: &Arc<Publisher>, clients: usize, seconds: u64
         }
     })
     .await
-}
-
-async fn relay_load(amqp: &str, port: u16) -> f64 {
-    let mut readers = Vec::new();
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(RELAY_CLIENTS);
-    for _ in 0..RELAY_CLIENTS {
-        let url = format!("ws://127.0.0.1:{port}/");
-        let ready = ready_tx.clone();
-        readers.push(tokio::spawn(async move {
-            let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-            let _welcome = socket.next().await;
-            ready.send(()).await.unwrap();
-            let mut n = 0;
-            while n < RELAY_EVENTS {
-                match socket.next().await {
-                    Some(Ok(_)) => n += 1,
-                    _ => break,
-                }
-            }
-            n
-        }));
-    }
-    for _ in 0..RELAY_CLIENTS {
-        ready_rx.recv().await.unwrap();
-    }
-    let (connection, channel) = confirming_channel(amqp).await;
-    let started = Instant::now();
-    let mut confirms = Vec::new();
-    for i in 0..RELAY_EVENTS {
-        let body = format!(r#"{{"event_id":"{i}","event_type":"bench.relay","payload":{{}}}}"#);
-        confirms.push(
-            channel
-                .basic_publish(
-                    "bus".into(),
-                    "bench.relay".into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap(),
-        );
-    }
-    for c in confirms {
-        c.await.unwrap();
-    }
-    let mut delivered = 0;
-    for r in readers {
-        delivered += r.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    let _ = connection.close(200, "done".into()).await;
-    delivered as f64 / elapsed.as_secs_f64()
 }
 
 async fn purge(http: &reqwest::Client) {

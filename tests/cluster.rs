@@ -323,7 +323,7 @@ fn the_gateway_and_the_relay_survive_a_kill_9_of_their_node_and_no_accepted_even
     );
     assert_eq!(queue_entry(&v, "q")["leader"], node_name(1).as_str());
     let gateway = ServiceProcess::start(&v.amqp_urls(), "bus", &[]);
-    let relay = ServiceProcess::relay(&v.amqp_urls(), "bus", &[]);
+    let relay = ServiceProcess::relay_at(&v.amqp_urls(), &v.management_urls(), "bus");
     gateway.await_status("/health/ready", 200);
     relay.await_status("/health", 200);
     assert_eq!(node_of_connection(&v, "god gateway"), Some(node_name(1)));
@@ -337,10 +337,14 @@ fn the_gateway_and_the_relay_survive_a_kill_9_of_their_node_and_no_accepted_even
         .enable_all()
         .build()
         .unwrap();
+    // A dashboard that reads the relay until the kill, then goes away.
+    let leave = std::sync::Arc::new(AtomicBool::new(false));
+    let dashboard = rt.spawn(read_until(relay.port, leave.clone()));
     let down = std::thread::scope(|scope| {
         let load = scope.spawn(|| rt.block_on(post_until(&gateway, 8, &killed, &stop, &accepted)));
         std::thread::sleep(Duration::from_secs(2));
         let down = cluster.kill_node(1);
+        leave.store(true, Ordering::SeqCst);
         killed.store(true, Ordering::SeqCst);
         let kill = Instant::now();
         let mut first_after_kill = None;
@@ -412,6 +416,33 @@ fn the_gateway_and_the_relay_survive_a_kill_9_of_their_node_and_no_accepted_even
     );
     assert_ne!(node_of_connection(&v, "god relay"), Some(node_name(1)));
 
+    // The history is replicated: on another node the relay serves the same positions, and
+    // the dashboard resumes where it left off.
+    let (since, epoch) = rt.block_on(dashboard).unwrap();
+    let since = since.expect("the dashboard saw events before the kill");
+    let recovery = rt.block_on(async {
+        let url = format!("ws://127.0.0.1:{}/?since={since}&epoch={epoch}", relay.port);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), socket.next()).await;
+            let Ok(Some(Ok(frame))) = frame else {
+                panic!("no recovery frame: {}", relay.stderr());
+            };
+            let frame: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+            if frame["type"] == "recovery" {
+                return frame;
+            }
+        }
+    });
+    assert_eq!(
+        recovery["recovered"],
+        true,
+        "{recovery}\n{}",
+        relay.stderr()
+    );
+    assert_eq!(recovery["epoch"], epoch.as_str());
+    assert!(recovery["replayed"].as_u64().unwrap() > 0, "{recovery}");
+
     let ids = accepted.ids.lock().unwrap().clone();
     let mut seen = drain_event_ids(&v, "q");
     seen.remove("after-the-kill");
@@ -429,4 +460,30 @@ fn the_gateway_and_the_relay_survive_a_kill_9_of_their_node_and_no_accepted_even
         lost.len()
     );
     down.start();
+}
+
+/// Reads the relay as a dashboard does until `leave`; returns the last offset and the epoch it
+/// saw.
+async fn read_until(port: u16, leave: std::sync::Arc<AtomicBool>) -> (Option<u64>, String) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let mut last = None;
+    let mut epoch = String::new();
+    while !leave.load(Ordering::SeqCst) {
+        let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_millis(100), socket.next()).await
+        else {
+            continue;
+        };
+        let frame: Value =
+            serde_json::from_str(frame.to_text().unwrap_or("{}")).unwrap_or_default();
+        if let Some(e) = frame["epoch"].as_str() {
+            epoch = e.to_string();
+        }
+        if frame["type"] == "event" {
+            last = frame["offset"].as_u64();
+        }
+    }
+    (last, epoch)
 }

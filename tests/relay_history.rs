@@ -29,12 +29,17 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn relay(v: &TestVhost, args: &[&str]) -> ServiceProcess {
-    let (_d, registry) =
-        registry_with("s:\n  queue_name: q\n  routing_keys: [\"#\"]\n  dead_letter: false");
-    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    let (_d, _registry) = applied_registry(v);
     let relay = ServiceProcess::relay(&v.amqp_url(), "bus", args);
     relay.await_status("/health", 200);
     relay
+}
+
+fn applied_registry(v: &TestVhost) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, registry) =
+        registry_with("s:\n  queue_name: q\n  routing_keys: [\"#\"]\n  dead_letter: false");
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    (dir, registry)
 }
 
 /// Connects with `query`; returns the socket and its welcome.
@@ -222,6 +227,13 @@ fn filters_hold_on_replay() {
         let expected: Vec<String> = (0..20).step_by(2).map(|i| format!("a.k{i}")).collect();
         assert_eq!(keys, expected);
     });
+    // The relay's history is the relay's: god plans nothing for it, not even with --prune.
+    let (_d, registry) = applied_registry(&v);
+    assert!(v.queue(STREAM).is_some());
+    assert_exit(
+        &v.run(&registry, &["plan", "--prune", "--detailed-exitcode"]),
+        0,
+    );
 }
 
 #[test]

@@ -208,3 +208,70 @@ impl Drain {
         let _ = self.task.await;
     }
 }
+
+/// Publishes `count` small events to exchange `bus` (key `bench.relay`) and waits for their
+/// confirms.
+pub async fn publish_events(channel: &lapin::Channel, count: usize) {
+    let mut confirms = Vec::with_capacity(count);
+    for i in 0..count {
+        let body = format!(r#"{{"event_id":"{i}","event_type":"bench.relay","payload":{{}}}}"#);
+        confirms.push(
+            channel
+                .basic_publish(
+                    "bus".into(),
+                    "bench.relay".into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    lapin::BasicProperties::default(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    for c in confirms {
+        c.await.unwrap();
+    }
+}
+
+/// Deliveries per second to [`clients`] clients of the relay on `port`, `events` events.
+/// Deliveries per second of `events` events to `clients` WebSocket clients of the relay on
+/// `port` (published to `bus` through `amqp`).
+pub async fn relay_deliveries(amqp: &str, port: u16, clients: usize, events: usize) -> f64 {
+    let mut readers = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(clients);
+    for _ in 0..clients {
+        let url = format!("ws://127.0.0.1:{port}/");
+        let ready = ready_tx.clone();
+        readers.push(tokio::spawn(async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let _welcome = futures::StreamExt::next(&mut socket).await;
+            ready.send(()).await.unwrap();
+            let mut n = 0;
+            while n < events {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    futures::StreamExt::next(&mut socket),
+                )
+                .await
+                {
+                    Ok(Some(Ok(_))) => n += 1,
+                    _ => break,
+                }
+            }
+            n
+        }));
+    }
+    for _ in 0..clients {
+        ready_rx.recv().await.unwrap();
+    }
+    let (connection, channel) = confirming_channel(amqp).await;
+    let started = std::time::Instant::now();
+    publish_events(&channel, events).await;
+    let mut delivered = 0;
+    for r in readers {
+        delivered += r.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let _ = connection.close(200, "done".into()).await;
+    delivered as f64 / elapsed.as_secs_f64()
+}

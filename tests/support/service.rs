@@ -30,6 +30,12 @@ impl ServiceProcess {
         Self::spawn("relay", amqp_url, &all, &[])
     }
 
+    /// Starts a relay on the nodes `amqp_urls`, whose management API is at `management_urls`.
+    pub fn relay_at(amqp_urls: &str, management_urls: &str, exchange: &str) -> Self {
+        let env = [("RABBITMQ_MANAGEMENT_URL", management_urls)];
+        Self::spawn("relay", amqp_urls, &["--exchange", exchange], &env)
+    }
+
     /// Starts the retry mover for the services of `registry` with `retry`.
     pub fn retry(amqp_url: &str, registry: &std::path::Path) -> Self {
         let registry = registry.to_str().unwrap();

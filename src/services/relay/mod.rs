@@ -281,11 +281,11 @@ impl Relay {
             &self.config.binding_key,
         )
         .await?;
-        let previous = std::mem::replace(
-            &mut *self.epoch.write().expect("epoch lock"),
-            Arc::from(epoch.as_str()),
-        );
-        if *previous != *epoch {
+        let previous = self.epoch();
+        // An epoch that cannot be read now is taken for the one known: only another epoch
+        // means another stream.
+        if !epoch.is_empty() && *previous != *epoch {
+            *self.epoch.write().expect("epoch lock") = Arc::from(epoch.as_str());
             self.last_offset.store(-1, Ordering::SeqCst);
         }
         let start = match self.last() {
