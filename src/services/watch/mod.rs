@@ -30,7 +30,7 @@ use crate::reconcile::session::Session;
 use crate::reconcile::sources::{Sources, Targets};
 
 use inputs::{InputFiles, notifications};
-use report::{ChangeReport, DETECTED, DriftEvent, FAILED, HEALED, Scope, reports};
+use report::{ChangeReport, DETECTED, DriftEvent, FAILED, HEALED, Scope};
 use status::Status;
 
 /// How watch acts on drift.
@@ -458,12 +458,12 @@ fn drift_key(plan: &Plan) -> BTreeSet<String> {
 
 /// The detected event of a plan, with heal's reasons for what it withholds.
 fn detected(scope: &Scope, plan: &Plan, options: Option<PlanOptions>) -> DriftEvent {
-    let changes = reports(&plan.changes)
-        .into_iter()
-        .zip(&plan.changes)
-        .map(|(mut report, change)| {
-            report.withheld = options.and_then(|o| crate::plan::heal::withheld_reason(change, o));
-            report
+    let changes = plan
+        .changes
+        .iter()
+        .map(|change| ChangeReport {
+            withheld: options.and_then(|o| crate::plan::heal::withheld_reason(change, o)),
+            ..ChangeReport::of(change)
         })
         .collect();
     scope.event(DETECTED, changes, None)

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::apply::Outcome;
 use crate::error::{GodError, Result};
-use crate::plan::heal::Withheld;
 use crate::plan::{Action, Change, ResourceKind};
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::endpoints::BrokerEndpoints;
@@ -71,14 +70,6 @@ impl ChangeReport {
             cause: change.cause.clone(),
             withheld: None,
             error: None,
-        }
-    }
-
-    /// A change heal leaves alone.
-    pub fn withheld(withheld: &Withheld) -> Self {
-        Self {
-            withheld: Some(withheld.reason),
-            ..Self::of(&withheld.change)
         }
     }
 
@@ -195,13 +186,8 @@ async fn publish_on(session: &AmqpSession, exchange: &str, events: &[DriftEvent]
 }
 
 /// Now, RFC 3339 UTC.
-pub fn now() -> String {
+fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// A report of every change of a list.
-pub fn reports<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<ChangeReport> {
-    changes.into_iter().map(ChangeReport::of).collect()
 }
