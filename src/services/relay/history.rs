@@ -17,6 +17,7 @@ use lapin::{Channel, Connection, Consumer};
 use crate::rabbit::amqp::reply_code;
 use crate::rabbit::endpoints::{BrokerEndpoints, mask_url_str};
 use crate::rabbit::headers::integer;
+use crate::rabbit::management::encode;
 
 /// The stream's default name.
 pub const DEFAULT_STREAM: &str = "god.relay.history";
@@ -221,10 +222,6 @@ async fn management_get(config: &HistoryConfig, path: &str) -> Result<serde_json
         }
     }
     Err(why)
-}
-
-fn encode(part: &str) -> String {
-    percent_encoding::utf8_percent_encode(part, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A consumer of the stream from `offset` on its own channel, taking `prefetch` ahead.
