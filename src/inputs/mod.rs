@@ -40,6 +40,11 @@ impl SourceFile {
     }
 }
 
+/// `path` made absolute against the working directory (as given when that fails).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Finds the registry: the explicit path if given, else the first of [`REGISTRY_CANDIDATES`].
 pub fn locate_registry(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {

@@ -9,7 +9,7 @@ use crate::error::{GodError, Result};
 use crate::inputs::components::{LoadedComponents, default_project, load_components};
 use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
 use crate::inputs::validate::{LoadedRegistry, load_inputs};
-use crate::inputs::{SourceFile, locate_registry};
+use crate::inputs::{SourceFile, absolute, locate_registry};
 use crate::model::containers::{DesiredContainers, EnvSource, interpolate};
 use crate::model::desired::DesiredState;
 use crate::plan::saved::SavedPlan;
@@ -190,7 +190,6 @@ impl Sources {
         if !runs_watch {
             return None;
         }
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let mut variables = read.unwrap_or_default();
         for source in desired.containers.iter().flat_map(|c| c.env.values()) {
             match source {

@@ -246,10 +246,11 @@ impl WatchFacts {
 /// Where the engine's socket is: DOCKER_HOST's path when it names a unix socket, else the
 /// default.
 fn engine_socket() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-        .unwrap_or_else(|| "/var/run/docker.sock".to_string())
+    let address = crate::observe::engine::engine_address();
+    address
+        .strip_prefix("unix://")
+        .unwrap_or("/var/run/docker.sock")
+        .to_string()
 }
 
 /// What a watch container is given: its inputs' paths, what it covers, the image of god's

@@ -12,8 +12,8 @@ use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::inputs::locate_registry;
 use crate::inputs::topology::TOPOLOGY_DIR;
+use crate::inputs::{absolute, locate_registry};
 use crate::reconcile::sources::{COMPONENTS_FILE, Sources};
 
 /// How long the files must be quiet after an edit before watch plans (an editor's save is
@@ -97,10 +97,6 @@ impl InputFiles {
         folders.dedup();
         folders
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The follower of the files (dropping it stops the notifications) and where they arrive.
