@@ -352,3 +352,208 @@ fn the_epoch_changes_when_the_stream_is_created_again() {
         assert_eq!(event["epoch"], second.as_str());
     });
 }
+
+/// A components.toml that runs a relay (never started here: the plan reads its settings).
+fn relay_components(dir: &std::path::Path, extra: &str) -> String {
+    let path = dir.join("components.toml");
+    let text = format!("[components.relay]\nbuiltin = \"relay\"\nnetwork_mode = \"host\"\n{extra}");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn json_plan(v: &TestVhost, registry: &std::path::Path, args: &[&str]) -> Value {
+    let out = v.run(
+        registry,
+        &[&["plan", "--only", "rabbitmq", "--json"], args].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn gods_plan_declares_the_relays_history_keeps_it_without_drift_and_draws_it() {
+    let v = TestVhost::new("history-plan");
+    let (dir, registry) =
+        registry_with("s:\n  queue_name: q\n  routing_keys: [\"#\"]\n  dead_letter: false");
+    let components = relay_components(
+        dir.path(),
+        "env = { GOD_RELAY_HISTORY_MAX_AGE = \"2h\", ROUTING_KEY = \"t.#\" }\n",
+    );
+    let with = ["--components", components.as_str()];
+    let plan = json_plan(&v, &registry, &with);
+    let ids = change_ids(&plan);
+    assert!(ids.contains(&"queue/god.relay.history"), "{ids:?}");
+    assert!(
+        ids.contains(&"binding/bus/queue/god.relay.history/t.#"),
+        "{ids:?}"
+    );
+    let cause = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "queue/god.relay.history")
+        .map(|c| c["cause"].to_string())
+        .unwrap();
+    assert!(cause.contains("the history of relay relay"), "{cause}");
+
+    let applied = v.run(
+        &registry,
+        &[
+            "apply",
+            "--only",
+            "rabbitmq",
+            "--auto-approve",
+            "--components",
+            &components,
+        ],
+    );
+    assert_exit(&applied, 0);
+    let stream = v.queue(STREAM).expect("the stream was declared");
+    assert_eq!(stream["arguments"]["x-queue-type"], "stream");
+    assert_eq!(stream["arguments"]["x-max-age"], "2h");
+    let epoch = stream["arguments"]["x-god-epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(epoch.len(), 36, "a UUID: {epoch}");
+
+    // The relay serves the stream god declared, with god's epoch; the plan stays empty, even
+    // with --prune, while a relay uses it.
+    let relay = ServiceProcess::relay(&v.amqp_url(), "bus", &["--binding-key", "t.#"]);
+    relay.await_status("/health", 200);
+    let welcome = runtime().block_on(async { connect(&relay, "").await.1 });
+    assert_eq!(welcome["epoch"], epoch.as_str());
+    let converged = v.run(
+        &registry,
+        &[
+            "plan",
+            "--only",
+            "rabbitmq",
+            "--prune",
+            "--detailed-exitcode",
+            "--components",
+            &components,
+        ],
+    );
+    assert_exit(&converged, 0);
+
+    let graph = v.run(&registry, &["graph", "--components", &components]);
+    assert_exit(&graph, 0);
+    assert!(
+        text(&graph).contains("god.relay.history"),
+        "{}",
+        text(&graph)
+    );
+
+    // Without a relay in components.toml, --prune deletes the stream god created.
+    std::fs::write(&components, "[components]\n").unwrap();
+    let pruned = json_plan(&v, &registry, &["--prune", "--components", &components]);
+    let deleted = pruned["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == "queue/god.relay.history" && c["action"] == "delete");
+    assert!(deleted, "{pruned:#}");
+}
+
+#[test]
+fn a_history_the_relay_declared_itself_is_no_drift_and_never_pruned() {
+    let v = TestVhost::new("history-adopt");
+    let relay = relay(&v, &[]);
+    let epoch = runtime().block_on(async { connect(&relay, "").await.1["epoch"].clone() });
+    let (dir, registry) =
+        registry_with("s:\n  queue_name: q\n  routing_keys: [\"#\"]\n  dead_letter: false");
+    let components = relay_components(dir.path(), "");
+    let plan = json_plan(&v, &registry, &["--prune", "--components", &components]);
+    let stream_changes: Vec<&Value> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"].as_str().is_some_and(|id| id.contains(STREAM)))
+        .collect();
+    assert!(
+        stream_changes.iter().all(|c| c["action"] == "adopt"),
+        "{plan:#}"
+    );
+    let applied = v.run(
+        &registry,
+        &[
+            "apply",
+            "--prune",
+            "--auto-approve",
+            "--only",
+            "rabbitmq",
+            "--components",
+            &components,
+        ],
+    );
+    assert_exit(&applied, 0);
+    let converged = v.run(
+        &registry,
+        &[
+            "plan",
+            "--only",
+            "rabbitmq",
+            "--prune",
+            "--detailed-exitcode",
+            "--components",
+            &components,
+        ],
+    );
+    assert_exit(&converged, 0);
+    // Without the relay in components.toml, god never deletes the stream it did not create.
+    std::fs::write(&components, "[components]\n").unwrap();
+    let pruned = v.run(
+        &registry,
+        &[
+            "apply",
+            "--prune",
+            "--auto-approve",
+            "--only",
+            "rabbitmq",
+            "--components",
+            &components,
+        ],
+    );
+    assert_exit(&pruned, 0);
+    let stream = v.queue(STREAM).expect("the relay's stream is kept");
+    assert_eq!(stream["arguments"]["x-god-epoch"], epoch);
+}
+
+#[test]
+fn doctor_says_how_many_events_the_history_holds_and_how_old_the_oldest_is() {
+    let v = TestVhost::new("history-doctor");
+    let (_dir, registry) = applied_registry(&v);
+    let relay = ServiceProcess::relay(&v.amqp_url(), "bus", &[]);
+    relay.await_status("/health", 200);
+    let ten_minutes_ago = time::OffsetDateTime::now_utc() - time::Duration::minutes(10);
+    let stamp = ten_minutes_ago
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    for i in 0..3 {
+        v.publish(
+            "bus",
+            "t.k",
+            &format!("{{\"seq\": {i}, \"timestamp\": \"{stamp}\"}}"),
+        );
+    }
+    // The broker lists the relay's consumer within a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let details = loop {
+        let out = v.run(&registry, &["doctor", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "flow.relay_history")
+            .cloned();
+        if let Some(check) = check.filter(|c| c["details"].to_string().contains("3 event(s)")) {
+            break check["details"].to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "{report:#}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(details.contains("(the oldest 10m"), "{details}");
+    assert!(details.contains("kept 1h"), "{details}");
+}

@@ -28,7 +28,7 @@ pub fn run(sources: &Sources, format: Format, live: bool) -> Result<Exit> {
     } else {
         None
     };
-    let g = graph::build(&loaded.desired_state(), stats.as_ref());
+    let g = graph::build(&sources.broker_with_relays(&loaded), stats.as_ref());
     print!(
         "{}",
         match format {

@@ -40,7 +40,7 @@ pub struct RelayArgs {
     #[arg(
         long,
         value_name = "AGE",
-        default_value = "1h",
+        default_value = history::DEFAULT_MAX_AGE,
         env = "GOD_RELAY_HISTORY_MAX_AGE"
     )]
     pub history_max_age: String,
@@ -48,7 +48,7 @@ pub struct RelayArgs {
     #[arg(
         long,
         value_name = "BYTES",
-        default_value_t = 1_000_000_000,
+        default_value_t = history::DEFAULT_MAX_BYTES,
         env = "GOD_RELAY_HISTORY_MAX_BYTES"
     )]
     pub history_max_bytes: u64,

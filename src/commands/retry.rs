@@ -12,7 +12,7 @@ use crate::services::retry::mover::{Mover, ROUTES_VARIABLE, RetryConfig, serve};
 #[derive(Debug, Clone, clap::Args)]
 pub struct RetryArgs {
     /// Address of its health endpoint (/health).
-    #[arg(long, default_value = "127.0.0.1:8684")]
+    #[arg(long, default_value = "127.0.0.1:8686")]
     pub listen: SocketAddr,
     /// Deliveries the broker sends ahead of the one being moved (moved one at a time, each
     /// acknowledged once its copy is confirmed).

@@ -11,7 +11,7 @@ use crate::inputs::validate::LoadedRegistry;
 use crate::model::containers::DesiredContainers;
 use crate::model::desired::DesiredState;
 use crate::rabbit::endpoints::BrokerEndpoints;
-use crate::reconcile::sources::Sources;
+use crate::reconcile::sources::{Sources, add_relay_histories};
 
 /// The inputs that loaded, and the config checks made while loading them.
 pub struct Inputs {
@@ -55,6 +55,10 @@ pub fn load(sources: &Sources) -> Inputs {
         .with_fix("set the environment variables it names (`from_env`), or fix the file"),
         None => components_check,
     };
+    let mut broker = broker;
+    if let (Some(broker), Some(containers)) = (broker.as_mut(), containers.as_ref()) {
+        add_relay_histories(broker, containers);
+    }
     Inputs {
         checks: vec![registry_check, components_check, compose_check],
         desired: broker,

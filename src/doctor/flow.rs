@@ -11,6 +11,7 @@ use crate::model::{BindingSpec, ObservedState};
 use crate::observe::rabbit::exact_counts;
 use crate::rabbit::amqp::AmqpSession;
 use crate::rabbit::management::{ConsumerEntry, ManagementApi};
+use crate::services::relay::history;
 
 /// Limits the flow checks compare against (`god doctor --max-depth ...`).
 #[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
@@ -74,6 +75,8 @@ pub struct HistoryFacts {
     pub max_age: Option<String>,
     /// How many bytes it keeps at most (`x-max-length-bytes`).
     pub max_bytes: Option<u64>,
+    /// How long ago its oldest event was published (None: empty, or unknown).
+    pub oldest_age: Option<std::time::Duration>,
 }
 
 impl HistoryFacts {
@@ -87,6 +90,7 @@ impl HistoryFacts {
                 .and_then(|a| a.as_str())
                 .map(str::to_string),
             max_bytes: arguments.get("x-max-length-bytes").and_then(|b| b.as_u64()),
+            oldest_age: None,
         })
     }
 
@@ -98,7 +102,13 @@ impl HistoryFacts {
         let bytes = self.max_bytes.map_or("no size limit".to_string(), |b| {
             format!("{b} bytes at most")
         });
-        format!("{events} event(s), kept {age}, {bytes}")
+        let oldest = self.oldest_age.map_or(String::new(), |a| {
+            format!(
+                " (the oldest {} ago)",
+                crate::model::duration::format_millis(a.as_secs() * 1000)
+            )
+        });
+        format!("{events} event(s){oldest}, kept {age}, {bytes}")
     }
 }
 
@@ -185,7 +195,7 @@ pub async fn gather(
         .cloned()
         .collect();
     let consumers = api.consumers().await?;
-    let relays = relays(api, &consumers, &desired.exchange).await?;
+    let relays = relays(api, session, &consumers, &desired.exchange).await?;
     let consumers = consumers
         .iter()
         .filter(|c| desired.owners.contains_key(&c.queue.name))
@@ -199,9 +209,11 @@ pub async fn gather(
     })
 }
 
-/// The queues consumed by a god relay (found by its consumer tag) and their binding keys.
+/// The queues consumed by a god relay (found by its consumer tag), their binding keys and,
+/// for a history, how old its oldest event is (read through `session`).
 async fn relays(
     api: &ManagementApi,
+    session: Option<&AmqpSession>,
     consumers: &[ConsumerEntry],
     exchange: &str,
 ) -> crate::error::Result<Vec<RelayQueue>> {
@@ -219,11 +231,14 @@ async fn relays(
             .filter(|b| b.source == exchange)
             .map(|b| b.routing_key)
             .collect();
-        let history = api
+        let mut history = api
             .queue(&c.queue.name)
             .await?
             .as_ref()
             .and_then(HistoryFacts::of);
+        if let (Some(history), Some(session)) = (history.as_mut(), session) {
+            history.oldest_age = oldest_age(session, &c.queue.name).await;
+        }
         relays.push(RelayQueue {
             queue: c.queue.name.clone(),
             connection: c.channel_details.connection_name.clone(),
@@ -232,6 +247,14 @@ async fn relays(
         });
     }
     Ok(relays)
+}
+
+/// How long ago the first event of a stream was published (None when that cannot be read).
+async fn oldest_age(session: &AmqpSession, stream: &str) -> Option<std::time::Duration> {
+    let channel = session.channel().await.ok()?;
+    let first = history::first_event_time(channel, stream).await.ok()??;
+    let age = time::OffsetDateTime::now_utc() - first;
+    age.try_into().ok()
 }
 
 /// The key a relay must be bound with to see every event.
@@ -641,6 +664,7 @@ mod tests {
                     events: Some(12),
                     max_age: Some("1h".into()),
                     max_bytes: Some(1_000_000_000),
+                    oldest_age: Some(std::time::Duration::from_secs(720)),
                 }),
             }],
             consumers: vec![consumer(10)],
@@ -666,7 +690,8 @@ mod tests {
         let kept = relay_history_check(&facts).unwrap();
         assert_eq!(kept.status, Verdict::Ok);
         assert!(
-            format!("{kept:?}").contains("12 event(s), kept 1h, 1000000000 bytes at most"),
+            format!("{kept:?}")
+                .contains("12 event(s) (the oldest 12m ago), kept 1h, 1000000000 bytes at most"),
             "{kept:?}"
         );
         let mut facts = healthy();

@@ -15,6 +15,7 @@ use crate::model::desired::DesiredState;
 use crate::plan::saved::SavedPlan;
 use crate::rabbit::endpoints::BrokerEndpoints;
 use crate::services::builtin;
+use crate::services::relay::planned::PlannedHistory;
 
 /// Where components.toml is looked for when neither `--components` nor `GOD_COMPONENTS` is given.
 pub const COMPONENTS_FILE: &str = "components.toml";
@@ -223,31 +224,49 @@ impl Sources {
             _ => Some(self.load_registry()?),
         };
         let endpoints = self.endpoints_for(registry.as_ref())?;
-        let broker = registry.as_ref().map(LoadedRegistry::desired_state);
-        let containers = match (only, self.load_components()?) {
-            (Some(Only::Rabbitmq), _) => None,
-            (Some(Only::Docker), None) => {
-                return Err(GodError::Usage(
-                    "--only docker needs components.toml: none found in this directory\nhint: pass --components PATH (or set GOD_COMPONENTS)".to_string(),
-                ));
-            }
-            (Some(Only::Docker), Some(loaded)) => {
-                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
-            }
-            (None, Some(loaded)) if loaded.containers().next().is_some() => {
-                Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
-            }
-            (None, _) => None,
+        let mut broker = registry.as_ref().map(LoadedRegistry::desired_state);
+        let all_containers = match only {
+            // The relays' histories stay part of the broker's plan when containers are not.
+            Some(Only::Rabbitmq) => self.read_components().ok().flatten().and_then(|loaded| {
+                self.desired_containers(&loaded, broker.as_ref(), &endpoints)
+                    .ok()
+            }),
+            _ => match self.load_components()? {
+                Some(loaded) if loaded.containers().next().is_some() || only.is_some() => {
+                    Some(self.desired_containers(&loaded, broker.as_ref(), &endpoints)?)
+                }
+                Some(_) => None,
+                None if only == Some(Only::Docker) => {
+                    return Err(GodError::Usage(
+                        "--only docker needs components.toml: none found in this directory\nhint: pass --components PATH (or set GOD_COMPONENTS)".to_string(),
+                    ));
+                }
+                None => None,
+            },
         };
-        let broker = match only {
-            Some(Only::Docker) => None,
-            _ => broker,
-        };
+        if let (Some(broker), Some(containers)) = (broker.as_mut(), all_containers.as_ref()) {
+            add_relay_histories(broker, containers);
+        }
         Ok(Targets {
-            broker,
+            broker: broker.filter(|_| only != Some(Only::Docker)),
             endpoints,
-            containers,
+            containers: all_containers.filter(|_| only != Some(Only::Rabbitmq)),
         })
+    }
+
+    /// The registry's desired state of the broker with the histories of the relays
+    /// components.toml runs (left out when components.toml cannot be read).
+    pub fn broker_with_relays(&self, registry: &LoadedRegistry) -> DesiredState {
+        let mut broker = registry.desired_state();
+        let containers = self.read_components().ok().flatten().and_then(|loaded| {
+            let endpoints = self.endpoints(registry).ok()?;
+            self.desired_containers(&loaded, Some(&broker), &endpoints)
+                .ok()
+        });
+        if let Some(containers) = containers {
+            add_relay_histories(&mut broker, &containers);
+        }
+        broker
     }
 
     /// The broker endpoints, with the vhost from the registry when the URL names none.
@@ -314,6 +333,19 @@ impl Sources {
             Some(vhost) => Ok(endpoints.with_vhost(vhost)),
             None => Ok(endpoints),
         }
+    }
+}
+
+/// Adds to the broker's desired state the history stream of each relay the containers run:
+/// god's plan shows it, apply declares it when missing, `--prune` keeps it while a relay uses it.
+pub fn add_relay_histories(broker: &mut DesiredState, containers: &DesiredContainers) {
+    let epoch = uuid::Uuid::new_v4().to_string();
+    let relays = containers
+        .containers
+        .iter()
+        .filter(|c| builtin::Builtin::of(c) == Some(builtin::Builtin::Relay));
+    for history in relays.filter_map(PlannedHistory::of) {
+        history.add_to(broker, &epoch);
     }
 }
 

@@ -69,13 +69,13 @@ impl Builtin {
         }
     }
 
-    /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683; the retry
-    /// mover's health and the watch's on the next ones.
+    /// The upstream's port: Bloodbank's gateway 8682, its WebSocket relay 8683; the watch's
+    /// health on 8685 and the retry mover's on 8686 (8684 is the platform's candystore).
     pub fn port(self) -> u16 {
         match self {
             Builtin::Gateway => 8682,
             Builtin::Relay => 8683,
-            Builtin::Retry => 8684,
+            Builtin::Retry => 8686,
             Builtin::Watch => 8685,
         }
     }

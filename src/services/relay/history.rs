@@ -14,6 +14,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
 
+use crate::model::queue_type::EPOCH_ARGUMENT;
 use crate::rabbit::amqp::reply_code;
 use crate::rabbit::endpoints::{BrokerEndpoints, mask_url_str};
 use crate::rabbit::headers::integer;
@@ -21,8 +22,10 @@ use crate::rabbit::management::encode;
 
 /// The stream's default name.
 pub const DEFAULT_STREAM: &str = "god.relay.history";
-/// The stream argument holding its epoch.
-pub const EPOCH_ARGUMENT: &str = "x-god-epoch";
+/// How long the history keeps events by default.
+pub const DEFAULT_MAX_AGE: &str = "1h";
+/// How many bytes the history keeps at most by default.
+pub const DEFAULT_MAX_BYTES: u64 = 1_000_000_000;
 /// The header a stream delivery carries its offset in.
 const OFFSET_HEADER: &str = "x-stream-offset";
 /// Deliveries a replay takes ahead of what it has sent.
@@ -233,20 +236,57 @@ pub async fn consume_from(
     tag: &str,
 ) -> Result<(Channel, Consumer), lapin::Error> {
     let channel = connection.create_channel().await?;
+    let consumer = consume_on(&channel, stream, offset, prefetch, tag).await?;
+    Ok((channel, consumer))
+}
+
+/// A consumer of the stream from `offset` on `channel`.
+async fn consume_on(
+    channel: &Channel,
+    stream: &str,
+    offset: AMQPValue,
+    prefetch: u16,
+    tag: &str,
+) -> Result<Consumer, lapin::Error> {
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     let mut arguments = FieldTable::default();
     arguments.insert(OFFSET_HEADER.into(), offset);
-    let consumer = channel
+    channel
         .basic_consume(
             stream.into(),
             tag.into(),
             BasicConsumeOptions::default(),
             arguments,
         )
-        .await?;
-    Ok((channel, consumer))
+        .await
+}
+
+/// When the stream's first event was published (None when the stream is empty or its first
+/// event says nothing of its time): the message's timestamp, else its envelope's `timestamp`.
+/// Read on `channel`, which is closed afterwards.
+pub async fn first_event_time(
+    channel: Channel,
+    stream: &str,
+) -> Result<Option<time::OffsetDateTime>, lapin::Error> {
+    let first = AMQPValue::LongString("first".into());
+    let mut consumer = consume_on(&channel, stream, first, 1, "god-doctor-probe").await?;
+    let time = match tokio::time::timeout(END_PROBE_QUIET, consumer.next()).await {
+        Ok(Some(delivery)) => published_at(&delivery?),
+        _ => None,
+    };
+    let _ = channel.close(200, "probed".into()).await;
+    Ok(time)
+}
+
+fn published_at(delivery: &Delivery) -> Option<time::OffsetDateTime> {
+    if let Some(seconds) = *delivery.properties.timestamp() {
+        return time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok();
+    }
+    let envelope: serde_json::Value = serde_json::from_slice(&delivery.data).ok()?;
+    let text = envelope["timestamp"].as_str()?;
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// A replay of the stream from `offset`.

@@ -8,6 +8,7 @@
 
 pub mod history;
 pub mod metrics;
+pub mod planned;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -215,6 +216,12 @@ impl Session for Relay {
         };
         *self.connection.lock().expect("connection lock") = Some(connection.clone());
         self.nodes.set_connected(true);
+        // The upstream relay's line, which the platform's OPS guide greps for.
+        tracing::info!(
+            "Bound to exchange '{}' with routing key '{}'",
+            self.config.exchange,
+            self.config.binding_key
+        );
         let lost = rotation::lost(&connection);
         tokio::pin!(lost);
         // Without the history it wanted, the session ends now and then to try it again.

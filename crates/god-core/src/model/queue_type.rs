@@ -10,10 +10,18 @@ use super::arguments::Arguments;
 /// The queue argument naming the type.
 pub const QUEUE_TYPE_ARG: &str = "x-queue-type";
 
-/// Arguments RabbitMQ reads only when a queue is declared (where its members and leader go): a
-/// live queue declared with other values is not a different queue, so they are not compared.
-pub const DECLARATION_ONLY_ARGUMENTS: [&str; 2] =
-    ["x-quorum-initial-group-size", "x-queue-leader-locator"];
+/// The argument holding the epoch of god's relay history: set when the stream is created, so a
+/// stream created again has another, and never compared.
+pub const EPOCH_ARGUMENT: &str = "x-god-epoch";
+
+/// Arguments read only when a queue is declared (where its members and leader go, the epoch of
+/// a relay's history): a live queue declared with other values is not a different queue, so
+/// they are not compared.
+pub const DECLARATION_ONLY_ARGUMENTS: [&str; 3] = [
+    "x-quorum-initial-group-size",
+    "x-queue-leader-locator",
+    EPOCH_ARGUMENT,
+];
 
 /// Arguments only classic queues accept.
 const CLASSIC_ONLY: [&str; 4] = [
