@@ -61,6 +61,24 @@ enum Command {
     /// (god.drift.detected, god.drift.healed, god.drift.failed); --listen serves /health and
     /// /metrics. Stops on SIGTERM or Ctrl-C, between steps.
     Watch(commands::watch::WatchArgs),
+    /// List the project's containers: state, health, ports, restarts, uptime (like
+    /// `docker compose ps`); god's bundled services say whether they answer ready.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the logs of the project's containers, each line after its component's name.
+    Logs(commands::logs::LogsArgs),
+    /// Restart components' containers, in dependency order, waiting until each is healthy.
+    Restart(commands::restart::RestartArgs),
+    /// Stop and remove the project's containers and networks (volumes with --volumes).
+    ///
+    /// Containers go dependents first; named volumes are kept unless --volumes is given (then
+    /// god asks first, as apply does). Only the project's own containers are touched, never a
+    /// foreign one, and the broker's topology is left alone. With --profile, the components of
+    /// that profile go too; without, they are left as they are.
+    Down(commands::down::DownArgs),
     /// Audit the event bus: broker, topology, flow, services and configuration, with fixes.
     ///
     /// Exit codes: 0 when no check fails (warnings alone pass), 1 when one fails (or warns,
@@ -198,6 +216,16 @@ pub struct Globals {
         hide_env_values = true
     )]
     pub project: Option<String>,
+    /// The variables components.toml interpolates (`${VAR}`, `from_env`), as KEY=VALUE lines;
+    /// god's environment wins over them. Default: .env beside components.toml, when present.
+    #[arg(
+        long,
+        global = true,
+        env = "GOD_ENV_FILE",
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    pub env_file: Option<PathBuf>,
 }
 
 impl Globals {
@@ -212,6 +240,7 @@ impl Globals {
             components: self.components,
             profiles: self.profiles,
             project: self.project,
+            env_file: self.env_file,
         }
         .with_upstream_variables()
     }
@@ -243,6 +272,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> crate::error::Result<Exit> {
     let sources = &cli.globals.sources();
+    sources.load_env_file()?;
     match cli.command {
         Command::Validate(args) => commands::validate::run(sources, &args),
         Command::Schema { what } => commands::schema::run(&what),
@@ -258,6 +288,10 @@ fn run(cli: Cli) -> crate::error::Result<Exit> {
         Command::Doctor(args) => commands::doctor::run(sources, &args),
         Command::Watch(args) => commands::watch::run(sources, &args),
         Command::Graph { format, live } => commands::graph::run(sources, format, live),
+        Command::Ps { json } => commands::ps::run(sources, json),
+        Command::Logs(args) => commands::logs::run(sources, &args),
+        Command::Restart(args) => commands::restart::run(sources, &args),
+        Command::Down(args) => commands::down::run(sources, &args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "god", &mut std::io::stdout());
             Ok(Exit::Success)

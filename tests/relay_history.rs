@@ -423,6 +423,14 @@ fn gods_plan_declares_the_relays_history_keeps_it_without_drift_and_draws_it() {
     relay.await_status("/health", 200);
     let welcome = runtime().block_on(async { connect(&relay, "").await.1 });
     assert_eq!(welcome["epoch"], epoch.as_str());
+    // The line the platform's OPS guide greps for.
+    assert!(
+        relay
+            .stderr()
+            .contains("Bound to exchange 'bus' with routing key 't.#'"),
+        "{}",
+        relay.stderr()
+    );
     let converged = v.run(
         &registry,
         &[

@@ -162,7 +162,7 @@ async fn apply(
     if args.json {
         println!("{}", report_json(&plan, &outcomes, exit));
     } else {
-        print!("{}", report_human(&plan, &outcomes));
+        print!("{}", report_human(&plan, &outcomes, "Apply"));
     }
     Ok(exit)
 }
@@ -205,7 +205,8 @@ pub fn exit_for(outcomes: &[Outcome]) -> Exit {
     }
 }
 
-fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
+/// What was done and what was not, for a person; `verb` names the command ("Apply", "Down").
+pub fn report_human(plan: &Plan, outcomes: &[Outcome], verb: &str) -> String {
     let done: Vec<usize> = (0..outcomes.len())
         .filter(|i| outcomes[*i] == Outcome::Done)
         .collect();
@@ -214,7 +215,7 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
     let all_done = done.len() == outcomes.len();
     if outcomes.iter().any(Outcome::is_failure) {
         out.push_str(&format!(
-            "\nApply stopped part-way: {} of {} changes done.\n",
+            "\n{verb} stopped part-way: {} of {} changes done.\n",
             done.len(),
             outcomes.len()
         ));
@@ -244,7 +245,7 @@ fn report_human(plan: &Plan, outcomes: &[Outcome]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nApply {}: {}{} added, {} changed, {} destroyed.\n",
+        "\n{verb} {}: {}{} added, {} changed, {} destroyed.\n",
         if all_done { "complete" } else { "incomplete" },
         counts.adopted_prefix("adopted"),
         counts.add,

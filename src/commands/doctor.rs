@@ -19,6 +19,9 @@ pub struct DoctorArgs {
     /// Warnings fail the run too (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// Only the checks that warn or fail, one line each, and the verdict.
+    #[arg(long, conflicts_with = "json")]
+    pub summary: bool,
     /// What the live checks are given.
     #[command(flatten)]
     pub options: Options,
@@ -40,7 +43,11 @@ pub fn run(sources: &Sources, args: &DoctorArgs) -> Result<Exit> {
         } else {
             Colour::Off
         };
-        print!("{}", render::table(&report, &heading(&inputs), colour));
+        let text = match args.summary {
+            true => render::summary(&report, &heading(&inputs), colour),
+            false => render::table(&report, &heading(&inputs), colour),
+        };
+        print!("{text}");
     }
     Ok(if report.failed {
         Exit::Failure

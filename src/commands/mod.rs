@@ -4,13 +4,17 @@
 pub mod apply;
 pub mod dlq;
 pub mod doctor;
+pub mod down;
 pub mod gateway;
 pub mod graph;
 pub mod import;
+pub mod logs;
 pub mod new;
 pub mod plan;
+pub mod ps;
 pub mod relay;
 pub mod render;
+pub mod restart;
 pub mod retry;
 pub mod schema;
 pub mod tail;

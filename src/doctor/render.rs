@@ -46,6 +46,27 @@ pub fn table(report: &Report, heading: &str, colour: Colour) -> String {
     out
 }
 
+/// The report in a few lines (`god doctor --summary`): the checks that warn or fail, one line
+/// each, then the verdict.
+pub fn summary(report: &Report, heading: &str, colour: Colour) -> String {
+    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    let mut out = format!("{heading}\n");
+    for check in report
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, Verdict::Warn | Verdict::Fail))
+    {
+        out.push_str(&format!(
+            "  {}  {:<width$}  {}\n",
+            label(check.status, colour),
+            check.id,
+            check.summary
+        ));
+    }
+    out.push_str(&format!("{}\n", summary_line(report, colour)));
+    out
+}
+
 fn check_lines(check: &Check, width: usize, colour: Colour) -> String {
     let indent = " ".repeat(width + 10);
     let mut out = format!(
@@ -92,6 +113,15 @@ pub fn json(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::doctor::{Area, Check};
+
+    #[test]
+    fn the_summary_lists_only_what_warns_or_fails() {
+        let text = summary(&report(), "god doctor", Colour::Off);
+        assert!(text.contains("FAIL  flow.relay"), "{text}");
+        assert!(!text.contains("broker.amqp"), "{text}");
+        assert!(!text.contains("restart the relay"), "no fixes: {text}");
+        assert!(text.trim_end().ends_with("skipped in 0.12s"), "{text}");
+    }
 
     fn report() -> Report {
         let checks = vec![

@@ -8,6 +8,7 @@ pub mod cross_check;
 mod cross_check_tests;
 pub mod diagnostic;
 pub mod document;
+pub mod dotenv;
 pub mod schema;
 pub mod toml_doc;
 pub mod topology;

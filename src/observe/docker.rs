@@ -221,3 +221,99 @@ mod tests {
         assert_eq!(exit_code(None), None);
     }
 }
+
+/// One container of a project as `god ps` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ContainerStatus {
+    /// Its component in components.toml.
+    pub component: String,
+    /// The container's name.
+    pub container: String,
+    /// Its image.
+    pub image: String,
+    /// `running`, `exited`, `restarting`, `created`, `paused`, `dead`.
+    pub state: String,
+    /// The engine's health check: `healthy`, `unhealthy`, `starting` (None: no check).
+    pub health: Option<String>,
+    /// Published ports, `127.0.0.1:8682->8682/tcp`.
+    pub ports: Vec<String>,
+    /// How often the engine restarted it.
+    pub restarts: i64,
+    /// Seconds since it started, while it runs.
+    pub uptime_seconds: Option<u64>,
+    /// Its exit code, once it stopped.
+    pub exit_code: Option<i64>,
+}
+
+/// The containers of `project` (by god's labels), each inspected for its health, restarts and
+/// start time.
+pub async fn project_statuses(docker: &Docker, project: &str) -> Result<Vec<ContainerStatus>> {
+    let filters = HashMap::from([("label", vec![format!("{PROJECT_LABEL}={project}")])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine::failed("listing containers", e))?;
+    let mut statuses = Vec::new();
+    for summary in list {
+        let name = container_name(&summary);
+        let Ok(info) = docker.inspect_container(&name, None).await else {
+            continue; // removed meanwhile
+        };
+        let state = info.state.unwrap_or_default();
+        let running = state.running == Some(true);
+        statuses.push(ContainerStatus {
+            component: summary
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(COMPONENT_LABEL).cloned())
+                .unwrap_or_default(),
+            image: summary.image.clone().unwrap_or_default(),
+            state: state
+                .status
+                .map_or("unknown".to_string(), |s| s.to_string()),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+            ports: published_ports(&summary),
+            restarts: info.restart_count.unwrap_or_default(),
+            uptime_seconds: running
+                .then(|| seconds_since(state.started_at.as_deref()))
+                .flatten(),
+            exit_code: (!running).then_some(state.exit_code).flatten(),
+            container: name,
+        });
+    }
+    Ok(statuses)
+}
+
+fn published_ports(summary: &ContainerSummary) -> Vec<String> {
+    let mut ports: Vec<String> = summary
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let public = p.public_port?;
+            let ip = p.ip.as_deref().unwrap_or("0.0.0.0");
+            let protocol = p.typ.map_or("tcp".to_string(), |t| t.to_string());
+            Some(format!("{ip}:{public}->{}/{protocol}", p.private_port))
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+/// Whole seconds since an engine timestamp (RFC 3339).
+fn seconds_since(timestamp: Option<&str>) -> Option<u64> {
+    let started =
+        time::OffsetDateTime::parse(timestamp?, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let elapsed = time::OffsetDateTime::now_utc() - started;
+    u64::try_from(elapsed.whole_seconds()).ok()
+}

@@ -5,6 +5,7 @@
 
 pub mod execute;
 pub mod planning;
+pub mod project;
 pub mod saved;
 pub mod session;
 pub mod sources;

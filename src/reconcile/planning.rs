@@ -152,12 +152,21 @@ pub async fn plan_containers(
     desired: &DesiredContainers,
     options: PlanOptions,
 ) -> Result<(ObservedContainers, Plan)> {
+    let observed = observe_project(docker, desired).await?;
+    let plan = plan_container_changes(desired, &observed, options);
+    Ok((observed, plan))
+}
+
+/// What the engine has of the project: its containers, networks and volumes, and the foreign
+/// ones named as it wants its own.
+pub async fn observe_project(
+    docker: &bollard::Docker,
+    desired: &DesiredContainers,
+) -> Result<ObservedContainers> {
     let wanted = Wanted {
         containers: desired.containers.iter().map(|c| c.name.clone()).collect(),
         networks: desired.networks.iter().map(|n| n.name.clone()).collect(),
         volumes: desired.volumes.iter().map(|v| v.name.clone()).collect(),
     };
-    let observed = observe_containers(docker, &desired.project, &wanted).await?;
-    let plan = plan_container_changes(desired, &observed, options);
-    Ok((observed, plan))
+    observe_containers(docker, &desired.project, &wanted).await
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{GodError, Result};
 use crate::inputs::components::{LoadedComponents, default_project, load_components};
+use crate::inputs::dotenv;
 use crate::inputs::topology::{TOPOLOGY_DIR, read_dir};
 use crate::inputs::validate::{LoadedRegistry, load_inputs};
 use crate::inputs::{SourceFile, absolute, locate_registry};
@@ -38,6 +39,9 @@ pub struct Sources {
     pub profiles: Vec<String>,
     /// The container project (default: the directory of components.toml).
     pub project: Option<String>,
+    /// The `.env` file whose variables components.toml interpolates (default: .env beside
+    /// components.toml, when present).
+    pub env_file: Option<PathBuf>,
 }
 
 /// Which systems a run covers (`--only`).
@@ -60,9 +64,12 @@ pub struct Targets {
     pub containers: Option<DesiredContainers>,
 }
 
-/// god's own environment, where `from_env` secrets are read.
+/// The variables components.toml reads (`${VAR}`, `from_env` secrets): god's own environment,
+/// else the run's `.env` ([`Sources::load_env_file`]), as Docker Compose reads them.
 pub fn environment(variable: &str) -> Option<String> {
-    std::env::var(variable).ok()
+    std::env::var(variable)
+        .ok()
+        .or_else(|| crate::inputs::dotenv::lookup(variable))
 }
 
 /// The upstream's name of the broker URL (Bloodbank's services), read when `RABBITMQ_URL` is
@@ -77,6 +84,44 @@ impl Sources {
             self.amqp_url = environment(UPSTREAM_URL_VARIABLE).filter(|v| !v.is_empty());
         }
         self
+    }
+
+    /// Reads the run's `.env`: `--env-file` (which must exist), else `.env` beside
+    /// components.toml when there is one; [`environment`] looks variables up in it from then on.
+    pub fn load_env_file(&self) -> Result<()> {
+        let path = match &self.env_file {
+            Some(path) if !path.is_file() => {
+                return Err(GodError::Usage(format!(
+                    "--env-file {}: no such file\nhint: pass the file of KEY=VALUE lines components.toml reads",
+                    path.display()
+                )));
+            }
+            Some(path) => path.clone(),
+            None => match self.components_path() {
+                Some(components) => {
+                    let beside = components
+                        .parent()
+                        .unwrap_or(Path::new(""))
+                        .join(dotenv::DEFAULT_NAME);
+                    if !beside.is_file() {
+                        return Ok(());
+                    }
+                    beside
+                }
+                None => return Ok(()),
+            },
+        };
+        dotenv::EnvFile::read(&path)?.install();
+        Ok(())
+    }
+
+    /// Where components.toml is: `--components`, else ./components.toml when present.
+    fn components_path(&self) -> Option<PathBuf> {
+        match &self.components {
+            Some(p) => Some(p.clone()),
+            None if Path::new(COMPONENTS_FILE).is_file() => Some(PathBuf::from(COMPONENTS_FILE)),
+            None => None,
+        }
     }
 
     /// Finds, reads and validates the registry; prints its warnings to stderr.
@@ -121,10 +166,8 @@ impl Sources {
 
     /// Like [`Self::load_components`], leaving the warnings to the caller.
     pub fn read_components(&self) -> Result<Option<LoadedComponents>> {
-        let path = match &self.components {
-            Some(p) => p.clone(),
-            None if Path::new(COMPONENTS_FILE).is_file() => PathBuf::from(COMPONENTS_FILE),
-            None => return Ok(None),
+        let Some(path) = self.components_path() else {
+            return Ok(None);
         };
         let source = SourceFile::read(&path)?;
         load_components(source).map(Some).map_err(GodError::Invalid)

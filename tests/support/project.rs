@@ -89,6 +89,17 @@ impl TestProject {
             .unwrap()
     }
 
+    /// Runs one of the operator's commands (`ps`, `logs`, `restart`, `down`) on this project.
+    pub fn operate(&self, args: &[&str]) -> Output {
+        god()
+            .arg("--components")
+            .arg(self.dir.path().join("components.toml"))
+            .args(["--project", &self.name])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs god on the broker and this project's containers, with `registry` and the broker
     /// given by `--amqp-url` only (god hands the URL it resolved to its bundled services).
     pub fn run_with_broker(&self, registry: &Path, amqp_url: &str, args: &[&str]) -> Output {

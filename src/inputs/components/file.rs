@@ -104,6 +104,9 @@ pub struct Component {
     /// The container's name (default `<project>-<component>`).
     #[serde(default)]
     pub container_name: Option<String>,
+    /// The names this component had before: their containers are replaced by its own.
+    #[serde(default)]
+    pub renamed_from: Vec<String>,
     /// Host name inside the container.
     #[serde(default)]
     pub hostname: Option<String>,

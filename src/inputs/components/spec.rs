@@ -69,12 +69,20 @@ impl LoadedComponents {
             }
         }
         if problems.is_empty() {
+            let renamed_from = self
+                .file
+                .components
+                .iter()
+                .filter(|(_, c)| !c.renamed_from.is_empty())
+                .map(|(name, c)| (name.clone(), c.renamed_from.clone()))
+                .collect();
             Ok(DesiredContainers {
                 project: project.to_string(),
                 containers,
                 inactive,
                 networks,
                 volumes,
+                renamed_from,
             })
         } else {
             Err(problems)
@@ -269,7 +277,7 @@ impl LoadedComponents {
                 Err(message) => problems.push(self.at(
                     &format!("{pointer}/env/{}", escape_pointer(key)),
                     format!("env {key} of component \"{name}\": {message}"),
-                    "export the variable before running god",
+                    "export the variable, set it in .env beside components.toml (or the --env-file), or give a default: ${VAR:-value}",
                 )),
             }
         }

@@ -537,6 +537,9 @@ pub struct DesiredContainers {
     pub networks: Vec<NetworkSpec>,
     /// The project's named volumes.
     pub volumes: Vec<VolumeSpec>,
+    /// The names components had before (`renamed_from`), by component: the containers of
+    /// those names are replaced by the component's.
+    pub renamed_from: BTreeMap<String, Vec<String>>,
 }
 
 impl DesiredContainers {

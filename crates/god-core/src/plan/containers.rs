@@ -32,13 +32,22 @@ pub fn plan(
         shared_object(&resource, volume.external, project, &desired.project)
             .apply_to(&mut changes, &mut notes);
     }
+    let mut replaced_by_rename = BTreeSet::new();
     for spec in &desired.containers {
-        if let Some(change) = container_change(spec, observed) {
-            changes.push(change);
-        }
+        let renamed = former_container(spec, desired, observed);
+        let change = match renamed {
+            Some(former) => {
+                replaced_by_rename.insert(former.to_string());
+                Some(rename(spec, former, observed))
+            }
+            None => container_change(spec, observed),
+        };
+        changes.extend(change);
     }
     for (component, found) in &observed.managed {
-        if desired.containers.iter().any(|c| &c.component == component) {
+        if desired.containers.iter().any(|c| &c.component == component)
+            || replaced_by_rename.contains(component)
+        {
             continue;
         }
         if let Some(profiles) = desired.inactive.get(component) {
@@ -414,6 +423,41 @@ fn container_change(spec: &ContainerSpec, observed: &ObservedContainers) -> Opti
     None
 }
 
+/// The former component (`renamed_from`) whose container a component takes over: the component
+/// has none of its own yet, and the former one is no component any more.
+fn former_container<'a>(
+    spec: &ContainerSpec,
+    desired: &'a DesiredContainers,
+    observed: &ObservedContainers,
+) -> Option<&'a str> {
+    if observed.managed.contains_key(&spec.component) {
+        return None;
+    }
+    desired
+        .renamed_from
+        .get(&spec.component)?
+        .iter()
+        .find(|former| {
+            observed.managed.contains_key(*former)
+                && !desired.containers.iter().any(|c| &c.component == *former)
+        })
+        .map(String::as_str)
+}
+
+/// A rename: the container of the former component is removed and the component's created.
+fn rename(spec: &ContainerSpec, former: &str, observed: &ObservedContainers) -> Change {
+    let found = &observed.managed[former];
+    let resource = Resource::Container(Box::new(spec.clone()));
+    let cause = format!(
+        "component {former} is now {} in components.toml (renamed_from): its container {} is replaced by {}",
+        spec.component, found.name, spec.name
+    );
+    let mut c = Change::new(Action::Replace, &resource, cause);
+    c.after = Some(resource);
+    c.before = Some(placeholder(&found.name, former, &observed.project));
+    c
+}
+
 /// For each URL-valued secret that now points elsewhere: `KEY moved (vhost)`, naming the parts
 /// that moved (read from the masked URLs, never the secrets).
 fn secret_url_moves(before: &str, spec: &ContainerSpec) -> Vec<String> {
@@ -504,6 +548,50 @@ mod tests {
             containers: specs,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_renamed_component_replaces_its_former_container_once() {
+        let old = spec("gateway", "a");
+        let mut new = spec("bloodbank", "a");
+        new.name = "33god-bloodbank".into();
+        let mut o = ObservedContainers {
+            project: "p".into(),
+            ..Default::default()
+        };
+        o.managed.insert("gateway".into(), running(&old));
+        let without_key = plan(&desired(vec![new.clone()]), &o, PlanOptions::default());
+        assert_eq!(without_key.changes.len(), 1);
+        assert_eq!(without_key.changes[0].action, Action::Create);
+
+        let mut d = desired(vec![new]);
+        d.renamed_from
+            .insert("bloodbank".into(), vec!["gateway".into()]);
+        for prune in [false, true] {
+            let p = plan(
+                &d,
+                &o,
+                PlanOptions {
+                    prune,
+                    ..Default::default()
+                },
+            );
+            assert_eq!(p.changes.len(), 1, "{:#?}", p.changes);
+            let change = &p.changes[0];
+            assert_eq!(change.action, Action::Replace);
+            assert_eq!(change.before.as_ref().unwrap().name(), "p-gateway");
+            assert!(
+                change.cause.contains("component gateway is now bloodbank"),
+                "{}",
+                change.cause
+            );
+            assert!(p.notes.is_empty(), "{:#?}", p.notes);
+        }
+        // Once renamed, the component's own container is what is compared.
+        o.managed
+            .insert("bloodbank".into(), running(&d.containers[0]));
+        o.managed.remove("gateway");
+        assert!(plan(&d, &o, PlanOptions::default()).changes.is_empty());
     }
 
     #[test]

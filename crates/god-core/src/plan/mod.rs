@@ -7,6 +7,7 @@ pub mod containers;
 pub mod diff;
 pub mod graph;
 pub mod heal;
+pub mod operations;
 pub mod render;
 pub mod saved;
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn change_lines(change: &Change) -> String {
         (Action::Adopt, _) => "adopt ",
         (Action::Replace, ResourceKind::Container) => "recreate ",
         (Action::Replace, _) => "replace ",
-        (Action::Update, ResourceKind::Container) => "start ",
+        (Action::Update, ResourceKind::Container) => "restart ",
         _ => "",
     };
     let resource = change.resource();
