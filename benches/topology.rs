@@ -8,6 +8,11 @@
 //!   that same document into an empty vhost (import). The document holds exactly what god
 //!   created, god's record bindings included.
 //!
+//! Then the scale curve (one node): god apply from empty and the converged god plan, their
+//! time per service and god's peak memory (its maximum resident set, from wait4), at each
+//! size of GOD_BENCH_CURVE (default 1000,5000,20000; `0` skips it), with the definitions
+//! import of the same objects beside each.
+//!
 //! Needs the broker of `scripts/bootstrap`. Environment: GOD_BENCH_SERVICES (default 5000),
 //! GOD_BENCH_REPEATS (default 3).
 //!
@@ -21,7 +26,9 @@ mod common;
 mod support;
 
 use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{MANAGEMENT, env_number};
@@ -82,44 +89,25 @@ fn main() {
     let registry = dir.path().join("registry.yaml");
     std::fs::write(&registry, generated_registry(services, target.quorum)).unwrap();
     let http = Http::new(&target.api);
-    let god = |registry: &Path, vhost: &str, args: &[&str], expected: i32| {
-        god(&target, registry, vhost, args, expected)
-    };
     let kind = if target.quorum {
         format!("quorum queues on {} nodes", target.amqp_nodes.len())
     } else {
         "classic queues on one node".to_string()
     };
-    println!("god topology benchmark: {services} services ({kind}), median of {repeats} runs\n");
-
-    let mut plan_empty = Vec::new();
-    let mut apply = Vec::new();
-    let mut plan_converged = Vec::new();
-    let mut export = Vec::new();
-    let mut import = Vec::new();
-    for run in 0..repeats {
-        let vhost = http.fresh_vhost(&format!("god-bench-apply-{run}"));
-        plan_empty.push(time(|| god(&registry, &vhost, &["plan"], 0)));
-        apply.push(time(|| {
-            god(&registry, &vhost, &["apply", "--auto-approve"], 0)
-        }));
-        plan_converged.push(time(|| {
-            god(&registry, &vhost, &["plan", "--detailed-exitcode"], 0)
-        }));
-        let mut document = String::new();
-        export.push(time(|| document = http.export(&vhost)));
-        let target = http.fresh_vhost(&format!("god-bench-import-{run}"));
-        import.push(time(|| http.import(&target, &document)));
-        god(&registry, &target, &["plan", "--detailed-exitcode"], 0);
-        http.delete_vhost(&vhost);
-        http.delete_vhost(&target);
-    }
+    println!(
+        "god topology benchmark: {services} services ({kind}), RabbitMQ {}, median of {repeats} runs\n",
+        http.version()
+    );
+    let rounds: Vec<Round> = (0..repeats)
+        .map(|run| Round::measure(&target, &http, &registry, &format!("{run}")))
+        .collect();
+    let median_of = |f: fn(&Round) -> Duration| median(rounds.iter().map(f).collect());
     let (pe, ap, pc, ex, im) = (
-        median(plan_empty),
-        median(apply),
-        median(plan_converged),
-        median(export),
-        median(import),
+        median_of(|r| r.plan_empty),
+        median_of(|r| r.apply),
+        median_of(|r| r.plan_converged),
+        median_of(|r| r.export),
+        median_of(|r| r.import),
     );
     let mut table = String::new();
     let _ = writeln!(
@@ -130,14 +118,14 @@ fn main() {
     let _ = writeln!(table, "| god plan, empty vhost | {} | | | |", secs(pe));
     let _ = writeln!(
         table,
-        "| god plan, converged vhost | {} | export {} | {:.2}x | ≤ 1.5x |",
+        "| god plan, converged vhost | {} | export {} | {:.2}x | ≤ 0.8x |",
         secs(pc),
         secs(ex),
         ratio(pc, ex)
     );
     let _ = writeln!(
         table,
-        "| god apply, from empty | {} | import {} | {:.2}x | ≤ 1.0x |",
+        "| god apply, from empty | {} | import {} | {:.2}x | ≤ 0.5x |",
         secs(ap),
         secs(im),
         ratio(ap, im)
@@ -145,6 +133,103 @@ fn main() {
     let _ = writeln!(table, "| definitions export (GET) | {} | | | |", secs(ex));
     let _ = writeln!(table, "| definitions import (POST) | {} | | | |", secs(im));
     println!("{table}");
+    if !target.quorum {
+        scale_curve(&target, &http, dir.path());
+    }
+}
+
+/// One round on fresh vhosts: god plan (empty), god apply, god plan (converged), the export
+/// of what god made and its import into another fresh vhost (which god then finds converged).
+struct Round {
+    plan_empty: Duration,
+    apply: Duration,
+    plan_converged: Duration,
+    export: Duration,
+    import: Duration,
+    /// god's peak memory in the apply and the converged plan, KiB.
+    apply_peak: u64,
+    plan_peak: u64,
+}
+
+impl Round {
+    fn measure(target: &Target, http: &Http, registry: &Path, tag: &str) -> Self {
+        let vhost = http.fresh_vhost(&format!("god-bench-apply-{tag}"));
+        let (plan_empty, _) = god(target, registry, &vhost, &["plan"], 0);
+        let (apply, apply_peak) = god(target, registry, &vhost, &["apply", "--auto-approve"], 0);
+        let (plan_converged, plan_peak) = god(
+            target,
+            registry,
+            &vhost,
+            &["plan", "--detailed-exitcode"],
+            0,
+        );
+        let mut document = String::new();
+        let export = time(|| document = http.export(&vhost));
+        let copy = http.fresh_vhost(&format!("god-bench-import-{tag}"));
+        let import = time(|| http.import(&copy, &document));
+        god(target, registry, &copy, &["plan", "--detailed-exitcode"], 0);
+        http.delete_vhost(&vhost);
+        http.delete_vhost(&copy);
+        Self {
+            plan_empty,
+            apply,
+            plan_converged,
+            export,
+            import,
+            apply_peak,
+            plan_peak,
+        }
+    }
+}
+
+/// Apply and converged plan at each size of GOD_BENCH_CURVE, one round each: time per
+/// service, god's peak memory, and the import beside them; then how the time per service grew
+/// from the smallest size to the largest.
+fn scale_curve(target: &Target, http: &Http, dir: &Path) {
+    let sizes: Vec<usize> = std::env::var("GOD_BENCH_CURVE")
+        .unwrap_or_else(|_| "1000,5000,20000".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect();
+    if sizes.is_empty() {
+        return;
+    }
+    println!("Scale curve (one round per size):\n");
+    println!(
+        "| services | apply | per service | peak memory | import | apply/import | converged plan | per service | peak memory | export | plan/export |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut per_service = Vec::new();
+    for size in &sizes {
+        let registry = dir.join(format!("registry-{size}.yaml"));
+        std::fs::write(&registry, generated_registry(*size, false)).unwrap();
+        let r = Round::measure(target, http, &registry, &format!("curve-{size}"));
+        let each = |d: Duration| d.as_secs_f64() * 1000.0 / *size as f64;
+        println!(
+            "| {size} | {} | {:.2} ms | {} MiB | {} | {:.2}x | {} | {:.3} ms | {} MiB | {} | {:.2}x |",
+            secs(r.apply),
+            each(r.apply),
+            r.apply_peak / 1024,
+            secs(r.import),
+            ratio(r.apply, r.import),
+            secs(r.plan_converged),
+            each(r.plan_converged),
+            r.plan_peak / 1024,
+            secs(r.export),
+            ratio(r.plan_converged, r.export),
+        );
+        per_service.push((each(r.apply), each(r.plan_converged)));
+    }
+    if let (Some(first), Some(last)) = (per_service.first(), per_service.last()) {
+        println!(
+            "\nTime per service, {} → {} services: apply {:.2}x, converged plan {:.2}x (target ≤ 1.2x)",
+            sizes[0],
+            sizes[sizes.len() - 1],
+            last.0 / first.0,
+            last.1 / first.1
+        );
+    }
 }
 
 /// A registry like the platform's, scaled: every service consumes one queue with two keys
@@ -168,29 +253,57 @@ fn generated_registry(services: usize, quorum: bool) -> String {
     out
 }
 
-fn god(target: &Target, registry: &Path, vhost: &str, args: &[&str], expected: i32) {
+/// Runs god on `vhost`; returns how long it took and its peak memory (KiB, from wait4).
+fn god(
+    target: &Target,
+    registry: &Path,
+    vhost: &str,
+    args: &[&str],
+    expected: i32,
+) -> (Duration, u64) {
     let urls: Vec<String> = target
         .amqp_nodes
         .iter()
         .map(|node| format!("amqp://guest:guest@{node}/{vhost}"))
         .collect();
+    let errors = tempfile::tempfile().unwrap();
     let mut command = support::god();
     command
         .arg("--registry")
         .arg(registry)
         .args(args)
-        .env("RABBITMQ_URL", urls.join(","));
+        .env("RABBITMQ_URL", urls.join(","))
+        .stdout(Stdio::null())
+        .stderr(errors.try_clone().unwrap());
     if let Some(management) = &target.management_urls {
         command.env("RABBITMQ_MANAGEMENT_URL", management);
     }
-    let out = command.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(expected),
-        "god {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let start = Instant::now();
+    let child = command.spawn().unwrap();
+    let (status, peak) = wait_with_peak_memory(child.id());
+    let took = start.elapsed();
+    if status.code() != Some(expected) {
+        let mut shown = String::new();
+        let mut errors = errors;
+        use std::io::{Read, Seek};
+        errors.rewind().unwrap();
+        errors.read_to_string(&mut shown).unwrap();
+        panic!("god {args:?} exited {status}: {shown}");
+    }
+    (took, peak)
+}
+
+/// Waits for a child and returns its exit status and maximum resident set (KiB).
+fn wait_with_peak_memory(pid: u32) -> (std::process::ExitStatus, u64) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 only writes into the two locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid as libc::pid_t, "wait4 failed");
+    (
+        std::process::ExitStatus::from_raw(status),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    )
 }
 
 fn time(f: impl FnOnce()) -> Duration {
@@ -265,6 +378,16 @@ impl Http {
     fn delete_vhost(&self, name: &str) {
         self.rt
             .block_on(common::delete_vhost_at(&self.client, &self.api, name));
+    }
+
+    /// The broker's version, from its overview.
+    fn version(&self) -> String {
+        let overview: serde_json::Value =
+            serde_json::from_str(&self.call(reqwest::Method::GET, "overview", None)).unwrap();
+        overview["rabbitmq_version"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
     }
 
     fn export(&self, vhost: &str) -> String {

@@ -812,3 +812,64 @@ fn a_dead_letter_queue_is_kept_when_its_queue_fills_between_plan_and_apply() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_apply_killed_part_way_leaves_what_the_next_apply_completes_and_every_queue_recorded() {
+    let v = TestVhost::new("killed");
+    let services: String = (0..1500)
+        .map(|i| {
+            format!(
+                "s{i}:\n  queue_name: q.{i}\n  routing_keys: [\"k.{i}\", \"d{}.#\"]\n",
+                i % 7
+            )
+        })
+        .collect();
+    let (_d, registry) = registry_with(&services);
+    let mut apply = v
+        .god()
+        .arg("--registry")
+        .arg(&registry)
+        .args(["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some queues exist, before all do.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let queues = v.api(
+            "GET",
+            &format!("queues/{}?columns=name", encode(&v.name)),
+            None,
+        );
+        let count = queues.as_array().map_or(0, Vec::len);
+        if count > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    apply.kill().unwrap();
+    let _ = apply.wait();
+
+    let plan = plan_json(&v, &registry, &[]);
+    let adopted = change_ids(&plan, "adopt");
+    assert!(
+        adopted.iter().all(|id| !id.starts_with("queue/")),
+        "a queue god made went without its record: {adopted:?}"
+    );
+    assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
+    assert_exit(&v.run(&registry, &["plan", "--detailed-exitcode"]), 0);
+    // Every queue is god's own: with the services gone, --prune deletes them all.
+    let (_e, empty) = support::registry(
+        "version: \"1.0\"\nexchange:\n  name: bus\n  type: topic\n  durable: true\nservices: {}\n",
+    );
+    let pruned = plan_json(&v, &empty, &["--prune"]);
+    let deleted = change_ids(&pruned, "delete")
+        .iter()
+        .filter(|id| id.starts_with("queue/q."))
+        .count();
+    assert_eq!(
+        deleted, 3000,
+        "1500 queues and their dead-letter queues: {pruned:#}"
+    );
+}

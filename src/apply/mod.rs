@@ -1,5 +1,6 @@
 //! Executors: they carry out a plan they are given, and report what became of each change.
 
+pub mod declare;
 pub mod docker;
 pub mod lock;
 pub mod migrate;

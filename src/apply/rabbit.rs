@@ -1,10 +1,11 @@
-//! The broker executor. Additions go in as partial definitions documents (one request per
-//! chunk, the way RabbitMQ's own import works); removals go one by one through the management
-//! API, except bindings, which AMQP removes exactly, arguments included.
+//! The broker executor. Additions are declared over AMQP, pipelined on several channels
+//! ([`super::declare`]), policies first in one definitions document; removals go one by one
+//! through the management API, except bindings, which AMQP removes exactly, arguments included.
 
 use serde_json::{Value, json};
 
 use super::Outcome;
+use super::declare::{DECLARE_CHANNELS, Declaration, declare_all};
 use super::migrate::{self, Evacuated};
 use crate::error::GodError;
 use crate::model::QueueSpec;
@@ -16,10 +17,6 @@ use crate::observe::rabbit::ready_messages;
 use crate::plan::{Action, Change, Plan, Resource, removal_prerequisites};
 use crate::rabbit::amqp::{AmqpSession, unbind};
 use crate::rabbit::management::ManagementApi;
-
-/// Objects per definitions document. Large enough that request overhead vanishes, small enough
-/// that a failure part-way leaves little in doubt.
-pub const IMPORT_CHUNK: usize = 2000;
 
 /// Choices made at apply time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,11 +38,21 @@ pub struct RabbitExecutor<'a> {
     evacuated: Vec<(usize, Evacuated)>,
 }
 
-/// One object of a definitions document, and the change it belongs to.
-struct ImportItem {
+/// One object a change adds, the change it belongs to, and when it is declared: god's record
+/// exchange (0), exchanges (1), queues (2), bindings (3); an object's record goes with it.
+struct Addition {
     change: usize,
-    section: &'static str,
-    body: Value,
+    phase: usize,
+    item: Item,
+}
+
+/// The phases of declaration, in order.
+const PHASES: usize = 4;
+
+/// What is added: an object declared over AMQP, or a policy (in a definitions document).
+enum Item {
+    Declare(Declaration),
+    Policy(Value),
 }
 
 impl<'a> RabbitExecutor<'a> {
@@ -81,7 +88,7 @@ impl<'a> RabbitExecutor<'a> {
         // Each step stops the run at its first failure; what did not run stays NotAttempted.
         if self.remove_replaced(plan).await.is_ok()
             && self.put_settings(plan).await.is_ok()
-            && self.import_additions(plan).await.is_ok()
+            && self.declare_additions(plan).await.is_ok()
             && self.bring_back().await.is_ok()
         {
             let _ = self.removals(plan).await;
@@ -185,46 +192,90 @@ impl<'a> RabbitExecutor<'a> {
         Err(())
     }
 
-    /// Everything that adds: exchanges, queues, policies, bindings and god's record bindings,
-    /// imported in chunks, the first chunk declaring god's record exchange (an import leaves
-    /// an existing exchange as it is). A chunk that fails leaves its changes unknown and stops
-    /// the run.
-    async fn import_additions(&mut self, plan: &Plan) -> Result<(), ()> {
-        let mut items: Vec<ImportItem> = plan
+    /// Everything that adds: policies first (one definitions document: queues declared after
+    /// them take their settings at once), then god's record exchange and the exchanges, the
+    /// queues, the bindings and god's record bindings, each phase declared over AMQP on
+    /// [`DECLARE_CHANNELS`] channels. A failure stops the run after its phase; what the phase
+    /// did is done.
+    async fn declare_additions(&mut self, plan: &Plan) -> Result<(), ()> {
+        let mut additions: Vec<Addition> = plan
             .changes
             .iter()
             .enumerate()
             .filter(|(i, _)| self.pending(*i))
-            .flat_map(|(i, c)| import_items(i, c))
+            .flat_map(|(i, c)| additions(i, c))
             .collect();
-        if let Some(first) = items.first().map(|item| item.change) {
-            let record = ImportItem {
+        if let Some(first) = additions.first().map(|a| a.change) {
+            let record = Declaration::Exchange(crate::model::record_exchange());
+            let record = Addition {
                 change: first,
-                section: "exchanges",
-                body: exchange_body(&crate::model::record_exchange()),
+                phase: 0,
+                item: Item::Declare(record),
             };
-            items.insert(0, record);
+            additions.insert(0, record);
         }
         let mut remaining = vec![0usize; plan.changes.len()];
-        for item in &items {
-            remaining[item.change] += 1;
+        for addition in &additions {
+            remaining[addition.change] += 1;
         }
-        for chunk in items.chunks(IMPORT_CHUNK) {
-            if let Err(e) = self.api.import(document(chunk)).await {
-                let detail = format!("the import of this part failed: {e}");
-                for item in chunk {
-                    self.finish(item.change, Outcome::Unknown(detail.clone()));
+        let policies: Vec<&Addition> = additions
+            .iter()
+            .filter(|a| matches!(a.item, Item::Policy(_)))
+            .collect();
+        if !policies.is_empty() {
+            if let Err(e) = self.api.import(policy_document(&policies)).await {
+                let detail = format!("the import of the policies failed: {e}");
+                for a in &policies {
+                    self.finish(a.change, Outcome::Unknown(detail.clone()));
                 }
                 return Err(());
             }
-            for item in chunk {
-                remaining[item.change] -= 1;
-                if remaining[item.change] == 0 {
-                    self.finish(item.change, Outcome::Done);
+            for a in &policies {
+                self.added(a.change, &mut remaining);
+            }
+        }
+        for phase in 0..PHASES {
+            let batch: Vec<(usize, &Declaration)> = additions
+                .iter()
+                .filter(|a| a.phase == phase)
+                .filter_map(|a| match &a.item {
+                    Item::Declare(d) => Some((a.change, d)),
+                    Item::Policy(_) => None,
+                })
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let results = declare_all(self.amqp, &batch, DECLARE_CHANNELS).await;
+            tracing::debug!(
+                "declared phase {phase}: {} objects in {:.2} s",
+                batch.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let mut failed = false;
+            for ((change, _), result) in batch.iter().zip(results) {
+                match result {
+                    Ok(()) => self.added(*change, &mut remaining),
+                    Err(e) => {
+                        failed = true;
+                        self.finish(*change, Outcome::Failed(e));
+                    }
                 }
+            }
+            if failed {
+                return Err(());
             }
         }
         Ok(())
+    }
+
+    /// One object of `change` is in place: the change is done once all of them are.
+    fn added(&mut self, change: usize, remaining: &mut [usize]) {
+        remaining[change] -= 1;
+        if remaining[change] == 0 {
+            self.finish(change, Outcome::Done);
+        }
     }
 
     /// Everything that removes, in plan order: bindings, queues and policies (a dead-letter
@@ -410,9 +461,9 @@ fn refused_unless(done: bool, why: &str) -> Outcome {
     }
 }
 
-/// The definitions objects a change adds: the object itself, plus god's record binding for
-/// queues and exchanges it creates or adopts.
-fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
+/// The objects a change adds: the object itself, plus god's record binding for queues and
+/// exchanges it creates or adopts, and for the objects it records by their identifier.
+fn additions(index: usize, change: &Change) -> Vec<Addition> {
     let adds = matches!(
         change.action,
         Action::Create | Action::Replace | Action::Update | Action::Adopt
@@ -424,44 +475,51 @@ fn import_items(index: usize, change: &Change) -> Vec<ImportItem> {
         Action::Adopt => Origin::Adopted,
         _ => Origin::Created,
     };
-    let item = |section, body| ImportItem {
-        change: index,
-        section,
-        body,
+    let declared = change.action != Action::Adopt;
+    let phase = match after {
+        Resource::Exchange(_) => 1,
+        Resource::Queue(_) => 2,
+        _ => 3,
     };
     let mut items = Vec::new();
     match after {
         Resource::Exchange(e) => {
-            if change.action != Action::Adopt {
-                items.push(item("exchanges", exchange_body(e)));
+            if declared {
+                items.push(Item::Declare(Declaration::Exchange(e.clone())));
             }
             if e.name != crate::model::MANAGED_RECORD_EXCHANGE
                 && e.name != crate::model::wiring::DEAD_LETTERS_EXCHANGE
             {
-                items.push(item("bindings", binding_body(&record_binding(&e.name, DestinationType::Exchange, origin))));
+                let record = record_binding(&e.name, DestinationType::Exchange, origin);
+                items.push(Item::Declare(Declaration::Binding(record)));
             }
         }
         Resource::Queue(q) => {
-            if change.action != Action::Adopt {
-                items.push(item("queues", json!({"name": q.name, "durable": q.durable, "auto_delete": q.auto_delete, "arguments": q.arguments})));
+            if declared {
+                items.push(Item::Declare(Declaration::Queue(q.clone())));
             }
-            items.push(item("bindings", binding_body(&record_binding(&q.name, DestinationType::Queue, origin))));
+            let record = record_binding(&q.name, DestinationType::Queue, origin);
+            items.push(Item::Declare(Declaration::Binding(record)));
         }
-        Resource::Binding(b) => items.push(item("bindings", binding_body(b))),
-        Resource::Container(_) | Resource::Network(_) | Resource::Volume(_) => {}
-        Resource::Policy(p) => items.push(item(
-            "policies",
+        Resource::Binding(b) => items.push(Item::Declare(Declaration::Binding(b.clone()))),
+        Resource::Policy(p) => items.push(Item::Policy(
             json!({"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority, "definition": p.definition}),
         )),
+        Resource::Container(_) | Resource::Network(_) | Resource::Volume(_) => {}
         Resource::OperatorPolicy(_) | Resource::Limit(_) => {}
     }
     if has_object_record(change) && matches!(change.action, Action::Create | Action::Adopt) {
-        items.push(item(
-            "bindings",
-            binding_body(&object_record_binding(&change.id, origin)),
-        ));
+        let record = object_record_binding(&change.id, origin);
+        items.push(Item::Declare(Declaration::Binding(record)));
     }
     items
+        .into_iter()
+        .map(|item| Addition {
+            change: index,
+            phase,
+            item,
+        })
+        .collect()
 }
 
 /// Whether god records the change's object with a record of its own: policies (but its own
@@ -479,22 +537,14 @@ fn has_object_record(change: &Change) -> bool {
     }
 }
 
-fn binding_body(b: &crate::model::BindingSpec) -> Value {
-    json!({"source": b.source, "destination": b.destination, "destination_type": b.destination_type.as_str(), "routing_key": b.routing_key, "arguments": b.arguments})
-}
-
-/// A partial definitions document holding a chunk of items.
-/// An exchange as a definitions document declares it.
-fn exchange_body(e: &crate::model::ExchangeSpec) -> Value {
-    json!({"name": e.name, "type": e.kind, "durable": e.durable, "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments})
-}
-
-fn document(items: &[ImportItem]) -> Value {
-    let mut doc = json!({"exchanges": [], "queues": [], "bindings": [], "policies": []});
-    for item in items {
-        if let Some(list) = doc[item.section].as_array_mut() {
-            list.push(item.body.clone());
-        }
-    }
-    doc
+/// A definitions document holding the policies of `additions`.
+fn policy_document(additions: &[&Addition]) -> Value {
+    let policies: Vec<&Value> = additions
+        .iter()
+        .filter_map(|a| match &a.item {
+            Item::Policy(body) => Some(body),
+            Item::Declare(_) => None,
+        })
+        .collect();
+    json!({"policies": policies})
 }

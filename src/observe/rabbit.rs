@@ -1,5 +1,6 @@
-//! Observing a vhost: its definitions (one request after the vhost check, whatever the number
-//! of objects), and, only when a plan would replace or delete queues, their exact depths.
+//! Observing a vhost: its exchanges, queues, bindings and policies (four requests at once
+//! after the vhost check, whatever the number of objects), and, only when a plan would replace
+//! or delete queues, their exact depths.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +20,7 @@ use crate::rabbit::management::{DefinitionsExport, ManagementApi, QueueListEntry
 pub async fn observe(api: &ManagementApi) -> Result<ObservedState> {
     api.check_vhost().await?;
     let (definitions, nodes, overview, operator_policies, limits) = tokio::join!(
-        api.definitions(),
+        api.topology(),
         api.nodes(),
         api.overview(),
         api.operator_policies(),
