@@ -279,6 +279,8 @@ fn god(
         command.env("RABBITMQ_MANAGEMENT_URL", management);
     }
     let start = Instant::now();
+    // wait4 reaps it: std's wait cannot give the peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = command.spawn().unwrap();
     let (status, peak) = wait_with_peak_memory(child.id());
     let took = start.elapsed();
