@@ -104,10 +104,54 @@ fn shard_policy(settings: &Arguments, queues: &BTreeSet<String>, shard: usize) -
     }
 }
 
-/// The pattern that matches exactly `queues`.
+/// The pattern that matches exactly `queues`, their common prefixes written once
+/// (`^(?:services\.a(?:|_dlq)|tasks)$`): RabbitMQ compiles every policy's pattern each time it
+/// matches a queue against it (at every declaration), so the pattern's length is what each
+/// queue declared costs.
 fn members_pattern(queues: &BTreeSet<String>) -> String {
-    let names: Vec<String> = queues.iter().map(|q| regex::escape(q)).collect();
-    format!("^(?:{})$", names.join("|"))
+    let mut root = Trie::default();
+    for queue in queues {
+        root.insert(queue);
+    }
+    format!("^(?:{})$", root.alternatives().join("|"))
+}
+
+/// The queue names of a pattern, by their characters.
+#[derive(Default)]
+struct Trie {
+    /// A name ends here.
+    end: bool,
+    next: BTreeMap<char, Trie>,
+}
+
+impl Trie {
+    fn insert(&mut self, name: &str) {
+        let mut node = self;
+        for c in name.chars() {
+            node = node.next.entry(c).or_default();
+        }
+        node.end = true;
+    }
+
+    /// What may follow this node, one regular expression per branch ("" where a name ends).
+    fn alternatives(&self) -> Vec<String> {
+        let ending = self.end.then(String::new);
+        let branches = self.next.iter().map(|(c, child)| {
+            let mut text = regex::escape(&c.to_string());
+            text.push_str(&child.tail());
+            text
+        });
+        ending.into_iter().chain(branches).collect()
+    }
+
+    /// This node's branches as one expression: a group only where they fork.
+    fn tail(&self) -> String {
+        let alternatives = self.alternatives();
+        match alternatives.as_slice() {
+            [one] => one.clone(),
+            _ => format!("(?:{})", alternatives.join("|")),
+        }
+    }
 }
 
 /// `policy` naming `queues` instead, under its own name.
@@ -163,20 +207,58 @@ pub fn argument_form(definition: &Arguments) -> Arguments {
         .collect()
 }
 
-/// The queues one of god's grouped policies names, read back from its pattern.
+/// The queues one of god's grouped policies names, read back from its pattern (a plain
+/// alternation of names, as older gods wrote it, or with common prefixes written once).
 pub fn group_members(policy: &PolicySpec) -> Option<Vec<String>> {
     policy.name.strip_prefix(QUEUE_POLICY_PREFIX)?;
     let inner = policy.pattern.strip_prefix("^(?:")?.strip_suffix(")$")?;
-    let mut members = vec![String::new()];
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => members.last_mut()?.push(chars.next()?),
-            '|' => members.push(String::new()),
-            other => members.last_mut()?.push(other),
+    let mut chars = inner.chars().peekable();
+    let members = expand_alternation(&mut chars)?;
+    chars.next().is_none().then_some(members)
+}
+
+/// Every name an alternation matches, up to the `)` that closes it (left unread).
+fn expand_alternation(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    loop {
+        names.extend(expand_sequence(chars)?);
+        match chars.peek() {
+            Some('|') => {
+                chars.next();
+            }
+            _ => return Some(names),
         }
     }
-    Some(members)
+}
+
+/// Every name one branch matches: its characters, times each group's names.
+fn expand_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<String>> {
+    let mut names = vec![String::new()];
+    while let Some(&c) = chars.peek() {
+        match c {
+            '|' | ')' => break,
+            '(' => {
+                chars.next();
+                (chars.next()? == '?' && chars.next()? == ':').then_some(())?;
+                let group = expand_alternation(chars)?;
+                (chars.next()? == ')').then_some(())?;
+                names = names
+                    .iter()
+                    .flat_map(|n| group.iter().map(move |g| format!("{n}{g}")))
+                    .collect();
+            }
+            '\\' => {
+                chars.next();
+                let escaped = chars.next()?;
+                names.iter_mut().for_each(|n| n.push(escaped));
+            }
+            other => {
+                chars.next();
+                names.iter_mut().for_each(|n| n.push(other));
+            }
+        }
+    }
+    Some(names)
 }
 
 /// What god's wiring gives the queues of a topology, read once: the grouped policy of each
@@ -312,8 +394,12 @@ mod tests {
             Value::from(DEAD_LETTERS_EXCHANGE),
         )]
         .into();
+        // Names without common prefixes to write once: 5,000 of them do not fit in one pattern.
         let queues: BTreeMap<String, Arguments> = (0..5000)
-            .map(|i| (format!("services.bench.svc_{i:05}"), settings.clone()))
+            .map(|i| {
+                let name = hex::encode(&Sha256::digest(format!("{i}").as_bytes())[..12]);
+                (name, settings.clone())
+            })
             .collect();
         let policies = group_policies(&queues);
         assert!(
@@ -372,6 +458,70 @@ mod tests {
             other.name, policy.name,
             "named by its settings, not its queues"
         );
+    }
+
+    #[test]
+    fn common_prefixes_are_written_once_and_the_pattern_matches_exactly_its_queues() {
+        let queues: BTreeSet<String> = [
+            "q",
+            "q_dlq",
+            "q.retry",
+            "q.retry.1",
+            "services.a",
+            "services.ab",
+            "services.b(c)",
+            "x|y",
+            "ünï",
+        ]
+        .map(String::from)
+        .into();
+        let pattern = members_pattern(&queues);
+        assert!(
+            pattern.starts_with("^(?:q(?:|\\.retry(?:|\\.1)|_dlq)|services"),
+            "{pattern}"
+        );
+        let compiled = regex::Regex::new(&pattern).unwrap();
+        for q in &queues {
+            assert!(compiled.is_match(q), "{q} in {pattern}");
+        }
+        for other in [
+            "",
+            "q_",
+            "q.retry.",
+            "services.",
+            "services.abc",
+            "x",
+            "y",
+            "qq",
+        ] {
+            assert!(!compiled.is_match(other), "{other} in {pattern}");
+        }
+        let policy = PolicySpec {
+            name: format!("{QUEUE_POLICY_PREFIX}abc"),
+            pattern,
+            apply_to: ApplyTo::Queues,
+            priority: 10,
+            definition: Arguments::new(),
+        };
+        let back: BTreeSet<String> = group_members(&policy).unwrap().into_iter().collect();
+        assert_eq!(back, queues);
+        // An older god's plain alternation reads back the same way.
+        let flat = PolicySpec {
+            pattern: "^(?:a\\.b|c\\|d|e)$".to_string(),
+            ..policy
+        };
+        assert_eq!(group_members(&flat).unwrap(), ["a.b", "c|d", "e"]);
+    }
+
+    #[test]
+    fn the_platforms_naming_compresses_5000_services_into_one_short_pattern() {
+        let queues: BTreeSet<String> = (0..5000)
+            .map(|i| format!("services.bench.svc_{i:05}"))
+            .collect();
+        let pattern = members_pattern(&queues);
+        let flat: usize = queues.iter().map(|q| regex::escape(q).len() + 1).sum();
+        assert!(pattern.len() <= MAX_GROUP_PATTERN, "{}", pattern.len());
+        assert!(pattern.len() * 5 < flat, "{} against {flat}", pattern.len());
     }
 
     #[test]
