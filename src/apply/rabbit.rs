@@ -39,12 +39,19 @@ pub struct RabbitExecutor<'a> {
 }
 
 /// One object a change adds, the change it belongs to, and when it is declared: god's record
-/// exchange (0), exchanges (1), queues (2), bindings (3); an object's record goes with it.
+/// exchange (0), exchanges (1), queues (2), bindings (3); an object's record goes with it, in
+/// the same unit (the declarations of a unit go in order on one channel).
 struct Addition {
     change: usize,
     phase: usize,
+    unit: usize,
     item: Item,
 }
+
+/// The unit of every replicated queue: they are declared one after the other on one channel,
+/// so that the broker's `balanced` leader placement counts each one's leader before it places
+/// the next (declared at once, they all see the same counts and land on one node).
+const REPLICATED_UNIT: usize = 0;
 
 /// The phases of declaration, in order.
 const PHASES: usize = 4;
@@ -210,6 +217,7 @@ impl<'a> RabbitExecutor<'a> {
             let record = Addition {
                 change: first,
                 phase: 0,
+                unit: first,
                 item: Item::Declare(record),
             };
             additions.insert(0, record);
@@ -235,17 +243,19 @@ impl<'a> RabbitExecutor<'a> {
             }
         }
         for phase in 0..PHASES {
-            let batch: Vec<(usize, &Declaration)> = additions
+            let in_phase: Vec<(&Addition, &Declaration)> = additions
                 .iter()
                 .filter(|a| a.phase == phase)
                 .filter_map(|a| match &a.item {
-                    Item::Declare(d) => Some((a.change, d)),
+                    Item::Declare(d) => Some((a, d)),
                     Item::Policy(_) => None,
                 })
                 .collect();
-            if batch.is_empty() {
+            if in_phase.is_empty() {
                 continue;
             }
+            let batch: Vec<(usize, &Declaration)> =
+                in_phase.iter().map(|(a, d)| (a.unit, *d)).collect();
             let started = std::time::Instant::now();
             let results = declare_all(self.amqp, &batch, DECLARE_CHANNELS).await;
             tracing::debug!(
@@ -254,12 +264,12 @@ impl<'a> RabbitExecutor<'a> {
                 started.elapsed().as_secs_f64()
             );
             let mut failed = false;
-            for ((change, _), result) in batch.iter().zip(results) {
+            for ((addition, _), result) in in_phase.iter().zip(results) {
                 match result {
-                    Ok(()) => self.added(*change, &mut remaining),
+                    Ok(()) => self.added(addition.change, &mut remaining),
                     Err(e) => {
                         failed = true;
-                        self.finish(*change, Outcome::Failed(e));
+                        self.finish(addition.change, Outcome::Failed(e));
                     }
                 }
             }
@@ -481,6 +491,10 @@ fn additions(index: usize, change: &Change) -> Vec<Addition> {
         Resource::Queue(_) => 2,
         _ => 3,
     };
+    let unit = match after {
+        Resource::Queue(q) if q.queue_type() != QueueType::Classic => REPLICATED_UNIT,
+        _ => index,
+    };
     let mut items = Vec::new();
     match after {
         Resource::Exchange(e) => {
@@ -517,6 +531,7 @@ fn additions(index: usize, change: &Change) -> Vec<Addition> {
         .map(|item| Addition {
             change: index,
             phase,
+            unit,
             item,
         })
         .collect()
