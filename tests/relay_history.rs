@@ -353,6 +353,23 @@ fn the_epoch_changes_when_the_stream_is_created_again() {
     });
 }
 
+/// The plan of the broker with components.toml's relays, --prune included, is empty.
+#[track_caller]
+fn assert_converged_with(v: &TestVhost, registry: &std::path::Path, components: &str) {
+    let args = [
+        "plan",
+        "--only",
+        "rabbitmq",
+        "--prune",
+        "--detailed-exitcode",
+    ];
+    let converged = v.run(
+        registry,
+        &[&args[..], &["--components", components]].concat(),
+    );
+    assert_exit(&converged, 0);
+}
+
 /// A components.toml that runs a relay (never started here: the plan reads its settings).
 fn relay_components(dir: &std::path::Path, extra: &str) -> String {
     let path = dir.join("components.toml");
@@ -431,19 +448,7 @@ fn gods_plan_declares_the_relays_history_keeps_it_without_drift_and_draws_it() {
         "{}",
         relay.stderr()
     );
-    let converged = v.run(
-        &registry,
-        &[
-            "plan",
-            "--only",
-            "rabbitmq",
-            "--prune",
-            "--detailed-exitcode",
-            "--components",
-            &components,
-        ],
-    );
-    assert_exit(&converged, 0);
+    assert_converged_with(&v, &registry, &components);
 
     let graph = v.run(&registry, &["graph", "--components", &components]);
     assert_exit(&graph, 0);
@@ -496,19 +501,7 @@ fn a_history_the_relay_declared_itself_is_no_drift_and_never_pruned() {
         ],
     );
     assert_exit(&applied, 0);
-    let converged = v.run(
-        &registry,
-        &[
-            "plan",
-            "--only",
-            "rabbitmq",
-            "--prune",
-            "--detailed-exitcode",
-            "--components",
-            &components,
-        ],
-    );
-    assert_exit(&converged, 0);
+    assert_converged_with(&v, &registry, &components);
     // Without the relay in components.toml, god never deletes the stream it did not create.
     std::fs::write(&components, "[components]\n").unwrap();
     let pruned = v.run(

@@ -79,14 +79,7 @@ impl TestProject {
 
     /// Runs god on the containers only, for this project.
     pub fn run(&self, args: &[&str]) -> Output {
-        god()
-            .arg("--components")
-            .arg(self.dir.path().join("components.toml"))
-            .args(["--project", &self.name])
-            .args(args)
-            .args(["--only", "docker"])
-            .output()
-            .unwrap()
+        self.operate(&[args, &["--only", "docker"]].concat())
     }
 
     /// Runs one of the operator's commands (`ps`, `logs`, `restart`, `down`) on this project.
