@@ -370,6 +370,17 @@ fn assert_converged_with(v: &TestVhost, registry: &std::path::Path, components: 
     assert_exit(&converged, 0);
 }
 
+/// `god apply --prune` of the broker with components.toml's relays succeeds.
+#[track_caller]
+fn apply_with(v: &TestVhost, registry: &std::path::Path, components: &str) {
+    let args = ["apply", "--prune", "--auto-approve", "--only", "rabbitmq"];
+    let applied = v.run(
+        registry,
+        &[&args[..], &["--components", components]].concat(),
+    );
+    assert_exit(&applied, 0);
+}
+
 /// A components.toml that runs a relay (never started here: the plan reads its settings).
 fn relay_components(dir: &std::path::Path, extra: &str) -> String {
     let path = dir.join("components.toml");
@@ -488,35 +499,11 @@ fn a_history_the_relay_declared_itself_is_no_drift_and_never_pruned() {
         stream_changes.iter().all(|c| c["action"] == "adopt"),
         "{plan:#}"
     );
-    let applied = v.run(
-        &registry,
-        &[
-            "apply",
-            "--prune",
-            "--auto-approve",
-            "--only",
-            "rabbitmq",
-            "--components",
-            &components,
-        ],
-    );
-    assert_exit(&applied, 0);
+    apply_with(&v, &registry, &components);
     assert_converged_with(&v, &registry, &components);
     // Without the relay in components.toml, god never deletes the stream it did not create.
     std::fs::write(&components, "[components]\n").unwrap();
-    let pruned = v.run(
-        &registry,
-        &[
-            "apply",
-            "--prune",
-            "--auto-approve",
-            "--only",
-            "rabbitmq",
-            "--components",
-            &components,
-        ],
-    );
-    assert_exit(&pruned, 0);
+    apply_with(&v, &registry, &components);
     let stream = v.queue(STREAM).expect("the relay's stream is kept");
     assert_eq!(stream["arguments"]["x-god-epoch"], epoch);
 }

@@ -7,12 +7,10 @@
 
 use futures::future::join_all;
 use lapin::Channel;
-use lapin::options::{
-    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 
-use crate::model::{BindingSpec, DestinationType, ExchangeSpec, QueueSpec};
-use crate::rabbit::amqp::{AmqpSession, field_table};
+use crate::model::{BindingSpec, ExchangeSpec, QueueSpec};
+use crate::rabbit::amqp::{AmqpSession, bind, field_table};
 
 /// Channels the declarations are spread over: enough to keep both of the broker's schedulers
 /// busy while each channel waits for its replies.
@@ -61,39 +59,6 @@ impl Declaration {
                     .map(|_| ())
             }
             Declaration::Binding(b) => bind(channel, b).await,
-        }
-    }
-}
-
-async fn bind(channel: &Channel, b: &BindingSpec) -> lapin::Result<()> {
-    let (destination, source, key) = (
-        b.destination.as_str().into(),
-        b.source.as_str().into(),
-        b.routing_key.as_str().into(),
-    );
-    let arguments = field_table(&b.arguments);
-    match b.destination_type {
-        DestinationType::Queue => {
-            channel
-                .queue_bind(
-                    destination,
-                    source,
-                    key,
-                    QueueBindOptions::default(),
-                    arguments,
-                )
-                .await
-        }
-        DestinationType::Exchange => {
-            channel
-                .exchange_bind(
-                    destination,
-                    source,
-                    key,
-                    ExchangeBindOptions::default(),
-                    arguments,
-                )
-                .await
         }
     }
 }

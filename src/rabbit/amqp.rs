@@ -107,6 +107,40 @@ impl AmqpSession {
     }
 }
 
+/// Adds one binding, exactly (arguments included), to a queue or an exchange.
+pub async fn bind(channel: &lapin::Channel, b: &BindingSpec) -> lapin::Result<()> {
+    let (destination, source, key) = (
+        b.destination.as_str().into(),
+        b.source.as_str().into(),
+        b.routing_key.as_str().into(),
+    );
+    let arguments = field_table(&b.arguments);
+    match b.destination_type {
+        DestinationType::Queue => {
+            channel
+                .queue_bind(
+                    destination,
+                    source,
+                    key,
+                    lapin::options::QueueBindOptions::default(),
+                    arguments,
+                )
+                .await
+        }
+        DestinationType::Exchange => {
+            channel
+                .exchange_bind(
+                    destination,
+                    source,
+                    key,
+                    lapin::options::ExchangeBindOptions::default(),
+                    arguments,
+                )
+                .await
+        }
+    }
+}
+
 /// Removes one binding, exactly (arguments included), to a queue or an exchange.
 pub async fn unbind(channel: &lapin::Channel, b: &BindingSpec) -> lapin::Result<()> {
     let (destination, source, key) = (
