@@ -13,8 +13,10 @@
 //! size of GOD_BENCH_CURVE (default 1000,5000,20000; `0` skips it), with the definitions
 //! import of the same objects beside each.
 //!
-//! Needs the broker of `scripts/bootstrap`. Environment: GOD_BENCH_SERVICES (default 5000),
-//! GOD_BENCH_REPEATS (default 3).
+//! Needs the broker of `scripts/bootstrap`, or the one GOD_TEST_AMQP and GOD_TEST_MANAGEMENT
+//! name as for the tests: `eval "$(scripts/rabbitmq4 urls)"` after `scripts/rabbitmq4 up`
+//! measures RabbitMQ 4.0. Environment: GOD_BENCH_SERVICES (default 5000), GOD_BENCH_REPEATS
+//! (default 3).
 //!
 //! With GOD_BENCH_CLUSTER=1 the same measurements run on the local 3-node cluster
 //! (`scripts/cluster up`, started here when it is not running) with quorum queues: the
@@ -31,7 +33,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{MANAGEMENT, env_number};
+use common::env_number;
 
 /// Where the benchmark runs.
 struct Target {
@@ -39,7 +41,7 @@ struct Target {
     api: String,
     /// What god is given: AMQP `host:port` of each node, and the management URLs.
     amqp_nodes: Vec<String>,
-    management_urls: Option<String>,
+    management_urls: String,
     /// Quorum queues (the cluster) or classic ones (one node).
     quorum: bool,
 }
@@ -59,19 +61,17 @@ impl Target {
                 amqp_nodes: (1..=support::cluster::NODES)
                     .map(|i| format!("127.0.0.1:{}", support::cluster::amqp_port(i)))
                     .collect(),
-                management_urls: Some(
-                    (1..=support::cluster::NODES)
-                        .map(support::cluster::management_url)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
+                management_urls: (1..=support::cluster::NODES)
+                    .map(support::cluster::management_url)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 quorum: true,
             }
         } else {
             Self {
-                api: MANAGEMENT.to_string(),
-                amqp_nodes: vec!["127.0.0.1:5672".to_string()],
-                management_urls: None,
+                api: format!("{}/api", support::management()),
+                amqp_nodes: vec![support::amqp_node()],
+                management_urls: support::management(),
                 quorum: false,
             }
         }
@@ -285,10 +285,8 @@ fn god(
         .args(args)
         .env("RABBITMQ_URL", urls.join(","))
         .stdout(Stdio::null())
-        .stderr(errors.try_clone().unwrap());
-    if let Some(management) = &target.management_urls {
-        command.env("RABBITMQ_MANAGEMENT_URL", management);
-    }
+        .stderr(errors.try_clone().unwrap())
+        .env("RABBITMQ_MANAGEMENT_URL", &target.management_urls);
     let start = Instant::now();
     // wait4 reaps it: std's wait cannot give the peak memory.
     #[allow(clippy::zombie_processes)]
