@@ -17,14 +17,13 @@ pub async fn fresh_vhost(http: &reqwest::Client, vhost: &str) {
 /// [`fresh_vhost`] on the broker whose management API is at `api` (`http://…/api`).
 pub async fn fresh_vhost_at(http: &reqwest::Client, api: &str, vhost: &str) {
     delete_vhost_at(http, api, vhost).await;
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth("guest", Some("guest"));
-    auth(http.put(format!("{api}/vhosts/{vhost}")))
+    as_guest(http.put(format!("{api}/vhosts/{vhost}")))
         .json(&serde_json::json!({}))
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .unwrap();
-    auth(http.put(format!("{api}/permissions/{vhost}/guest")))
+    as_guest(http.put(format!("{api}/permissions/{vhost}/guest")))
         .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
         .send()
         .await
@@ -41,12 +40,7 @@ pub async fn delete_vhost(http: &reqwest::Client, vhost: &str) {
 /// [`delete_vhost`] on the broker whose management API is at `api`.
 pub async fn delete_vhost_at(http: &reqwest::Client, api: &str, vhost: &str) {
     let url = format!("{api}/vhosts/{vhost}");
-    let deleted = http
-        .delete(&url)
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await
-        .map(|response| response.status());
+    let deleted = status_as_guest(http.delete(&url)).await;
     if matches!(deleted, Ok(status) if status.is_success() || status == reqwest::StatusCode::NOT_FOUND)
     {
         return;
@@ -56,17 +50,27 @@ pub async fn delete_vhost_at(http: &reqwest::Client, api: &str, vhost: &str) {
     eprintln!("deleting vhost {vhost}: {deleted:?}; waiting for the broker to finish");
     for _ in 0..600 {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let status = http
-            .get(&url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .map(|response| response.status());
-        if matches!(status, Ok(reqwest::StatusCode::NOT_FOUND)) {
+        if matches!(
+            status_as_guest(http.get(&url)).await,
+            Ok(reqwest::StatusCode::NOT_FOUND)
+        ) {
             return;
         }
     }
     panic!("vhost {vhost} is still there 10 minutes after its deletion was asked for");
+}
+
+/// `request` with the guest credentials of the benchmarks' brokers.
+fn as_guest(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request.basic_auth("guest", Some("guest"))
+}
+
+/// The status `request` is answered with, sent as guest.
+async fn status_as_guest(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::StatusCode> {
+    as_guest(request)
+        .send()
+        .await
+        .map(|response| response.status())
 }
 
 /// A number from the environment (`GOD_BENCH_*`), or `default` when it is not set; a value that
