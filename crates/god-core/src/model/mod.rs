@@ -382,6 +382,7 @@ pub mod containers;
 pub mod desired;
 pub mod duration;
 pub mod kinds;
+pub mod name_set;
 pub mod queue_type;
 pub mod registry;
 pub mod topic;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::arguments::Arguments;
+use super::name_set;
 use super::{
     ApplyTo, BindingSpec, DEAD_LETTER_POLICY_PREFIX, DEAD_LETTER_POLICY_PRIORITY, DLK_ARG, DLX_ARG,
     DeadLetterRoute, DestinationType, ExchangeKind, ExchangeSpec, PolicySpec, QueueSpec, Topology,
@@ -97,67 +98,17 @@ fn shard_policy(settings: &Arguments, queues: &BTreeSet<String>, shard: usize) -
     };
     PolicySpec {
         name,
-        pattern: members_pattern(queues),
+        pattern: name_set::pattern(queues),
         apply_to: ApplyTo::Queues,
         priority: DEAD_LETTER_POLICY_PRIORITY,
         definition,
     }
 }
 
-/// The pattern that matches exactly `queues`, their common prefixes written once
-/// (`^(?:services\.a(?:|_dlq)|tasks)$`): RabbitMQ compiles every policy's pattern each time it
-/// matches a queue against it (at every declaration), so the pattern's length is what each
-/// queue declared costs.
-fn members_pattern(queues: &BTreeSet<String>) -> String {
-    let mut root = Trie::default();
-    for queue in queues {
-        root.insert(queue);
-    }
-    format!("^(?:{})$", root.alternatives().join("|"))
-}
-
-/// The queue names of a pattern, by their characters.
-#[derive(Default)]
-struct Trie {
-    /// A name ends here.
-    end: bool,
-    next: BTreeMap<char, Trie>,
-}
-
-impl Trie {
-    fn insert(&mut self, name: &str) {
-        let mut node = self;
-        for c in name.chars() {
-            node = node.next.entry(c).or_default();
-        }
-        node.end = true;
-    }
-
-    /// What may follow this node, one regular expression per branch ("" where a name ends).
-    fn alternatives(&self) -> Vec<String> {
-        let ending = self.end.then(String::new);
-        let branches = self.next.iter().map(|(c, child)| {
-            let mut text = regex::escape(&c.to_string());
-            text.push_str(&child.tail());
-            text
-        });
-        ending.into_iter().chain(branches).collect()
-    }
-
-    /// This node's branches as one expression: a group only where they fork.
-    fn tail(&self) -> String {
-        let alternatives = self.alternatives();
-        match alternatives.as_slice() {
-            [one] => one.clone(),
-            _ => format!("(?:{})", alternatives.join("|")),
-        }
-    }
-}
-
 /// `policy` naming `queues` instead, under its own name.
 pub fn with_members(policy: &PolicySpec, queues: &BTreeSet<String>) -> PolicySpec {
     PolicySpec {
-        pattern: members_pattern(queues),
+        pattern: name_set::pattern(queues),
         ..policy.clone()
     }
 }
@@ -183,7 +134,7 @@ fn shards(queues: &BTreeSet<String>) -> Vec<BTreeSet<String>> {
         }
         let fits = split
             .iter()
-            .all(|s| members_pattern(s).len() <= MAX_GROUP_PATTERN);
+            .all(|s| name_set::pattern(s).len() <= MAX_GROUP_PATTERN);
         if fits || count >= queues.len() {
             return split;
         }
@@ -211,54 +162,7 @@ pub fn argument_form(definition: &Arguments) -> Arguments {
 /// alternation of names, as older gods wrote it, or with common prefixes written once).
 pub fn group_members(policy: &PolicySpec) -> Option<Vec<String>> {
     policy.name.strip_prefix(QUEUE_POLICY_PREFIX)?;
-    let inner = policy.pattern.strip_prefix("^(?:")?.strip_suffix(")$")?;
-    let mut chars = inner.chars().peekable();
-    let members = expand_alternation(&mut chars)?;
-    chars.next().is_none().then_some(members)
-}
-
-/// Every name an alternation matches, up to the `)` that closes it (left unread).
-fn expand_alternation(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<String>> {
-    let mut names = Vec::new();
-    loop {
-        names.extend(expand_sequence(chars)?);
-        match chars.peek() {
-            Some('|') => {
-                chars.next();
-            }
-            _ => return Some(names),
-        }
-    }
-}
-
-/// Every name one branch matches: its characters, times each group's names.
-fn expand_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<String>> {
-    let mut names = vec![String::new()];
-    while let Some(&c) = chars.peek() {
-        match c {
-            '|' | ')' => break,
-            '(' => {
-                chars.next();
-                (chars.next()? == '?' && chars.next()? == ':').then_some(())?;
-                let group = expand_alternation(chars)?;
-                (chars.next()? == ')').then_some(())?;
-                names = names
-                    .iter()
-                    .flat_map(|n| group.iter().map(move |g| format!("{n}{g}")))
-                    .collect();
-            }
-            '\\' => {
-                chars.next();
-                let escaped = chars.next()?;
-                names.iter_mut().for_each(|n| n.push(escaped));
-            }
-            other => {
-                chars.next();
-                names.iter_mut().for_each(|n| n.push(other));
-            }
-        }
-    }
-    Some(names)
+    name_set::names(&policy.pattern)
 }
 
 /// What god's wiring gives the queues of a topology, read once: the grouped policy of each
@@ -475,7 +379,7 @@ mod tests {
         ]
         .map(String::from)
         .into();
-        let pattern = members_pattern(&queues);
+        let pattern = name_set::pattern(&queues);
         assert!(
             pattern.starts_with("^(?:q(?:|\\.retry(?:|\\.1)|_dlq)|services"),
             "{pattern}"
@@ -518,7 +422,7 @@ mod tests {
         let queues: BTreeSet<String> = (0..5000)
             .map(|i| format!("services.bench.svc_{i:05}"))
             .collect();
-        let pattern = members_pattern(&queues);
+        let pattern = name_set::pattern(&queues);
         let flat: usize = queues.iter().map(|q| regex::escape(q).len() + 1).sum();
         assert!(pattern.len() <= MAX_GROUP_PATTERN, "{}", pattern.len());
         assert!(pattern.len() * 5 < flat, "{} against {flat}", pattern.len());
