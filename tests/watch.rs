@@ -128,17 +128,11 @@ fn heal_restores_a_deleted_queue_and_binding_leaves_a_foreign_queue_and_tells_th
     // The foreign queue and its binding to god's exchange survive a heal with --prune, and
     // they received the events, as Bloodbank envelopes, confirmed.
     assert!(has_binding(&vhost, "dashboard.drift", "god.drift.#"));
-    let envelopes: Vec<Value> = vhost
-        .drain("dashboard.drift")
-        .iter()
-        .map(|b| serde_json::from_str(b).unwrap())
-        .collect();
-    let types: Vec<&str> = envelopes
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
-    assert!(types.contains(&"god.drift.detected"), "{types:?}");
-    assert!(types.contains(&"god.drift.healed"), "{types:?}");
+    let envelopes = drained_until(
+        &vhost,
+        "dashboard.drift",
+        &["god.drift.detected", "god.drift.healed"],
+    );
     let bus_healed = envelopes
         .iter()
         .find(|e| e["event_type"] == "god.drift.healed")
@@ -452,4 +446,29 @@ fn watch_runs_as_a_container_of_the_project_sees_it_converged_and_heals_it() {
         "{healed:#?}"
     );
     assert!(vhost.queue("orders.q").is_some());
+}
+
+/// The envelopes that reach `queue` until one of each of `types` has come: a watch writes an
+/// event's line before it publishes it, so the bus may be a moment behind the line.
+fn drained_until(vhost: &TestVhost, queue: &str, types: &[&str]) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + TWO_INTERVALS;
+    let mut envelopes: Vec<Value> = Vec::new();
+    loop {
+        let batch = vhost.drain(queue);
+        envelopes.extend(
+            batch
+                .iter()
+                .map(|b| serde_json::from_str::<Value>(b).unwrap()),
+        );
+        let seen = |t: &&str| envelopes.iter().any(|e| e["event_type"] == **t);
+        if types.iter().all(seen) {
+            return envelopes;
+        }
+        let got: Vec<&Value> = envelopes.iter().map(|e| &e["event_type"]).collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got:?}, waiting for {types:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
