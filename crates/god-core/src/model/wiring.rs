@@ -159,7 +159,7 @@ pub fn argument_form(definition: &Arguments) -> Arguments {
 }
 
 /// The queues one of god's grouped policies names, read back from its pattern (a plain
-/// alternation of names, as older gods wrote it, or with common prefixes written once).
+/// alternation of names, as older gods wrote it, or [`name_set::pattern`]'s form).
 pub fn group_members(policy: &PolicySpec) -> Option<Vec<String>> {
     policy.name.strip_prefix(QUEUE_POLICY_PREFIX)?;
     name_set::names(&policy.pattern)
