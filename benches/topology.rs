@@ -118,20 +118,28 @@ fn main() {
     let _ = writeln!(table, "| god plan, empty vhost | {} | | | |", secs(pe));
     let _ = writeln!(
         table,
-        "| god plan, converged vhost | {} | export {} | {:.2}x | ≤ 0.8x |",
+        "| god plan, converged vhost | {} | export {} | {} | ≤ 0.8x |",
         secs(pc),
-        secs(ex),
-        ratio(pc, ex)
+        reference_secs(ex),
+        ratio_text(pc, ex)
     );
     let _ = writeln!(
         table,
-        "| god apply, from empty | {} | import {} | {:.2}x | ≤ 0.5x |",
+        "| god apply, from empty | {} | import {} | {} | ≤ 0.5x |",
         secs(ap),
-        secs(im),
-        ratio(ap, im)
+        reference_secs(im),
+        ratio_text(ap, im)
     );
-    let _ = writeln!(table, "| definitions export (GET) | {} | | | |", secs(ex));
-    let _ = writeln!(table, "| definitions import (POST) | {} | | | |", secs(im));
+    let _ = writeln!(
+        table,
+        "| definitions export (GET) | {} | | | |",
+        reference_secs(ex)
+    );
+    let _ = writeln!(
+        table,
+        "| definitions import (POST) | {} | | | |",
+        reference_secs(im)
+    );
     println!("{table}");
     if !target.quorum {
         scale_curve(&target, &http, dir.path());
@@ -167,7 +175,7 @@ impl Round {
         let export = time(|| document = http.export(&vhost));
         let copy = http.fresh_vhost(&format!("god-bench-import-{tag}"));
         // An export the broker cannot finish (at 20,000 services RabbitMQ 3.10 closes the
-        // connection) leaves no reference: zero, printed as such.
+        // connection) or an import it refuses leaves no reference: zero, printed as "none".
         let (export, import) = match &document {
             Some(document) => {
                 let mut imported = false;
@@ -218,17 +226,17 @@ fn scale_curve(target: &Target, http: &Http, dir: &Path) {
         let r = Round::measure(target, http, &registry, &format!("curve-{size}"));
         let each = |d: Duration| d.as_secs_f64() * 1000.0 / *size as f64;
         println!(
-            "| {size} | {} | {:.2} ms | {} MiB | {} | {:.2}x | {} | {:.3} ms | {} MiB | {} | {:.2}x |",
+            "| {size} | {} | {:.2} ms | {} MiB | {} | {} | {} | {:.3} ms | {} MiB | {} | {} |",
             secs(r.apply),
             each(r.apply),
             r.apply_peak / 1024,
-            secs(r.import),
-            ratio(r.apply, r.import),
+            reference_secs(r.import),
+            ratio_text(r.apply, r.import),
             secs(r.plan_converged),
             each(r.plan_converged),
             r.plan_peak / 1024,
-            secs(r.export),
-            ratio(r.plan_converged, r.export),
+            reference_secs(r.export),
+            ratio_text(r.plan_converged, r.export),
         );
         per_service.push((each(r.apply), each(r.plan_converged)));
     }
@@ -332,8 +340,18 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
+/// A reference's time, or "none" when the broker gave none (zero).
+fn reference_secs(d: Duration) -> String {
+    if d.is_zero() { "none".into() } else { secs(d) }
+}
+
+/// god's time against a reference, or "-" when there is no reference.
+fn ratio_text(a: Duration, b: Duration) -> String {
+    if b.is_zero() {
+        "-".into()
+    } else {
+        format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+    }
 }
 
 /// Blocking calls to the management API.
