@@ -1,15 +1,11 @@
 //! Additions over AMQP: exchanges, queues and bindings declared the way their clients declare
 //! them, pipelined on several channels at once, where a definitions import is one serial
-//! request. The caller declares in phases (exchanges, then queues with their bindings), so a
-//! binding never comes before its source; within a phase, the declarations of one unit (a
+//! request. The caller declares in phases (exchanges, then queues, then bindings), so a binding
+//! never comes before either of its ends; within a phase, the declarations of one unit (a
 //! queue and god's record of it) go in order on one channel, so an apply killed part-way never
-//! leaves an object god made without its record, and a binding to a queue of the same phase
-//! waits for that queue's declaration ([`Step::after`]) instead of for the whole phase.
+//! leaves an object god made without its record.
 
-use std::sync::Mutex;
-
-use futures::channel::oneshot;
-use futures::future::{FutureExt, Shared, join_all};
+use futures::future::join_all;
 use lapin::Channel;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 
@@ -67,107 +63,37 @@ impl Declaration {
     }
 }
 
-/// One declaration of a phase.
-#[derive(Debug, Clone, Copy)]
-pub struct Step<'a> {
-    /// The declarations of a unit go in their order on one channel (unit modulo channels).
-    pub unit: usize,
-    /// What is declared.
-    pub declaration: &'a Declaration,
-    /// The step (an index into the same phase) that must have succeeded before this one is
-    /// sent: a binding's queue declared on another channel. A step that waits must be the only
-    /// one of its unit, or the last, so that it does not delay the rest of its unit.
-    pub after: Option<usize>,
-}
-
-/// Declares one phase's steps on `channels`, pipelined: each channel sends its steps at once,
-/// except those that wait for another step. Returns each step's result, in the order given;
-/// None for a step not sent because the step it waited for failed.
+/// Declares one phase's objects on `channels`: each declaration comes with its unit, and the
+/// declarations of a unit go in their order on one channel (unit modulo channels), pipelined.
+/// Returns each declaration's result, in the order given.
 pub async fn declare_all(
     session: &AmqpSession,
-    steps: &[Step<'_>],
+    declarations: &[(usize, &Declaration)],
     channels: usize,
-) -> Vec<Option<Result<(), String>>> {
-    let lanes = channels.clamp(1, steps.len().max(1));
+) -> Vec<Result<(), String>> {
+    let lanes = channels.clamp(1, declarations.len().max(1));
     let mut opened = Vec::with_capacity(lanes);
     for _ in 0..lanes {
         match session.channel().await {
             Ok(channel) => opened.push(channel),
-            Err(e) => return vec![Some(Err(e.to_string())); steps.len()],
+            Err(e) => return vec![Err(e.to_string()); declarations.len()],
         }
     }
-    let signals = Signals::new(steps);
-    let signals = &signals;
     let lane_of = |unit: usize| unit % lanes;
     let lane_results = join_all(opened.iter().enumerate().map(|(lane, channel)| async move {
-        let mine = steps
+        let mine = declarations
             .iter()
             .enumerate()
-            .filter(|(_, step)| lane_of(step.unit) == lane);
-        join_all(mine.map(|(i, step)| async move {
-            if let Some(first) = step.after
-                && !signals.succeeded(first).await
-            {
-                return (i, None);
-            }
-            let result = step.declaration.declare(channel).await;
-            signals.tell(i, result.is_ok());
-            (i, Some(result))
-        }))
-        .await
+            .filter(|(_, (unit, _))| lane_of(*unit) == lane);
+        join_all(mine.map(|(i, (_, d))| async move { (i, d.declare(channel).await) })).await
     }))
     .await;
-    let mut results: Vec<Option<Result<(), String>>> = vec![None; steps.len()];
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); declarations.len()];
     for (i, outcome) in lane_results.into_iter().flatten() {
-        results[i] = outcome.map(|r| r.map_err(|e| session.error(e, "declaring").to_string()));
+        results[i] = outcome.map_err(|e| session.error(e, "declaring").to_string());
     }
     for channel in opened {
         let _ = channel.close(200, "declared".into()).await;
     }
     results
-}
-
-/// How the steps that others wait for tell them whether they succeeded.
-struct Signals {
-    /// The sender of each awaited step, taken when it finishes (None for the others).
-    senders: Vec<Mutex<Option<oneshot::Sender<bool>>>>,
-    /// The receiver of each awaited step, shared by the steps that wait for it.
-    receivers: Vec<Option<Shared<oneshot::Receiver<bool>>>>,
-}
-
-impl Signals {
-    fn new(steps: &[Step<'_>]) -> Self {
-        let mut awaited = vec![false; steps.len()];
-        for first in steps.iter().filter_map(|step| step.after) {
-            awaited[first] = true;
-        }
-        let (senders, receivers) = awaited
-            .into_iter()
-            .map(|awaited| {
-                if awaited {
-                    let (sender, receiver) = oneshot::channel();
-                    (Mutex::new(Some(sender)), Some(receiver.shared()))
-                } else {
-                    (Mutex::new(None), None)
-                }
-            })
-            .unzip();
-        Self { senders, receivers }
-    }
-
-    /// Tells the steps waiting for step `index` how it ended.
-    fn tell(&self, index: usize, succeeded: bool) {
-        let sender = self.senders[index].lock().map(|mut s| s.take());
-        if let Ok(Some(sender)) = sender {
-            let _ = sender.send(succeeded);
-        }
-    }
-
-    /// Waits for step `index`; whether it succeeded.
-    async fn succeeded(&self, index: usize) -> bool {
-        match &self.receivers[index] {
-            Some(receiver) => receiver.clone().await == Ok(true),
-            None => false,
-        }
-    }
 }

@@ -5,9 +5,7 @@
 use serde_json::{Value, json};
 
 use super::Outcome;
-use std::collections::HashMap;
-
-use super::declare::{DECLARE_CHANNELS, Declaration, Step, declare_all};
+use super::declare::{DECLARE_CHANNELS, Declaration, declare_all};
 use super::migrate::{self, Evacuated};
 use crate::error::GodError;
 use crate::model::QueueSpec;
@@ -41,9 +39,8 @@ pub struct RabbitExecutor<'a> {
 }
 
 /// One object a change adds, the change it belongs to, and when it is declared: god's record
-/// exchange (0), exchanges (1), queues and bindings (2: a binding to a queue of this phase waits
-/// for that queue's declaration only); an object's record goes with it, in the same unit (the
-/// declarations of a unit go in order on one channel).
+/// exchange (0), exchanges (1), queues (2), bindings (3); an object's record goes with it, in
+/// the same unit (the declarations of a unit go in order on one channel).
 struct Addition {
     change: usize,
     phase: usize,
@@ -57,7 +54,7 @@ struct Addition {
 const REPLICATED_UNIT: usize = 0;
 
 /// The phases of declaration, in order.
-const PHASES: usize = 3;
+const PHASES: usize = 4;
 
 /// What is added: an object declared over AMQP, or a policy (in a definitions document).
 enum Item {
@@ -203,8 +200,8 @@ impl<'a> RabbitExecutor<'a> {
     }
 
     /// Everything that adds: policies first (one definitions document: queues declared after
-    /// them take their settings at once), then god's record exchange, the exchanges, and the
-    /// queues with the bindings and god's record bindings, each phase declared over AMQP on
+    /// them take their settings at once), then god's record exchange and the exchanges, the
+    /// queues, the bindings and god's record bindings, each phase declared over AMQP on
     /// [`DECLARE_CHANNELS`] channels. A failure stops the run after its phase; what the phase
     /// did is done.
     async fn declare_additions(&mut self, plan: &Plan) -> Result<(), ()> {
@@ -257,7 +254,8 @@ impl<'a> RabbitExecutor<'a> {
             if in_phase.is_empty() {
                 continue;
             }
-            let batch = steps(&in_phase);
+            let batch: Vec<(usize, &Declaration)> =
+                in_phase.iter().map(|(a, d)| (a.unit, *d)).collect();
             let started = std::time::Instant::now();
             let results = declare_all(self.amqp, &batch, DECLARE_CHANNELS).await;
             tracing::debug!(
@@ -268,12 +266,11 @@ impl<'a> RabbitExecutor<'a> {
             let mut failed = false;
             for ((addition, _), result) in in_phase.iter().zip(results) {
                 match result {
-                    Some(Ok(())) => self.added(addition.change, &mut remaining),
-                    Some(Err(e)) => {
+                    Ok(()) => self.added(addition.change, &mut remaining),
+                    Err(e) => {
                         failed = true;
                         self.finish(addition.change, Outcome::Failed(e));
                     }
-                    None => failed = true,
                 }
             }
             if failed {
@@ -474,34 +471,6 @@ fn refused_unless(done: bool, why: &str) -> Outcome {
     }
 }
 
-/// A phase's declarations as steps: a binding to a queue declared in the same phase on another
-/// unit waits for that queue (god's record of a queue is in the queue's own unit, right after
-/// it, and needs no wait).
-fn steps<'a>(in_phase: &[(&Addition, &'a Declaration)]) -> Vec<Step<'a>> {
-    let queues: HashMap<&str, (usize, usize)> = in_phase
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (a, d))| match d {
-            Declaration::Queue(q) => Some((q.name.as_str(), (i, a.unit))),
-            _ => None,
-        })
-        .collect();
-    in_phase
-        .iter()
-        .map(|(a, d)| Step {
-            unit: a.unit,
-            declaration: d,
-            after: match d {
-                Declaration::Binding(b) if b.destination_type == DestinationType::Queue => queues
-                    .get(b.destination.as_str())
-                    .filter(|(_, unit)| *unit != a.unit)
-                    .map(|(i, _)| *i),
-                _ => None,
-            },
-        })
-        .collect()
-}
-
 /// The objects a change adds: the object itself, plus god's record binding for queues and
 /// exchanges it creates or adopts, and for the objects it records by their identifier.
 fn additions(index: usize, change: &Change) -> Vec<Addition> {
@@ -519,7 +488,8 @@ fn additions(index: usize, change: &Change) -> Vec<Addition> {
     let declared = change.action != Action::Adopt;
     let phase = match after {
         Resource::Exchange(_) => 1,
-        _ => 2,
+        Resource::Queue(_) => 2,
+        _ => 3,
     };
     let unit = match after {
         Resource::Queue(q) if q.queue_type() != QueueType::Classic => REPLICATED_UNIT,
