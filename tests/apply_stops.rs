@@ -5,7 +5,7 @@
 mod support;
 
 use indoc::indoc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::*;
 
 #[test]
@@ -84,11 +84,7 @@ fn a_refused_queue_stops_apply_after_the_queues_naming_the_refusal() {
     let v = TestVhost::new("refused");
     // guest may configure everything on this vhost but the queue `q-denied`: its declaration
     // is refused (ACCESS_REFUSED), which the plan, read through the management API, cannot see.
-    v.api(
-        "PUT",
-        &format!("permissions/{}/guest", encode(&v.name)),
-        Some(json!({"configure": "^(?!q-denied$).*", "write": ".*", "read": ".*"})),
-    );
+    v.grant_guest("^(?!q-denied$).*");
     let (_d, registry) = registry_with(indoc! {"
         allowed:
           queue_name: q-allowed
@@ -126,11 +122,7 @@ fn a_refused_queue_stops_apply_after_the_queues_naming_the_refusal() {
     );
     assert!(v.queue("q-allowed").is_some() && v.queue("q-denied").is_none());
     // With the permission back, the next apply completes the rest.
-    v.api(
-        "PUT",
-        &format!("permissions/{}/guest", encode(&v.name)),
-        Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
-    );
+    v.grant_guest(".*");
     assert_exit(&v.run(&registry, &["apply", "--auto-approve"]), 0);
     assert_exit(&v.run(&registry, &["plan", "--detailed-exitcode"]), 0);
 }

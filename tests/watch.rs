@@ -464,10 +464,13 @@ fn drained_until(vhost: &TestVhost, queue: &str, types: &[&str]) -> Vec<Value> {
         if types.iter().all(seen) {
             return envelopes;
         }
-        let got: Vec<&Value> = envelopes.iter().map(|e| &e["event_type"]).collect();
         assert!(
             std::time::Instant::now() < deadline,
-            "{got:?}, waiting for {types:?}"
+            "{:?}, waiting for {types:?}",
+            envelopes
+                .iter()
+                .map(|e| &e["event_type"])
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -70,10 +70,16 @@ impl TestVhost {
     /// Creates the vhost and gives guest every permission on it.
     fn grant(&self) {
         self.api("PUT", &format!("vhosts/{}", self.enc()), Some(json!({})));
+        self.grant_guest(".*");
+    }
+
+    /// Sets guest's permissions on the vhost: what `configure` matches (a regular expression),
+    /// and every write and read.
+    pub fn grant_guest(&self, configure: &str) {
         self.api(
             "PUT",
             &format!("permissions/{}/guest", self.enc()),
-            Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+            Some(json!({"configure": configure, "write": ".*", "read": ".*"})),
         );
     }
 
