@@ -295,3 +295,56 @@ fn a_renamed_component_replaces_its_old_container_instead_of_running_beside_it()
     let converged = p.run(&["plan", "--detailed-exitcode"]);
     assert_exit(&converged, 0);
 }
+
+/// A worker that finishes its work on SIGTERM: it writes `/out/<marker>` and exits 0. With
+/// `grace`, its component sets `stop_grace_period`.
+fn worker(marker: &str, grace: Option<&str>) -> String {
+    let grace = grace.map_or(String::new(), |g| format!("stop_grace_period = \"{g}\"\n"));
+    format!(
+        r#"[components.worker]
+image = "busybox:local"
+command = ["/bin/sh", "-c", "trap 'echo finished > /out/{marker}; exit 0' TERM; echo started; while true; do sleep 1; done"]
+volumes = ["./out:/out"]
+network_mode = "none"
+{grace}"#
+    )
+}
+
+#[test]
+fn a_stop_grace_period_lets_the_process_finish_on_sigterm_before_a_recreate_or_down_removes_it() {
+    let p = TestProject::new("grace");
+    let out = p.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    p.write(&worker("first", Some("20s")));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+
+    // A changed command recreates the container: the old one is stopped, not killed.
+    p.write(&worker("second", Some("20s")));
+    let started = std::time::Instant::now();
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert!(
+        out.join("first").exists(),
+        "the replaced container got SIGTERM and finished"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "god waited for the process, not for the whole grace period: {:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    assert_exit(&p.operate(&["down"]), 0);
+    assert!(
+        out.join("second").exists(),
+        "down stopped the container before removing it"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(p.inspect("worker").is_none());
+
+    // Without a grace period the container is removed at once, as `docker rm -f` does.
+    p.write(&worker("third", None));
+    assert_exit(&p.run(&["apply", "--auto-approve"]), 0);
+    assert_exit(&p.operate(&["down"]), 0);
+    assert!(p.inspect("worker").is_none());
+    assert!(!out.join("third").exists(), "killed, not stopped");
+}

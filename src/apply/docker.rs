@@ -225,12 +225,31 @@ async fn restart(docker: &Docker, name: &str) -> Result<()> {
         .map_err(|e| engine::failed(&format!("starting container {name}"), e))
 }
 
+/// Removes a container. One whose component sets `stop_grace_period` is stopped first, as
+/// `docker stop` (and Compose) stop it: its stop signal, then SIGKILL once that time is up, so
+/// its process can finish what it was doing. Any other is removed at once, as `docker rm -f`.
 async fn remove(docker: &Docker, name: &str) -> Result<()> {
+    if let Some(grace) = grace_period(docker, name).await {
+        // The engine waits up to the container's own stop timeout; the request may take that
+        // long. Whatever this leaves running (a stop that failed) the forced removal kills.
+        let patient = docker.clone().with_timeout(grace + Duration::from_secs(30));
+        if let Err(e) = patient.stop_container(name, None).await {
+            tracing::debug!("stopping container {name} before removing it: {e}");
+        }
+    }
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
     gone(
         docker.remove_container(name, Some(options)).await,
         &format!("removing container {name}"),
     )
+}
+
+/// The stop timeout of its own (`stop_grace_period`) a running container has, if any.
+async fn grace_period(docker: &Docker, name: &str) -> Option<Duration> {
+    let container = docker.inspect_container(name, None).await.ok()?;
+    let running = container.state.and_then(|s| s.running).unwrap_or(false);
+    let seconds = container.config.and_then(|c| c.stop_timeout)?;
+    (running && seconds > 0).then(|| Duration::from_secs(seconds.unsigned_abs()))
 }
 
 /// A removal's result: done, or nothing to remove, is Ok; any other failure names `what`.
