@@ -83,12 +83,13 @@ pub const MAX_GROUP_PATTERN: usize = 16_000;
 /// settings, so that it stays the same policy while queues join and leave it. The first shard
 /// of its group (see [`group_policies`]).
 pub fn group_policy(settings: &Arguments, queues: &BTreeSet<String>) -> PolicySpec {
-    shard_policy(settings, queues, 0)
+    shard_policy(settings, name_set::pattern(queues), 0)
 }
 
-/// Shard `shard` of the policies that give `settings` to a group: the first is named
-/// `god.queues.<digest>` (as before groups had shards), the others `god.queues.<digest>.<n>`.
-fn shard_policy(settings: &Arguments, queues: &BTreeSet<String>, shard: usize) -> PolicySpec {
+/// Shard `shard` of the policies that give `settings` to a group, for the queues `pattern`
+/// matches: the first is named `god.queues.<digest>` (as before groups had shards), the others
+/// `god.queues.<digest>.<n>`.
+fn shard_policy(settings: &Arguments, pattern: String, shard: usize) -> PolicySpec {
     let definition = policy_definition(settings);
     let text = serde_json::to_string(&definition).expect("arguments serialise");
     let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
@@ -98,7 +99,7 @@ fn shard_policy(settings: &Arguments, queues: &BTreeSet<String>, shard: usize) -
     };
     PolicySpec {
         name,
-        pattern: name_set::pattern(queues),
+        pattern,
         apply_to: ApplyTo::Queues,
         priority: DEAD_LETTER_POLICY_PRIORITY,
         definition,
@@ -123,20 +124,25 @@ fn shard_of(queue: &str, shards: usize) -> usize {
     (u64::from_be_bytes(first) % shards as u64) as usize
 }
 
-/// The queues of a group in the fewest shards (a power of two) whose patterns all fit in
-/// [`MAX_GROUP_PATTERN`].
-fn shards(queues: &BTreeSet<String>) -> Vec<BTreeSet<String>> {
+/// The patterns of a group's queues in the fewest shards (a power of two) whose patterns all
+/// fit in [`MAX_GROUP_PATTERN`], by shard; an empty shard has none.
+fn shards(queues: &BTreeSet<String>) -> Vec<Option<String>> {
     let mut count = 1;
     loop {
         let mut split = vec![BTreeSet::new(); count];
         for queue in queues {
             split[shard_of(queue, count)].insert(queue.clone());
         }
-        let fits = split
+        let patterns: Vec<Option<String>> = split
             .iter()
-            .all(|s| name_set::pattern(s).len() <= MAX_GROUP_PATTERN);
+            .map(|members| (!members.is_empty()).then(|| name_set::pattern(members)))
+            .collect();
+        let fits = patterns
+            .iter()
+            .flatten()
+            .all(|p| p.len() <= MAX_GROUP_PATTERN);
         if fits || count >= queues.len() {
-            return split;
+            return patterns;
         }
         count *= 2;
     }
@@ -281,8 +287,7 @@ pub fn group_policies(settings: &BTreeMap<String, Arguments>) -> Vec<PolicySpec>
             shards(queues)
                 .into_iter()
                 .enumerate()
-                .filter(|(_, members)| !members.is_empty())
-                .map(|(i, members)| shard_policy(given, &members, i))
+                .filter_map(|(i, pattern)| Some(shard_policy(given, pattern?, i)))
         })
         .collect()
 }
