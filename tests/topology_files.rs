@@ -474,3 +474,38 @@ fn unroutable_events_are_parked_through_a_policy_and_doctor_counts_them() {
         "{parked}"
     );
 }
+
+/// A topology/ file of `count` fanout exchanges `fan.N`, each bound to the queue `fan.sink`,
+/// but for the ones in `unbound`.
+fn fans(count: usize, unbound: &[usize]) -> String {
+    let mut text = String::from("exchanges:\n");
+    for i in 0..count {
+        text.push_str(&format!("  fan.{i}:\n    type: fanout\n"));
+    }
+    text.push_str("queues:\n  fan.sink:\n    bindings:\n");
+    for i in (0..count).filter(|i| !unbound.contains(i)) {
+        text.push_str(&format!("      - exchange: fan.{i}\n"));
+    }
+    text
+}
+
+/// A plan reads bindings one exchange at a time while the vhost has few exchanges, and as one
+/// list beyond 32 (built-in ones counted): both ways it sees every binding, so an applied
+/// vhost plans nothing and a binding taken out of the file is the one change.
+#[test]
+fn bindings_are_read_whole_with_few_exchanges_and_with_many() {
+    for count in [3, 40] {
+        let v = TestVhost::new(&format!("topo-fans-{count}"));
+        let (_dir, registry) = inputs(&[("fans.yaml", &fans(count, &[]))]);
+        apply(&v, &registry, &[]);
+        assert_converged(&v, &registry);
+        let last = count - 1;
+        write_topology(&registry, "fans.yaml", &fans(count, &[last]));
+        let unbound = format!("binding/fan.{last}/queue/fan.sink/");
+        assert_eq!(
+            changes(&plan(&v, &registry, &[])),
+            vec![("delete".to_string(), unbound)],
+            "{count} exchanges"
+        );
+    }
+}

@@ -1,6 +1,6 @@
-//! Observing a vhost: its exchanges, queues, bindings and policies (four requests at once
-//! after the vhost check, whatever the number of objects), and, only when a plan would replace
-//! or delete queues, their exact depths.
+//! Observing a vhost: its exchanges, queues, bindings and policies (requests at once after the
+//! vhost check, their number independent of the number of queues and bindings), and, only
+//! when a plan would replace or delete queues, their exact depths.
 
 use std::collections::{BTreeMap, BTreeSet};
 
