@@ -286,10 +286,6 @@ impl BufIoWriter {
         frame: Frame,
         frame_max: LongUint,
     ) -> Result<usize> {
-        // TODO: tracing
-        #[cfg(feature = "traces")]
-        trace!("SENT on channel {}: {}", channel, frame);
-
         self.queue_frame(channel, frame, frame_max).await?;
         self.flush_buffer().await
     }
@@ -302,6 +298,10 @@ impl BufIoWriter {
         frame: Frame,
         frame_max: LongUint,
     ) -> Result<()> {
+        // TODO: tracing
+        #[cfg(feature = "traces")]
+        trace!("SENT on channel {}: {}", channel, frame);
+
         if let Frame::PublishCombo(publish, content_header, content_body) = frame {
             self.serialize_frame_into_buffer(channel, publish.into_frame())
                 .await?;
